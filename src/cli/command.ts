@@ -1,0 +1,88 @@
+import { parseArgs } from "node:util";
+
+export interface CliIO {
+  out(text: string): void;
+  err(text: string): void;
+  env: Record<string, string | undefined>;
+}
+
+export const processIO: CliIO = {
+  out: (text) => process.stdout.write(`${text}\n`),
+  err: (text) => process.stderr.write(`${text}\n`),
+  env: process.env,
+};
+
+export interface OptionSpec {
+  type: "string" | "boolean";
+  short?: string;
+  multiple?: boolean;
+  description: string;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  options: Record<string, OptionSpec>;
+  /** Returns the exit code. */
+  run(args: { values: Record<string, unknown>; positionals: string[] }, io: CliIO): Promise<number>;
+}
+
+/** A usage mistake: printed with the command's usage, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+export function helpText(command: Command): string {
+  const lines = [`${command.summary}`, "", `Usage: gatehouse ${command.usage}`];
+  const entries = Object.entries(command.options);
+  if (entries.length > 0) {
+    lines.push("", "Options:");
+    for (const [name, option] of entries) {
+      const flag = option.short ? `-${option.short}, --${name}` : `    --${name}`;
+      const value = option.type === "string" ? " <value>" : "";
+      lines.push(`  ${(flag + value).padEnd(30)} ${option.description}`);
+    }
+  }
+  lines.push(`  ${"-h, --help".padEnd(30)} show this help`);
+  return lines.join("\n");
+}
+
+export async function runCommand(command: Command, argv: string[], io: CliIO): Promise<number> {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        ...Object.fromEntries(
+          Object.entries(command.options).map(([name, { type, short, multiple }]) => [
+            name,
+            { type, ...(short ? { short } : {}), ...(multiple ? { multiple } : {}) },
+          ]),
+        ),
+        help: { type: "boolean", short: "h" },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (error) {
+    io.err(`gatehouse ${command.name}: ${(error as Error).message}\n\n${helpText(command)}`);
+    return 2;
+  }
+  if (parsed.values.help) {
+    io.out(helpText(command));
+    return 0;
+  }
+  try {
+    return await command.run({ values: parsed.values, positionals: parsed.positionals }, io);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.err(`gatehouse ${command.name}: ${error.message}\n\n${helpText(command)}`);
+      return 2;
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,41 @@
+import { CLI_ACTOR } from "../../audit/context.ts";
+import { PERMISSIONS } from "../../keys/permissions.ts";
+import type { Command } from "../command.ts";
+import { withGatehouse } from "../context.ts";
+
+const INITIALISED = "initialised_at";
+
+export const initCommand: Command = {
+  name: "init",
+  summary: "Create the store and print an admin key (once).",
+  usage: "init [--json] [--new-admin-key]",
+  options: {
+    json: { type: "boolean", description: 'print {"adminKey": "…"} as JSON' },
+    "new-admin-key": { type: "boolean", description: "on an existing store: issue another admin key" },
+  },
+  async run({ values }, io) {
+    return withGatehouse(io, async (gatehouse) => {
+      const existing = await gatehouse.storage.meta.get(INITIALISED);
+      if (existing !== null && !values["new-admin-key"]) {
+        io.err(
+          `This store was initialised at ${existing}. Its admin key was shown then and is not stored. To issue another admin key, run: gatehouse init --new-admin-key`,
+        );
+        return 1;
+      }
+      const { record, key } = await gatehouse.keys.create(
+        { name: existing === null ? "admin" : "admin (reissued)", scopes: [], permissions: [...PERMISSIONS] },
+        { context: CLI_ACTOR, permissions: null },
+      );
+      if (existing === null) await gatehouse.storage.meta.set(INITIALISED, new Date(gatehouse.clock()).toISOString());
+      if (values.json) {
+        io.out(JSON.stringify({ adminKey: key }));
+      } else {
+        io.out(`Admin key (shown once, store it in your secret manager):\n\n  ${key}\n`);
+        io.out(
+          `id ${record.id}, permissions ${record.permissions.join(" ")}, expires ${new Date(record.expiresAt ?? 0).toISOString()}`,
+        );
+      }
+      return 0;
+    });
+  },
+};

@@ -1,0 +1,190 @@
+import { CLI_ACTOR } from "../../audit/context.ts";
+import { digestKey, redactKey } from "../../keys/key-format.ts";
+import { keyStatus } from "../../keys/key-status.ts";
+import { isPermission } from "../../keys/permissions.ts";
+import { scanForKeys } from "../../leaks/key-scanner.ts";
+import { type CliIO, type Command, runCommand, UsageError } from "../command.ts";
+import { withGatehouse } from "../context.ts";
+
+const OPERATOR = { context: CLI_ACTOR, permissions: null };
+
+function integerOption(value: unknown, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "string" || !/^\d+$/.test(value)) throw new UsageError(`--${name} takes a whole number`);
+  return Number(value);
+}
+
+const create: Command = {
+  name: "keys create",
+  summary: "Create an API key and print it (once).",
+  usage:
+    "keys create --name <name> [--scope <scope>]… [--permission <p>]… [--expires-in <seconds>] [--owner <id>] [--json]",
+  options: {
+    name: { type: "string", description: "a label for the key" },
+    scope: { type: "string", multiple: true, description: "a scope to grant (repeatable)" },
+    permission: { type: "string", multiple: true, description: "a Gatehouse admin permission (repeatable)" },
+    "expires-in": { type: "string", description: "lifetime in seconds (default: the maximum)" },
+    owner: { type: "string", description: "owner id to record" },
+    json: { type: "boolean", description: "print JSON" },
+  },
+  async run({ values }, io) {
+    if (typeof values.name !== "string") throw new UsageError("--name is required");
+    const permissions = (values.permission as string[] | undefined) ?? [];
+    const unknown = permissions.filter((p) => !isPermission(p));
+    if (unknown.length > 0) throw new UsageError(`unknown permission(s): ${unknown.join(", ")}`);
+    const expires = integerOption(values["expires-in"], "expires-in");
+    return withGatehouse(io, async (gatehouse) => {
+      const { record, key } = await gatehouse.keys.create(
+        {
+          name: values.name as string,
+          scopes: (values.scope as string[] | undefined) ?? [],
+          permissions,
+          ...(expires !== undefined ? { expiresInSeconds: expires } : {}),
+          ...(typeof values.owner === "string" ? { ownerId: values.owner } : {}),
+        },
+        OPERATOR,
+      );
+      if (values.json) io.out(JSON.stringify({ id: record.id, key }));
+      else io.out(`${key}\n(id ${record.id}; shown once)`);
+      return 0;
+    });
+  },
+};
+
+const list: Command = {
+  name: "keys list",
+  summary: "List keys, newest first.",
+  usage: "keys list [--owner <id>] [--json]",
+  options: {
+    owner: { type: "string", description: "only this owner's keys" },
+    json: { type: "boolean", description: "print JSON lines" },
+  },
+  async run({ values }, io) {
+    return withGatehouse(io, async (gatehouse) => {
+      const records = await gatehouse.keys.list({
+        limit: 1000,
+        ...(typeof values.owner === "string" ? { ownerId: values.owner } : {}),
+      });
+      const now = gatehouse.clock();
+      for (const record of records) {
+        const status = keyStatus(record, now);
+        if (values.json) {
+          io.out(
+            JSON.stringify({ id: record.id, name: record.name, hint: record.hint, status, scopes: record.scopes }),
+          );
+        } else {
+          io.out(`${record.id}  ${record.hint}  ${status.padEnd(7)}  ${record.name}  [${record.scopes.join(" ")}]`);
+        }
+      }
+      return 0;
+    });
+  },
+};
+
+const revoke: Command = {
+  name: "keys revoke",
+  summary: "Revoke a key at once.",
+  usage: "keys revoke <id> [--reason <text>]",
+  options: { reason: { type: "string", description: "why, for the audit log" } },
+  async run({ values, positionals }, io) {
+    const [id] = positionals;
+    if (!id || positionals.length > 1) throw new UsageError("give exactly one key id");
+    return withGatehouse(io, async (gatehouse) => {
+      const record = await gatehouse.keys.revoke(
+        id,
+        (values.reason as string | undefined) ?? "revoked from the CLI",
+        OPERATOR,
+      );
+      io.out(`revoked ${record.id} (${record.hint})`);
+      return 0;
+    });
+  },
+};
+
+const rotate: Command = {
+  name: "keys rotate",
+  summary: "Issue a replacement key; the old one works for the grace period.",
+  usage: "keys rotate <id> --grace <seconds> [--json]",
+  options: {
+    grace: { type: "string", description: "seconds the old key keeps working (0: stops now)" },
+    json: { type: "boolean", description: "print JSON" },
+  },
+  async run({ values, positionals }, io) {
+    const [id] = positionals;
+    if (!id || positionals.length > 1) throw new UsageError("give exactly one key id");
+    const grace = integerOption(values.grace, "grace");
+    if (grace === undefined) throw new UsageError("--grace is required");
+    return withGatehouse(io, async (gatehouse) => {
+      const rotated = await gatehouse.keys.rotate(id, { gracePeriodSeconds: grace }, OPERATOR);
+      if (values.json)
+        io.out(JSON.stringify({ id: rotated.record.id, key: rotated.key, previous: rotated.previous.id }));
+      else io.out(`${rotated.key}\n(id ${rotated.record.id}; replaces ${id}; shown once)`);
+      return 0;
+    });
+  },
+};
+
+const scan: Command = {
+  name: "keys scan",
+  summary: "Find Gatehouse keys in files and report which are live. Exits 1 when a live key is found.",
+  usage: "keys scan <path>… [--json] [--offline]",
+  options: {
+    json: { type: "boolean", description: "print one JSON object per finding" },
+    offline: { type: "boolean", description: "do not open the store; report format matches only" },
+  },
+  async run({ values, positionals }, io) {
+    if (positionals.length === 0) throw new UsageError("give at least one file or directory");
+    const report = async (lookup: ((key: string) => Promise<string>) | null, prefix: string) => {
+      let live = 0;
+      let found = 0;
+      for await (const finding of scanForKeys(positionals, prefix)) {
+        found++;
+        const status = lookup ? await lookup(finding.key) : "unchecked";
+        if (status === "active") live++;
+        const where = `${finding.path}:${finding.line}:${finding.column}`;
+        if (values.json)
+          io.out(
+            JSON.stringify({
+              path: finding.path,
+              line: finding.line,
+              column: finding.column,
+              key: redactKey(finding.key),
+              status,
+            }),
+          );
+        else io.out(`${where}  ${redactKey(finding.key)}  ${status}`);
+      }
+      if (!values.json) io.err(`${found} key(s) found, ${live} live`);
+      return live > 0 ? 1 : 0;
+    };
+    if (values.offline) {
+      const { configOrReport } = await import("../context.ts");
+      const config = configOrReport(io);
+      return config ? report(null, config.keys.prefix) : 1;
+    }
+    return withGatehouse(io, (gatehouse) =>
+      report(async (key) => {
+        const record = await gatehouse.storage.keys.findByDigest(digestKey(key));
+        return record ? keyStatus(record, gatehouse.clock()) : "unknown";
+      }, gatehouse.config.keys.prefix),
+    );
+  },
+};
+
+export const keysSubcommands: Command[] = [create, list, revoke, rotate, scan];
+
+export async function runKeys(argv: string[], io: CliIO): Promise<number> {
+  const [name, ...rest] = argv;
+  const command = keysSubcommands.find((c) => c.name === `keys ${name}`);
+  if (!command) {
+    const lines = ["Manage API keys.", "", "Usage: gatehouse keys <command> [options]", "", "Commands:"];
+    for (const c of keysSubcommands) lines.push(`  ${c.name.slice(5).padEnd(10)} ${c.summary}`);
+    lines.push("", "Run gatehouse keys <command> --help for its options.");
+    const help = name === undefined || name === "--help" || name === "-h" || name === "help";
+    (help ? io.out : io.err)(
+      help ? lines.join("\n") : `gatehouse keys: unknown command "${name}"\n\n${lines.join("\n")}`,
+    );
+    return help ? 0 : 2;
+  }
+  return runCommand(command, rest, io);
+}

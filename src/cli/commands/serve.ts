@@ -1,0 +1,43 @@
+import { createGatehouse } from "../../gatehouse.ts";
+import { buildApp } from "../../http/app.ts";
+import { openStorage } from "../../storage/open-storage.ts";
+import type { Command } from "../command.ts";
+import { configOrReport } from "../context.ts";
+
+export const serveCommand: Command = {
+  name: "serve",
+  summary: "Run the Gatehouse server (configured by GATEHOUSE_* environment variables).",
+  usage: "serve",
+  options: {},
+  async run(_args, io) {
+    const config = configOrReport(io);
+    if (!config) return 1;
+    const storage = await openStorage(config);
+    const gatehouse = createGatehouse({ config, storage });
+    const app = buildApp(gatehouse);
+    let closing = false;
+    const shutdown = async (signal: string) => {
+      if (closing) return;
+      closing = true;
+      app.log.info({ signal }, "shutting down: no new connections, finishing in-flight requests");
+      // app.close() stops accepting, waits for in-flight requests, then we flush buffers.
+      await app.close();
+      await gatehouse.stop();
+      app.log.info("stopped");
+      process.exit(0);
+    };
+    process.once("SIGTERM", () => void shutdown("SIGTERM"));
+    process.once("SIGINT", () => void shutdown("SIGINT"));
+    try {
+      await app.listen({ port: config.port, host: config.host });
+    } catch (error) {
+      io.err(`gatehouse serve: cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`);
+      await gatehouse.stop();
+      return 1;
+    }
+    app.log.info({ issuer: config.issuer, storage: storage.kind, dataDir: config.dataDir }, "Gatehouse is ready");
+    // Keep running until a signal arrives.
+    await new Promise(() => {});
+    return 0;
+  },
+};

@@ -1,0 +1,33 @@
+import { type CliIO, type Command, processIO, runCommand } from "./command.ts";
+import { initCommand } from "./commands/init.ts";
+import { runKeys } from "./commands/keys.ts";
+import { serveCommand } from "./commands/serve.ts";
+
+const COMMANDS: Command[] = [serveCommand, initCommand];
+
+const HELP = `Gatehouse: authentication for APIs.
+
+Usage: gatehouse <command> [options]
+
+Commands:
+  serve      Run the server
+  init       Create the store and print an admin key (once)
+  keys       Create, list, rotate, revoke and scan for API keys
+
+Run gatehouse <command> --help for a command's options. Configuration comes from
+GATEHOUSE_* environment variables; see README.md.`;
+
+export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    io.out(HELP);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "keys") return runKeys(rest, io);
+  const command = COMMANDS.find((c) => c.name === name);
+  if (!command) {
+    io.err(`gatehouse: unknown command "${name}"\n\n${HELP}`);
+    return 2;
+  }
+  return runCommand(command, rest, io);
+}

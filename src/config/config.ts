@@ -1,0 +1,175 @@
+import { isIP } from "node:net";
+import { resolve } from "node:path";
+import { assertValidPrefix, DEFAULT_KEY_PREFIX } from "../keys/key-format.ts";
+import type { KeyPolicy } from "../keys/key-policy.ts";
+
+export interface GatehouseConfig {
+  port: number;
+  host: string;
+  dataDir: string;
+  issuer: string;
+  tls: { certFile: string; keyFile: string } | null;
+  /** Addresses/CIDRs of TLS-terminating proxies whose X-Forwarded-* headers we trust. */
+  trustedProxies: string[];
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  keys: KeyPolicy;
+  usageFlushMs: number;
+  bodyLimitBytes: number;
+  githubSecretScanning: { keysUrl: string; keysJson: string | null };
+}
+
+/** One message per mistake, naming the variable, so an operator fixes them all at once. */
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
+
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.has(host) || host.startsWith("127.");
+}
+
+export function loadConfig(env: Env = process.env): GatehouseConfig {
+  const problems: string[] = [];
+  const read = (name: string) => {
+    const value = env[name];
+    return value === undefined || value.trim() === "" ? undefined : value.trim();
+  };
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = read(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!/^\d+$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be a whole number from ${min} to ${max} (got "${raw}")`);
+      return fallback;
+    }
+    return value;
+  };
+  const boolean = (name: string): boolean => {
+    const raw = read(name);
+    if (raw === undefined) return false;
+    if (raw === "true" || raw === "1") return true;
+    if (raw === "false" || raw === "0") return false;
+    problems.push(`${name} must be true or false (got "${raw}")`);
+    return false;
+  };
+
+  const port = integer("GATEHOUSE_PORT", 8080, 0, 65535);
+  const host = read("GATEHOUSE_HOST") ?? "127.0.0.1";
+  if (host !== "localhost" && isIP(host) === 0) {
+    problems.push(`GATEHOUSE_HOST must be an IP address or "localhost" (got "${host}")`);
+  }
+  const dataDir = resolve(read("GATEHOUSE_DATA_DIR") ?? "./data");
+
+  const certFile = read("GATEHOUSE_TLS_CERT_FILE");
+  const keyFile = read("GATEHOUSE_TLS_KEY_FILE");
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    problems.push("GATEHOUSE_TLS_CERT_FILE and GATEHOUSE_TLS_KEY_FILE must be set together");
+  }
+  const tls = certFile && keyFile ? { certFile, keyFile } : null;
+
+  const trustedProxies = (read("GATEHOUSE_TRUSTED_PROXIES") ?? "")
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+  for (const entry of trustedProxies) {
+    const [address, bits, extra] = entry.split("/");
+    const family = isIP(address ?? "");
+    const maxBits = family === 6 ? 128 : 32;
+    if (
+      family === 0 ||
+      extra !== undefined ||
+      (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= maxBits))
+    ) {
+      problems.push(`GATEHOUSE_TRUSTED_PROXIES: "${entry}" is not an IP address or CIDR range`);
+    }
+  }
+
+  if (!tls && trustedProxies.length === 0 && !isLoopback(host)) {
+    problems.push(
+      `GATEHOUSE_HOST is ${host}, which is not loopback, and there is no TLS: set GATEHOUSE_TLS_CERT_FILE and GATEHOUSE_TLS_KEY_FILE, or name the TLS-terminating proxy in front of Gatehouse with GATEHOUSE_TRUSTED_PROXIES`,
+    );
+  }
+
+  const scheme = tls || trustedProxies.length > 0 ? "https" : "http";
+  const issuer = read("GATEHOUSE_ISSUER") ?? `${scheme}://${host === "::1" ? "[::1]" : host}:${port}`;
+  try {
+    const url = new URL(issuer);
+    if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopback(url.hostname.replace(/^\[|\]$/g, "")))) {
+      problems.push(`GATEHOUSE_ISSUER must be an https URL (http only on loopback) (got "${issuer}")`);
+    }
+    if (url.search || url.hash) problems.push("GATEHOUSE_ISSUER must not have a query or fragment");
+  } catch {
+    problems.push(`GATEHOUSE_ISSUER must be a URL (got "${issuer}")`);
+  }
+
+  const logLevel = (read("GATEHOUSE_LOG_LEVEL") ?? "info") as GatehouseConfig["logLevel"];
+  if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) {
+    problems.push(
+      `GATEHOUSE_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "${logLevel}")`,
+    );
+  }
+
+  const prefix = read("GATEHOUSE_KEY_PREFIX") ?? DEFAULT_KEY_PREFIX;
+  try {
+    assertValidPrefix(prefix);
+  } catch {
+    problems.push(
+      `GATEHOUSE_KEY_PREFIX must be 2–12 lowercase letters or digits starting with a letter (got "${prefix}")`,
+    );
+  }
+
+  const maxLifetimeSeconds = integer("GATEHOUSE_KEY_MAX_LIFETIME_SECONDS", 90 * 86400, 60, 10 * 365 * 86400);
+  const allowNoExpiry = boolean("GATEHOUSE_KEY_ALLOW_NO_EXPIRY");
+
+  let defaultRateLimit = { limit: 1000, windowSeconds: 60 };
+  const rawLimit = read("GATEHOUSE_DEFAULT_RATE_LIMIT");
+  if (rawLimit !== undefined) {
+    const match = /^(\d+)\/(\d+)s?$/.exec(rawLimit);
+    const limit = Number(match?.[1]);
+    const windowSeconds = Number(match?.[2]);
+    if (!match || limit < 1 || limit > 1e9 || windowSeconds < 1 || windowSeconds > 86400) {
+      problems.push(
+        `GATEHOUSE_DEFAULT_RATE_LIMIT must read <limit>/<window seconds>, e.g. 1000/60 (got "${rawLimit}")`,
+      );
+    } else {
+      defaultRateLimit = { limit, windowSeconds };
+    }
+  }
+
+  const usageFlushMs = integer("GATEHOUSE_USAGE_FLUSH_MS", 1000, 50, 60_000);
+  const bodyLimitBytes = integer("GATEHOUSE_BODY_LIMIT_BYTES", 64 * 1024, 1024, 10 * 1024 * 1024);
+
+  const keysUrl =
+    read("GATEHOUSE_GITHUB_SECRET_SCANNING_KEYS_URL") ?? "https://api.github.com/meta/public_keys/secret_scanning";
+  const keysJson = read("GATEHOUSE_GITHUB_SECRET_SCANNING_KEYS") ?? null;
+  if (keysJson !== null) {
+    try {
+      JSON.parse(keysJson);
+    } catch {
+      problems.push("GATEHOUSE_GITHUB_SECRET_SCANNING_KEYS must be JSON in the shape of GitHub's public-keys endpoint");
+    }
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    port,
+    host,
+    dataDir,
+    issuer: issuer.replace(/\/$/, ""),
+    tls,
+    trustedProxies,
+    logLevel,
+    keys: { prefix, maxLifetimeSeconds, allowNoExpiry, defaultRateLimit, maxGracePeriodSeconds: 30 * 86400 },
+    usageFlushMs,
+    bodyLimitBytes,
+    githubSecretScanning: { keysUrl, keysJson },
+  };
+}

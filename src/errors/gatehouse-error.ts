@@ -1,0 +1,90 @@
+import { ERROR_CODES, type ErrorCode } from "./codes.ts";
+
+/**
+ * Base of every error Gatehouse raises on purpose. `code` is stable and documented;
+ * `detail` is safe to show to the client; `cause` (if any) stays server-side.
+ */
+export class GatehouseError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly detail: string;
+  /** Extra members of the problem document (RFC 9457 §3.2), e.g. validation errors. */
+  readonly extensions: Record<string, unknown> | undefined;
+  /** Extra response headers, e.g. WWW-Authenticate or Retry-After. */
+  readonly headers: Record<string, string> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    detail: string,
+    options: {
+      cause?: unknown;
+      extensions?: Record<string, unknown>;
+      headers?: Record<string, string>;
+    } = {},
+  ) {
+    super(detail, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "GatehouseError";
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.detail = detail;
+    this.extensions = options.extensions;
+    this.headers = options.headers;
+  }
+}
+
+export class ValidationError extends GatehouseError {
+  constructor(detail: string, errors?: Array<{ path: string; message: string }>) {
+    super("VALIDATION_FAILED", detail, errors ? { extensions: { errors } } : {});
+    this.name = "ValidationError";
+  }
+}
+
+export class NotFoundError extends GatehouseError {
+  constructor(detail = "No such resource.") {
+    super("NOT_FOUND", detail);
+    this.name = "NotFoundError";
+  }
+}
+
+export class ConflictError extends GatehouseError {
+  constructor(detail: string) {
+    super("CONFLICT", detail);
+    this.name = "ConflictError";
+  }
+}
+
+/** Every authentication failure says the same thing: the audit log keeps the reason. */
+export class UnauthenticatedError extends GatehouseError {
+  constructor(detail = "A valid API key is required: send it as `Authorization: Bearer <key>`.") {
+    super("UNAUTHENTICATED", detail, { headers: { "www-authenticate": 'Bearer realm="gatehouse"' } });
+    this.name = "UnauthenticatedError";
+  }
+}
+
+export class ForbiddenError extends GatehouseError {
+  constructor(missing: readonly string[]) {
+    super("FORBIDDEN", `This call needs the permission(s): ${missing.join(", ")}.`, {
+      extensions: { missingPermissions: missing },
+    });
+    this.name = "ForbiddenError";
+  }
+}
+
+export class RateLimitedError extends GatehouseError {
+  constructor(retryAfterSeconds: number, headers: Record<string, string> = {}) {
+    super("RATE_LIMITED", `Rate limit exceeded; retry in ${retryAfterSeconds} s.`, {
+      headers: { ...headers, "retry-after": String(retryAfterSeconds) },
+    });
+    this.name = "RateLimitedError";
+  }
+}
+
+export class StorageUnavailableError extends GatehouseError {
+  constructor(cause?: unknown) {
+    super("STORAGE_UNAVAILABLE", "Storage is unavailable; retry shortly.", {
+      cause,
+      headers: { "retry-after": "1" },
+    });
+    this.name = "StorageUnavailableError";
+  }
+}

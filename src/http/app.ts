@@ -1,0 +1,98 @@
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import { auditEvent } from "../audit/context.ts";
+import { GatehouseError, NotFoundError } from "../errors/gatehouse-error.ts";
+import type { Gatehouse } from "../gatehouse.ts";
+import { keyHint, keyPattern } from "../keys/key-format.ts";
+import { FailedAuthGuard, requestContext } from "./authenticate.ts";
+import { errorHandler, sendProblem } from "./problem.ts";
+import { auditRoutes } from "./routes/audit.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { keyRoutes } from "./routes/keys.ts";
+import { githubLeakRoutes } from "./routes/leaks-github.ts";
+import { usageRoutes } from "./routes/usage.ts";
+import { verifyRoutes } from "./routes/verify.ts";
+
+/** Query parameter names that carry credentials in other products; refused here. */
+const CREDENTIAL_PARAMS = /(?:^|[?&])(?:api[_-]?key|apikey|access_token|token|key)=/i;
+
+export function buildApp(
+  gatehouse: Gatehouse,
+  options: { logger?: FastifyServerOptions["logger"] } = {},
+): FastifyInstance {
+  const { config } = gatehouse;
+  const https = config.tls ? { key: readFileSync(config.tls.keyFile), cert: readFileSync(config.tls.certFile) } : null;
+  // `https: null` is plain HTTP. The HTTPS server type only differs in `raw`; we type the
+  // instance as the default server so routes need no generic juggling.
+  const app = (Fastify as unknown as (options: FastifyServerOptions & { https: object | null }) => FastifyInstance)({
+    https,
+    logger: options.logger ?? {
+      level: config.logLevel,
+      // Credentials never reach the logs: headers that carry them are redacted, and the
+      // request line is logged without its query string.
+      redact: ["req.headers.authorization", 'req.headers["x-api-key"]', "req.headers.cookie"],
+      serializers: {
+        req: (req) => ({ method: req.method, url: req.url.split("?")[0] ?? "", remoteAddress: req.ip }),
+      },
+    },
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    return503OnClosing: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const guard = new FailedAuthGuard();
+  const keyInUrl = keyPattern(config.keys.prefix, "");
+
+  app.decorateRequest("principal", null);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, new NotFoundError(`No route for ${request.method} ${request.url.split("?")[0]}.`)),
+  );
+
+  const hsts = https || config.trustedProxies.length > 0;
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+    reply.header("cache-control", "no-store");
+    reply.header("x-content-type-options", "nosniff");
+    if (hsts) reply.header("strict-transport-security", "max-age=63072000; includeSubDomains");
+    // A credential in a URL ends up in proxy logs, browser history and Referer headers.
+    // Refuse it loudly so the client is fixed, and record it so the key can be rotated.
+    const url = request.url;
+    const match = url.length > 20 ? keyInUrl.exec(decodeURIComponentSafe(url)) : null;
+    const queryAt = url.indexOf("?");
+    if (match || (queryAt >= 0 && CREDENTIAL_PARAMS.test(url.slice(queryAt)))) {
+      gatehouse.audit.record(
+        auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
+          action: "auth.credential_in_url",
+          outcome: "failure",
+          detail: match ? { hint: keyHint(match[0]) } : null,
+        }),
+      );
+      throw new GatehouseError(
+        "KEY_IN_URL",
+        "Credentials must not be sent in the URL (they leak into logs and history). Send the key in the Authorization header, and rotate it if it was sent this way before.",
+      );
+    }
+  });
+
+  app.register(healthRoutes(gatehouse));
+  app.register(keyRoutes(gatehouse, guard));
+  app.register(verifyRoutes(gatehouse, guard));
+  app.register(usageRoutes(gatehouse, guard));
+  app.register(auditRoutes(gatehouse, guard));
+  app.register(githubLeakRoutes(gatehouse, guard));
+  return app;
+}
+
+function decodeURIComponentSafe(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}

@@ -1,0 +1,122 @@
+import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from "fastify";
+import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import { type ActorContext, auditEvent } from "../audit/context.ts";
+import { ForbiddenError, RateLimitedError, UnauthenticatedError } from "../errors/gatehouse-error.ts";
+import type { Gatehouse } from "../gatehouse.ts";
+import { keyHint } from "../keys/key-format.ts";
+import type { Permission } from "../keys/permissions.ts";
+import { missingPermissions } from "../keys/permissions.ts";
+import { rateLimitHeaders } from "../ratelimit/key-rate-limiter.ts";
+import type { ApiKeyRecord } from "../storage/types.ts";
+
+export interface Principal {
+  key: ApiKeyRecord;
+  context: ActorContext;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+export function requestContext(request: FastifyRequest, actor: string): ActorContext {
+  const userAgent = request.headers["user-agent"];
+  return {
+    actor,
+    ip: request.ip ?? null,
+    userAgent: typeof userAgent === "string" ? userAgent.slice(0, 256) : null,
+    requestId: request.id,
+  };
+}
+
+/** Bearer credentials from `Authorization` (RFC 6750 §2.1); nothing else is accepted. */
+export function bearerToken(request: FastifyRequest): string | null {
+  const header = request.headers.authorization;
+  if (typeof header !== "string") return null;
+  const match = /^Bearer +([^\s]+) *$/i.exec(header);
+  return match?.[1] ?? null;
+}
+
+/**
+ * Guards against credential guessing from one address: failed authentications are
+ * counted per IP, and past the limit the address gets 429 for a short block. The block
+ * ends by itself, so nobody can lock a victim out for good.
+ */
+export class FailedAuthGuard {
+  private readonly limiter = new RateLimiterMemory({
+    points: 30,
+    duration: 60,
+    blockDuration: 300,
+    keyPrefix: "authfail",
+  });
+
+  async blockedFor(ip: string): Promise<number> {
+    const res = await this.limiter.get(ip);
+    if (!res || res.consumedPoints <= 30) return 0;
+    return Math.ceil(res.msBeforeNext / 1000);
+  }
+
+  async fail(ip: string): Promise<void> {
+    try {
+      await this.limiter.consume(ip, 1);
+    } catch (rejection) {
+      if (!(rejection instanceof RateLimiterRes)) throw rejection;
+    }
+  }
+}
+
+/**
+ * preHandler for admin routes: authenticates the bearer key, checks it holds every
+ * permission the route needs, and charges the call to the key's own rate limit.
+ * Every failure gives the same 401; the audit log keeps the reason.
+ */
+export function requirePermissions(
+  gatehouse: Gatehouse,
+  guard: FailedAuthGuard,
+  permissions: readonly Permission[],
+): preHandlerAsyncHookHandler {
+  return async function authenticate(request: FastifyRequest, reply: FastifyReply) {
+    const blocked = await guard.blockedFor(request.ip);
+    if (blocked > 0) throw new RateLimitedError(blocked);
+    const presented = bearerToken(request);
+    const resolution = presented === null ? null : await gatehouse.verifier.resolve(presented);
+    if (!resolution?.ok) {
+      await guard.fail(request.ip);
+      const code = resolution?.code ?? "MISSING";
+      gatehouse.audit.record(
+        auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
+          action: "auth.api_key",
+          outcome: "failure",
+          targetType: "key",
+          targetId: resolution?.record?.id ?? null,
+          detail: {
+            code,
+            route: request.routeOptions.url ?? null,
+            ...(presented && code !== "MALFORMED" ? { hint: keyHint(presented) } : {}),
+          },
+        }),
+      );
+      throw new UnauthenticatedError();
+    }
+    const key = resolution.record;
+    const context = requestContext(request, `key:${key.id}`);
+    const missing = missingPermissions(key.permissions, permissions);
+    if (missing.length > 0) {
+      gatehouse.audit.record(
+        auditEvent(context, gatehouse.clock(), {
+          action: "auth.permission",
+          outcome: "failure",
+          detail: { missing, route: request.routeOptions.url ?? null },
+        }),
+      );
+      throw new ForbiddenError(missing);
+    }
+    const policy = gatehouse.verifier.policyOf(key);
+    const outcome = await gatehouse.limiter.consume(key.id, policy);
+    const headers = rateLimitHeaders(outcome, policy, gatehouse.clock());
+    if (!outcome.allowed) throw new RateLimitedError(Number(headers["retry-after"]), headers);
+    reply.headers(headers);
+    request.principal = { key, context };
+  };
+}

@@ -1,0 +1,73 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
+import { ERROR_CODES, type ErrorCode } from "../errors/codes.ts";
+import { GatehouseError } from "../errors/gatehouse-error.ts";
+
+/** Sends an RFC 9457 problem document. */
+export function sendProblem(reply: FastifyReply, error: GatehouseError): FastifyReply {
+  if (error.headers) reply.headers(error.headers);
+  return reply
+    .code(error.status)
+    .type("application/problem+json")
+    .send({
+      type: `urn:gatehouse:error:${error.code}`,
+      title: ERROR_CODES[error.code].title,
+      status: error.status,
+      detail: error.detail,
+      code: error.code,
+      requestId: reply.request.id,
+      ...error.extensions,
+    });
+}
+
+const FASTIFY_CODES: Record<string, [ErrorCode, string]> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: ["PAYLOAD_TOO_LARGE", "The request body is larger than this endpoint accepts."],
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: ["UNSUPPORTED_MEDIA_TYPE", "Send the body as application/json."],
+  FST_ERR_CTP_INVALID_JSON_BODY: ["MALFORMED_JSON", "The request body is not valid JSON."],
+  FST_ERR_CTP_EMPTY_JSON_BODY: ["MALFORMED_JSON", "The content type is JSON but the body is empty."],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: ["VALIDATION_FAILED", "Content-Length does not match the body."],
+  FST_ERR_CTP_INVALID_TYPE: ["UNSUPPORTED_MEDIA_TYPE", "The content type is not valid."],
+  FST_ERR_BAD_URL: ["VALIDATION_FAILED", "The URL is not valid."],
+  FST_ERR_ASYNC_CONSTRAINT: ["VALIDATION_FAILED", "The request could not be routed."],
+};
+
+/**
+ * One error handler for the whole API: known errors become problem documents with their
+ * stable code; anything else is logged with its stack and answered with a bare 500.
+ */
+export function errorHandler(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) {
+  if (error instanceof GatehouseError) return sendProblem(reply, error);
+  const fastifyError = error as FastifyError;
+  if (fastifyError.validation) {
+    const errors = fastifyError.validation.map((issue) => ({
+      path: `${fastifyError.validationContext ?? ""}${issue.instancePath || ""}`,
+      message: describeIssue(issue),
+    }));
+    return sendProblem(
+      reply,
+      new GatehouseError("VALIDATION_FAILED", errors.map((e) => `${e.path}: ${e.message}`).join("; "), {
+        extensions: { errors },
+      }),
+    );
+  }
+  const known = fastifyError.code ? FASTIFY_CODES[fastifyError.code] : undefined;
+  if (known) return sendProblem(reply, new GatehouseError(known[0], known[1]));
+  if (error instanceof SyntaxError && fastifyError.statusCode === 400) {
+    return sendProblem(reply, new GatehouseError("MALFORMED_JSON", "The request body is not valid JSON."));
+  }
+  if (typeof fastifyError.statusCode === "number" && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
+    request.log.info({ err: error }, "client error");
+    return sendProblem(reply, new GatehouseError("VALIDATION_FAILED", "The request is not valid."));
+  }
+  request.log.error({ err: error }, "unhandled error");
+  return sendProblem(reply, new GatehouseError("INTERNAL", "Something went wrong on our side; it has been logged."));
+}
+
+function describeIssue(issue: {
+  keyword: string;
+  message?: string | undefined;
+  params: Record<string, unknown>;
+}): string {
+  if (issue.keyword === "additionalProperties") return `unknown property "${String(issue.params.additionalProperty)}"`;
+  if (issue.keyword === "required") return `missing property "${String(issue.params.missingProperty)}"`;
+  return issue.message ?? issue.keyword;
+}

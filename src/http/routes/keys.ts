@@ -1,0 +1,213 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { Type } from "typebox";
+import { Compile } from "typebox/compile";
+import { ValidationError } from "../../errors/gatehouse-error.ts";
+import type { Gatehouse } from "../../gatehouse.ts";
+import { isPermission } from "../../keys/permissions.ts";
+import { type FailedAuthGuard, type Principal, requirePermissions } from "../authenticate.ts";
+import {
+  Cursor,
+  KeyId,
+  KeyView,
+  keyView,
+  LimitParam,
+  Metadata,
+  Permissions,
+  RateLimitBody,
+  Scopes,
+} from "../schemas.ts";
+
+const Name = Type.String({ minLength: 1, maxLength: 200 });
+const OwnerId = Type.String({ minLength: 1, maxLength: 200 });
+const IdParams = Type.Object({ id: KeyId });
+
+const CreateBody = Type.Object(
+  {
+    name: Name,
+    scopes: Scopes,
+    permissions: Type.Optional(Permissions),
+    expiresInSeconds: Type.Optional(Type.Union([Type.Integer({ minimum: 60 }), Type.Null()])),
+    rateLimit: Type.Optional(RateLimitBody),
+    ownerId: Type.Optional(OwnerId),
+    metadata: Type.Optional(Metadata),
+  },
+  { additionalProperties: false },
+);
+
+const PatchBody = Type.Object(
+  {
+    name: Type.Optional(Name),
+    scopes: Type.Optional(Scopes),
+    permissions: Type.Optional(Permissions),
+    ownerId: Type.Optional(Type.Union([OwnerId, Type.Null()])),
+    metadata: Type.Optional(Type.Union([Metadata, Type.Null()])),
+    rateLimit: Type.Optional(Type.Union([RateLimitBody, Type.Null()])),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+
+const CreatedView = Type.Object({ key: Type.String(), ...KeyView.properties });
+
+const RevokeBody = Compile(
+  Type.Object(
+    { reason: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })) },
+    { additionalProperties: false },
+  ),
+);
+
+const MAX_METADATA_BYTES = 4096;
+function checkMetadata(metadata: unknown): void {
+  if (metadata !== undefined && metadata !== null && JSON.stringify(metadata).length > MAX_METADATA_BYTES) {
+    throw new ValidationError(`metadata may be at most ${MAX_METADATA_BYTES} bytes of JSON.`);
+  }
+}
+
+function checkPermissionNames(permissions: readonly string[] | undefined): void {
+  // Unknown names are refused rather than stored: a typo must not pass silently.
+  const unknown = (permissions ?? []).filter((p) => !isPermission(p));
+  if (unknown.length > 0) throw new ValidationError(`Unknown permission(s): ${unknown.join(", ")}.`);
+}
+
+function caller(principal: Principal | null) {
+  // requirePermissions ran first and set it; a missing principal is a wiring bug.
+  if (!principal) throw new Error("route reached without an authenticated principal");
+  return { context: principal.context, permissions: principal.key.permissions };
+}
+
+export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    const read = requirePermissions(gatehouse, guard, ["keys:read"]);
+    const write = requirePermissions(gatehouse, guard, ["keys:write"]);
+
+    app.post(
+      "/v1/keys",
+      { preHandler: write, schema: { body: CreateBody, response: { 201: CreatedView } } },
+      async (request, reply) => {
+        checkMetadata(request.body.metadata);
+        checkPermissionNames(request.body.permissions);
+        const { record, key } = await gatehouse.keys.create(
+          {
+            name: request.body.name,
+            scopes: request.body.scopes,
+            ...(request.body.permissions ? { permissions: request.body.permissions } : {}),
+            ...(request.body.expiresInSeconds !== undefined ? { expiresInSeconds: request.body.expiresInSeconds } : {}),
+            ...(request.body.rateLimit ? { rateLimit: request.body.rateLimit } : {}),
+            ...(request.body.ownerId ? { ownerId: request.body.ownerId } : {}),
+            ...(request.body.metadata ? { metadata: request.body.metadata } : {}),
+          },
+          caller(request.principal),
+        );
+        reply.code(201).header("location", `/v1/keys/${record.id}`);
+        return { key, ...keyView(record, gatehouse.clock()) };
+      },
+    );
+
+    app.get(
+      "/v1/keys",
+      {
+        preHandler: read,
+        schema: {
+          querystring: Type.Object(
+            { limit: Type.Optional(LimitParam), cursor: Type.Optional(Cursor), ownerId: Type.Optional(OwnerId) },
+            { additionalProperties: false },
+          ),
+          response: {
+            200: Type.Object({ data: Type.Array(KeyView), nextCursor: Type.Union([Type.String(), Type.Null()]) }),
+          },
+        },
+      },
+      async (request) => {
+        const limit = Number(request.query.limit ?? 50);
+        const records = await gatehouse.keys.list({
+          limit: limit + 1,
+          ...(request.query.cursor ? { before: request.query.cursor } : {}),
+          ...(request.query.ownerId ? { ownerId: request.query.ownerId } : {}),
+        });
+        const page = records.slice(0, limit);
+        const now = gatehouse.clock();
+        return {
+          data: page.map((record) => keyView(record, now)),
+          nextCursor: records.length > limit ? (page.at(-1)?.id ?? null) : null,
+        };
+      },
+    );
+
+    app.get(
+      "/v1/keys/:id",
+      { preHandler: read, schema: { params: IdParams, response: { 200: KeyView } } },
+      async (request) => keyView(await gatehouse.keys.get(request.params.id), gatehouse.clock()),
+    );
+
+    app.patch(
+      "/v1/keys/:id",
+      { preHandler: write, schema: { params: IdParams, body: PatchBody, response: { 200: KeyView } } },
+      async (request) => {
+        checkMetadata(request.body.metadata);
+        checkPermissionNames(request.body.permissions);
+        const record = await gatehouse.keys.update(request.params.id, request.body, caller(request.principal));
+        return keyView(record, gatehouse.clock());
+      },
+    );
+
+    app.post(
+      "/v1/keys/:id/rotate",
+      {
+        preHandler: write,
+        schema: {
+          params: IdParams,
+          body: Type.Object(
+            {
+              gracePeriodSeconds: Type.Integer({ minimum: 0 }),
+              expiresInSeconds: Type.Optional(Type.Union([Type.Integer({ minimum: 60 }), Type.Null()])),
+            },
+            { additionalProperties: false },
+          ),
+          response: {
+            201: Type.Object({
+              ...CreatedView.properties,
+              previous: Type.Object({ id: Type.String(), expiresAt: Type.Union([Type.String(), Type.Null()]) }),
+            }),
+          },
+        },
+      },
+      async (request, reply) => {
+        const rotated = await gatehouse.keys.rotate(
+          request.params.id,
+          {
+            gracePeriodSeconds: request.body.gracePeriodSeconds,
+            ...(request.body.expiresInSeconds !== undefined ? { expiresInSeconds: request.body.expiresInSeconds } : {}),
+          },
+          caller(request.principal),
+        );
+        const previousEnd = rotated.previous.revokedAt ?? rotated.previous.expiresAt;
+        reply.code(201).header("location", `/v1/keys/${rotated.record.id}`);
+        return {
+          key: rotated.key,
+          ...keyView(rotated.record, gatehouse.clock()),
+          previous: {
+            id: rotated.previous.id,
+            expiresAt: previousEnd === null ? null : new Date(previousEnd).toISOString(),
+          },
+        };
+      },
+    );
+
+    // The body is optional here ({ reason }), so it is checked by hand: a route body
+    // schema would refuse a request that has none.
+    app.post(
+      "/v1/keys/:id/revoke",
+      { preHandler: write, schema: { params: IdParams, response: { 200: KeyView } } },
+      async (request) => {
+        const body = request.body ?? {};
+        if (!RevokeBody.Check(body))
+          throw new ValidationError('The body, if any, must be {"reason": "<1–200 characters>"}.');
+        const record = await gatehouse.keys.revoke(
+          request.params.id,
+          body.reason ?? "revoked by API",
+          caller(request.principal),
+        );
+        return keyView(record, gatehouse.clock());
+      },
+    );
+  };
+}

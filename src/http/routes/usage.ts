@@ -1,0 +1,71 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { Type } from "typebox";
+import { ValidationError } from "../../errors/gatehouse-error.ts";
+import type { Gatehouse } from "../../gatehouse.ts";
+import { type FailedAuthGuard, requirePermissions } from "../authenticate.ts";
+import { KeyId, parseInstant } from "../schemas.ts";
+
+const INTERVALS = { minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
+const MAX_BUCKETS = 1500;
+
+/** GET /v1/keys/{id}/usage: verification counts per interval and outcome. */
+export function usageRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    app.get(
+      "/v1/keys/:id/usage",
+      {
+        preHandler: requirePermissions(gatehouse, guard, ["keys:read"]),
+        schema: {
+          params: Type.Object({ id: KeyId }),
+          querystring: Type.Object(
+            {
+              interval: Type.Optional(Type.Union([Type.Literal("minute"), Type.Literal("hour"), Type.Literal("day")])),
+              since: Type.Optional(Type.String({ maxLength: 40 })),
+              until: Type.Optional(Type.String({ maxLength: 40 })),
+            },
+            { additionalProperties: false },
+          ),
+        },
+      },
+      async (request) => {
+        const key = await gatehouse.keys.get(request.params.id);
+        // Include what is still buffered in memory, so the answer is current.
+        await gatehouse.usage.flush();
+        const interval = request.query.interval ?? "hour";
+        const step = INTERVALS[interval];
+        const now = gatehouse.clock();
+        const until = parseInstant(request.query.until, "until") ?? now;
+        const since = parseInstant(request.query.since, "since") ?? until - 24 * 3_600_000;
+        if (Number.isNaN(since) || Number.isNaN(until))
+          throw new ValidationError("since and until must be ISO 8601 timestamps.");
+        if (since >= until) throw new ValidationError("since must be before until.");
+        const start = since - (since % step);
+        if ((until - start) / step > MAX_BUCKETS) {
+          throw new ValidationError(
+            `That range holds more than ${MAX_BUCKETS} ${interval}s; narrow it or use a longer interval.`,
+          );
+        }
+        const rows = await gatehouse.storage.usage.read(key.id, start, until);
+        const buckets = new Map<number, Record<string, number>>();
+        for (const row of rows) {
+          const bucket = row.bucket - (row.bucket % step);
+          const counts = buckets.get(bucket) ?? {};
+          counts[row.outcome] = (counts[row.outcome] ?? 0) + row.count;
+          buckets.set(bucket, counts);
+        }
+        return {
+          keyId: key.id,
+          interval,
+          since: new Date(start).toISOString(),
+          until: new Date(until).toISOString(),
+          lastUsedAt: key.lastUsedAt === null ? null : new Date(key.lastUsedAt).toISOString(),
+          buckets: [...buckets].map(([bucket, counts]) => ({
+            start: new Date(bucket).toISOString(),
+            total: Object.values(counts).reduce((a, b) => a + b, 0),
+            counts,
+          })),
+        };
+      },
+    );
+  };
+}

@@ -1,0 +1,47 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { Type } from "typebox";
+import type { Gatehouse } from "../../gatehouse.ts";
+import { type FailedAuthGuard, requirePermissions } from "../authenticate.ts";
+import { iso, RateLimitState, ScopeName } from "../schemas.ts";
+
+const VerifyBody = Type.Object(
+  {
+    // Any string up to a sane size: a malformed key is an answer (MALFORMED), not a 400.
+    key: Type.String({ maxLength: 512 }),
+    scopes: Type.Optional(Type.Array(ScopeName, { maxItems: 64 })),
+  },
+  { additionalProperties: false },
+);
+
+const VerifyAnswer = Type.Object({
+  valid: Type.Boolean(),
+  code: Type.Optional(Type.String()),
+  keyId: Type.Optional(Type.String()),
+  ownerId: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  scopes: Type.Optional(Type.Array(Type.String())),
+  expiresAt: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  ratelimit: Type.Optional(RateLimitState),
+});
+
+/**
+ * POST /v1/keys/verify: the hot path of every resource server. Answers 200 for any
+ * verdict; only the caller's own authentication can fail the request.
+ */
+export function verifyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    app.post(
+      "/v1/keys/verify",
+      {
+        preHandler: requirePermissions(gatehouse, guard, ["keys:verify"]),
+        schema: { body: VerifyBody, response: { 200: VerifyAnswer } },
+      },
+      async (request) => {
+        const context = request.principal?.context;
+        if (!context) throw new Error("route reached without an authenticated principal");
+        const result = await gatehouse.verifier.verify(request.body.key, request.body.scopes ?? [], context);
+        if (!result.valid) return result;
+        return { ...result, expiresAt: iso(result.expiresAt) };
+      },
+    );
+  };
+}

@@ -1,0 +1,89 @@
+import { Type } from "typebox";
+import { keyStatus } from "../keys/key-status.ts";
+import type { ApiKeyRecord } from "../storage/types.ts";
+
+/** Scope names: what OAuth allows in a scope token, minus the quote and backslash. */
+export const ScopeName = Type.String({ minLength: 1, maxLength: 128, pattern: "^[!#-\\[\\]-~]+$" });
+export const Scopes = Type.Array(ScopeName, { maxItems: 64 });
+export const Permissions = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 32 });
+export const RateLimitBody = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 1_000_000_000 }),
+    windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400 }),
+  },
+  { additionalProperties: false },
+);
+export const Metadata = Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { maxProperties: 32 });
+export const KeyId = Type.String({ minLength: 1, maxLength: 64, pattern: "^key_[0-9a-zA-Z]+$" });
+const Instant = Type.Union([Type.String(), Type.Null()]);
+export const Cursor = Type.String({ minLength: 1, maxLength: 64, pattern: "^[0-9A-Za-z_]+$" });
+export const LimitParam = Type.String({ pattern: "^(?:[1-9]\\d?|100)$", description: "1 to 100" });
+
+export const RateLimitState = Type.Object({
+  limit: Type.Integer(),
+  remaining: Type.Integer(),
+  reset: Type.Integer({ description: "end of the current window, ms since the epoch" }),
+});
+
+export const KeyView = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  hint: Type.String({ description: "non-secret label: prefix, 4 characters, …, 4 characters" }),
+  status: Type.Union([Type.Literal("active"), Type.Literal("expired"), Type.Literal("revoked")]),
+  scopes: Type.Array(Type.String()),
+  permissions: Type.Array(Type.String()),
+  ownerId: Type.Union([Type.String(), Type.Null()]),
+  metadata: Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()]),
+  rateLimit: Type.Union([Type.Object({ limit: Type.Integer(), windowSeconds: Type.Integer() }), Type.Null()]),
+  createdAt: Type.String(),
+  expiresAt: Instant,
+  revokedAt: Instant,
+  revokedReason: Type.Union([Type.String(), Type.Null()]),
+  replacedBy: Type.Union([Type.String(), Type.Null()]),
+  rotatedFrom: Type.Union([Type.String(), Type.Null()]),
+  lastUsedAt: Instant,
+});
+
+export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+/** The public view of a key: never the secret, never its digest. */
+export function keyView(record: ApiKeyRecord, now: number) {
+  return {
+    id: record.id,
+    name: record.name,
+    hint: record.hint,
+    status: keyStatus(record, now),
+    scopes: record.scopes,
+    permissions: record.permissions,
+    ownerId: record.ownerId,
+    metadata: record.metadata,
+    rateLimit: record.rateLimit,
+    createdAt: new Date(record.createdAt).toISOString(),
+    expiresAt: iso(record.expiresAt),
+    revokedAt: iso(record.revokedAt),
+    revokedReason: record.revokedReason,
+    replacedBy: record.replacedBy,
+    rotatedFrom: record.rotatedFrom,
+    lastUsedAt: iso(record.lastUsedAt),
+  };
+}
+
+export const Problem = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.String(),
+    code: Type.String(),
+  },
+  { additionalProperties: true },
+);
+
+/** Parses an ISO 8601 timestamp from a query parameter. */
+export function parseInstant(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) return Number.NaN;
+  void name;
+  return ms;
+}

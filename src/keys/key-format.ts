@@ -1,0 +1,81 @@
+import { createHash, randomBytes as nodeRandomBytes } from "node:crypto";
+import { crc32 } from "node:zlib";
+import { bytesToBase62, encodeBase62 } from "./base62.ts";
+
+/**
+ * The Gatehouse API key format (see docs/key-format.md):
+ *
+ *   <prefix>_<43 base62 chars: 256 random bits><6 base62 chars: CRC32>
+ *
+ * e.g. `gate_0h6ZsQ…` — 54 characters with the default prefix. The checksum is the
+ * CRC32 (IEEE) of everything before it, `<prefix>_<random>`, as an unsigned 32-bit
+ * integer in base62, zero-padded to 6 characters. It is not a security control: it lets
+ * secret scanners recognise a real key offline and lets verification reject typos and
+ * made-up keys without a storage round trip (GitHub's token design).
+ */
+export const RANDOM_BYTES = 32;
+export const RANDOM_CHARS = 43; // ceil(256 / log2(62))
+export const CHECKSUM_CHARS = 6; // 62^6 > 2^32
+export const DEFAULT_KEY_PREFIX = "gate";
+
+const PREFIX_PATTERN = /^[a-z][a-z0-9]{1,11}$/;
+
+export function assertValidPrefix(prefix: string): void {
+  if (!PREFIX_PATTERN.test(prefix)) {
+    throw new TypeError("key prefix must be 2–12 lowercase letters or digits, starting with a letter");
+  }
+}
+
+export function checksumOf(body: string): string {
+  return encodeBase62(BigInt(crc32(body)), CHECKSUM_CHARS);
+}
+
+export type RandomBytes = (size: number) => Uint8Array;
+
+/** Creates a new key. `randomBytes` is injectable so tests can pin the output. */
+export function generateKey(prefix: string, randomBytes: RandomBytes = nodeRandomBytes): string {
+  const body = `${prefix}_${bytesToBase62(randomBytes(RANDOM_BYTES), RANDOM_CHARS)}`;
+  return body + checksumOf(body);
+}
+
+/** Builds a pattern that finds candidate keys in free text (scanners use it). */
+export function keyPattern(prefix: string, flags = "g"): RegExp {
+  return new RegExp(`(?<![A-Za-z0-9_])${prefix}_[0-9A-Za-z]{${RANDOM_CHARS + CHECKSUM_CHARS}}(?![A-Za-z0-9])`, flags);
+}
+
+const MAX_RANDOM = encodeBase62((1n << 256n) - 1n, RANDOM_CHARS);
+
+/**
+ * True when `candidate` has the shape of a key with this prefix and its checksum
+ * matches. Cheap (no storage, no hashing beyond CRC32) and safe on any input.
+ */
+export function isWellFormedKey(candidate: unknown, prefix: string): candidate is string {
+  if (typeof candidate !== "string") return false;
+  if (candidate.length !== prefix.length + 1 + RANDOM_CHARS + CHECKSUM_CHARS) return false;
+  if (!candidate.startsWith(`${prefix}_`)) return false;
+  const tail = candidate.slice(prefix.length + 1);
+  for (let i = 0; i < tail.length; i++) {
+    const c = tail.charCodeAt(i);
+    const ok = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+    if (!ok) return false;
+  }
+  const split = candidate.length - CHECKSUM_CHARS;
+  if (checksumOf(candidate.slice(0, split)) !== candidate.slice(split)) return false;
+  // 43 base62 characters hold slightly more than 256 bits; a real key never does. The
+  // alphabet is in ASCII order and the width fixed, so string order is numeric order.
+  return tail.slice(0, RANDOM_CHARS) <= MAX_RANDOM;
+}
+
+/** The only form in which a key is stored: SHA-256 of the whole key string. */
+export function digestKey(key: string): Buffer {
+  return createHash("sha256").update(key).digest();
+}
+
+/** A short, non-secret label for a key: prefix, 4 characters of the body, 4 of the checksum. */
+export function keyHint(key: string): string {
+  const underscore = key.indexOf("_");
+  return `${key.slice(0, underscore + 5)}…${key.slice(-4)}`;
+}
+
+/** A redacted form for reports: enough to tell keys apart, never enough to use one. */
+export const redactKey = keyHint;

@@ -1,0 +1,257 @@
+import { type ActorContext, auditEvent } from "../audit/context.ts";
+import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from "../errors/gatehouse-error.ts";
+import type { Clock } from "../lib/clock.ts";
+import { newId } from "../lib/ids.ts";
+import type { ApiKeyRecord, KeyUpdate, RateLimitPolicy, Storage } from "../storage/types.ts";
+import { digestKey, generateKey, keyHint, type RandomBytes } from "./key-format.ts";
+import type { KeyPolicy } from "./key-policy.ts";
+import { keyStatus } from "./key-status.ts";
+import { missingPermissions } from "./permissions.ts";
+
+export interface CreateKeyInput {
+  name: string;
+  scopes: string[];
+  permissions?: string[];
+  /** Omitted: the policy's maximum lifetime. null: never expires (only if policy allows). */
+  expiresInSeconds?: number | null;
+  rateLimit?: RateLimitPolicy;
+  ownerId?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export interface CreatedKey {
+  record: ApiKeyRecord;
+  /** The secret. Returned once, never stored. */
+  key: string;
+}
+
+/** The caller of a management operation: a key's permissions bound what it may do. */
+export interface Caller {
+  context: ActorContext;
+  /** Permissions held; null for the local operator (CLI), who holds them all. */
+  permissions: readonly string[] | null;
+}
+
+/**
+ * API key management: create, read, change, rotate, revoke. Knows nothing of HTTP.
+ * A caller may only grant, change or act on keys whose permissions it holds itself,
+ * so no key can mint a key more powerful than itself.
+ */
+export class KeyService {
+  private readonly storage: Storage;
+  private readonly policy: KeyPolicy;
+  private readonly clock: Clock;
+  private readonly randomBytes: RandomBytes | undefined;
+  private readonly onChange: (keyId: string) => void;
+
+  constructor(options: {
+    storage: Storage;
+    policy: KeyPolicy;
+    clock: Clock;
+    randomBytes?: RandomBytes;
+    /** Called after a key changes, so caches can drop it. */
+    onChange?: (keyId: string) => void;
+  }) {
+    this.storage = options.storage;
+    this.policy = options.policy;
+    this.clock = options.clock;
+    this.randomBytes = options.randomBytes;
+    this.onChange = options.onChange ?? (() => {});
+  }
+
+  private assertMayGrant(caller: Caller, permissions: readonly string[]): void {
+    if (caller.permissions === null) return;
+    const missing = missingPermissions(caller.permissions, permissions);
+    if (missing.length > 0) throw new ForbiddenError(missing);
+  }
+
+  private expiryFor(expiresInSeconds: number | null | undefined, now: number): number | null {
+    if (expiresInSeconds === null) {
+      if (!this.policy.allowNoExpiry) {
+        throw new ValidationError(
+          "Keys must expire here: omit expiresInSeconds for the maximum lifetime, or give a number of seconds.",
+        );
+      }
+      return null;
+    }
+    const seconds = expiresInSeconds ?? this.policy.maxLifetimeSeconds;
+    if (seconds > this.policy.maxLifetimeSeconds) {
+      throw new ValidationError(
+        `expiresInSeconds may be at most ${this.policy.maxLifetimeSeconds} (the maximum key lifetime).`,
+      );
+    }
+    return now + seconds * 1000;
+  }
+
+  private newRecord(
+    input: Omit<
+      ApiKeyRecord,
+      "id" | "digest" | "hint" | "createdAt" | "revokedAt" | "revokedReason" | "replacedBy" | "lastUsedAt"
+    >,
+    now: number,
+  ): CreatedKey {
+    const key = generateKey(this.policy.prefix, this.randomBytes);
+    const record: ApiKeyRecord = {
+      ...input,
+      id: newId("key", now),
+      digest: digestKey(key),
+      hint: keyHint(key),
+      createdAt: now,
+      revokedAt: null,
+      revokedReason: null,
+      replacedBy: null,
+      lastUsedAt: null,
+    };
+    return { record, key };
+  }
+
+  async create(input: CreateKeyInput, caller: Caller): Promise<CreatedKey> {
+    const now = this.clock();
+    const permissions = [...new Set(input.permissions ?? [])];
+    this.assertMayGrant(caller, permissions);
+    const created = this.newRecord(
+      {
+        name: input.name,
+        scopes: [...new Set(input.scopes)],
+        permissions,
+        ownerId: input.ownerId ?? null,
+        metadata: input.metadata ?? null,
+        rateLimit: input.rateLimit ?? null,
+        expiresAt: this.expiryFor(input.expiresInSeconds, now),
+        rotatedFrom: null,
+      },
+      now,
+    );
+    await this.storage.keys.insert(
+      created.record,
+      auditEvent(caller.context, now, {
+        action: "key.create",
+        outcome: "success",
+        targetType: "key",
+        targetId: created.record.id,
+        detail: { hint: created.record.hint, scopes: created.record.scopes, permissions },
+      }),
+    );
+    return created;
+  }
+
+  async get(id: string): Promise<ApiKeyRecord> {
+    const record = await this.storage.keys.findById(id);
+    if (!record) throw new NotFoundError(`No key with id ${id}.`);
+    return record;
+  }
+
+  async list(query: { ownerId?: string; before?: string; limit: number }): Promise<ApiKeyRecord[]> {
+    return this.storage.keys.list(query);
+  }
+
+  /** Loads a key the caller is allowed to act on. */
+  private async manageable(id: string, caller: Caller): Promise<ApiKeyRecord> {
+    const record = await this.get(id);
+    this.assertMayGrant(caller, record.permissions);
+    return record;
+  }
+
+  async update(id: string, changes: KeyUpdate, caller: Caller): Promise<ApiKeyRecord> {
+    await this.manageable(id, caller);
+    if (changes.permissions) this.assertMayGrant(caller, changes.permissions);
+    const now = this.clock();
+    const normalised: KeyUpdate = {
+      ...changes,
+      ...(changes.scopes ? { scopes: [...new Set(changes.scopes)] } : {}),
+      ...(changes.permissions ? { permissions: [...new Set(changes.permissions)] } : {}),
+    };
+    const updated = await this.storage.keys.update(
+      id,
+      normalised,
+      auditEvent(caller.context, now, {
+        action: "key.update",
+        outcome: "success",
+        targetType: "key",
+        targetId: id,
+        detail: { fields: Object.keys(changes) },
+      }),
+    );
+    if (!updated) throw new NotFoundError(`No key with id ${id}.`);
+    this.onChange(id);
+    return updated;
+  }
+
+  async revoke(id: string, reason: string, caller: Caller): Promise<ApiKeyRecord> {
+    await this.manageable(id, caller);
+    const now = this.clock();
+    const record = await this.storage.keys.revoke(
+      id,
+      now,
+      reason,
+      auditEvent(caller.context, now, {
+        action: "key.revoke",
+        outcome: "success",
+        targetType: "key",
+        targetId: id,
+        detail: { reason },
+      }),
+    );
+    if (!record) throw new NotFoundError(`No key with id ${id}.`);
+    this.onChange(id);
+    return record;
+  }
+
+  /**
+   * Issues a replacement with the same name, scopes, permissions, owner, metadata and
+   * rate limit. The old key keeps working for `gracePeriodSeconds` (0: stops at once),
+   * never beyond its own expiry. A key can be rotated once; rotate the new one next.
+   */
+  async rotate(
+    id: string,
+    options: { gracePeriodSeconds: number; expiresInSeconds?: number | null },
+    caller: Caller,
+  ): Promise<CreatedKey & { previous: { id: string; expiresAt: number | null; revokedAt: number | null } }> {
+    const old = await this.manageable(id, caller);
+    const now = this.clock();
+    if (options.gracePeriodSeconds > this.policy.maxGracePeriodSeconds) {
+      throw new ValidationError(`gracePeriodSeconds may be at most ${this.policy.maxGracePeriodSeconds}.`);
+    }
+    if (keyStatus(old, now) !== "active" || old.replacedBy !== null) {
+      throw new ConflictError("Only an active key that has not been rotated already can be rotated.");
+    }
+    // The replacement gets the lifetime the old key was given, unless told otherwise.
+    const lifetime =
+      options.expiresInSeconds !== undefined
+        ? options.expiresInSeconds
+        : old.expiresAt === null
+          ? null
+          : Math.min(Math.round((old.expiresAt - old.createdAt) / 1000), this.policy.maxLifetimeSeconds);
+    const created = this.newRecord(
+      {
+        name: old.name,
+        scopes: old.scopes,
+        permissions: old.permissions,
+        ownerId: old.ownerId,
+        metadata: old.metadata,
+        rateLimit: old.rateLimit,
+        expiresAt: this.expiryFor(lifetime, now),
+        rotatedFrom: old.id,
+      },
+      now,
+    );
+    const graceEnd = now + options.gracePeriodSeconds * 1000;
+    const revokeOld = options.gracePeriodSeconds === 0;
+    const rotated = await this.storage.keys.rotate(
+      id,
+      created.record,
+      { at: now, oldExpiresAt: graceEnd, revokeOld },
+      auditEvent(caller.context, now, {
+        action: "key.rotate",
+        outcome: "success",
+        targetType: "key",
+        targetId: id,
+        detail: { replacement: created.record.id, gracePeriodSeconds: options.gracePeriodSeconds },
+      }),
+    );
+    if (!rotated) throw new ConflictError("Only an active key that has not been rotated already can be rotated.");
+    this.onChange(id);
+    const previous = await this.get(id);
+    return { ...created, previous: { id, expiresAt: previous.expiresAt, revokedAt: previous.revokedAt } };
+  }
+}

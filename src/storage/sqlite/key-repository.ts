@@ -1,0 +1,197 @@
+import type { ApiKeyRecord, AuditEventInput, KeyListQuery, KeyRepository, KeyUpdate } from "../types.ts";
+import { insertAuditEvent } from "./audit-repository.ts";
+import type { SqliteDatabase } from "./database.ts";
+
+type Row = Record<string, string | number | Uint8Array | null>;
+
+const COLUMNS =
+  "digest, id, name, hint, scopes, permissions, owner_id, metadata, rate_limit, rate_window_seconds, created_at, expires_at, revoked_at, revoked_reason, replaced_by, rotated_from, last_used_at";
+const INSERT = `INSERT INTO api_keys (${COLUMNS}) VALUES (${COLUMNS.split(",")
+  .map(() => "?")
+  .join(", ")})`;
+
+function params(record: ApiKeyRecord): Array<string | number | Uint8Array | null> {
+  return [
+    record.digest,
+    record.id,
+    record.name,
+    record.hint,
+    JSON.stringify(record.scopes),
+    JSON.stringify(record.permissions),
+    record.ownerId,
+    record.metadata === null ? null : JSON.stringify(record.metadata),
+    record.rateLimit?.limit ?? null,
+    record.rateLimit?.windowSeconds ?? null,
+    record.createdAt,
+    record.expiresAt,
+    record.revokedAt,
+    record.revokedReason,
+    record.replacedBy,
+    record.rotatedFrom,
+    record.lastUsedAt,
+  ];
+}
+
+export function rowToKey(row: Row): ApiKeyRecord {
+  return {
+    id: row.id as string,
+    digest: Buffer.from(row.digest as Uint8Array),
+    name: row.name as string,
+    hint: row.hint as string,
+    scopes: JSON.parse(row.scopes as string),
+    permissions: JSON.parse(row.permissions as string),
+    ownerId: row.owner_id as string | null,
+    metadata: row.metadata === null ? null : JSON.parse(row.metadata as string),
+    rateLimit:
+      row.rate_limit === null
+        ? null
+        : { limit: row.rate_limit as number, windowSeconds: row.rate_window_seconds as number },
+    createdAt: row.created_at as number,
+    expiresAt: row.expires_at as number | null,
+    revokedAt: row.revoked_at as number | null,
+    revokedReason: row.revoked_reason as string | null,
+    replacedBy: row.replaced_by as string | null,
+    rotatedFrom: row.rotated_from as string | null,
+    lastUsedAt: row.last_used_at as number | null,
+  };
+}
+
+export class SqliteKeyRepository implements KeyRepository {
+  private readonly database: SqliteDatabase;
+  constructor(database: SqliteDatabase) {
+    this.database = database;
+  }
+
+  async insert(record: ApiKeyRecord, audit: AuditEventInput | null): Promise<void> {
+    this.database.transaction(() => {
+      this.database.statement(INSERT).run(...params(record));
+      if (audit) insertAuditEvent(this.database, audit);
+    });
+  }
+
+  async insertMany(records: readonly ApiKeyRecord[]): Promise<void> {
+    this.database.transaction(() => {
+      const statement = this.database.statement(INSERT);
+      for (const record of records) statement.run(...params(record));
+    });
+  }
+
+  async findByDigest(digest: Buffer): Promise<ApiKeyRecord | null> {
+    const row = this.database.statement(`SELECT ${COLUMNS} FROM api_keys WHERE digest = ?`).get(digest) as
+      | Row
+      | undefined;
+    return row ? rowToKey(row) : null;
+  }
+
+  async findById(id: string): Promise<ApiKeyRecord | null> {
+    return this.findByIdNow(id);
+  }
+
+  private findByIdNow(id: string): ApiKeyRecord | null {
+    const row = this.database.statement(`SELECT ${COLUMNS} FROM api_keys WHERE id = ?`).get(id) as Row | undefined;
+    return row ? rowToKey(row) : null;
+  }
+
+  async list(query: KeyListQuery): Promise<ApiKeyRecord[]> {
+    const where: string[] = [];
+    const values: string[] = [];
+    if (query.ownerId !== undefined) {
+      where.push("owner_id = ?");
+      values.push(query.ownerId);
+    }
+    if (query.before !== undefined) {
+      where.push("id < ?");
+      values.push(query.before);
+    }
+    const sql = `SELECT ${COLUMNS} FROM api_keys ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`;
+    return (this.database.statement(sql).all(...values, query.limit) as Row[]).map(rowToKey);
+  }
+
+  async update(id: string, changes: KeyUpdate, audit: AuditEventInput | null): Promise<ApiKeyRecord | null> {
+    return this.database.transaction(() => {
+      const sets: string[] = [];
+      const values: Array<string | number | null> = [];
+      const set = (column: string, value: string | number | null) => {
+        sets.push(`${column} = ?`);
+        values.push(value);
+      };
+      if (changes.name !== undefined) set("name", changes.name);
+      if (changes.scopes !== undefined) set("scopes", JSON.stringify(changes.scopes));
+      if (changes.permissions !== undefined) set("permissions", JSON.stringify(changes.permissions));
+      if (changes.ownerId !== undefined) set("owner_id", changes.ownerId);
+      if (changes.metadata !== undefined)
+        set("metadata", changes.metadata === null ? null : JSON.stringify(changes.metadata));
+      if (changes.rateLimit !== undefined) {
+        set("rate_limit", changes.rateLimit?.limit ?? null);
+        set("rate_window_seconds", changes.rateLimit?.windowSeconds ?? null);
+      }
+      if (sets.length > 0) {
+        const result = this.database.db
+          .prepare(`UPDATE api_keys SET ${sets.join(", ")} WHERE id = ?`)
+          .run(...values, id);
+        if (result.changes === 0) return null;
+      }
+      const record = this.findByIdNow(id);
+      if (record && audit) insertAuditEvent(this.database, audit);
+      return record;
+    });
+  }
+
+  async revoke(id: string, at: number, reason: string, audit: AuditEventInput | null): Promise<ApiKeyRecord | null> {
+    return this.database.transaction(() => {
+      this.database
+        .statement("UPDATE api_keys SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL")
+        .run(at, reason, id);
+      const record = this.findByIdNow(id);
+      if (record && audit) insertAuditEvent(this.database, audit);
+      return record;
+    });
+  }
+
+  async rotate(
+    oldId: string,
+    replacement: ApiKeyRecord,
+    change: { at: number; oldExpiresAt: number; revokeOld: boolean },
+    audit: AuditEventInput | null,
+  ): Promise<boolean> {
+    return this.database.transaction(() => {
+      const result = this.database
+        .statement(
+          `UPDATE api_keys SET replaced_by = ?,
+             expires_at = CASE WHEN expires_at IS NULL OR expires_at > ? THEN ? ELSE expires_at END,
+             revoked_at = CASE WHEN ? THEN ? ELSE revoked_at END,
+             revoked_reason = CASE WHEN ? THEN 'rotated' ELSE revoked_reason END
+           WHERE id = ? AND revoked_at IS NULL AND replaced_by IS NULL AND (expires_at IS NULL OR expires_at > ?)`,
+        )
+        .run(
+          replacement.id,
+          change.oldExpiresAt,
+          change.oldExpiresAt,
+          change.revokeOld ? 1 : 0,
+          change.at,
+          change.revokeOld ? 1 : 0,
+          oldId,
+          change.at,
+        );
+      if (result.changes === 0) return false;
+      this.database.statement(INSERT).run(...params(replacement));
+      if (audit) insertAuditEvent(this.database, audit);
+      return true;
+    });
+  }
+
+  async touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
+    if (lastUsed.size === 0) return;
+    this.database.transaction(() => {
+      const statement = this.database.statement(
+        "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+      );
+      for (const [id, at] of lastUsed) statement.run(at, id, at);
+    });
+  }
+
+  async count(): Promise<number> {
+    const row = this.database.statement("SELECT count(*) AS n FROM api_keys").get() as { n: number };
+    return row.n;
+  }
+}

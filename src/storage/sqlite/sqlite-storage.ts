@@ -1,0 +1,44 @@
+import type { Storage } from "../types.ts";
+import { SqliteAuditRepository } from "./audit-repository.ts";
+import { SqliteDatabase } from "./database.ts";
+import { SqliteKeyRepository } from "./key-repository.ts";
+import { SqliteMetaRepository } from "./meta-repository.ts";
+import { migrateSqlite } from "./migrations.ts";
+import { SqliteUsageRepository } from "./usage-repository.ts";
+
+export class SqliteStorage implements Storage {
+  readonly kind = "sqlite" as const;
+  readonly database: SqliteDatabase;
+  readonly keys: SqliteKeyRepository;
+  readonly audit: SqliteAuditRepository;
+  readonly usage: SqliteUsageRepository;
+  readonly meta: SqliteMetaRepository;
+
+  private constructor(database: SqliteDatabase) {
+    this.database = database;
+    this.keys = new SqliteKeyRepository(database);
+    this.audit = new SqliteAuditRepository(database);
+    this.usage = new SqliteUsageRepository(database);
+    this.meta = new SqliteMetaRepository(database);
+  }
+
+  /** Opens (creating if needed) the database file and applies pending migrations. */
+  static open(path: string): SqliteStorage {
+    const database = new SqliteDatabase(path);
+    try {
+      migrateSqlite(database);
+    } catch (error) {
+      database.close();
+      throw error;
+    }
+    return new SqliteStorage(database);
+  }
+
+  async ping(): Promise<void> {
+    this.database.statement("SELECT 1").get();
+  }
+
+  async close(): Promise<void> {
+    this.database.close();
+  }
+}

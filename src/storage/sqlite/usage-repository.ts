@@ -1,0 +1,28 @@
+import type { UsageIncrement, UsageRepository, UsageRow } from "../types.ts";
+import type { SqliteDatabase } from "./database.ts";
+
+export class SqliteUsageRepository implements UsageRepository {
+  private readonly database: SqliteDatabase;
+  constructor(database: SqliteDatabase) {
+    this.database = database;
+  }
+
+  async add(increments: readonly UsageIncrement[]): Promise<void> {
+    if (increments.length === 0) return;
+    this.database.transaction(() => {
+      const statement = this.database.statement(
+        `INSERT INTO key_usage (key_id, bucket, outcome, count) VALUES (?, ?, ?, ?)
+         ON CONFLICT (key_id, bucket, outcome) DO UPDATE SET count = count + excluded.count`,
+      );
+      for (const row of increments) statement.run(row.keyId, row.bucket, row.outcome, row.count);
+    });
+  }
+
+  async read(keyId: string, since: number, until: number): Promise<UsageRow[]> {
+    return this.database
+      .statement(
+        "SELECT bucket, outcome, count FROM key_usage WHERE key_id = ? AND bucket >= ? AND bucket < ? ORDER BY bucket, outcome",
+      )
+      .all(keyId, since, until) as unknown as UsageRow[];
+  }
+}

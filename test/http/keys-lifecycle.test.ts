@@ -1,0 +1,208 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { backends } from "../support/backends.ts";
+import { startServer, type TestServer } from "../support/server.ts";
+
+for (const backend of backends()) {
+  describe(`API key lifecycle over HTTP (${backend.name})`, () => {
+    let server: TestServer;
+    before(async () => {
+      server = await startServer(backend);
+    });
+    after(() => server.close());
+
+    const verify = (key: string, scopes?: string[]) =>
+      server.call("POST", "/v1/keys/verify", { key, ...(scopes ? { scopes } : {}) });
+
+    test("create returns the key once; reads never show it or its digest", async () => {
+      const created = await server.call("POST", "/v1/keys", {
+        name: "billing",
+        scopes: ["payments:read"],
+        ownerId: "acct_1",
+      });
+      assert.equal(created.status, 201);
+      assert.match(created.body.key, /^gate_[0-9A-Za-z]{49}$/);
+      assert.equal(created.headers.get("location"), `/v1/keys/${created.body.id}`);
+      assert.equal(created.headers.get("cache-control"), "no-store");
+      const read = await server.call("GET", `/v1/keys/${created.body.id}`);
+      assert.equal(read.status, 200);
+      assert.equal(read.body.key, undefined);
+      assert.equal(read.body.digest, undefined);
+      assert.ok(!JSON.stringify(read.body).includes(created.body.key.slice(10, 30)));
+      assert.equal(read.body.hint, `${created.body.key.slice(0, 9)}…${created.body.key.slice(-4)}`);
+      assert.equal(read.body.status, "active");
+      assert.equal(read.body.ownerId, "acct_1");
+    });
+
+    test("verify: valid with scopes, INSUFFICIENT_SCOPE without", async () => {
+      const { body } = await server.call("POST", "/v1/keys", { name: "s", scopes: ["payments:read"] });
+      const ok = await verify(body.key, ["payments:read"]);
+      assert.equal(ok.status, 200);
+      assert.equal(ok.body.valid, true);
+      assert.equal(ok.body.keyId, body.id);
+      assert.deepEqual(ok.body.scopes, ["payments:read"]);
+      assert.equal(ok.body.ratelimit.limit, 1000);
+      assert.equal(ok.body.ratelimit.remaining, 999);
+      const denied = await verify(body.key, ["payments:write"]);
+      assert.deepEqual(
+        { valid: denied.body.valid, code: denied.body.code },
+        { valid: false, code: "INSUFFICIENT_SCOPE" },
+      );
+    });
+
+    test("verify: MALFORMED for wrong shape or checksum, NOT_FOUND for a well-formed unknown key", async () => {
+      const { body } = await server.call("POST", "/v1/keys", { name: "m", scopes: [] });
+      const key: string = body.key;
+      const flipped = key.slice(0, 20) + (key[20] === "a" ? "b" : "a") + key.slice(21);
+      for (const bad of [
+        "",
+        "gate_",
+        "nope",
+        key.slice(0, -1),
+        `${key}x`,
+        flipped,
+        key.replace("gate_", "gat3_"),
+        `${key.slice(0, -6)}!!!!!!`,
+      ]) {
+        const r = await verify(bad);
+        assert.equal(r.status, 200, bad);
+        assert.deepEqual(r.body, { valid: false, code: "MALFORMED" }, bad);
+      }
+      const { generateKey } = await import("../../src/keys/key-format.ts");
+      assert.deepEqual((await verify(generateKey("gate"))).body, { valid: false, code: "NOT_FOUND" });
+    });
+
+    test("per-key rate limit: exactly N valid answers per window, then RATE_LIMITED with reset", async () => {
+      const { body } = await server.call("POST", "/v1/keys", {
+        name: "r",
+        scopes: [],
+        rateLimit: { limit: 3, windowSeconds: 60 },
+      });
+      const answers = [];
+      for (let i = 0; i < 5; i++) answers.push((await verify(body.key)).body);
+      assert.deepEqual(
+        answers.map((a) => a.valid),
+        [true, true, true, false, false],
+      );
+      assert.deepEqual(
+        answers.map((a) => a.ratelimit.remaining),
+        [2, 1, 0, 0, 0],
+      );
+      assert.equal(answers[3].code, "RATE_LIMITED");
+      assert.ok(answers[3].ratelimit.reset > Date.now());
+    });
+
+    test("revocation takes effect on the next request", async () => {
+      const { body } = await server.call("POST", "/v1/keys", { name: "v", scopes: [] });
+      assert.equal((await verify(body.key)).body.valid, true);
+      const revoked = await server.call("POST", `/v1/keys/${body.id}/revoke`, { reason: "test" });
+      assert.equal(revoked.status, 200);
+      assert.equal(revoked.body.status, "revoked");
+      assert.deepEqual((await verify(body.key)).body, { valid: false, code: "REVOKED" });
+      // Idempotent: revoking again changes nothing.
+      const again = await server.call("POST", `/v1/keys/${body.id}/revoke`);
+      assert.equal(again.body.revokedAt, revoked.body.revokedAt);
+    });
+
+    test("rotation with grace: both keys work, then only the new one", async () => {
+      const { body } = await server.call("POST", "/v1/keys", { name: "rot", scopes: ["a"] });
+      const rotated = await server.call("POST", `/v1/keys/${body.id}/rotate`, { gracePeriodSeconds: 3600 });
+      assert.equal(rotated.status, 201);
+      assert.notEqual(rotated.body.key, body.key);
+      assert.equal(rotated.body.rotatedFrom, body.id);
+      assert.deepEqual(rotated.body.scopes, ["a"]);
+      assert.equal((await verify(body.key)).body.valid, true);
+      assert.equal((await verify(rotated.body.key)).body.valid, true);
+      const old = await server.call("GET", `/v1/keys/${body.id}`);
+      assert.equal(old.body.replacedBy, rotated.body.id);
+      assert.ok(Date.parse(old.body.expiresAt) <= Date.now() + 3600_000);
+      // A key is rotated once; a second rotation of the old one is a conflict.
+      const twice = await server.call("POST", `/v1/keys/${body.id}/rotate`, { gracePeriodSeconds: 0 });
+      assert.equal(twice.status, 409);
+      assert.equal(twice.body.code, "CONFLICT");
+    });
+
+    test("rotation with grace 0 stops the old key at once", async () => {
+      const { body } = await server.call("POST", "/v1/keys", { name: "rot0", scopes: [] });
+      const rotated = await server.call("POST", `/v1/keys/${body.id}/rotate`, { gracePeriodSeconds: 0 });
+      assert.deepEqual((await verify(body.key)).body, { valid: false, code: "REVOKED" });
+      assert.equal((await verify(rotated.body.key)).body.valid, true);
+    });
+
+    test("patch changes scopes and the next verification sees them", async () => {
+      const { body } = await server.call("POST", "/v1/keys", { name: "p", scopes: ["a"] });
+      const patched = await server.call("PATCH", `/v1/keys/${body.id}`, {
+        scopes: ["a", "b"],
+        name: "p2",
+        metadata: { team: "x" },
+      });
+      assert.equal(patched.status, 200);
+      assert.equal(patched.body.name, "p2");
+      assert.deepEqual(patched.body.metadata, { team: "x" });
+      assert.equal((await verify(body.key, ["b"])).body.valid, true);
+      const empty = await server.call("PATCH", `/v1/keys/${body.id}`, {});
+      assert.equal(empty.status, 400);
+    });
+
+    test("list is paginated newest first with a cursor", async () => {
+      for (let i = 0; i < 3; i++)
+        await server.call("POST", "/v1/keys", { name: `page${i}`, scopes: [], ownerId: "pager" });
+      const first = await server.call("GET", "/v1/keys?ownerId=pager&limit=2");
+      assert.equal(first.status, 200);
+      assert.deepEqual(
+        first.body.data.map((k: { name: string }) => k.name),
+        ["page2", "page1"],
+      );
+      assert.ok(first.body.nextCursor);
+      const second = await server.call("GET", `/v1/keys?ownerId=pager&limit=2&cursor=${first.body.nextCursor}`);
+      assert.deepEqual(
+        second.body.data.map((k: { name: string }) => k.name),
+        ["page0"],
+      );
+      assert.equal(second.body.nextCursor, null);
+      for (const key of [...first.body.data, ...second.body.data]) assert.equal(key.key, undefined);
+    });
+
+    test("expiry: a key created with the maximum lifetime refuses more", async () => {
+      const tooLong = await server.call("POST", "/v1/keys", { name: "x", scopes: [], expiresInSeconds: 91 * 86400 });
+      assert.equal(tooLong.status, 400);
+      assert.equal(tooLong.body.code, "VALIDATION_FAILED");
+      const never = await server.call("POST", "/v1/keys", { name: "x", scopes: [], expiresInSeconds: null });
+      assert.equal(never.status, 400);
+      const defaulted = await server.call("POST", "/v1/keys", { name: "x", scopes: [] });
+      const lifetime = Date.parse(defaulted.body.expiresAt) - Date.parse(defaulted.body.createdAt);
+      assert.equal(lifetime, 90 * 86400 * 1000);
+    });
+
+    test("usage is counted per outcome and last use is kept", async () => {
+      const { body } = await server.call("POST", "/v1/keys", { name: "u", scopes: ["a"] });
+      await verify(body.key, ["a"]);
+      await verify(body.key, ["a"]);
+      await verify(body.key, ["b"]);
+      const usage = await server.call("GET", `/v1/keys/${body.id}/usage?interval=day`);
+      assert.equal(usage.status, 200);
+      const totals: Record<string, number> = {};
+      for (const bucket of usage.body.buckets)
+        for (const [k, v] of Object.entries(bucket.counts)) totals[k] = (totals[k] ?? 0) + (v as number);
+      assert.deepEqual(totals, { VALID: 2, INSUFFICIENT_SCOPE: 1 });
+      assert.ok(usage.body.lastUsedAt === null || Date.parse(usage.body.lastUsedAt) > 0);
+      const key = await server.call("GET", `/v1/keys/${body.id}`);
+      assert.ok(Date.parse(key.body.lastUsedAt) > 0);
+    });
+
+    test("audit log records admin actions and failed verifications, never secrets", async () => {
+      const { body } = await server.call("POST", "/v1/keys", { name: "aud", scopes: [] });
+      await server.call("POST", `/v1/keys/${body.id}/revoke`);
+      await verify(body.key);
+      const events = await server.call("GET", `/v1/audit?targetId=${body.id}`);
+      assert.equal(events.status, 200);
+      const actions = events.body.data.map((e: { action: string; outcome: string }) => `${e.action}:${e.outcome}`);
+      assert.deepEqual(actions, ["key.verify:failure", "key.revoke:success", "key.create:success"]);
+      assert.ok(!JSON.stringify(events.body).includes(body.key));
+      assert.ok(!JSON.stringify(events.body).includes(body.key.slice(9, 40)));
+      const failures = await server.call("GET", "/v1/audit?outcome=failure&action=key.verify&limit=1");
+      assert.equal(failures.body.data.length, 1);
+      assert.equal(failures.body.data[0].ip, "127.0.0.1");
+    });
+  });
+}
