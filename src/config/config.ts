@@ -16,6 +16,10 @@ export interface GatehouseConfig {
   usageFlushMs: number;
   bodyLimitBytes: number;
   githubSecretScanning: { keysUrl: string; keysJson: string | null };
+  /** PostgreSQL instead of the embedded SQLite file when set. */
+  databaseUrl: string | null;
+  /** Redis for global rate limits and revocation fan-out when set. */
+  redisUrl: string | null;
 }
 
 /** One message per mistake, naming the variable, so an operator fixes them all at once. */
@@ -158,6 +162,15 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
     }
   }
 
+  const databaseUrl = read("GATEHOUSE_DATABASE_URL") ?? null;
+  if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    problems.push("GATEHOUSE_DATABASE_URL must be a postgres:// or postgresql:// URL");
+  }
+  const redisUrl = read("GATEHOUSE_REDIS_URL") ?? null;
+  if (redisUrl !== null && !/^rediss?:\/\//.test(redisUrl)) {
+    problems.push("GATEHOUSE_REDIS_URL must be a redis:// or rediss:// URL");
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     port,
@@ -171,5 +184,7 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
     usageFlushMs,
     bodyLimitBytes,
     githubSecretScanning: { keysUrl, keysJson },
+    databaseUrl,
+    redisUrl,
   };
 }

@@ -19,10 +19,11 @@ export class SqliteUsageRepository implements UsageRepository {
   }
 
   async read(keyId: string, since: number, until: number): Promise<UsageRow[]> {
-    return this.database
+    const rows = this.database
       .statement(
         "SELECT bucket, outcome, count FROM key_usage WHERE key_id = ? AND bucket >= ? AND bucket < ? ORDER BY bucket, outcome",
       )
-      .all(keyId, since, until) as unknown as UsageRow[];
+      .all(keyId, since, until);
+    return rows.map((row) => ({ bucket: Number(row.bucket), outcome: String(row.outcome), count: Number(row.count) }));
   }
 }

@@ -1,0 +1,101 @@
+import pg from "pg";
+import { StorageUnavailableError } from "../../errors/gatehouse-error.ts";
+
+export type Queryable = Pick<pg.PoolClient, "query">;
+
+/** int8 (BIGINT) arrives as a string by default; our values (ms timestamps, counts) fit a double. */
+const types = {
+  getTypeParser(oid: number, format?: string) {
+    if (oid === 20) return (value: string) => Number.parseInt(value, 10);
+    return pg.types.getTypeParser(oid, format as "text");
+  },
+};
+
+/** SQLSTATE classes and socket errors that mean "the database is not there right now". */
+function isUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code === "string") {
+    if (code.startsWith("08") || code.startsWith("57P") || code === "53300") return true; // connection, shutdown, too many clients
+    if (["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH"].includes(code)) return true;
+  }
+  const message = error instanceof Error ? error.message : "";
+  return /timeout exceeded when trying to connect|Connection terminated|Query read timeout|connect ECONNREFUSED/i.test(
+    message,
+  );
+}
+
+/**
+ * A pooled connection to PostgreSQL. Connections and statements have timeouts, so a
+ * database that is gone makes requests fail fast (503) instead of hanging; the pool
+ * reconnects by itself when the database returns.
+ */
+export class PostgresDatabase {
+  readonly pool: pg.Pool;
+  readonly schema: string;
+
+  constructor(url: string, options: { schema?: string; max?: number } = {}) {
+    this.schema = options.schema ?? "public";
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(this.schema))
+      throw new TypeError("schema must be a plain lowercase identifier");
+    this.pool = new pg.Pool({
+      connectionString: url,
+      max: options.max ?? 10,
+      connectionTimeoutMillis: 2000,
+      idleTimeoutMillis: 30_000,
+      statement_timeout: 5000,
+      query_timeout: 6000,
+      idle_in_transaction_session_timeout: 10_000,
+      options: `-c search_path=${this.schema}`,
+      types,
+    });
+    // An idle client losing its connection emits here; without a listener the process dies.
+    this.pool.on("error", () => {});
+  }
+
+  /** Turns "database not there" errors into StorageUnavailableError (503). */
+  translate(error: unknown): unknown {
+    return isUnavailable(error) ? new StorageUnavailableError(error) : error;
+  }
+
+  async query<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(sql, params);
+    } catch (error) {
+      throw isUnavailable(error) ? new StorageUnavailableError(error) : error;
+    }
+  }
+
+  /** Runs `work` in one transaction on one connection; rolls back on any error. */
+  async transaction<T>(work: (client: Queryable) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      throw isUnavailable(error) ? new StorageUnavailableError(error) : error;
+    }
+    let broken = false;
+    try {
+      await client.query("BEGIN");
+      const result = await work(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      try {
+        await client.query("ROLLBACK");
+      } catch {
+        broken = true;
+      }
+      throw isUnavailable(error) ? new StorageUnavailableError(error) : error;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  private closed: Promise<void> | undefined;
+
+  /** Idempotent: the server and its owner may both close on the way out. */
+  close(): Promise<void> {
+    this.closed ??= this.pool.end();
+    return this.closed;
+  }
+}

@@ -1,0 +1,227 @@
+import type { ApiKeyRecord, AuditEventInput, KeyListQuery, KeyRepository, KeyUpdate } from "../types.ts";
+import { insertAuditEvents } from "./audit-repository.ts";
+import type { PostgresDatabase, Queryable } from "./database.ts";
+
+const COLUMNS =
+  "digest, id, name, hint, scopes, permissions, owner_id, metadata, rate_limit, rate_window_seconds, created_at, expires_at, revoked_at, revoked_reason, replaced_by, rotated_from, last_used_at";
+const COLUMN_COUNT = 17;
+
+interface Row {
+  digest: Buffer;
+  id: string;
+  name: string;
+  hint: string;
+  scopes: string[];
+  permissions: string[];
+  owner_id: string | null;
+  metadata: Record<string, unknown> | null;
+  rate_limit: number | null;
+  rate_window_seconds: number | null;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+  revoked_reason: string | null;
+  replaced_by: string | null;
+  rotated_from: string | null;
+  last_used_at: number | null;
+}
+
+function values(record: ApiKeyRecord): unknown[] {
+  return [
+    record.digest,
+    record.id,
+    record.name,
+    record.hint,
+    JSON.stringify(record.scopes),
+    JSON.stringify(record.permissions),
+    record.ownerId,
+    record.metadata === null ? null : JSON.stringify(record.metadata),
+    record.rateLimit?.limit ?? null,
+    record.rateLimit?.windowSeconds ?? null,
+    record.createdAt,
+    record.expiresAt,
+    record.revokedAt,
+    record.revokedReason,
+    record.replacedBy,
+    record.rotatedFrom,
+    record.lastUsedAt,
+  ];
+}
+
+function placeholders(rowIndex: number): string {
+  const base = rowIndex * COLUMN_COUNT;
+  return `(${Array.from({ length: COLUMN_COUNT }, (_, j) => `$${base + j + 1}`).join(", ")})`;
+}
+
+function toKey(row: Row): ApiKeyRecord {
+  return {
+    id: row.id,
+    digest: row.digest,
+    name: row.name,
+    hint: row.hint,
+    scopes: row.scopes,
+    permissions: row.permissions,
+    ownerId: row.owner_id,
+    metadata: row.metadata,
+    rateLimit:
+      row.rate_limit === null || row.rate_window_seconds === null
+        ? null
+        : { limit: row.rate_limit, windowSeconds: row.rate_window_seconds },
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    revokedReason: row.revoked_reason,
+    replacedBy: row.replaced_by,
+    rotatedFrom: row.rotated_from,
+    lastUsedAt: row.last_used_at,
+  };
+}
+
+async function findById(client: Queryable, id: string): Promise<ApiKeyRecord | null> {
+  const { rows } = await client.query<Row>(`SELECT ${COLUMNS} FROM api_keys WHERE id = $1`, [id]);
+  return rows[0] ? toKey(rows[0]) : null;
+}
+
+export class PostgresKeyRepository implements KeyRepository {
+  private readonly database: PostgresDatabase;
+  constructor(database: PostgresDatabase) {
+    this.database = database;
+  }
+
+  async insert(record: ApiKeyRecord, audit: AuditEventInput | null): Promise<void> {
+    await this.database.transaction(async (client) => {
+      await client.query(`INSERT INTO api_keys (${COLUMNS}) VALUES ${placeholders(0)}`, values(record));
+      if (audit) await insertAuditEvents(client, [audit]);
+    });
+  }
+
+  async insertMany(records: readonly ApiKeyRecord[]): Promise<void> {
+    await this.database.transaction(async (client) => {
+      // 17 parameters per row: 2,000 rows a statement stays under the 65,535 limit.
+      for (let i = 0; i < records.length; i += 2000) {
+        const chunk = records.slice(i, i + 2000);
+        await client.query(
+          `INSERT INTO api_keys (${COLUMNS}) VALUES ${chunk.map((_, j) => placeholders(j)).join(", ")}`,
+          chunk.flatMap(values),
+        );
+      }
+    });
+  }
+
+  async findByDigest(digest: Buffer): Promise<ApiKeyRecord | null> {
+    const { rows } = await this.database.query<Row>(`SELECT ${COLUMNS} FROM api_keys WHERE digest = $1`, [digest]);
+    return rows[0] ? toKey(rows[0]) : null;
+  }
+
+  async findById(id: string): Promise<ApiKeyRecord | null> {
+    try {
+      return await findById(this.database.pool, id);
+    } catch (error) {
+      throw this.database.translate(error);
+    }
+  }
+
+  async list(query: KeyListQuery): Promise<ApiKeyRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (query.ownerId !== undefined) {
+      params.push(query.ownerId);
+      where.push(`owner_id = $${params.length}`);
+    }
+    if (query.before !== undefined) {
+      params.push(query.before);
+      where.push(`id < $${params.length}`);
+    }
+    params.push(query.limit);
+    const { rows } = await this.database.query<Row>(
+      `SELECT ${COLUMNS} FROM api_keys ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT $${params.length}`,
+      params,
+    );
+    return rows.map(toKey);
+  }
+
+  async update(id: string, changes: KeyUpdate, audit: AuditEventInput | null): Promise<ApiKeyRecord | null> {
+    return this.database.transaction(async (client) => {
+      const sets: string[] = [];
+      const params: unknown[] = [];
+      const set = (column: string, value: unknown) => {
+        params.push(value);
+        sets.push(`${column} = $${params.length}`);
+      };
+      if (changes.name !== undefined) set("name", changes.name);
+      if (changes.scopes !== undefined) set("scopes", JSON.stringify(changes.scopes));
+      if (changes.permissions !== undefined) set("permissions", JSON.stringify(changes.permissions));
+      if (changes.ownerId !== undefined) set("owner_id", changes.ownerId);
+      if (changes.metadata !== undefined)
+        set("metadata", changes.metadata === null ? null : JSON.stringify(changes.metadata));
+      if (changes.rateLimit !== undefined) {
+        set("rate_limit", changes.rateLimit?.limit ?? null);
+        set("rate_window_seconds", changes.rateLimit?.windowSeconds ?? null);
+      }
+      if (sets.length > 0) {
+        params.push(id);
+        const result = await client.query(
+          `UPDATE api_keys SET ${sets.join(", ")} WHERE id = $${params.length}`,
+          params,
+        );
+        if (result.rowCount === 0) return null;
+      }
+      const record = await findById(client, id);
+      if (record && audit) await insertAuditEvents(client, [audit]);
+      return record;
+    });
+  }
+
+  async revoke(id: string, at: number, reason: string, audit: AuditEventInput | null): Promise<ApiKeyRecord | null> {
+    return this.database.transaction(async (client) => {
+      await client.query(
+        "UPDATE api_keys SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+        [at, reason, id],
+      );
+      const record = await findById(client, id);
+      if (record && audit) await insertAuditEvents(client, [audit]);
+      return record;
+    });
+  }
+
+  async rotate(
+    oldId: string,
+    replacement: ApiKeyRecord,
+    change: { at: number; oldExpiresAt: number; revokeOld: boolean },
+    audit: AuditEventInput | null,
+  ): Promise<boolean> {
+    return this.database.transaction(async (client) => {
+      // The conditions in WHERE make this the single point of truth across nodes: two
+      // rotations of one key race on this row lock, and the loser matches no row.
+      const result = await client.query(
+        `UPDATE api_keys SET replaced_by = $1,
+           expires_at = CASE WHEN expires_at IS NULL OR expires_at > $2 THEN $2 ELSE expires_at END,
+           revoked_at = CASE WHEN $3 THEN $4 ELSE revoked_at END,
+           revoked_reason = CASE WHEN $3 THEN 'rotated' ELSE revoked_reason END
+         WHERE id = $5 AND revoked_at IS NULL AND replaced_by IS NULL AND (expires_at IS NULL OR expires_at > $4)`,
+        [replacement.id, change.oldExpiresAt, change.revokeOld, change.at, oldId],
+      );
+      if (result.rowCount === 0) return false;
+      await client.query(`INSERT INTO api_keys (${COLUMNS}) VALUES ${placeholders(0)}`, values(replacement));
+      if (audit) await insertAuditEvents(client, [audit]);
+      return true;
+    });
+  }
+
+  async touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
+    if (lastUsed.size === 0) return;
+    const ids = [...lastUsed.keys()];
+    const times = ids.map((id) => lastUsed.get(id));
+    await this.database.query(
+      `UPDATE api_keys AS k SET last_used_at = u.at
+       FROM unnest($1::text[], $2::bigint[]) AS u(id, at)
+       WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)`,
+      [ids, times],
+    );
+  }
+
+  async count(): Promise<number> {
+    const { rows } = await this.database.query<{ n: number }>("SELECT count(*)::bigint AS n FROM api_keys");
+    return rows[0]?.n ?? 0;
+  }
+}

@@ -1,0 +1,96 @@
+import type { PostgresDatabase } from "./database.ts";
+
+/**
+ * Versioned, forward-only migrations, the same history as sqlite/migrations.ts. Nodes
+ * starting together take a transaction-scoped advisory lock, so exactly one applies
+ * each migration and the others wait, then see it recorded.
+ */
+export const POSTGRES_MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+  {
+    version: 1,
+    name: "api keys, audit log, usage, meta",
+    sql: `
+      CREATE TABLE api_keys (
+        digest BYTEA PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        hint TEXT NOT NULL,
+        scopes JSONB NOT NULL,
+        permissions JSONB NOT NULL,
+        owner_id TEXT,
+        metadata JSONB,
+        rate_limit BIGINT,
+        rate_window_seconds BIGINT,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT,
+        revoked_at BIGINT,
+        revoked_reason TEXT,
+        replaced_by TEXT,
+        rotated_from TEXT,
+        last_used_at BIGINT
+      );
+      CREATE INDEX api_keys_owner ON api_keys (owner_id, id);
+
+      CREATE TABLE audit_events (
+        id BIGSERIAL PRIMARY KEY,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target_type TEXT,
+        target_id TEXT,
+        outcome TEXT NOT NULL CHECK (outcome IN ('success', 'failure')),
+        ip TEXT,
+        user_agent TEXT,
+        request_id TEXT,
+        detail JSONB
+      );
+      CREATE INDEX audit_events_at ON audit_events (at);
+      CREATE INDEX audit_events_action ON audit_events (action, id);
+      CREATE INDEX audit_events_actor ON audit_events (actor, id);
+      CREATE INDEX audit_events_target ON audit_events (target_id, id);
+      CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'audit events are append-only'; END $$;
+      CREATE TRIGGER audit_events_append_only BEFORE UPDATE ON audit_events
+        FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+
+      CREATE TABLE key_usage (
+        key_id TEXT NOT NULL,
+        bucket BIGINT NOT NULL,
+        outcome TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        PRIMARY KEY (key_id, bucket, outcome)
+      );
+
+      CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      );
+    `,
+  },
+];
+
+const LOCK_ID = 0x6761_7465; // "gate"
+
+export async function migratePostgres(database: PostgresDatabase): Promise<void> {
+  await database.query(`CREATE SCHEMA IF NOT EXISTS ${database.schema}`).catch(async (error) => {
+    // Two nodes creating the schema at once: one wins, the other sees a duplicate.
+    if ((error as { code?: string }).code !== "23505" && (error as { code?: string }).code !== "42P06") throw error;
+  });
+  await database.transaction(async (client) => {
+    await client.query("SELECT pg_advisory_xact_lock($1)", [LOCK_ID]);
+    await client.query(
+      "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    );
+    const { rows } = await client.query<{ version: number }>("SELECT version FROM schema_migrations");
+    const applied = new Set(rows.map((row) => row.version));
+    for (const migration of POSTGRES_MIGRATIONS) {
+      if (applied.has(migration.version)) continue;
+      await client.query(migration.sql);
+      await client.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)", [
+        migration.version,
+        migration.name,
+        Date.now(),
+      ]);
+    }
+  });
+}

@@ -1,0 +1,47 @@
+import type { Storage } from "../types.ts";
+import { PostgresAuditRepository } from "./audit-repository.ts";
+import { PostgresDatabase } from "./database.ts";
+import { PostgresKeyRepository } from "./key-repository.ts";
+import { PostgresMetaRepository } from "./meta-repository.ts";
+import { migratePostgres } from "./migrations.ts";
+import { PostgresUsageRepository } from "./usage-repository.ts";
+
+export class PostgresStorage implements Storage {
+  readonly kind = "postgres" as const;
+  readonly database: PostgresDatabase;
+  readonly keys: PostgresKeyRepository;
+  readonly audit: PostgresAuditRepository;
+  readonly usage: PostgresUsageRepository;
+  readonly meta: PostgresMetaRepository;
+
+  private constructor(database: PostgresDatabase) {
+    this.database = database;
+    this.keys = new PostgresKeyRepository(database);
+    this.audit = new PostgresAuditRepository(database);
+    this.usage = new PostgresUsageRepository(database);
+    this.meta = new PostgresMetaRepository(database);
+  }
+
+  /** Connects and applies pending migrations (safe when several nodes start at once). */
+  static async open(url: string, options: { schema?: string; poolSize?: number } = {}): Promise<PostgresStorage> {
+    const database = new PostgresDatabase(url, {
+      ...(options.schema ? { schema: options.schema } : {}),
+      ...(options.poolSize ? { max: options.poolSize } : {}),
+    });
+    try {
+      await migratePostgres(database);
+    } catch (error) {
+      await database.close();
+      throw error;
+    }
+    return new PostgresStorage(database);
+  }
+
+  async ping(): Promise<void> {
+    await this.database.query("SELECT 1");
+  }
+
+  async close(): Promise<void> {
+    await this.database.close();
+  }
+}

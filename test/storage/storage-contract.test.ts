@@ -1,0 +1,246 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import pg from "pg";
+import { digestKey, generateKey, keyHint } from "../../src/keys/key-format.ts";
+import { newId } from "../../src/lib/ids.ts";
+import { PostgresStorage } from "../../src/storage/postgres/postgres-storage.ts";
+import { SqliteStorage } from "../../src/storage/sqlite/sqlite-storage.ts";
+import type { ApiKeyRecord, AuditEventInput, Storage } from "../../src/storage/types.ts";
+import { backends, TEST_DATABASE_URL, type TestStore } from "../support/backends.ts";
+
+const NOW = Date.UTC(2026, 0, 1);
+
+function record(overrides: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
+  const key = generateKey("gate");
+  return {
+    id: newId("key", NOW),
+    digest: digestKey(key),
+    hint: keyHint(key),
+    name: "k",
+    scopes: ["a:read"],
+    permissions: [],
+    ownerId: null,
+    metadata: { team: "x", nested: { n: 1 } },
+    rateLimit: { limit: 10, windowSeconds: 60 },
+    createdAt: NOW,
+    expiresAt: NOW + 86_400_000,
+    revokedAt: null,
+    revokedReason: null,
+    replacedBy: null,
+    rotatedFrom: null,
+    lastUsedAt: null,
+    ...overrides,
+  };
+}
+
+function event(action: string, targetId: string | null = null): AuditEventInput {
+  return {
+    at: NOW,
+    actor: "cli",
+    action,
+    targetType: "key",
+    targetId,
+    outcome: "success",
+    ip: "127.0.0.1",
+    userAgent: null,
+    requestId: null,
+    detail: { n: 1 },
+  };
+}
+
+for (const backend of backends()) {
+  describe(`storage contract (${backend.name})`, () => {
+    let store: TestStore;
+    let storage: Storage;
+    before(async () => {
+      store = await backend.create();
+      storage = store.storage;
+    });
+    after(() => store.dispose());
+
+    test("a key round-trips exactly, by digest and by id", async () => {
+      const original = record({ ownerId: "acct", permissions: ["keys:read"] });
+      await storage.keys.insert(original, event("key.create", original.id));
+      assert.deepEqual(await storage.keys.findByDigest(original.digest), original);
+      assert.deepEqual(await storage.keys.findById(original.id), original);
+      assert.equal(await storage.keys.findByDigest(randomBytes(32)), null);
+      assert.equal(await storage.keys.findById("key_nope"), null);
+    });
+
+    test("a failing insert writes neither the key nor its audit event", async () => {
+      const first = record();
+      await storage.keys.insert(first, null);
+      const duplicate = record({ digest: first.digest, id: newId("key", NOW) });
+      await assert.rejects(storage.keys.insert(duplicate, event("key.create", duplicate.id)));
+      assert.equal(await storage.keys.findById(duplicate.id), null);
+      assert.deepEqual(await storage.audit.query({ targetId: duplicate.id, limit: 10 }), []);
+    });
+
+    test("concurrent rotations of one key: exactly one wins", async () => {
+      const old = record();
+      await storage.keys.insert(old, null);
+      const replacements = Array.from({ length: 8 }, () => record({ rotatedFrom: old.id }));
+      const results = await Promise.all(
+        replacements.map((r) =>
+          storage.keys.rotate(
+            old.id,
+            r,
+            { at: NOW + 1, oldExpiresAt: NOW + 1000, revokeOld: false },
+            event("key.rotate", old.id),
+          ),
+        ),
+      );
+      assert.equal(results.filter(Boolean).length, 1);
+      const winner = replacements[results.indexOf(true)];
+      const after = await storage.keys.findById(old.id);
+      assert.equal(after?.replacedBy, winner?.id);
+      assert.equal(after?.expiresAt, NOW + 1000);
+      const losers = replacements.filter((_, i) => !results[i]);
+      for (const loser of losers) assert.equal(await storage.keys.findById(loser.id), null);
+      assert.equal((await storage.audit.query({ targetId: old.id, action: "key.rotate", limit: 10 })).length, 1);
+    });
+
+    test("rotation never extends an expiry and refuses revoked or expired keys", async () => {
+      const short = record({ expiresAt: NOW + 500 });
+      await storage.keys.insert(short, null);
+      assert.equal(
+        await storage.keys.rotate(short.id, record(), { at: NOW, oldExpiresAt: NOW + 10_000, revokeOld: false }, null),
+        true,
+      );
+      assert.equal((await storage.keys.findById(short.id))?.expiresAt, NOW + 500);
+      const expired = record({ expiresAt: NOW - 1 });
+      await storage.keys.insert(expired, null);
+      assert.equal(
+        await storage.keys.rotate(expired.id, record(), { at: NOW, oldExpiresAt: NOW, revokeOld: true }, null),
+        false,
+      );
+      const revoked = record({ revokedAt: NOW - 1, revokedReason: "x" });
+      await storage.keys.insert(revoked, null);
+      assert.equal(
+        await storage.keys.rotate(revoked.id, record(), { at: NOW, oldExpiresAt: NOW, revokeOld: true }, null),
+        false,
+      );
+    });
+
+    test("revoke is idempotent and keeps the first revocation time", async () => {
+      const k = record();
+      await storage.keys.insert(k, null);
+      const first = await storage.keys.revoke(k.id, NOW + 5, "one", null);
+      const second = await storage.keys.revoke(k.id, NOW + 9, "two", null);
+      assert.equal(first?.revokedAt, NOW + 5);
+      assert.equal(second?.revokedAt, NOW + 5);
+      assert.equal(second?.revokedReason, "one");
+      assert.equal(await storage.keys.revoke("key_missing", NOW, "x", null), null);
+    });
+
+    test("update changes only the given fields; null clears", async () => {
+      const k = record({ ownerId: "o" });
+      await storage.keys.insert(k, null);
+      const updated = await storage.keys.update(
+        k.id,
+        { name: "renamed", metadata: null, rateLimit: null },
+        event("key.update", k.id),
+      );
+      assert.equal(updated?.name, "renamed");
+      assert.equal(updated?.metadata, null);
+      assert.equal(updated?.rateLimit, null);
+      assert.equal(updated?.ownerId, "o");
+      assert.deepEqual(updated?.scopes, k.scopes);
+      assert.equal(await storage.keys.update("key_missing", { name: "x" }, null), null);
+    });
+
+    test("usage adds up across batches; touch keeps the latest time", async () => {
+      const k = record();
+      await storage.keys.insert(k, null);
+      await storage.usage.add([
+        { keyId: k.id, bucket: NOW, outcome: "VALID", count: 2 },
+        { keyId: k.id, bucket: NOW, outcome: "RATE_LIMITED", count: 1 },
+      ]);
+      await storage.usage.add([{ keyId: k.id, bucket: NOW, outcome: "VALID", count: 3 }]);
+      assert.deepEqual(await storage.usage.read(k.id, NOW, NOW + 60_000), [
+        { bucket: NOW, outcome: "RATE_LIMITED", count: 1 },
+        { bucket: NOW, outcome: "VALID", count: 5 },
+      ]);
+      await storage.keys.touch(new Map([[k.id, NOW + 10]]));
+      await storage.keys.touch(new Map([[k.id, NOW + 5]]));
+      assert.equal((await storage.keys.findById(k.id))?.lastUsedAt, NOW + 10);
+    });
+
+    test("audit events are append-only and filterable, newest first", async () => {
+      await storage.audit.append([event("x.one", "t1"), event("x.two", "t1"), event("x.one", "t2")]);
+      const byAction = await storage.audit.query({ action: "x.one", limit: 10 });
+      assert.deepEqual(
+        byAction.map((e) => e.targetId),
+        ["t2", "t1"],
+      );
+      assert.deepEqual(byAction[0]?.detail, { n: 1 });
+      const page = await storage.audit.query({ targetId: "t1", limit: 1 });
+      const next = await storage.audit.query({ targetId: "t1", limit: 1, before: page[0]?.id ?? 0 });
+      assert.deepEqual([page[0]?.action, next[0]?.action], ["x.two", "x.one"]);
+      const sql = "UPDATE audit_events SET actor = 'mallory'";
+      const current = storage;
+      if (current instanceof PostgresStorage) {
+        await assert.rejects(current.database.query(sql), /append-only/);
+      } else {
+        assert.ok(current instanceof SqliteStorage);
+        assert.throws(() => current.database.db.exec(sql), /append-only/);
+      }
+    });
+
+    test("bulk insert and count; list pages newest first by owner", async () => {
+      const before = await storage.keys.count();
+      const many = Array.from({ length: 2500 }, (_, i) =>
+        record({ id: `key_bulk${String(i).padStart(5, "0")}`, ownerId: "bulk" }),
+      );
+      await storage.keys.insertMany(many);
+      assert.equal(await storage.keys.count(), before + 2500);
+      const page = await storage.keys.list({ ownerId: "bulk", limit: 3 });
+      assert.deepEqual(
+        page.map((k) => k.id),
+        ["key_bulk02499", "key_bulk02498", "key_bulk02497"],
+      );
+      const next = await storage.keys.list({ ownerId: "bulk", limit: 2, before: "key_bulk02497" });
+      assert.deepEqual(
+        next.map((k) => k.id),
+        ["key_bulk02496", "key_bulk02495"],
+      );
+    });
+
+    test("meta values are set and replaced", async () => {
+      assert.equal(await storage.meta.get("m"), null);
+      await storage.meta.set("m", "1");
+      await storage.meta.set("m", "2");
+      assert.equal(await storage.meta.get("m"), "2");
+    });
+  });
+}
+
+describe("PostgreSQL migrations", () => {
+  test("several nodes starting at once apply each migration once", {
+    skip: !backends().some((b) => b.name === "postgres"),
+  }, async () => {
+    const schema = `gh_test_${randomBytes(6).toString("hex")}`;
+    const nodes = await Promise.all(
+      Array.from({ length: 4 }, () => PostgresStorage.open(TEST_DATABASE_URL, { schema, poolSize: 2 })),
+    );
+    try {
+      const [first] = nodes;
+      assert.ok(first);
+      const { rows } = await first.database.query<{ version: number }>(
+        "SELECT version FROM schema_migrations ORDER BY version",
+      );
+      assert.deepEqual(
+        rows.map((r) => r.version),
+        [...new Set(rows.map((r) => r.version))],
+      );
+      assert.ok(rows.length >= 1);
+    } finally {
+      await Promise.all(nodes.map((n) => n.close()));
+      const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await client.end();
+    }
+  });
+});
