@@ -1,0 +1,81 @@
+import { containsKeyShape } from "./key-shape.ts";
+
+/**
+ * Request headers as any Node framework hands them over: a Fetch `Headers` (Hono, the
+ * Fetch API) or node:http's lower-cased object (node:http, Express, Fastify).
+ */
+export type HeaderBag = Headers | Record<string, string | string[] | undefined>;
+
+/** The part of a request the guard reads. `url` is the request target, path and query. */
+export interface RequestLike {
+  headers: HeaderBag;
+  url?: string | undefined;
+}
+
+export type PresentedCredential =
+  | { kind: "none" }
+  | { kind: "key"; key: string }
+  /** Both `Authorization: Bearer` and `X-API-Key`, or a header handed over as a list. */
+  | { kind: "ambiguous" }
+  /** Something that is or names a credential in the query string: refused, never verified. */
+  | { kind: "in-url" };
+
+/** Parameter names that carry credentials in other products (matches Gatehouse's own check). */
+const CREDENTIAL_PARAMS = /^(?:api[_-]?key|apikey|access[_-]?token|token|key)$/i;
+
+/** RFC 6750 §2.1 `b64token`, after the `Bearer` scheme (scheme names are case-insensitive, RFC 9110 §11.1). */
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+
+/**
+ * Finds the key a request presents. Only two places count: `Authorization: Bearer <key>`
+ * (RFC 6750 §2.1) and `X-API-Key: <key>`. A key in the query string is refused outright
+ * (it leaks into access logs, browser history and Referer headers), even if a header
+ * carries one too.
+ */
+export function presentedCredential(request: RequestLike): PresentedCredential {
+  if (typeof request.url === "string" && credentialInQuery(request.url)) return { kind: "in-url" };
+  const authorization = header(request.headers, "authorization");
+  const apiKey = header(request.headers, "x-api-key");
+  if (Array.isArray(authorization) || Array.isArray(apiKey)) return { kind: "ambiguous" };
+  // Another scheme (Basic, Digest…) is not ours: it presents nothing to this guard.
+  const bearer =
+    authorization !== undefined && /^Bearer(?: |$)/i.test(authorization) ? bearerToken(authorization) : undefined;
+  if (bearer !== undefined && apiKey !== undefined) return { kind: "ambiguous" };
+  if (bearer !== undefined) return { kind: "key", key: bearer };
+  if (apiKey !== undefined) return { kind: "key", key: apiKey.trim() };
+  return { kind: "none" };
+}
+
+/** The token of a Bearer header; "" when the header says Bearer but holds no valid token. */
+function bearerToken(value: string): string {
+  return BEARER.exec(value)?.[1] ?? "";
+}
+
+function credentialInQuery(url: string): boolean {
+  const queryAt = url.indexOf("?");
+  if (queryAt < 0) return false;
+  const hashAt = url.indexOf("#", queryAt);
+  const query = url.slice(queryAt + 1, hashAt < 0 ? undefined : hashAt);
+  if (query.length === 0) return false;
+  // URLSearchParams decodes + and %XX (leniently), so an encoded key is found too.
+  for (const [name, value] of new URLSearchParams(query)) {
+    if (CREDENTIAL_PARAMS.test(name) || containsKeyShape(name) || containsKeyShape(value)) return true;
+  }
+  return containsKeyShape(query);
+}
+
+function header(headers: HeaderBag, name: string): string | string[] | undefined {
+  // Duck-typed rather than `instanceof Headers`, so a Headers from another realm or polyfill counts.
+  if (isFetchHeaders(headers)) return headers.get(name) ?? undefined;
+  const direct = headers[name];
+  if (direct !== undefined) return direct;
+  // node:http lower-cases names; a hand-built object may not have.
+  for (const [key, value] of Object.entries(headers)) {
+    if (key.toLowerCase() === name) return value;
+  }
+  return undefined;
+}
+
+function isFetchHeaders(headers: HeaderBag): headers is Headers {
+  return typeof headers.get === "function";
+}

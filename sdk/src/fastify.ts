@@ -1,0 +1,74 @@
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import { guard } from "./guard.ts";
+import { assertScopes } from "./key-shape.ts";
+import type { KeyVerifier } from "./key-verifier.ts";
+import type { VerifiedKey } from "./verify-result.ts";
+
+/**
+ * Fastify integration: `app.register(gatehousePlugin, { verifier })` once, then one line
+ * per route: `{ preHandler: requireKey({ scopes: ["payments:read"] }) }`. Fastify is
+ * only a type here, so the SDK does not depend on it at run time; this file has its own
+ * entry point (`@gatehouse/sdk/fastify`) so apps without Fastify never load its types.
+ */
+export interface GatehousePluginOptions {
+  verifier: KeyVerifier;
+  /** The realm of WWW-Authenticate challenges. Default "api". */
+  realm?: string;
+  /** Ms since the epoch, for RateLimit and Retry-After arithmetic. */
+  clock?: () => number;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** The key `requireKey` verified for this request; null on routes it does not guard. */
+    gatehouseKey: VerifiedKey | null;
+  }
+  interface FastifyInstance {
+    gatehouseGuard: GatehousePluginOptions;
+  }
+}
+
+async function register(app: FastifyInstance, options: GatehousePluginOptions): Promise<void> {
+  if (typeof options?.verifier?.verify !== "function") {
+    throw new TypeError("gatehousePlugin needs { verifier: createKeyVerifier({ baseUrl, serviceKey }) }");
+  }
+  app.decorate("gatehouseGuard", { ...options });
+  app.decorateRequest("gatehouseKey", null);
+}
+
+/**
+ * Registered without encapsulation (what fastify-plugin does, through the symbol Fastify
+ * reads), so `requireKey` works on routes anywhere in the app.
+ */
+export const gatehousePlugin: FastifyPluginAsync<GatehousePluginOptions> = Object.assign(register, {
+  [Symbol.for("skip-override")]: true,
+  [Symbol.for("fastify.display-name")]: "@gatehouse/sdk",
+});
+
+/**
+ * A preHandler that lets a request through only with a valid key holding every scope in
+ * `scopes`; the key is then on `request.gatehouseKey`. Refusals are sent as problem+json
+ * with the guard's status and headers. Scope names are checked here, when the route is
+ * declared, so a typo fails at start-up rather than on the first request.
+ */
+export function requireKey(options: { scopes?: readonly string[] } = {}) {
+  const scopes = [...(options.scopes ?? [])];
+  assertScopes(scopes);
+  return async function requireGatehouseKey(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const settings: GatehousePluginOptions | undefined = request.server.gatehouseGuard;
+    if (!settings) throw new Error("requireKey() used without app.register(gatehousePlugin, { verifier })");
+    const result = await guard(request, { ...settings, scopes });
+    reply.headers(result.headers);
+    if (result.ok) {
+      request.gatehouseKey = result.key;
+      return;
+    }
+    if (result.cause) {
+      request.log.warn(
+        { code: result.cause.code, status: result.cause.status },
+        "gatehouse: no verdict, failing closed",
+      );
+    }
+    await reply.code(result.status).send(result.body);
+  };
+}

@@ -1,0 +1,12 @@
+export type { HeaderBag, PresentedCredential, RequestLike } from "./credentials.ts";
+export { presentedCredential } from "./credentials.ts";
+export type { GuardOptions, GuardResult } from "./guard.ts";
+export { guard, rateLimitHeaders } from "./guard.ts";
+export type { KeyVerifier, KeyVerifierOptions, VerifyOptions } from "./key-verifier.ts";
+export { createKeyVerifier } from "./key-verifier.ts";
+export type { ProblemCode, ProblemDocument, ProblemStatus } from "./problems.ts";
+export { PROBLEMS } from "./problems.ts";
+export type { VerifierErrorCode } from "./verifier-error.ts";
+export { VerifierError } from "./verifier-error.ts";
+export type { RateLimitState, VerifiedKey, VerifyFailureCode, VerifyResult } from "./verify-result.ts";
+export { VERIFY_FAILURE_CODES } from "./verify-result.ts";

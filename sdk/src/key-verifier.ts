@@ -1,0 +1,183 @@
+import { assertScopes, hasKeyShape } from "./key-shape.ts";
+import { PositiveCache } from "./positive-cache.ts";
+import { parseRetryAfter } from "./retry-after.ts";
+import { VerifierError } from "./verifier-error.ts";
+import { parseVerifyAnswer, type VerifyResult } from "./verify-result.ts";
+
+export interface KeyVerifierOptions {
+  /** Where Gatehouse listens, e.g. `https://auth.internal.example`. */
+  baseUrl: string | URL;
+  /** A Gatehouse key holding the `keys:verify` permission. */
+  serviceKey: string;
+  /**
+   * How long a valid answer may be reused on this process, in ms. Default 0: off, every
+   * request asks Gatehouse. See the README before turning it on: a revoked key keeps
+   * working here for up to this long.
+   */
+  cacheTtlMs?: number;
+  /** Most keys the cache holds; the least recently used go first. Default 10 000. */
+  cacheMaxEntries?: number;
+  /** Replaces the global fetch (tests count requests with it; proxies, mTLS agents). */
+  fetch?: typeof fetch;
+  /** Gives up on Gatehouse after this many ms. Default 2000. */
+  timeoutMs?: number;
+  /** Ms since the epoch; injected by tests to move cache time by hand. */
+  clock?: () => number;
+  /**
+   * Allows `http:` to a host other than loopback. The service key and every presented
+   * key would cross the network in clear text: only for a private network you trust.
+   */
+  allowInsecureHttp?: boolean;
+}
+
+export interface VerifyOptions {
+  /** Scopes the key must hold, all of them. */
+  scopes?: readonly string[];
+}
+
+export interface KeyVerifier {
+  /**
+   * Asks Gatehouse whether `key` is valid and holds `scopes`. A refused key is an
+   * answer (`valid: false` with a code); only failing to reach a verdict throws
+   * (`VerifierError`).
+   */
+  verify(key: string, options?: VerifyOptions): Promise<VerifyResult>;
+}
+
+const DEFAULT_TIMEOUT_MS = 2000;
+const DEFAULT_CACHE_MAX_ENTRIES = 10_000;
+/** Gatehouse refuses longer keys with a 400; they are MALFORMED whatever they hold. */
+const MAX_KEY_LENGTH = 512;
+
+export function createKeyVerifier(options: KeyVerifierOptions): KeyVerifier {
+  const endpoint = verifyEndpoint(options);
+  if (typeof options.serviceKey !== "string" || options.serviceKey.length === 0) {
+    throw new TypeError("serviceKey must be a Gatehouse key with the keys:verify permission");
+  }
+  const authorization = `Bearer ${options.serviceKey}`;
+  const fetchImpl = options.fetch ?? globalThis.fetch;
+  const timeoutMs = positiveInteger(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, "timeoutMs");
+  const clock = options.clock ?? Date.now;
+  const ttlMs = nonNegativeInteger(options.cacheTtlMs ?? 0, "cacheTtlMs");
+  const cache =
+    ttlMs > 0
+      ? new PositiveCache({
+          ttlMs,
+          maxEntries: positiveInteger(options.cacheMaxEntries ?? DEFAULT_CACHE_MAX_ENTRIES, "cacheMaxEntries"),
+          clock,
+        })
+      : null;
+
+  async function ask(key: string, scopes: readonly string[]): Promise<VerifyResult> {
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetchImpl(endpoint, {
+        method: "POST",
+        headers: { authorization, "content-type": "application/json", accept: "application/json" },
+        body: JSON.stringify(scopes.length > 0 ? { key, scopes } : { key }),
+        // A redirect would resend the presented key somewhere else: treat it as an error.
+        redirect: "manual",
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      text = await response.text();
+    } catch (cause) {
+      if (cause instanceof DOMException && cause.name === "TimeoutError") {
+        throw new VerifierError("TIMEOUT", `Gatehouse did not answer within ${timeoutMs} ms`, { cause });
+      }
+      throw new VerifierError("UNREACHABLE", "Gatehouse could not be reached", { cause });
+    }
+    const status = response.status;
+    const body = parseJson(text);
+    if (status === 200) {
+      try {
+        return parseVerifyAnswer(body);
+      } catch (cause) {
+        throw new VerifierError("INVALID_RESPONSE", "Gatehouse's answer does not match the verify API", {
+          status,
+          cause,
+        });
+      }
+    }
+    const retryAfterSeconds = parseRetryAfter(response.headers.get("retry-after"), clock());
+    const details = { status, retryAfterSeconds, problem: body };
+    if (status === 401 || status === 403) {
+      throw new VerifierError("SERVICE_KEY_REJECTED", "Gatehouse refused the service key", details);
+    }
+    if (status === 429) throw new VerifierError("SERVICE_RATE_LIMITED", "The service key is rate limited", details);
+    if (status >= 500) throw new VerifierError("UPSTREAM_ERROR", `Gatehouse answered ${status}`, details);
+    throw new VerifierError("INVALID_RESPONSE", `Gatehouse answered ${status}`, details);
+  }
+
+  return {
+    async verify(key, verifyOptions = {}) {
+      const scopes = verifyOptions.scopes ?? [];
+      assertScopes(scopes);
+      // Junk is answered here: no round trip, and Gatehouse's 400 for oversized keys never happens.
+      if (typeof key !== "string" || key.length > MAX_KEY_LENGTH || !hasKeyShape(key)) {
+        return { valid: false, code: "MALFORMED", ratelimit: null };
+      }
+      const hit = cache?.get(key);
+      // A hit answers only if the cached scopes cover the request; otherwise Gatehouse
+      // decides (the key may have gained the scope since) and counts the refusal.
+      if (hit && scopes.every((scope) => hit.scopes.includes(scope))) {
+        return { ...hit, scopes: [...hit.scopes], valid: true, ratelimit: null, cached: true };
+      }
+      const result = await ask(key, scopes);
+      if (cache) {
+        if (result.valid) {
+          cache.set(key, {
+            keyId: result.keyId,
+            ownerId: result.ownerId,
+            scopes: [...result.scopes],
+            expiresAt: result.expiresAt,
+          });
+        } else cache.delete(key);
+      }
+      return result;
+    },
+  };
+}
+
+function verifyEndpoint(options: KeyVerifierOptions): URL {
+  let base: URL;
+  try {
+    base = new URL(options.baseUrl);
+  } catch {
+    throw new TypeError("baseUrl must be an absolute URL, e.g. https://auth.example.com");
+  }
+  if (base.protocol !== "https:" && base.protocol !== "http:") throw new TypeError("baseUrl must be http(s)");
+  if (base.protocol === "http:" && !isLoopback(base.hostname) && options.allowInsecureHttp !== true) {
+    throw new TypeError(
+      "baseUrl uses http: to a non-loopback host, which sends keys in clear text; use https: or set allowInsecureHttp",
+    );
+  }
+  if (base.username || base.password || base.search || base.hash) {
+    throw new TypeError("baseUrl must not carry credentials, a query or a fragment");
+  }
+  // Keep a path prefix (Gatehouse behind a reverse proxy at /auth/ answers at /auth/v1/...).
+  const path = base.pathname.endsWith("/") ? base.pathname : `${base.pathname}/`;
+  return new URL(`${path}v1/keys/verify`, base);
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "[::1]" || /^127(?:\.\d{1,3}){3}$/.test(hostname);
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+function positiveInteger(value: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value <= 0) throw new TypeError(`${name} must be a positive integer`);
+  return value;
+}
+
+function nonNegativeInteger(value: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value < 0) throw new TypeError(`${name} must be an integer ≥ 0`);
+  return value;
+}
