@@ -6,8 +6,16 @@ import { KeyService } from "./keys/key-service.ts";
 import { KeyVerifier } from "./keys/key-verifier.ts";
 import { type Clock, systemClock } from "./lib/clock.ts";
 import { KeyRateLimiter, type LimiterFactory } from "./ratelimit/key-rate-limiter.ts";
+import { SessionService } from "./sessions/session-service.ts";
+import { SigningKeyring, SYSTEM_ACTOR } from "./signing/keyring.ts";
+import { loadMasterKey } from "./signing/master-key.ts";
 import type { Storage } from "./storage/types.ts";
+import { TokenService } from "./tokens/token-service.ts";
 import { UsageRecorder } from "./usage/usage-recorder.ts";
+import { LoginThrottle } from "./users/login-throttle.ts";
+import { PasswordHasher } from "./users/password-hasher.ts";
+import { PasswordPolicy } from "./users/password-policy.ts";
+import { UserService } from "./users/user-service.ts";
 
 /** Everything a running Gatehouse is made of, wired once; HTTP and the CLI both use it. */
 export interface Gatehouse {
@@ -19,6 +27,12 @@ export interface Gatehouse {
   limiter: KeyRateLimiter;
   usage: UsageRecorder;
   audit: AuditLog;
+  /** Signing keys for access tokens (published at /.well-known/jwks.json). */
+  keyring: SigningKeyring;
+  users: UserService;
+  tokens: TokenService;
+  sessions: SessionService;
+  loginThrottle: LoginThrottle;
   /** Flushes buffered usage and audit events, then closes storage. */
   stop(): Promise<void>;
 }
@@ -55,10 +69,45 @@ export function createGatehouse(options: {
     ...(options.randomBytes ? { randomBytes: options.randomBytes } : {}),
   });
   const verifier = new KeyVerifier({ storage, policy: config.keys, clock, limiter, usage, audit });
+  const keyring = new SigningKeyring({
+    storage,
+    masterKey: () => loadMasterKey(config),
+    signing: config.auth.signing,
+    accessTokenSeconds: config.auth.accessTokenSeconds,
+    clock,
+  });
+  const users = new UserService({
+    storage,
+    hasher: new PasswordHasher(config.auth.password.argon2),
+    policy: new PasswordPolicy(config.auth.password),
+    clock,
+  });
+  const tokens = new TokenService({ storage, keyring, audit, clock, issuer: config.issuer, auth: config.auth });
+  const sessions = new SessionService({ storage, clock, settings: config.auth });
+  const loginThrottle = new LoginThrottle(config.auth.login);
+  let authTimer: NodeJS.Timeout | undefined;
+  if (background) {
+    // Hourly: rotate the signing key when it is due, and drop spent tokens and sessions.
+    authTimer = setInterval(() => {
+      const now = clock();
+      void keyring
+        .rotateIfDue(SYSTEM_ACTOR)
+        .catch((error) => options.log?.warn({ err: error }, "signing key rotation failed"));
+      void Promise.all([storage.tokens.prune(now), storage.sessions.prune(now)]).catch((error) =>
+        options.log?.warn({ err: error }, "token pruning failed"),
+      );
+    }, 3_600_000);
+    authTimer.unref();
+  }
   let stopped: Promise<void> | undefined;
   return {
     config,
     storage,
+    keyring,
+    users,
+    tokens,
+    sessions,
+    loginThrottle,
     clock,
     keys,
     verifier,
@@ -67,6 +116,7 @@ export function createGatehouse(options: {
     audit,
     stop() {
       stopped ??= (async () => {
+        if (authTimer) clearInterval(authTimer);
         await usage.stop();
         await audit.stop();
         await storage.close();

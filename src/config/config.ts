@@ -2,6 +2,7 @@ import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { assertValidPrefix, DEFAULT_KEY_PREFIX } from "../keys/key-format.ts";
 import type { KeyPolicy } from "../keys/key-policy.ts";
+import { type AuthConfig, loadAuthConfig } from "./auth-config.ts";
 
 export interface GatehouseConfig {
   port: number;
@@ -16,6 +17,8 @@ export interface GatehouseConfig {
   usageFlushMs: number;
   bodyLimitBytes: number;
   githubSecretScanning: { keysUrl: string; keysJson: string | null };
+  /** Users, passwords, tokens, sessions and signing keys (src/config/auth-config.ts). */
+  auth: AuthConfig;
   /** PostgreSQL instead of the embedded SQLite file when set. */
   databaseUrl: string | null;
   /** Redis for global rate limits and revocation fan-out when set. */
@@ -171,7 +174,14 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
     problems.push("GATEHOUSE_REDIS_URL must be a redis:// or rediss:// URL");
   }
 
-  if (problems.length > 0) throw new ConfigError(problems);
+  let auth: AuthConfig | null = null;
+  try {
+    auth = loadAuthConfig({ read, integer, boolean }, issuer, problems);
+  } catch {
+    // An unparseable issuer was reported above; auth settings depend on it.
+  }
+
+  if (problems.length > 0 || auth === null) throw new ConfigError(problems);
   return {
     port,
     host,
@@ -184,6 +194,7 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
     usageFlushMs,
     bodyLimitBytes,
     githubSecretScanning: { keysUrl, keysJson },
+    auth,
     databaseUrl,
     redisUrl,
   };

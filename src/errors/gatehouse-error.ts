@@ -88,3 +88,52 @@ export class StorageUnavailableError extends GatehouseError {
     this.name = "StorageUnavailableError";
   }
 }
+
+/** Failed sign-in: one answer whether the account is unknown, disabled, or the password wrong. */
+export class InvalidCredentialsError extends GatehouseError {
+  constructor() {
+    super("INVALID_CREDENTIALS", "The email or password is not right.");
+    this.name = "InvalidCredentialsError";
+  }
+}
+
+/**
+ * Any access token (or session) that does not verify: RFC 6750 §3.1 `invalid_token`,
+ * with no hint of which check failed; the audit log keeps that.
+ */
+export class InvalidTokenError extends GatehouseError {
+  constructor() {
+    super("INVALID_TOKEN", "The access token or session is missing, expired, revoked or not valid.", {
+      headers: { "www-authenticate": 'Bearer realm="gatehouse", error="invalid_token"' },
+      extensions: { error: "invalid_token" },
+    });
+    this.name = "InvalidTokenError";
+  }
+}
+
+/** RFC 6749 §5.2 `invalid_grant` for a refresh token that is unknown, spent, expired or revoked. */
+export class InvalidGrantError extends GatehouseError {
+  constructor() {
+    super("INVALID_GRANT", "The refresh token is not valid; sign in again.", {
+      extensions: { error: "invalid_grant" },
+    });
+    this.name = "InvalidGrantError";
+  }
+}
+
+export class CsrfError extends GatehouseError {
+  constructor() {
+    super(
+      "CSRF_FAILED",
+      "Cookie-authenticated changes need an Origin header from an allowed origin and the X-CSRF-Token header.",
+    );
+    this.name = "CsrfError";
+  }
+}
+
+export class PasswordRejectedError extends GatehouseError {
+  constructor(reason: string, detail: string) {
+    super("PASSWORD_REJECTED", detail, { extensions: { reason } });
+    this.name = "PasswordRejectedError";
+  }
+}

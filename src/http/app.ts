@@ -9,10 +9,14 @@ import { keyHint, keyPattern } from "../keys/key-format.ts";
 import { FailedAuthGuard, requestContext } from "./authenticate.ts";
 import { errorHandler, sendProblem } from "./problem.ts";
 import { auditRoutes } from "./routes/audit.ts";
+import { authRoutes } from "./routes/auth.ts";
+import { authSessionRoutes } from "./routes/auth-session.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { jwksRoutes } from "./routes/jwks.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { githubLeakRoutes } from "./routes/leaks-github.ts";
 import { usageRoutes } from "./routes/usage.ts";
+import { userRoutes } from "./routes/users.ts";
 import { verifyRoutes } from "./routes/verify.ts";
 
 /** Query parameter names that carry credentials in other products; refused here. */
@@ -86,6 +90,10 @@ export function buildApp(
   app.register(usageRoutes(gatehouse, guard));
   app.register(auditRoutes(gatehouse, guard));
   app.register(githubLeakRoutes(gatehouse, guard));
+  app.register(jwksRoutes(gatehouse));
+  app.register(authRoutes(gatehouse));
+  app.register(authSessionRoutes(gatehouse));
+  app.register(userRoutes(gatehouse, guard));
   return app;
 }
 

@@ -142,9 +142,200 @@ export interface MetaRepository {
   set(name: string, value: string): Promise<void>;
 }
 
+// ---------------------------------------------------------------------------------------
+// Users, sessions, signing keys and tokens (issue 3).
+
+export type UserStatus = "active" | "disabled";
+
+export interface UserRecord {
+  id: string;
+  /** Normalised (trimmed, lower-cased); unique. */
+  email: string;
+  /** PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`). Never leaves the users module. */
+  passwordHash: string;
+  /** Customer scopes granted to the user; copied into access tokens. */
+  scopes: string[];
+  status: UserStatus;
+  createdAt: number;
+  updatedAt: number;
+  disabledAt: number | null;
+  passwordChangedAt: number;
+}
+
+export interface UserListQuery {
+  /** Return users with id below this (cursor pagination, newest first). */
+  before?: string;
+  limit: number;
+}
+
+export interface UserRepository {
+  /** Returns false (and writes nothing) when the email is taken. */
+  insert(record: UserRecord, audit: AuditEventInput | null): Promise<boolean>;
+  findById(id: string): Promise<UserRecord | null>;
+  findByEmail(email: string): Promise<UserRecord | null>;
+  list(query: UserListQuery): Promise<UserRecord[]>;
+  /**
+   * Disables the user and, in the same transaction, ends their sessions and revokes
+   * their refresh tokens. Returns the record afterwards, or null when there is none.
+   */
+  disable(id: string, at: number, audit: AuditEventInput | null): Promise<UserRecord | null>;
+  /** Deletes the user with their sessions and refresh tokens. False when there is none. */
+  delete(id: string, at: number, audit: AuditEventInput | null): Promise<boolean>;
+  /** Replaces the hash only if it is still `expectedHash` (rehash on sign-in after a parameter change). */
+  rehash(id: string, expectedHash: string, newHash: string, at: number): Promise<boolean>;
+  /**
+   * Sets a new password hash and, atomically, ends the user's sessions and revokes their
+   * refresh token families, except the session and family the caller is using.
+   */
+  changePassword(
+    id: string,
+    change: { passwordHash: string; at: number; keepSessionId: string | null; keepFamilyId: string | null },
+    audit: AuditEventInput | null,
+  ): Promise<boolean>;
+}
+
+export type SigningAlgorithm = "RS256" | "ES256" | "EdDSA" | "HS256";
+
+/**
+ * Life of a signing key: `next` (published, not signing yet) → `current` (signs) →
+ * `retired` (published until every token it signed has expired, then deleted).
+ */
+export type SigningKeyState = "next" | "current" | "retired";
+
+export interface SigningKeyRecord {
+  kid: string;
+  alg: SigningAlgorithm;
+  state: SigningKeyState;
+  /** Public JWK as JSON (never private members). */
+  publicJwk: string;
+  /** AES-256-GCM sealed PKCS#8 DER of the private key, bound to the kid. */
+  sealedPrivateKey: Buffer;
+  createdAt: number;
+  activatedAt: number | null;
+  retiredAt: number | null;
+  /** For retired keys: when the last token it signed expires; deleted after that. */
+  publishUntil: number | null;
+}
+
+export interface SigningKeyRepository {
+  /** Every key not yet past its publishUntil, oldest first. */
+  list(now: number): Promise<SigningKeyRecord[]>;
+  /** Inserts keys (first start): only if no key is current yet. Returns false otherwise. */
+  initialise(records: readonly SigningKeyRecord[], audit: AuditEventInput | null): Promise<boolean>;
+  /**
+   * Atomically: the `next` key becomes current, the current one (`currentKid`) is retired
+   * with `publishUntil`, `newNext` is inserted, and retired keys past their publishUntil
+   * are deleted. Only if `currentKid` is still current: false (nothing written) otherwise,
+   * so two nodes rotating at once rotate once.
+   */
+  rotate(
+    currentKid: string,
+    change: { at: number; publishUntil: number; newNext: SigningKeyRecord },
+    audit: AuditEventInput | null,
+  ): Promise<boolean>;
+}
+
+export interface RefreshTokenRecord {
+  id: string;
+  /** SHA-256 of the token. The token itself is never stored. */
+  digest: Buffer;
+  familyId: string;
+  userId: string;
+  clientId: string;
+  scope: string;
+  createdAt: number;
+  /** Absolute end of the family (set at sign-in, carried by every rotation). */
+  familyExpiresAt: number;
+  /** Idle limit: the token must be used before this. */
+  expiresAt: number;
+  usedAt: number | null;
+  replacedBy: string | null;
+  revokedAt: number | null;
+}
+
+export type RefreshRotation =
+  | { outcome: "rotated" }
+  /** The token was already used or revoked: the whole family is now revoked. */
+  | { outcome: "reused"; record: RefreshTokenRecord }
+  | { outcome: "unknown" };
+
+export interface TokenRepository {
+  insertRefresh(record: RefreshTokenRecord, audit: AuditEventInput | null): Promise<void>;
+  findRefreshByDigest(digest: Buffer): Promise<RefreshTokenRecord | null>;
+  /**
+   * The one place a refresh token is spent. In one transaction: marks the token with
+   * `digest` used, but only if it is unused and unrevoked (a conditional write, so of
+   * many concurrent calls exactly one succeeds), and inserts `replacement`. If the
+   * token was spent already (or revoked), revokes its whole family instead and writes
+   * `reuseAudit`.
+   */
+  rotateRefresh(
+    digest: Buffer,
+    replacement: RefreshTokenRecord,
+    at: number,
+    audits: { rotated: AuditEventInput | null; reused: AuditEventInput | null },
+  ): Promise<RefreshRotation>;
+  /** Revokes every token in the family and, optionally, denies an access token by jti. */
+  revokeFamily(
+    familyId: string,
+    change: { at: number; denyJti: { jti: string; expiresAt: number } | null },
+    audit: AuditEventInput | null,
+  ): Promise<void>;
+  isFamilyRevoked(familyId: string): Promise<boolean>;
+  isJtiDenied(jti: string): Promise<boolean>;
+  /** Deletes expired refresh tokens and denylist entries. */
+  prune(now: number): Promise<void>;
+}
+
+export interface SessionRecord {
+  id: string;
+  /** SHA-256 of the cookie value. */
+  digest: Buffer;
+  userId: string;
+  createdAt: number;
+  lastSeenAt: number;
+  /** Absolute end. */
+  expiresAt: number;
+  /** Idle end: moved forward as the session is used, never past expiresAt. */
+  idleExpiresAt: number;
+  revokedAt: number | null;
+  ip: string | null;
+  userAgent: string | null;
+}
+
+export interface SessionRepository {
+  /** Inserts the session and, in the same transaction, revokes `replaces` (sign-in renewal). */
+  insert(record: SessionRecord, replaces: Buffer | null, audit: AuditEventInput | null): Promise<void>;
+  findByDigest(digest: Buffer): Promise<SessionRecord | null>;
+  /** Records use: lastSeenAt and the idle end move forward. */
+  touch(id: string, at: number, idleExpiresAt: number): Promise<void>;
+  /** Active sessions of one user, newest first. */
+  listForUser(userId: string, now: number): Promise<SessionRecord[]>;
+  /** Revokes one session of the user. False when there is no such active session. */
+  revoke(userId: string, id: string, at: number, audit: AuditEventInput | null): Promise<boolean>;
+  /** Revokes every session of the user (and their refresh token families); returns how many sessions. */
+  revokeAllForUser(userId: string, at: number, audit: AuditEventInput | null): Promise<number>;
+  prune(now: number): Promise<void>;
+}
+
+/**
+ * What housekeeping purges. Each call deletes one bounded batch in its own short
+ * transaction, so purging never holds a long lock; the housekeeper loops.
+ */
+export type PurgeTarget = "ended_keys" | "usage" | "audit";
+
+export interface HousekeepingRepository {
+  /** Deletes up to `limit` rows of `target` older than `before` (ms); returns how many. */
+  purge(target: PurgeTarget, before: number, limit: number): Promise<number>;
+}
+
 export interface Storage {
   readonly kind: "sqlite" | "postgres";
   readonly keys: KeyRepository;
+  readonly users: UserRepository;
+  readonly signingKeys: SigningKeyRepository;
+  readonly tokens: TokenRepository;
+  readonly sessions: SessionRepository;
   readonly audit: AuditRepository;
   readonly usage: UsageRepository;
   readonly meta: MetaRepository;

@@ -67,6 +67,74 @@ export const POSTGRES_MIGRATIONS: ReadonlyArray<{ version: number; name: string;
       );
     `,
   },
+  {
+    version: 2,
+    name: "users, sessions, signing keys, refresh tokens, access token denylist",
+    sql: `
+      CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        scopes JSONB NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        disabled_at BIGINT,
+        password_changed_at BIGINT NOT NULL
+      );
+
+      CREATE TABLE signing_keys (
+        kid TEXT PRIMARY KEY,
+        alg TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('next', 'current', 'retired')),
+        public_jwk TEXT NOT NULL,
+        sealed_private_key BYTEA NOT NULL,
+        created_at BIGINT NOT NULL,
+        activated_at BIGINT,
+        retired_at BIGINT,
+        publish_until BIGINT
+      );
+      -- At most one current and one next key, whatever the application does.
+      CREATE UNIQUE INDEX signing_keys_one_current ON signing_keys (state) WHERE state IN ('current', 'next');
+
+      CREATE TABLE refresh_tokens (
+        digest BYTEA PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        family_id TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        client_id TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        family_expires_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT,
+        replaced_by TEXT,
+        revoked_at BIGINT
+      );
+      CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
+      CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id);
+      CREATE INDEX refresh_tokens_expiry ON refresh_tokens (family_expires_at);
+
+      CREATE TABLE denied_access_tokens (
+        jti TEXT PRIMARY KEY,
+        expires_at BIGINT NOT NULL
+      );
+
+      CREATE TABLE sessions (
+        digest BYTEA PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at BIGINT NOT NULL,
+        last_seen_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        idle_expires_at BIGINT NOT NULL,
+        revoked_at BIGINT,
+        ip TEXT,
+        user_agent TEXT
+      );
+      CREATE INDEX sessions_user ON sessions (user_id, id);
+    `,
+  },
 ];
 
 const LOCK_ID = 0x6761_7465; // "gate"

@@ -4,7 +4,11 @@ import { PostgresDatabase } from "./database.ts";
 import { PostgresKeyRepository } from "./key-repository.ts";
 import { PostgresMetaRepository } from "./meta-repository.ts";
 import { migratePostgres } from "./migrations.ts";
+import { PostgresSessionRepository } from "./session-repository.ts";
+import { PostgresSigningKeyRepository } from "./signing-key-repository.ts";
+import { PostgresTokenRepository } from "./token-repository.ts";
 import { PostgresUsageRepository } from "./usage-repository.ts";
+import { PostgresUserRepository } from "./user-repository.ts";
 
 export class PostgresStorage implements Storage {
   readonly kind = "postgres" as const;
@@ -13,6 +17,10 @@ export class PostgresStorage implements Storage {
   readonly audit: PostgresAuditRepository;
   readonly usage: PostgresUsageRepository;
   readonly meta: PostgresMetaRepository;
+  readonly users: PostgresUserRepository;
+  readonly signingKeys: PostgresSigningKeyRepository;
+  readonly tokens: PostgresTokenRepository;
+  readonly sessions: PostgresSessionRepository;
 
   private constructor(database: PostgresDatabase) {
     this.database = database;
@@ -20,6 +28,10 @@ export class PostgresStorage implements Storage {
     this.audit = new PostgresAuditRepository(database);
     this.usage = new PostgresUsageRepository(database);
     this.meta = new PostgresMetaRepository(database);
+    this.users = new PostgresUserRepository(database);
+    this.signingKeys = new PostgresSigningKeyRepository(database);
+    this.tokens = new PostgresTokenRepository(database);
+    this.sessions = new PostgresSessionRepository(database);
   }
 
   /** Connects and applies pending migrations (safe when several nodes start at once). */

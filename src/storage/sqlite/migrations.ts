@@ -65,6 +65,74 @@ export const SQLITE_MIGRATIONS: ReadonlyArray<{ version: number; name: string; s
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    name: "users, sessions, signing keys, refresh tokens, access token denylist",
+    sql: `
+      CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        disabled_at INTEGER,
+        password_changed_at INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+
+      CREATE TABLE signing_keys (
+        kid TEXT PRIMARY KEY,
+        alg TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('next', 'current', 'retired')),
+        public_jwk TEXT NOT NULL,
+        sealed_private_key BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        activated_at INTEGER,
+        retired_at INTEGER,
+        publish_until INTEGER
+      ) STRICT, WITHOUT ROWID;
+      -- At most one current and one next key, whatever the application does.
+      CREATE UNIQUE INDEX signing_keys_one_current ON signing_keys (state) WHERE state IN ('current', 'next');
+
+      CREATE TABLE refresh_tokens (
+        digest BLOB PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        family_id TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        client_id TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        family_expires_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER,
+        replaced_by TEXT,
+        revoked_at INTEGER
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
+      CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id);
+      CREATE INDEX refresh_tokens_expiry ON refresh_tokens (family_expires_at);
+
+      CREATE TABLE denied_access_tokens (
+        jti TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+
+      CREATE TABLE sessions (
+        digest BLOB PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        last_seen_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        idle_expires_at INTEGER NOT NULL,
+        revoked_at INTEGER,
+        ip TEXT,
+        user_agent TEXT
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX sessions_user ON sessions (user_id, id);
+    `,
+  },
 ];
 
 export function migrateSqlite(database: SqliteDatabase): void {

@@ -4,7 +4,11 @@ import { SqliteDatabase } from "./database.ts";
 import { SqliteKeyRepository } from "./key-repository.ts";
 import { SqliteMetaRepository } from "./meta-repository.ts";
 import { migrateSqlite } from "./migrations.ts";
+import { SqliteSessionRepository } from "./session-repository.ts";
+import { SqliteSigningKeyRepository } from "./signing-key-repository.ts";
+import { SqliteTokenRepository } from "./token-repository.ts";
 import { SqliteUsageRepository } from "./usage-repository.ts";
+import { SqliteUserRepository } from "./user-repository.ts";
 
 export class SqliteStorage implements Storage {
   readonly kind = "sqlite" as const;
@@ -13,6 +17,10 @@ export class SqliteStorage implements Storage {
   readonly audit: SqliteAuditRepository;
   readonly usage: SqliteUsageRepository;
   readonly meta: SqliteMetaRepository;
+  readonly users: SqliteUserRepository;
+  readonly signingKeys: SqliteSigningKeyRepository;
+  readonly tokens: SqliteTokenRepository;
+  readonly sessions: SqliteSessionRepository;
 
   private constructor(database: SqliteDatabase) {
     this.database = database;
@@ -20,6 +28,10 @@ export class SqliteStorage implements Storage {
     this.audit = new SqliteAuditRepository(database);
     this.usage = new SqliteUsageRepository(database);
     this.meta = new SqliteMetaRepository(database);
+    this.users = new SqliteUserRepository(database);
+    this.signingKeys = new SqliteSigningKeyRepository(database);
+    this.tokens = new SqliteTokenRepository(database);
+    this.sessions = new SqliteSessionRepository(database);
   }
 
   /** Opens (creating if needed) the database file and applies pending migrations. */

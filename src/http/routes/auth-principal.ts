@@ -1,0 +1,168 @@
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { type ActorContext, auditEvent } from "../../audit/context.ts";
+import {
+  CsrfError,
+  InvalidCredentialsError,
+  InvalidTokenError,
+  RateLimitedError,
+} from "../../errors/gatehouse-error.ts";
+import type { Gatehouse } from "../../gatehouse.ts";
+import { SessionService } from "../../sessions/session-service.ts";
+import type { SessionRecord, UserRecord } from "../../storage/types.ts";
+import type { AccessTokenClaims } from "../../tokens/access-token.ts";
+import { normaliseEmail } from "../../users/email.ts";
+import { bearerToken, requestContext } from "../authenticate.ts";
+
+/**
+ * The session cookie. `__Host-` makes the browser insist on Secure, Path=/ and no Domain,
+ * so a sibling subdomain cannot plant or overwrite it (RFC 6265bis §4.1.3.2).
+ */
+export const SESSION_COOKIE = "__Host-gatehouse_session";
+export const CSRF_HEADER = "x-csrf-token";
+
+/** A signed-in user, by access token or by session cookie. */
+export type UserPrincipal =
+  | { via: "bearer"; user: UserRecord; claims: AccessTokenClaims; context: ActorContext }
+  | { via: "session"; user: UserRecord; session: SessionRecord; secret: string; context: ActorContext };
+
+/** Cookie value by name from the Cookie header (RFC 6265 §5.4), or null. */
+export function readCookie(request: FastifyRequest, name: string): string | null {
+  const header = request.headers.cookie;
+  if (typeof header !== "string") return null;
+  for (const part of header.split(";")) {
+    const at = part.indexOf("=");
+    if (at < 0) continue;
+    if (part.slice(0, at).trim() === name) return part.slice(at + 1).trim();
+  }
+  return null;
+}
+
+export function sessionCookie(value: string, maxAgeSeconds: number): string {
+  return `${SESSION_COOKIE}=${value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=${maxAgeSeconds}`;
+}
+
+export function clearSessionCookie(): string {
+  return `${SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0`;
+}
+
+/** Origin of a cross-site check: the Origin header, else the Referer's origin, else null. */
+function requestOrigin(request: FastifyRequest): string | null {
+  const origin = request.headers.origin;
+  if (typeof origin === "string" && origin !== "null") return origin;
+  const referer = request.headers.referer;
+  if (typeof referer === "string") {
+    try {
+      return new URL(referer).origin;
+    } catch {}
+  }
+  return null;
+}
+
+/** Refuses a request whose Origin (or Referer) is present and not one of ours. */
+export function assertAllowedOriginIfPresent(gatehouse: Gatehouse, request: FastifyRequest): void {
+  const origin = requestOrigin(request);
+  if (origin !== null && !gatehouse.config.auth.allowedOrigins.includes(origin)) throw new CsrfError();
+}
+
+/**
+ * CSRF defence for cookie-authenticated state changes (OWASP CSRF Prevention Cheat
+ * Sheet): the request must come from an allowed origin (Origin, or Referer when a
+ * browser omits Origin) and carry the session's CSRF token in X-CSRF-Token, which a
+ * cross-site page cannot read. Bearer-authenticated requests need neither: browsers
+ * never attach a bearer token by themselves.
+ */
+function assertCsrf(gatehouse: Gatehouse, request: FastifyRequest, secret: string): void {
+  const origin = requestOrigin(request);
+  const token = request.headers[CSRF_HEADER];
+  if (
+    origin === null ||
+    !gatehouse.config.auth.allowedOrigins.includes(origin) ||
+    !SessionService.checkCsrfToken(secret, typeof token === "string" ? token : undefined)
+  ) {
+    gatehouse.audit.record(
+      auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
+        action: "auth.csrf",
+        outcome: "failure",
+        detail: { origin, route: request.routeOptions.url ?? null },
+      }),
+    );
+    throw new CsrfError();
+  }
+}
+
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * Authenticates a user by `Authorization: Bearer <access token>` or, failing that, the
+ * session cookie. Unsafe methods with a cookie also pass the CSRF check. Any failure is
+ * one InvalidTokenError (401, `WWW-Authenticate: Bearer error="invalid_token"`).
+ */
+export async function authenticateUser(gatehouse: Gatehouse, request: FastifyRequest): Promise<UserPrincipal> {
+  const anonymous = requestContext(request, "anonymous");
+  if (request.headers.authorization !== undefined) {
+    const token = bearerToken(request);
+    if (token === null) throw new InvalidTokenError();
+    const { claims, user } = await gatehouse.tokens.authenticate(token, anonymous);
+    return { via: "bearer", user, claims, context: requestContext(request, `user:${user.id}`) };
+  }
+  const secret = readCookie(request, SESSION_COOKIE);
+  const active = secret === null ? null : await gatehouse.sessions.resolve(secret);
+  if (!active) {
+    if (secret !== null) {
+      gatehouse.audit.record(auditEvent(anonymous, gatehouse.clock(), { action: "auth.session", outcome: "failure" }));
+    }
+    throw new InvalidTokenError();
+  }
+  if (!SAFE_METHODS.has(request.method)) assertCsrf(gatehouse, request, active.secret);
+  return {
+    via: "session",
+    user: active.user,
+    session: active.session,
+    secret: active.secret,
+    context: requestContext(request, `user:${active.user.id}`),
+  };
+}
+
+/**
+ * Password sign-in shared by /auth/login and /auth/session: throttled per account and
+ * per address, one answer for every failure, every attempt audited (never the password).
+ */
+export async function signInWithPassword(
+  gatehouse: Gatehouse,
+  request: FastifyRequest,
+  credentials: { email: string; password: string },
+  method: "token" | "session",
+): Promise<UserRecord> {
+  const context = requestContext(request, "anonymous");
+  const account = normaliseEmail(credentials.email) ?? credentials.email.trim().toLowerCase().slice(0, 320);
+  const subject = { account, ip: request.ip };
+  const record = (outcome: "success" | "failure", detail: Record<string, unknown>, userId: string | null) =>
+    gatehouse.audit.record(
+      auditEvent(userId ? requestContext(request, `user:${userId}`) : context, gatehouse.clock(), {
+        action: "auth.login",
+        outcome,
+        targetType: userId ? "user" : null,
+        targetId: userId,
+        detail: { method, ...detail },
+      }),
+    );
+  const wait = await gatehouse.loginThrottle.retryAfter(subject);
+  if (wait > 0) {
+    record("failure", { reason: "THROTTLED", retryAfter: wait }, null);
+    throw new RateLimitedError(wait);
+  }
+  const result = await gatehouse.users.signIn(credentials.email, credentials.password);
+  if (!result.ok) {
+    await gatehouse.loginThrottle.failure(subject);
+    record("failure", { reason: result.reason }, result.userId);
+    throw new InvalidCredentialsError();
+  }
+  await gatehouse.loginThrottle.success(subject);
+  record("success", {}, result.user.id);
+  return result.user;
+}
+
+export function noStore(reply: FastifyReply): void {
+  // RFC 6749 §5.1: token responses must not be cached.
+  reply.header("cache-control", "no-store").header("pragma", "no-cache");
+}

@@ -1,0 +1,140 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import { Type } from "typebox";
+import { InvalidCredentialsError, InvalidTokenError, RateLimitedError } from "../../errors/gatehouse-error.ts";
+import type { Gatehouse } from "../../gatehouse.ts";
+import { requestContext } from "../authenticate.ts";
+import { authenticateUser, noStore, signInWithPassword } from "./auth-principal.ts";
+
+const Email = Type.String({ minLength: 1, maxLength: 320 });
+/** Generous on purpose (long passphrases); the policy refuses new ones over 1024 characters. */
+const Password = Type.String({ minLength: 1, maxLength: 4096 });
+const Credentials = Type.Object({ email: Email, password: Password }, { additionalProperties: false });
+
+export const TokenResponse = Type.Object({
+  access_token: Type.String(),
+  token_type: Type.Literal("Bearer"),
+  expires_in: Type.Integer(),
+  refresh_token: Type.String(),
+  scope: Type.String(),
+});
+
+const Me = Type.Object({
+  sub: Type.String(),
+  email: Type.String(),
+  scopes: Type.Array(Type.String()),
+  authenticatedBy: Type.Union([Type.Literal("bearer"), Type.Literal("session")]),
+  expiresAt: Type.String(),
+});
+
+/** Sign-in, token refresh and logout for first-party apps; `GET /auth/me`; password change; sign-up. */
+export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    app.post(
+      "/auth/login",
+      { schema: { body: Credentials, response: { 200: TokenResponse } } },
+      async (request, reply) => {
+        const user = await signInWithPassword(gatehouse, request, request.body, "token");
+        noStore(reply);
+        return gatehouse.tokens.issue(user, requestContext(request, `user:${user.id}`));
+      },
+    );
+
+    app.post(
+      "/auth/refresh",
+      {
+        schema: {
+          body: Type.Object(
+            { refresh_token: Type.String({ minLength: 1, maxLength: 512 }) },
+            { additionalProperties: false },
+          ),
+          response: { 200: TokenResponse },
+        },
+      },
+      async (request, reply) => {
+        noStore(reply);
+        return gatehouse.tokens.refresh(request.body.refresh_token, requestContext(request, "anonymous"));
+      },
+    );
+
+    app.post("/auth/logout", async (request, reply) => {
+      const principal = await authenticateUser(gatehouse, request);
+      // Logout here ends a token sign-in; cookie sessions end with DELETE /auth/session.
+      if (principal.via !== "bearer") throw new InvalidTokenError();
+      await gatehouse.tokens.logout(principal.claims, principal.context);
+      return reply.code(204).send();
+    });
+
+    app.get("/auth/me", { schema: { response: { 200: Me } } }, async (request) => {
+      const principal = await authenticateUser(gatehouse, request);
+      const expiresAt =
+        principal.via === "bearer"
+          ? principal.claims.exp * 1000
+          : Math.min(principal.session.expiresAt, principal.session.idleExpiresAt);
+      return {
+        sub: principal.user.id,
+        email: principal.user.email,
+        scopes: principal.user.scopes,
+        authenticatedBy: principal.via,
+        expiresAt: new Date(expiresAt).toISOString(),
+      };
+    });
+
+    app.post(
+      "/auth/password",
+      {
+        schema: {
+          body: Type.Object({ currentPassword: Password, newPassword: Password }, { additionalProperties: false }),
+        },
+      },
+      async (request, reply) => {
+        const principal = await authenticateUser(gatehouse, request);
+        const subject = { account: principal.user.email, ip: request.ip };
+        // A stolen token must not become a way to guess the current password.
+        const wait = await gatehouse.loginThrottle.retryAfter(subject);
+        if (wait > 0) throw new RateLimitedError(wait);
+        const changed = await gatehouse.users.changePassword(
+          principal.user.id,
+          { currentPassword: request.body.currentPassword, newPassword: request.body.newPassword },
+          principal.via === "bearer"
+            ? { sessionId: null, familyId: principal.claims.sid }
+            : { sessionId: principal.session.id, familyId: null },
+          principal.context,
+        );
+        if (!changed) {
+          await gatehouse.loginThrottle.failure(subject);
+          throw new InvalidCredentialsError();
+        }
+        return reply.code(204).send();
+      },
+    );
+
+    if (gatehouse.config.auth.signupEnabled) {
+      // Sign-ups cost an argon2 hash each: a few per address per hour is plenty for people.
+      const signups = new RateLimiterMemory({ keyPrefix: "signup", points: 10, duration: 3600 });
+      app.post(
+        "/auth/signup",
+        {
+          schema: {
+            body: Credentials,
+            response: { 202: Type.Object({ status: Type.Literal("accepted"), detail: Type.String() }) },
+          },
+        },
+        async (request, reply) => {
+          try {
+            await signups.consume(request.ip);
+          } catch (rejection) {
+            if (rejection instanceof RateLimiterRes)
+              throw new RateLimitedError(Math.ceil(rejection.msBeforeNext / 1000));
+            throw rejection;
+          }
+          await gatehouse.users.signUp(request.body, requestContext(request, "anonymous"));
+          return reply.code(202).send({
+            status: "accepted" as const,
+            detail: "If this email can be registered, the account now exists: sign in with it.",
+          });
+        },
+      );
+    }
+  };
+}

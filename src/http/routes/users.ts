@@ -1,0 +1,142 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { Type } from "typebox";
+import type { Gatehouse } from "../../gatehouse.ts";
+import type { UserRecord } from "../../storage/types.ts";
+import { type FailedAuthGuard, type Principal, requirePermissions } from "../authenticate.ts";
+import { Cursor, iso, LimitParam, Scopes } from "../schemas.ts";
+import { SessionView, sessionView } from "./auth-session.ts";
+
+const UserId = Type.String({ minLength: 1, maxLength: 64, pattern: "^usr_[0-9a-zA-Z]+$" });
+const IdParams = Type.Object({ id: UserId });
+
+const UserView = Type.Object({
+  id: Type.String(),
+  email: Type.String(),
+  status: Type.Union([Type.Literal("active"), Type.Literal("disabled")]),
+  scopes: Type.Array(Type.String()),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+  disabledAt: Type.Union([Type.String(), Type.Null()]),
+  passwordChangedAt: Type.String(),
+});
+
+/** The admin view of a user: never the password hash. */
+function userView(user: UserRecord) {
+  return {
+    id: user.id,
+    email: user.email,
+    status: user.status,
+    scopes: user.scopes,
+    createdAt: iso(user.createdAt) ?? "",
+    updatedAt: iso(user.updatedAt) ?? "",
+    disabledAt: iso(user.disabledAt),
+    passwordChangedAt: iso(user.passwordChangedAt) ?? "",
+  };
+}
+
+function context(principal: Principal | null) {
+  if (!principal) throw new Error("route reached without an authenticated principal");
+  return principal.context;
+}
+
+/** Admin API for users (API keys with users:read / users:write). */
+export function userRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    const read = requirePermissions(gatehouse, guard, ["users:read"]);
+    const write = requirePermissions(gatehouse, guard, ["users:write"]);
+
+    app.post(
+      "/v1/users",
+      {
+        preHandler: write,
+        schema: {
+          body: Type.Object(
+            {
+              email: Type.String({ minLength: 1, maxLength: 320 }),
+              password: Type.String({ minLength: 1, maxLength: 4096 }),
+              scopes: Type.Optional(Scopes),
+            },
+            { additionalProperties: false },
+          ),
+          response: { 201: UserView },
+        },
+      },
+      async (request, reply) => {
+        const user = await gatehouse.users.create(request.body, context(request.principal));
+        reply.code(201).header("location", `/v1/users/${user.id}`);
+        return userView(user);
+      },
+    );
+
+    app.get(
+      "/v1/users",
+      {
+        preHandler: read,
+        schema: {
+          querystring: Type.Object(
+            { limit: Type.Optional(LimitParam), cursor: Type.Optional(Cursor) },
+            { additionalProperties: false },
+          ),
+          response: {
+            200: Type.Object({ data: Type.Array(UserView), nextCursor: Type.Union([Type.String(), Type.Null()]) }),
+          },
+        },
+      },
+      async (request) => {
+        const limit = Number(request.query.limit ?? 50);
+        const records = await gatehouse.users.list({
+          limit: limit + 1,
+          ...(request.query.cursor ? { before: request.query.cursor } : {}),
+        });
+        const page = records.slice(0, limit);
+        return {
+          data: page.map(userView),
+          nextCursor: records.length > limit ? (page.at(-1)?.id ?? null) : null,
+        };
+      },
+    );
+
+    app.get(
+      "/v1/users/:id",
+      { preHandler: read, schema: { params: IdParams, response: { 200: UserView } } },
+      async (request) => userView(await gatehouse.users.get(request.params.id)),
+    );
+
+    app.post(
+      "/v1/users/:id/disable",
+      { preHandler: write, schema: { params: IdParams, response: { 200: UserView } } },
+      async (request) => userView(await gatehouse.users.disable(request.params.id, context(request.principal))),
+    );
+
+    app.delete("/v1/users/:id", { preHandler: write, schema: { params: IdParams } }, async (request, reply) => {
+      await gatehouse.users.delete(request.params.id, context(request.principal));
+      return reply.code(204).send();
+    });
+
+    app.get(
+      "/v1/users/:id/sessions",
+      {
+        preHandler: read,
+        schema: { params: IdParams, response: { 200: Type.Object({ data: Type.Array(SessionView) }) } },
+      },
+      async (request) => {
+        await gatehouse.users.get(request.params.id);
+        const sessions = await gatehouse.sessions.list(request.params.id);
+        return { data: sessions.map((session) => sessionView(session, null)) };
+      },
+    );
+
+    app.delete(
+      "/v1/users/:id/sessions",
+      {
+        preHandler: write,
+        schema: { params: IdParams, response: { 200: Type.Object({ endedSessions: Type.Integer() }) } },
+      },
+      async (request) => {
+        await gatehouse.users.get(request.params.id);
+        const ended = await gatehouse.sessions.endAll(request.params.id, context(request.principal));
+        return { endedSessions: ended };
+      },
+    );
+  };
+}

@@ -1,0 +1,222 @@
+import { createHash, createSecretKey } from "node:crypto";
+import { type ActorContext, auditEvent } from "../audit/context.ts";
+import type { AuthConfig } from "../config/auth-config.ts";
+import type { Clock } from "../lib/clock.ts";
+import type { SigningAlgorithm, Storage } from "../storage/types.ts";
+import { type LoadedSigningKey, loadSigningKey, newSigningKey } from "./signing-key.ts";
+
+/** Tolerance for verifiers whose clocks run behind, added to how long retired keys stay published. */
+const PUBLISH_MARGIN_MS = 5 * 60_000;
+/** How stale the cached key set may get before a signer looks again (another node may have rotated). */
+const RELOAD_AFTER_MS = 30_000;
+/** Floor between reloads caused by an unknown kid, so junk kids cannot hammer storage. */
+const UNKNOWN_KID_FLOOR_MS = 5_000;
+
+/** Actor of scheduled work (first keys, automatic rotation) in the audit log. */
+export const SYSTEM_ACTOR: ActorContext = { actor: "system", ip: null, userAgent: null, requestId: null };
+
+export interface Jwks {
+  keys: Array<Record<string, unknown>>;
+}
+
+/**
+ * The signing keys. Asymmetric keys live in storage, private halves sealed with the
+ * master key; each is published (JWKS) from the moment it is created as `next`, signs
+ * only once rotated to `current`, and stays published after retirement until every
+ * token it signed has expired. HS256 uses the one configured secret and publishes nothing.
+ */
+export class SigningKeyring {
+  private readonly storage: Storage;
+  private readonly masterKeySource: () => Buffer;
+  private masterKeyValue: Buffer | undefined;
+  private readonly signing: AuthConfig["signing"];
+  private readonly tokenLifetimeMs: number;
+  private readonly clock: Clock;
+  private keys = new Map<string, LoadedSigningKey>();
+  private loadedAt = Number.NEGATIVE_INFINITY;
+  private loading: Promise<void> | undefined;
+  private starting: Promise<void> | undefined;
+
+  constructor(options: {
+    storage: Storage;
+    /** Called once, on first use: the embedded default creates a key file. */
+    masterKey: () => Buffer;
+    signing: AuthConfig["signing"];
+    accessTokenSeconds: number;
+    clock: Clock;
+  }) {
+    this.storage = options.storage;
+    this.masterKeySource = options.masterKey;
+    this.signing = options.signing;
+    this.tokenLifetimeMs = options.accessTokenSeconds * 1000;
+    this.clock = options.clock;
+    if (this.signing.algorithm === "HS256") {
+      const secret = this.signing.hs256Secret;
+      if (!secret || secret.length < 32) throw new TypeError("HS256 needs a secret of at least 256 bits");
+      // The kid names the secret without revealing it (a hash of a 256-bit secret).
+      const kid = createHash("sha256").update("gatehouse hs256 kid\0").update(secret).digest("base64url").slice(0, 22);
+      const key = createSecretKey(secret);
+      this.keys.set(kid, {
+        kid,
+        alg: "HS256",
+        state: "current",
+        privateKey: key,
+        verifyKey: key,
+        publicJwk: null,
+        publishUntil: null,
+      });
+      this.loadedAt = Number.POSITIVE_INFINITY;
+    }
+  }
+
+  private get masterKey(): Buffer {
+    this.masterKeyValue ??= this.masterKeySource();
+    return this.masterKeyValue;
+  }
+
+  /**
+   * Loads the keys, creating the first current and next keys on a new store. Runs once,
+   * on first use; call it at startup to fail fast on a missing or wrong master key.
+   */
+  start(): Promise<void> {
+    this.starting ??= this.initialise().catch((error) => {
+      this.starting = undefined;
+      throw error;
+    });
+    return this.starting;
+  }
+
+  private async initialise(): Promise<void> {
+    if (this.signing.algorithm === "HS256") return;
+    await this.reload();
+    if (this.currentKey()) return;
+    const now = this.clock();
+    const alg = this.signing.algorithm;
+    await this.storage.signingKeys.initialise(
+      [
+        newSigningKey(alg, { masterKey: this.masterKey, state: "current", now }),
+        newSigningKey(alg, { masterKey: this.masterKey, state: "next", now }),
+      ],
+      auditEvent(SYSTEM_ACTOR, now, {
+        action: "signing_key.initialise",
+        outcome: "success",
+        detail: { alg },
+      }),
+    );
+    await this.reload();
+    if (!this.currentKey()) throw new Error("no current signing key after initialisation");
+  }
+
+  private currentKey(): LoadedSigningKey | undefined {
+    for (const key of this.keys.values()) if (key.state === "current") return key;
+    return undefined;
+  }
+
+  private reload(): Promise<void> {
+    this.loading ??= (async () => {
+      try {
+        const now = this.clock();
+        const records = await this.storage.signingKeys.list(now);
+        const next = new Map<string, LoadedSigningKey>();
+        for (const record of records) {
+          const cached = this.keys.get(record.kid);
+          // Unsealing is the costly part; a known kid only needs its new state.
+          next.set(
+            record.kid,
+            cached
+              ? { ...cached, state: record.state, publishUntil: record.publishUntil }
+              : loadSigningKey(record, this.masterKey),
+          );
+        }
+        this.keys = next;
+        this.loadedAt = now;
+      } finally {
+        this.loading = undefined;
+      }
+    })();
+    return this.loading;
+  }
+
+  /** The key to sign with now. */
+  async signingKey(): Promise<LoadedSigningKey> {
+    await this.start();
+    if (this.clock() - this.loadedAt > RELOAD_AFTER_MS) await this.reload();
+    const key = this.currentKey();
+    if (!key) throw new Error("the keyring has no current signing key (was start() called?)");
+    return key;
+  }
+
+  /** A published key by kid, or null. An unknown kid triggers at most one reload per floor. */
+  async verificationKey(kid: string): Promise<LoadedSigningKey | null> {
+    await this.start();
+    const now = this.clock();
+    let key = this.keys.get(kid);
+    if (!key && now - this.loadedAt > UNKNOWN_KID_FLOOR_MS) {
+      await this.reload();
+      key = this.keys.get(kid);
+    }
+    if (!key || (key.publishUntil !== null && key.publishUntil <= now)) return null;
+    return key;
+  }
+
+  /** Algorithms a token may be signed with: those of the keys in the ring, nothing else. */
+  algorithms(): SigningAlgorithm[] {
+    return [...new Set([...this.keys.values()].map((key) => key.alg))];
+  }
+
+  /** RFC 7517 key set: public halves only, of every published key. */
+  async jwks(): Promise<Jwks> {
+    await this.start();
+    const now = this.clock();
+    if (now - this.loadedAt > RELOAD_AFTER_MS) await this.reload();
+    const keys: Array<Record<string, unknown>> = [];
+    for (const key of this.keys.values()) {
+      if (!key.publicJwk || (key.publishUntil !== null && key.publishUntil <= now)) continue;
+      keys.push(key.publicJwk);
+    }
+    return { keys };
+  }
+
+  /**
+   * next → current, current → retired (published until its last token expires), and a
+   * new next key. Returns the kid now signing, or null when another node rotated first.
+   */
+  async rotate(context: ActorContext): Promise<{ current: string; next: string; retired: string } | null> {
+    if (this.signing.algorithm === "HS256") {
+      throw new TypeError("HS256 keys are configured, not rotated: change GATEHOUSE_JWT_HS256_SECRET");
+    }
+    await this.start();
+    await this.reload();
+    const current = this.currentKey();
+    const upcoming = [...this.keys.values()].find((key) => key.state === "next");
+    if (!current || !upcoming) throw new Error("the keyring has no current or next key (was start() called?)");
+    const now = this.clock();
+    const newNext = newSigningKey(this.signing.algorithm, { masterKey: this.masterKey, state: "next", now });
+    const rotated = await this.storage.signingKeys.rotate(
+      current.kid,
+      { at: now, publishUntil: now + this.tokenLifetimeMs + PUBLISH_MARGIN_MS, newNext },
+      auditEvent(context, now, {
+        action: "signing_key.rotate",
+        outcome: "success",
+        targetType: "signing_key",
+        targetId: upcoming.kid,
+        detail: { retired: current.kid, next: newNext.kid, alg: newNext.alg },
+      }),
+    );
+    await this.reload();
+    return rotated ? { current: upcoming.kid, next: newNext.kid, retired: current.kid } : null;
+  }
+
+  /** Rotates when the current key has signed for the configured number of days. */
+  async rotateIfDue(context: ActorContext): Promise<boolean> {
+    if (this.signing.algorithm === "HS256" || this.signing.rotationDays === 0) return false;
+    await this.start();
+    if (this.clock() - this.loadedAt > RELOAD_AFTER_MS) await this.reload();
+    const current = this.currentKey();
+    if (!current) return false;
+    const records = await this.storage.signingKeys.list(this.clock());
+    const activatedAt = records.find((record) => record.kid === current.kid)?.activatedAt ?? 0;
+    if (this.clock() - activatedAt < this.signing.rotationDays * 86_400_000) return false;
+    return (await this.rotate(context)) !== null;
+  }
+}

@@ -1,0 +1,163 @@
+import type { AuditEventInput, RefreshRotation, RefreshTokenRecord, TokenRepository } from "../types.ts";
+import { insertAuditEvents } from "./audit-repository.ts";
+import type { PostgresDatabase, Queryable } from "./database.ts";
+
+const COLUMNS =
+  "digest, id, family_id, user_id, client_id, scope, created_at, family_expires_at, expires_at, used_at, replaced_by, revoked_at";
+
+interface Row {
+  digest: Buffer;
+  id: string;
+  family_id: string;
+  user_id: string;
+  client_id: string;
+  scope: string;
+  created_at: number;
+  family_expires_at: number;
+  expires_at: number;
+  used_at: number | null;
+  replaced_by: string | null;
+  revoked_at: number | null;
+}
+
+function toToken(row: Row): RefreshTokenRecord {
+  return {
+    digest: row.digest,
+    id: row.id,
+    familyId: row.family_id,
+    userId: row.user_id,
+    clientId: row.client_id,
+    scope: row.scope,
+    createdAt: row.created_at,
+    familyExpiresAt: row.family_expires_at,
+    expiresAt: row.expires_at,
+    usedAt: row.used_at,
+    replacedBy: row.replaced_by,
+    revokedAt: row.revoked_at,
+  };
+}
+
+async function insert(client: Queryable, record: RefreshTokenRecord): Promise<void> {
+  await client.query(
+    `INSERT INTO refresh_tokens (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+    [
+      record.digest,
+      record.id,
+      record.familyId,
+      record.userId,
+      record.clientId,
+      record.scope,
+      record.createdAt,
+      record.familyExpiresAt,
+      record.expiresAt,
+      record.usedAt,
+      record.replacedBy,
+      record.revokedAt,
+    ],
+  );
+}
+
+/** Revokes the user's refresh tokens except family `keepFamilyId`; the caller owns the transaction. */
+export async function revokeUserRefreshTokens(
+  client: Queryable,
+  userId: string,
+  at: number,
+  keepFamilyId: string | null,
+): Promise<void> {
+  await client.query(
+    "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND family_id IS DISTINCT FROM $3",
+    [at, userId, keepFamilyId],
+  );
+}
+
+export class PostgresTokenRepository implements TokenRepository {
+  private readonly database: PostgresDatabase;
+  constructor(database: PostgresDatabase) {
+    this.database = database;
+  }
+
+  async insertRefresh(record: RefreshTokenRecord, audit: AuditEventInput | null): Promise<void> {
+    await this.database.transaction(async (client) => {
+      await insert(client, record);
+      if (audit) await insertAuditEvents(client, [audit]);
+    });
+  }
+
+  async findRefreshByDigest(digest: Buffer): Promise<RefreshTokenRecord | null> {
+    const { rows } = await this.database.query<Row>(`SELECT ${COLUMNS} FROM refresh_tokens WHERE digest = $1`, [
+      digest,
+    ]);
+    return rows[0] ? toToken(rows[0]) : null;
+  }
+
+  async rotateRefresh(
+    digest: Buffer,
+    replacement: RefreshTokenRecord,
+    at: number,
+    audits: { rotated: AuditEventInput | null; reused: AuditEventInput | null },
+  ): Promise<RefreshRotation> {
+    return this.database.transaction(async (client): Promise<RefreshRotation> => {
+      // Under READ COMMITTED a second UPDATE of the same row waits for the first to commit
+      // and then re-checks the WHERE clause: it matches nothing, so exactly one wins.
+      const spent = await client.query(
+        "UPDATE refresh_tokens SET used_at = $1, replaced_by = $2 WHERE digest = $3 AND used_at IS NULL AND revoked_at IS NULL",
+        [at, replacement.id, digest],
+      );
+      if (spent.rowCount === 1) {
+        await insert(client, replacement);
+        if (audits.rotated) await insertAuditEvents(client, [audits.rotated]);
+        return { outcome: "rotated" };
+      }
+      const { rows } = await client.query<Row>(`SELECT ${COLUMNS} FROM refresh_tokens WHERE digest = $1`, [digest]);
+      const row = rows[0];
+      if (!row) return { outcome: "unknown" };
+      const record = toToken(row);
+      await client.query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL", [
+        at,
+        record.familyId,
+      ]);
+      if (audits.reused) await insertAuditEvents(client, [audits.reused]);
+      return { outcome: "reused", record };
+    });
+  }
+
+  async revokeFamily(
+    familyId: string,
+    change: { at: number; denyJti: { jti: string; expiresAt: number } | null },
+    audit: AuditEventInput | null,
+  ): Promise<void> {
+    await this.database.transaction(async (client) => {
+      await client.query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL", [
+        change.at,
+        familyId,
+      ]);
+      if (change.denyJti) {
+        await client.query(
+          "INSERT INTO denied_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+          [change.denyJti.jti, change.denyJti.expiresAt],
+        );
+      }
+      if (audit) await insertAuditEvents(client, [audit]);
+    });
+  }
+
+  async isFamilyRevoked(familyId: string): Promise<boolean> {
+    const { rows } = await this.database.query(
+      "SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL LIMIT 1",
+      [familyId],
+    );
+    return rows.length > 0;
+  }
+
+  async isJtiDenied(jti: string): Promise<boolean> {
+    const { rows } = await this.database.query("SELECT 1 FROM denied_access_tokens WHERE jti = $1", [jti]);
+    return rows.length > 0;
+  }
+
+  async prune(now: number): Promise<void> {
+    await this.database.transaction(async (client) => {
+      await client.query("DELETE FROM denied_access_tokens WHERE expires_at < $1", [now]);
+      await client.query("DELETE FROM refresh_tokens WHERE family_expires_at < $1", [now]);
+    });
+  }
+}

@@ -1,0 +1,148 @@
+import type { AuditEventInput, RefreshRotation, RefreshTokenRecord, TokenRepository } from "../types.ts";
+import { insertAuditEvent } from "./audit-repository.ts";
+import type { SqliteDatabase } from "./database.ts";
+
+type Row = Record<string, string | number | Uint8Array | null>;
+
+const COLUMNS =
+  "digest, id, family_id, user_id, client_id, scope, created_at, family_expires_at, expires_at, used_at, replaced_by, revoked_at";
+const INSERT = `INSERT INTO refresh_tokens (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+
+function rowToToken(row: Row): RefreshTokenRecord {
+  return {
+    digest: Buffer.from(row.digest as Uint8Array),
+    id: row.id as string,
+    familyId: row.family_id as string,
+    userId: row.user_id as string,
+    clientId: row.client_id as string,
+    scope: row.scope as string,
+    createdAt: row.created_at as number,
+    familyExpiresAt: row.family_expires_at as number,
+    expiresAt: row.expires_at as number,
+    usedAt: row.used_at as number | null,
+    replacedBy: row.replaced_by as string | null,
+    revokedAt: row.revoked_at as number | null,
+  };
+}
+
+/** Revokes the user's refresh tokens except family `keepFamilyId`; the caller owns the transaction. */
+export function revokeUserRefreshTokens(
+  database: SqliteDatabase,
+  userId: string,
+  at: number,
+  keepFamilyId: string | null,
+): void {
+  database
+    .statement(
+      "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND family_id IS NOT ?",
+    )
+    .run(at, userId, keepFamilyId);
+}
+
+export class SqliteTokenRepository implements TokenRepository {
+  private readonly database: SqliteDatabase;
+  constructor(database: SqliteDatabase) {
+    this.database = database;
+  }
+
+  private insertNow(record: RefreshTokenRecord): void {
+    this.database
+      .statement(INSERT)
+      .run(
+        record.digest,
+        record.id,
+        record.familyId,
+        record.userId,
+        record.clientId,
+        record.scope,
+        record.createdAt,
+        record.familyExpiresAt,
+        record.expiresAt,
+        record.usedAt,
+        record.replacedBy,
+        record.revokedAt,
+      );
+  }
+
+  async insertRefresh(record: RefreshTokenRecord, audit: AuditEventInput | null): Promise<void> {
+    this.database.transaction(() => {
+      this.insertNow(record);
+      if (audit) insertAuditEvent(this.database, audit);
+    });
+  }
+
+  async findRefreshByDigest(digest: Buffer): Promise<RefreshTokenRecord | null> {
+    const row = this.database.statement(`SELECT ${COLUMNS} FROM refresh_tokens WHERE digest = ?`).get(digest) as
+      | Row
+      | undefined;
+    return row ? rowToToken(row) : null;
+  }
+
+  async rotateRefresh(
+    digest: Buffer,
+    replacement: RefreshTokenRecord,
+    at: number,
+    audits: { rotated: AuditEventInput | null; reused: AuditEventInput | null },
+  ): Promise<RefreshRotation> {
+    return this.database.transaction((): RefreshRotation => {
+      // The conditional write is the whole race protection: of many requests presenting
+      // the same token, exactly one sees `changes === 1`.
+      const spent = this.database
+        .statement(
+          "UPDATE refresh_tokens SET used_at = ?, replaced_by = ? WHERE digest = ? AND used_at IS NULL AND revoked_at IS NULL",
+        )
+        .run(at, replacement.id, digest);
+      if (spent.changes === 1) {
+        this.insertNow(replacement);
+        if (audits.rotated) insertAuditEvent(this.database, audits.rotated);
+        return { outcome: "rotated" };
+      }
+      const row = this.database.statement(`SELECT ${COLUMNS} FROM refresh_tokens WHERE digest = ?`).get(digest) as
+        | Row
+        | undefined;
+      if (!row) return { outcome: "unknown" };
+      const record = rowToToken(row);
+      this.database
+        .statement("UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL")
+        .run(at, record.familyId);
+      if (audits.reused) insertAuditEvent(this.database, audits.reused);
+      return { outcome: "reused", record };
+    });
+  }
+
+  async revokeFamily(
+    familyId: string,
+    change: { at: number; denyJti: { jti: string; expiresAt: number } | null },
+    audit: AuditEventInput | null,
+  ): Promise<void> {
+    this.database.transaction(() => {
+      this.database
+        .statement("UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL")
+        .run(change.at, familyId);
+      if (change.denyJti) {
+        this.database
+          .statement("INSERT INTO denied_access_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING")
+          .run(change.denyJti.jti, change.denyJti.expiresAt);
+      }
+      if (audit) insertAuditEvent(this.database, audit);
+    });
+  }
+
+  async isFamilyRevoked(familyId: string): Promise<boolean> {
+    const row = this.database
+      .statement("SELECT 1 AS hit FROM refresh_tokens WHERE family_id = ? AND revoked_at IS NOT NULL LIMIT 1")
+      .get(familyId);
+    return row !== undefined;
+  }
+
+  async isJtiDenied(jti: string): Promise<boolean> {
+    return this.database.statement("SELECT 1 AS hit FROM denied_access_tokens WHERE jti = ?").get(jti) !== undefined;
+  }
+
+  async prune(now: number): Promise<void> {
+    this.database.transaction(() => {
+      this.database.statement("DELETE FROM denied_access_tokens WHERE expires_at < ?").run(now);
+      this.database.statement("DELETE FROM refresh_tokens WHERE family_expires_at < ?").run(now);
+    });
+  }
+}

@@ -1,0 +1,227 @@
+import type { AuditLog } from "../audit/audit-log.ts";
+import { type ActorContext, auditEvent } from "../audit/context.ts";
+import type { AuthConfig } from "../config/auth-config.ts";
+import { InvalidGrantError, InvalidTokenError } from "../errors/gatehouse-error.ts";
+import type { Clock } from "../lib/clock.ts";
+import { newId } from "../lib/ids.ts";
+import type { SigningKeyring } from "../signing/keyring.ts";
+import type { RefreshTokenRecord, Storage, UserRecord } from "../storage/types.ts";
+import {
+  type AccessTokenClaims,
+  AccessTokenError,
+  type AccessTokenSettings,
+  issueAccessToken,
+  verifyAccessToken,
+} from "./access-token.ts";
+import { digestOpaqueToken, isOpaqueToken, newOpaqueToken, type RandomBytes } from "./opaque-token.ts";
+
+/** The body of a successful sign-in or refresh (RFC 6749 §5.1). */
+export interface TokenResponse {
+  access_token: string;
+  token_type: "Bearer";
+  expires_in: number;
+  refresh_token: string;
+  scope: string;
+}
+
+/**
+ * Access and refresh tokens for first-party apps: issue at sign-in, rotate on refresh,
+ * revoke at logout, check on use. Knows nothing of HTTP.
+ */
+export class TokenService {
+  private readonly storage: Storage;
+  private readonly keyring: SigningKeyring;
+  private readonly audit: AuditLog;
+  private readonly clock: Clock;
+  private readonly randomBytes: RandomBytes | undefined;
+  private readonly auth: AuthConfig;
+  readonly settings: AccessTokenSettings;
+
+  constructor(options: {
+    storage: Storage;
+    keyring: SigningKeyring;
+    audit: AuditLog;
+    clock: Clock;
+    issuer: string;
+    auth: AuthConfig;
+    randomBytes?: RandomBytes;
+  }) {
+    this.storage = options.storage;
+    this.keyring = options.keyring;
+    this.audit = options.audit;
+    this.clock = options.clock;
+    this.randomBytes = options.randomBytes;
+    this.auth = options.auth;
+    this.settings = {
+      issuer: options.issuer,
+      audience: options.auth.audience,
+      lifetimeSeconds: options.auth.accessTokenSeconds,
+    };
+  }
+
+  private newRefresh(
+    user: UserRecord,
+    family: { id: string; expiresAt: number; clientId: string; scope: string },
+    now: number,
+  ): { token: string; record: RefreshTokenRecord } {
+    const token = newOpaqueToken(this.randomBytes);
+    return {
+      token,
+      record: {
+        id: newId("rtk", now),
+        digest: digestOpaqueToken(token),
+        familyId: family.id,
+        userId: user.id,
+        clientId: family.clientId,
+        scope: family.scope,
+        createdAt: now,
+        familyExpiresAt: family.expiresAt,
+        expiresAt: Math.min(now + this.auth.refreshTokenIdleSeconds * 1000, family.expiresAt),
+        usedAt: null,
+        replacedBy: null,
+        revokedAt: null,
+      },
+    };
+  }
+
+  private async response(user: UserRecord, refresh: { token: string; record: RefreshTokenRecord }, now: number) {
+    const access = await issueAccessToken(this.keyring, this.settings, {
+      sub: user.id,
+      scope: refresh.record.scope,
+      client_id: refresh.record.clientId,
+      sid: refresh.record.familyId,
+      now,
+    });
+    const body: TokenResponse = {
+      access_token: access.token,
+      token_type: "Bearer",
+      expires_in: this.settings.lifetimeSeconds,
+      refresh_token: refresh.token,
+      scope: refresh.record.scope,
+    };
+    return body;
+  }
+
+  /** A new sign-in: a new refresh token family and a first access token. */
+  async issue(user: UserRecord, context: ActorContext): Promise<TokenResponse> {
+    const now = this.clock();
+    const family = {
+      id: newId("fam", now),
+      expiresAt: now + this.auth.refreshTokenSeconds * 1000,
+      clientId: this.auth.clientId,
+      scope: user.scopes.join(" "),
+    };
+    const refresh = this.newRefresh(user, family, now);
+    // Sign first: a failure to sign must not leave a live refresh token behind.
+    const body = await this.response(user, refresh, now);
+    await this.storage.tokens.insertRefresh(
+      refresh.record,
+      auditEvent(context, now, {
+        action: "token.issue",
+        outcome: "success",
+        targetType: "user",
+        targetId: user.id,
+        detail: { family: family.id },
+      }),
+    );
+    return body;
+  }
+
+  private refuse(context: ActorContext, reason: string, record: RefreshTokenRecord | null): never {
+    this.audit.record(
+      auditEvent(context, this.clock(), {
+        action: "token.refresh",
+        outcome: "failure",
+        targetType: record ? "user" : null,
+        targetId: record?.userId ?? null,
+        detail: { reason, ...(record ? { family: record.familyId } : {}) },
+      }),
+    );
+    throw new InvalidGrantError();
+  }
+
+  /**
+   * Spends a refresh token for a new pair (RFC 9700 §4.14.2). A token presented after it
+   * was spent means two parties hold it: the family is revoked, and the event is recorded
+   * as a probable theft. That includes the losers of a race between concurrent refreshes
+   * of one token: exactly one wins, and a well-behaved client never races itself.
+   */
+  async refresh(token: string, context: ActorContext): Promise<TokenResponse> {
+    if (!isOpaqueToken(token)) this.refuse(context, "MALFORMED", null);
+    const digest = digestOpaqueToken(token);
+    const record = await this.storage.tokens.findRefreshByDigest(digest);
+    if (!record) this.refuse(context, "UNKNOWN", null);
+    const now = this.clock();
+    if (record.usedAt === null && record.revokedAt !== null) this.refuse(context, "REVOKED", record);
+    if (record.usedAt === null && (now >= record.expiresAt || now >= record.familyExpiresAt)) {
+      this.refuse(context, "EXPIRED", record);
+    }
+    const user = await this.storage.users.findById(record.userId);
+    if (user?.status !== "active") this.refuse(context, "USER_INACTIVE", record);
+    const replacement = this.newRefresh(
+      user,
+      { id: record.familyId, expiresAt: record.familyExpiresAt, clientId: record.clientId, scope: record.scope },
+      now,
+    );
+    const body = await this.response(user, replacement, now);
+    const target = { targetType: "user", targetId: user.id } as const;
+    const outcome = await this.storage.tokens.rotateRefresh(digest, replacement.record, now, {
+      rotated: auditEvent(context, now, {
+        action: "token.refresh",
+        outcome: "success",
+        ...target,
+        detail: { family: record.familyId },
+      }),
+      reused: auditEvent(context, now, {
+        action: "token.refresh_reuse",
+        outcome: "failure",
+        ...target,
+        detail: { family: record.familyId, probableTheft: true, familyRevoked: true },
+      }),
+    });
+    if (outcome.outcome !== "rotated") throw new InvalidGrantError();
+    return body;
+  }
+
+  /**
+   * Checks an access token and that it is still good: not denied by jti, its sign-in not
+   * revoked, its user still active. Every failure is the same InvalidTokenError.
+   */
+  async authenticate(token: string, context: ActorContext): Promise<{ claims: AccessTokenClaims; user: UserRecord }> {
+    const now = this.clock();
+    let reason: string;
+    try {
+      const claims = await verifyAccessToken(this.keyring, this.settings, token, now);
+      const [denied, familyRevoked, user] = await Promise.all([
+        this.storage.tokens.isJtiDenied(claims.jti),
+        this.storage.tokens.isFamilyRevoked(claims.sid),
+        this.storage.users.findById(claims.sub),
+      ]);
+      if (!denied && !familyRevoked && user && user.status === "active") return { claims, user };
+      reason = denied || familyRevoked ? "DENIED" : "USER_INACTIVE";
+    } catch (error) {
+      if (!(error instanceof AccessTokenError)) throw error;
+      reason = error.reason;
+    }
+    this.audit.record(
+      auditEvent(context, now, { action: "auth.access_token", outcome: "failure", detail: { reason } }),
+    );
+    throw new InvalidTokenError();
+  }
+
+  /** Ends the sign-in: revokes the refresh family and denies this access token until it expires. */
+  async logout(claims: AccessTokenClaims, context: ActorContext): Promise<void> {
+    const now = this.clock();
+    await this.storage.tokens.revokeFamily(
+      claims.sid,
+      { at: now, denyJti: { jti: claims.jti, expiresAt: claims.exp * 1000 } },
+      auditEvent(context, now, {
+        action: "token.logout",
+        outcome: "success",
+        targetType: "user",
+        targetId: claims.sub,
+        detail: { family: claims.sid },
+      }),
+    );
+  }
+}

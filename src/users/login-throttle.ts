@@ -1,0 +1,62 @@
+import { RateLimiterMemory, type RateLimiterRes } from "rate-limiter-flexible";
+import type { AuthConfig } from "../config/auth-config.ts";
+
+/** Failures are forgotten a day after the last one. */
+const FAILURE_MEMORY_SECONDS = 86_400;
+
+/**
+ * Brute-force brakes for sign-in, counted per account (normalised email, whether or not
+ * it exists) and per client address. The first failures are free; each one after that
+ * doubles the wait (1 s, 2 s, 4 s, … up to the configured maximum) before the next
+ * attempt is even checked. Waits end by themselves and a success clears the account's
+ * count, so nobody can lock a victim out for good; the per-address count is not cleared
+ * by a success, so one valid account does not reset an attacker's budget.
+ */
+export class LoginThrottle {
+  private readonly failures: RateLimiterMemory;
+  private readonly blocks: RateLimiterMemory;
+  private readonly settings: AuthConfig["login"];
+
+  constructor(settings: AuthConfig["login"]) {
+    this.settings = settings;
+    this.failures = new RateLimiterMemory({
+      keyPrefix: "login-failures",
+      points: Number.MAX_SAFE_INTEGER,
+      duration: FAILURE_MEMORY_SECONDS,
+    });
+    this.blocks = new RateLimiterMemory({ keyPrefix: "login-blocks", points: 1, duration: 1 });
+  }
+
+  private static keys(subject: { account: string; ip: string }): { account: string; ip: string } {
+    return { account: `account:${subject.account}`, ip: `ip:${subject.ip}` };
+  }
+
+  /** Seconds to wait before another attempt for this account or from this address; 0: go ahead. */
+  async retryAfter(subject: { account: string; ip: string }): Promise<number> {
+    const keys = LoginThrottle.keys(subject);
+    const [account, ip] = await Promise.all([this.blocks.get(keys.account), this.blocks.get(keys.ip)]);
+    const wait = (res: RateLimiterRes | null) => (res && res.consumedPoints > 1 ? res.msBeforeNext : 0);
+    return Math.ceil(Math.max(wait(account), wait(ip)) / 1000);
+  }
+
+  async failure(subject: { account: string; ip: string }): Promise<void> {
+    const keys = LoginThrottle.keys(subject);
+    await Promise.all([
+      this.count(keys.account, this.settings.freeFailuresPerAccount),
+      this.count(keys.ip, this.settings.freeFailuresPerIp),
+    ]);
+  }
+
+  private async count(key: string, free: number): Promise<void> {
+    const res = await this.failures.penalty(key, 1);
+    const over = res.consumedPoints - free;
+    if (over <= 0) return;
+    const seconds = Math.min(2 ** Math.min(over - 1, 30), this.settings.maxDelaySeconds);
+    await this.blocks.block(key, seconds);
+  }
+
+  async success(subject: { account: string; ip: string }): Promise<void> {
+    const keys = LoginThrottle.keys(subject);
+    await Promise.all([this.failures.delete(keys.account), this.blocks.delete(keys.account)]);
+  }
+}

@@ -1,0 +1,199 @@
+import { type ActorContext, auditEvent } from "../audit/context.ts";
+import { ConflictError, NotFoundError, PasswordRejectedError, ValidationError } from "../errors/gatehouse-error.ts";
+import type { Clock } from "../lib/clock.ts";
+import { newId } from "../lib/ids.ts";
+import type { Storage, UserListQuery, UserRecord } from "../storage/types.ts";
+import { normaliseEmail } from "./email.ts";
+import type { PasswordHasher } from "./password-hasher.ts";
+import { PasswordPolicy } from "./password-policy.ts";
+
+export interface NewUser {
+  email: string;
+  password: string;
+  scopes?: string[];
+}
+
+/** Why a sign-in failed: for the audit log only, never for the client. */
+export type SignInFailure = "UNKNOWN_USER" | "WRONG_PASSWORD" | "DISABLED";
+
+export type SignInResult =
+  | { ok: true; user: UserRecord }
+  /** `userId` is for the audit log: known account, wrong password or disabled. */
+  | { ok: false; reason: SignInFailure; userId: string | null };
+
+/** Users and their passwords. Knows nothing of HTTP, tokens or cookies. */
+export class UserService {
+  private readonly storage: Storage;
+  private readonly hasher: PasswordHasher;
+  readonly policy: PasswordPolicy;
+  private readonly clock: Clock;
+
+  constructor(options: { storage: Storage; hasher: PasswordHasher; policy: PasswordPolicy; clock: Clock }) {
+    this.storage = options.storage;
+    this.hasher = options.hasher;
+    this.policy = options.policy;
+    this.clock = options.clock;
+  }
+
+  private email(input: string): string {
+    const email = normaliseEmail(input);
+    if (!email) throw new ValidationError("email must be an email address.");
+    return email;
+  }
+
+  private assertAcceptable(password: string, email: string | null): void {
+    const rejection = this.policy.check(password, { email });
+    if (rejection) throw new PasswordRejectedError(rejection, this.policy.message(rejection));
+  }
+
+  private async newRecord(input: NewUser): Promise<UserRecord> {
+    const email = this.email(input.email);
+    this.assertAcceptable(input.password, email);
+    const now = this.clock();
+    return {
+      id: newId("usr", now),
+      email,
+      passwordHash: await this.hasher.hash(PasswordPolicy.normalise(input.password)),
+      scopes: [...new Set(input.scopes ?? [])],
+      status: "active",
+      createdAt: now,
+      updatedAt: now,
+      disabledAt: null,
+      passwordChangedAt: now,
+    };
+  }
+
+  /** Admin creation: a taken email is a conflict (admins may know which accounts exist). */
+  async create(input: NewUser, context: ActorContext): Promise<UserRecord> {
+    const record = await this.newRecord(input);
+    const inserted = await this.storage.users.insert(
+      record,
+      auditEvent(context, record.createdAt, {
+        action: "user.create",
+        outcome: "success",
+        targetType: "user",
+        targetId: record.id,
+      }),
+    );
+    if (!inserted) throw new ConflictError("A user with this email exists.");
+    return record;
+  }
+
+  /**
+   * Public sign-up. Answers the same whether or not the email was free, so sign-up cannot
+   * be used to find out who has an account; the audit log records which it was.
+   */
+  async signUp(input: { email: string; password: string }, context: ActorContext): Promise<void> {
+    const record = await this.newRecord(input);
+    const inserted = await this.storage.users.insert(
+      record,
+      auditEvent(context, record.createdAt, {
+        action: "user.signup",
+        outcome: "success",
+        targetType: "user",
+        targetId: record.id,
+      }),
+    );
+    if (!inserted) {
+      await this.storage.audit.append([
+        auditEvent(context, record.createdAt, {
+          action: "user.signup",
+          outcome: "failure",
+          targetType: "user",
+          detail: { reason: "EMAIL_TAKEN" },
+        }),
+      ]);
+    }
+  }
+
+  async get(id: string): Promise<UserRecord> {
+    const record = await this.storage.users.findById(id);
+    if (!record) throw new NotFoundError(`No user with id ${id}.`);
+    return record;
+  }
+
+  list(query: UserListQuery): Promise<UserRecord[]> {
+    return this.storage.users.list(query);
+  }
+
+  /** Disables the account and ends its sessions and refresh tokens. Idempotent. */
+  async disable(id: string, context: ActorContext): Promise<UserRecord> {
+    const now = this.clock();
+    const record = await this.storage.users.disable(
+      id,
+      now,
+      auditEvent(context, now, { action: "user.disable", outcome: "success", targetType: "user", targetId: id }),
+    );
+    if (!record) throw new NotFoundError(`No user with id ${id}.`);
+    return record;
+  }
+
+  async delete(id: string, context: ActorContext): Promise<void> {
+    const now = this.clock();
+    const deleted = await this.storage.users.delete(
+      id,
+      now,
+      auditEvent(context, now, { action: "user.delete", outcome: "success", targetType: "user", targetId: id }),
+    );
+    if (!deleted) throw new NotFoundError(`No user with id ${id}.`);
+  }
+
+  /**
+   * Checks an email and password. Unknown accounts cost the same argon2 work as known
+   * ones. A correct password stored with outdated parameters is rehashed.
+   */
+  async signIn(emailInput: string, password: string): Promise<SignInResult> {
+    const email = normaliseEmail(emailInput);
+    const candidate = PasswordPolicy.normalise(password);
+    const user = email ? await this.storage.users.findByEmail(email) : null;
+    if (!user) {
+      await this.hasher.burn(candidate);
+      return { ok: false, reason: "UNKNOWN_USER", userId: null };
+    }
+    const checked = await this.hasher.verify(user.passwordHash, candidate);
+    if (!checked.ok) return { ok: false, reason: "WRONG_PASSWORD", userId: user.id };
+    if (user.status !== "active") return { ok: false, reason: "DISABLED", userId: user.id };
+    if (checked.rehash) {
+      const newHash = await this.hasher.hash(candidate);
+      if (await this.storage.users.rehash(user.id, user.passwordHash, newHash, this.clock())) {
+        return { ok: true, user: { ...user, passwordHash: newHash } };
+      }
+    }
+    return { ok: true, user };
+  }
+
+  /**
+   * Changes the password after checking the current one, and ends every other session
+   * and refresh token family of the user (the ones named in `keep` survive).
+   * Returns false when the current password is wrong.
+   */
+  async changePassword(
+    userId: string,
+    change: { currentPassword: string; newPassword: string },
+    keep: { sessionId: string | null; familyId: string | null },
+    context: ActorContext,
+  ): Promise<boolean> {
+    const user = await this.get(userId);
+    const checked = await this.hasher.verify(user.passwordHash, PasswordPolicy.normalise(change.currentPassword));
+    if (!checked.ok) return false;
+    this.assertAcceptable(change.newPassword, user.email);
+    const now = this.clock();
+    const changed = await this.storage.users.changePassword(
+      userId,
+      {
+        passwordHash: await this.hasher.hash(PasswordPolicy.normalise(change.newPassword)),
+        at: now,
+        keepSessionId: keep.sessionId,
+        keepFamilyId: keep.familyId,
+      },
+      auditEvent(context, now, {
+        action: "user.password_change",
+        outcome: "success",
+        targetType: "user",
+        targetId: userId,
+      }),
+    );
+    if (!changed) throw new NotFoundError(`No user with id ${userId}.`);
+    return true;
+  }
+}

@@ -1,0 +1,203 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { backends } from "../support/backends.ts";
+import type { TestServer } from "../support/server.ts";
+import { auditEvents, createUser, login, me, startAuthServer, uniqueEmail } from "./support.ts";
+
+for (const backend of backends()) {
+  describe(`sign-in with email and password (${backend.name})`, () => {
+    let server: TestServer;
+    before(async () => {
+      server = await startAuthServer(backend, {
+        env: { GATEHOUSE_LOGIN_FREE_FAILURES_PER_ACCOUNT: "3", GATEHOUSE_LOGIN_FREE_FAILURES_PER_IP: "1000" },
+      });
+    });
+    after(() => server.close());
+
+    test("POST /auth/login answers an RFC 6749 token response; the access token works at /auth/me", async () => {
+      const user = await createUser(server, { scopes: ["payments:read", "profile"] });
+      const response = await server.call(
+        "POST",
+        "/auth/login",
+        { email: user.email, password: user.password },
+        { key: null },
+      );
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get("cache-control"), "no-store");
+      assert.equal(response.body.token_type, "Bearer");
+      assert.equal(response.body.expires_in, 900);
+      assert.match(response.body.refresh_token, /^[A-Za-z0-9_-]{43}$/);
+      assert.equal(response.body.access_token.split(".").length, 3);
+      assert.equal(response.body.scope, "payments:read profile");
+      const who = await me(server, response.body.access_token);
+      assert.equal(who.status, 200);
+      assert.deepEqual(
+        { sub: who.body.sub, email: who.body.email, by: who.body.authenticatedBy },
+        { sub: user.id, email: user.email, by: "bearer" },
+      );
+    });
+
+    test("the email is matched case-insensitively (normalised)", async () => {
+      const user = await createUser(server);
+      const tokens = await login(server, { email: `  ${user.email.toUpperCase()} `, password: user.password });
+      assert.equal((await me(server, tokens.access_token)).body.sub, user.id);
+    });
+
+    test("unknown user, wrong password and disabled user get the same status and body", async () => {
+      const user = await createUser(server);
+      const disabled = await createUser(server);
+      await server.call("POST", `/v1/users/${disabled.id}/disable`);
+      const attempts = [
+        { email: uniqueEmail("nobody"), password: user.password },
+        { email: user.email, password: `${user.password}x` },
+        { email: disabled.email, password: disabled.password },
+      ];
+      const answers = [];
+      for (const attempt of attempts) {
+        const response = await server.call("POST", "/auth/login", attempt, { key: null });
+        answers.push({
+          status: response.status,
+          code: response.body.code,
+          detail: response.body.detail,
+          title: response.body.title,
+        });
+      }
+      assert.equal(answers[0]?.status, 401);
+      assert.equal(answers[0]?.code, "INVALID_CREDENTIALS");
+      assert.deepEqual(answers[1], answers[0]);
+      assert.deepEqual(answers[2], answers[0]);
+    });
+
+    test("unknown users cost an argon2 verification too (no fast path)", async () => {
+      const hasher = (server.gatehouse.users as unknown as { hasher: { burn: (p: string) => Promise<void> } }).hasher;
+      let burned = 0;
+      const original = hasher.burn.bind(hasher);
+      hasher.burn = async (password: string) => {
+        burned++;
+        return original(password);
+      };
+      try {
+        const response = await server.call(
+          "POST",
+          "/auth/login",
+          { email: uniqueEmail("ghost"), password: "whatever it is" },
+          { key: null },
+        );
+        assert.equal(response.status, 401);
+        assert.equal(burned, 1);
+      } finally {
+        hasher.burn = original;
+      }
+    });
+
+    test("every attempt is audited with its reason, never with the password", async () => {
+      const user = await createUser(server);
+      const secret = "my very secret guess 1234";
+      await server.call("POST", "/auth/login", { email: user.email, password: secret }, { key: null });
+      await login(server, user);
+      const events = await auditEvents(server, "action=auth.login&limit=100");
+      const mine = events.filter((e) => e.targetId === user.id);
+      assert.deepEqual(
+        mine.map((e) => `${e.outcome}:${(e.detail as { reason?: string }).reason ?? "-"}`),
+        ["success:-", "failure:WRONG_PASSWORD"],
+      );
+      const everything = JSON.stringify(await auditEvents(server, "limit=100"));
+      assert.ok(!everything.includes(secret));
+      assert.ok(!everything.includes(user.password));
+    });
+
+    test("per-account brake: after the free failures, 429 with Retry-After, growing; no permanent lockout", async () => {
+      const user = await createUser(server);
+      const wrong = { email: user.email, password: "not the password at all" };
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i++)
+        statuses.push((await server.call("POST", "/auth/login", wrong, { key: null })).status);
+      assert.deepEqual(statuses, [401, 401, 401]);
+      // The 4th failure starts a 1 s wait; attempts during the wait get 429 without a password check.
+      assert.equal((await server.call("POST", "/auth/login", wrong, { key: null })).status, 401);
+      const blocked = await server.call(
+        "POST",
+        "/auth/login",
+        { email: user.email, password: user.password },
+        { key: null },
+      );
+      assert.equal(blocked.status, 429);
+      assert.equal(blocked.body.code, "RATE_LIMITED");
+      assert.ok(Number(blocked.headers.get("retry-after")) >= 1);
+      // The wait ends by itself, and the right password then works and clears the count.
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      const ok = await server.call(
+        "POST",
+        "/auth/login",
+        { email: user.email, password: user.password },
+        { key: null },
+      );
+      assert.equal(ok.status, 200);
+      const events = await auditEvents(server, "action=auth.login&outcome=failure&limit=20");
+      assert.ok(events.some((e) => (e.detail as { reason?: string }).reason === "THROTTLED"));
+    });
+
+    test("the brake applies to unknown accounts just the same (no existence oracle)", async () => {
+      const ghost = { email: uniqueEmail("ghost"), password: "not the password at all" };
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++)
+        statuses.push((await server.call("POST", "/auth/login", ghost, { key: null })).status);
+      assert.deepEqual(statuses, [401, 401, 401, 401, 429]);
+    });
+
+    test("malformed bodies are 400, not a sign-in attempt", async () => {
+      const response = await server.call("POST", "/auth/login", { email: "a@b.c" }, { key: null });
+      assert.equal(response.status, 400);
+      assert.equal(response.body.code, "VALIDATION_FAILED");
+    });
+  });
+
+  describe(`per-address brake (${backend.name})`, () => {
+    let server: TestServer;
+    before(async () => {
+      server = await startAuthServer(backend, {
+        env: { GATEHOUSE_LOGIN_FREE_FAILURES_PER_ACCOUNT: "100", GATEHOUSE_LOGIN_FREE_FAILURES_PER_IP: "4" },
+      });
+    });
+    after(() => server.close());
+
+    test("spraying many accounts from one address is slowed down, and a success does not reset it", async () => {
+      const user = await createUser(server);
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        statuses.push(
+          (
+            await server.call(
+              "POST",
+              "/auth/login",
+              { email: uniqueEmail("spray"), password: "Spring2026!" },
+              { key: null },
+            )
+          ).status,
+        );
+      }
+      await login(server, user);
+      statuses.push(
+        (
+          await server.call(
+            "POST",
+            "/auth/login",
+            { email: uniqueEmail("spray"), password: "Spring2026!" },
+            { key: null },
+          )
+        ).status,
+      );
+      statuses.push(
+        (
+          await server.call(
+            "POST",
+            "/auth/login",
+            { email: uniqueEmail("spray"), password: "Spring2026!" },
+            { key: null },
+          )
+        ).status,
+      );
+      assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429]);
+    });
+  });
+}
