@@ -1,7 +1,9 @@
+import { accessSync, constants, statSync } from "node:fs";
 import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { assertValidPrefix, DEFAULT_KEY_PREFIX } from "../keys/key-format.ts";
 import type { KeyPolicy } from "../keys/key-policy.ts";
+import { parseGithubPublicKeys } from "../leaks/github-public-keys.ts";
 import { type AuthConfig, loadAuthConfig } from "./auth-config.ts";
 
 export interface GatehouseConfig {
@@ -43,6 +45,20 @@ export function isLoopback(host: string): boolean {
   return LOOPBACK.has(host) || host.startsWith("127.");
 }
 
+/** https, or http to a loopback address. */
+function isSecureURL(url: URL): boolean {
+  return url.protocol === "https:" || (url.protocol === "http:" && isLoopback(url.hostname.replace(/^\[|\]$/g, "")));
+}
+
+function isReadableFile(path: string): boolean {
+  try {
+    accessSync(path, constants.R_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 export function loadConfig(env: Env = process.env): GatehouseConfig {
   const problems: string[] = [];
   const read = (name: string) => {
@@ -80,6 +96,12 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
   if ((certFile === undefined) !== (keyFile === undefined)) {
     problems.push("GATEHOUSE_TLS_CERT_FILE and GATEHOUSE_TLS_KEY_FILE must be set together");
   }
+  for (const [name, file] of [
+    ["GATEHOUSE_TLS_CERT_FILE", certFile],
+    ["GATEHOUSE_TLS_KEY_FILE", keyFile],
+  ] as const) {
+    if (file !== undefined && !isReadableFile(file)) problems.push(`${name}: cannot read the file "${file}"`);
+  }
   const tls = certFile && keyFile ? { certFile, keyFile } : null;
 
   const trustedProxies = (read("GATEHOUSE_TRUSTED_PROXIES") ?? "")
@@ -99,22 +121,31 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
     }
   }
 
-  if (!tls && trustedProxies.length === 0 && !isLoopback(host)) {
+  // Only when no TLS setting was attempted and the host is valid: otherwise the mistake
+  // is already reported, and one mistake gets one message.
+  const tlsAttempted = certFile !== undefined || keyFile !== undefined;
+  const validHost = host === "localhost" || isIP(host) !== 0;
+  if (!tlsAttempted && validHost && trustedProxies.length === 0 && !isLoopback(host)) {
     problems.push(
       `GATEHOUSE_HOST is ${host}, which is not loopback, and there is no TLS: set GATEHOUSE_TLS_CERT_FILE and GATEHOUSE_TLS_KEY_FILE, or name the TLS-terminating proxy in front of Gatehouse with GATEHOUSE_TRUSTED_PROXIES`,
     );
   }
 
   const scheme = tls || trustedProxies.length > 0 ? "https" : "http";
-  const issuer = read("GATEHOUSE_ISSUER") ?? `${scheme}://${host === "::1" ? "[::1]" : host}:${port}`;
-  try {
-    const url = new URL(issuer);
-    if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopback(url.hostname.replace(/^\[|\]$/g, "")))) {
-      problems.push(`GATEHOUSE_ISSUER must be an https URL (http only on loopback) (got "${issuer}")`);
+  const explicitIssuer = read("GATEHOUSE_ISSUER");
+  const issuer = explicitIssuer ?? `${scheme}://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+  // A derived issuer follows from the host and TLS settings, which are checked above;
+  // only an issuer the operator wrote is judged on its own.
+  if (explicitIssuer !== undefined) {
+    try {
+      const url = new URL(issuer);
+      if (!isSecureURL(url)) {
+        problems.push(`GATEHOUSE_ISSUER must be an https URL (http only on loopback) (got "${issuer}")`);
+      }
+      if (url.search || url.hash) problems.push("GATEHOUSE_ISSUER must not have a query or fragment");
+    } catch {
+      problems.push(`GATEHOUSE_ISSUER must be a URL (got "${issuer}")`);
     }
-    if (url.search || url.hash) problems.push("GATEHOUSE_ISSUER must not have a query or fragment");
-  } catch {
-    problems.push(`GATEHOUSE_ISSUER must be a URL (got "${issuer}")`);
   }
 
   const logLevel = (read("GATEHOUSE_LOG_LEVEL") ?? "info") as GatehouseConfig["logLevel"];
@@ -156,12 +187,23 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
 
   const keysUrl =
     read("GATEHOUSE_GITHUB_SECRET_SCANNING_KEYS_URL") ?? "https://api.github.com/meta/public_keys/secret_scanning";
+  try {
+    if (!isSecureURL(new URL(keysUrl))) {
+      problems.push(
+        `GATEHOUSE_GITHUB_SECRET_SCANNING_KEYS_URL must be an https URL (http only on loopback) (got "${keysUrl}")`,
+      );
+    }
+  } catch {
+    problems.push(`GATEHOUSE_GITHUB_SECRET_SCANNING_KEYS_URL must be a URL (got "${keysUrl}")`);
+  }
   const keysJson = read("GATEHOUSE_GITHUB_SECRET_SCANNING_KEYS") ?? null;
   if (keysJson !== null) {
     try {
-      JSON.parse(keysJson);
+      if (parseGithubPublicKeys(JSON.parse(keysJson)).size === 0) throw new TypeError("no usable key");
     } catch {
-      problems.push("GATEHOUSE_GITHUB_SECRET_SCANNING_KEYS must be JSON in the shape of GitHub's public-keys endpoint");
+      problems.push(
+        'GATEHOUSE_GITHUB_SECRET_SCANNING_KEYS must be JSON in the shape of GitHub\'s public-keys endpoint, {"public_keys": [{"key_identifier": "…", "key": "<PEM>"}]}, with at least one ECDSA P-256 key',
+      );
     }
   }
 

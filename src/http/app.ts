@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import type { DestinationStream } from "pino";
 import { auditEvent } from "../audit/context.ts";
 import { GatehouseError, NotFoundError } from "../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../gatehouse.ts";
@@ -24,9 +25,14 @@ const CREDENTIAL_PARAMS = /(?:^|[?&])(?:api[_-]?key|apikey|access_token|token|ke
 
 export function buildApp(
   gatehouse: Gatehouse,
-  options: { logger?: FastifyServerOptions["logger"] } = {},
+  options: {
+    logger?: FastifyServerOptions["logger"];
+    /** Where the standard (redacting) logger writes; tests capture it. Default: stdout. */
+    logStream?: DestinationStream;
+  } = {},
 ): FastifyInstance {
   const { config } = gatehouse;
+  const keyInUrl = keyPattern(config.keys.prefix, "");
   const https = config.tls ? { key: readFileSync(config.tls.keyFile), cert: readFileSync(config.tls.certFile) } : null;
   // `https: null` is plain HTTP. The HTTPS server type only differs in `raw`; we type the
   // instance as the default server so routes need no generic juggling.
@@ -35,11 +41,13 @@ export function buildApp(
     logger: options.logger ?? {
       level: config.logLevel,
       // Credentials never reach the logs: headers that carry them are redacted, and the
-      // request line is logged without its query string.
+      // request line is logged without its query string and with any key in the path
+      // cut down to its hint.
       redact: ["req.headers.authorization", 'req.headers["x-api-key"]', "req.headers.cookie"],
       serializers: {
-        req: (req) => ({ method: req.method, url: req.url.split("?")[0] ?? "", remoteAddress: req.ip }),
+        req: (req) => ({ method: req.method, url: redactPath(req.url, keyInUrl), remoteAddress: req.ip }),
       },
+      ...(options.logStream ? { stream: options.logStream } : {}),
     },
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
@@ -47,15 +55,23 @@ export function buildApp(
     requestIdHeader: false,
     return503OnClosing: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
+    // Errors Fastify raises before routing (a URL that does not decode) get our problem
+    // document too, not Fastify's own JSON.
+    frameworkErrors: (error, request, reply) => {
+      reply.header("x-request-id", request.id);
+      reply.header("cache-control", "no-store");
+      return errorHandler(error, request, reply);
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const guard = new FailedAuthGuard();
-  const keyInUrl = keyPattern(config.keys.prefix, "");
 
+  // Fastify parses text/plain by default; this API speaks JSON only, so anything else is 415.
+  app.removeContentTypeParser("text/plain");
   app.decorateRequest("principal", null);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, new NotFoundError(`No route for ${request.method} ${request.url.split("?")[0]}.`)),
+    sendProblem(reply, new NotFoundError(`No route for ${request.method} ${redactPath(request.url, keyInUrl)}.`)),
   );
 
   const hsts = https || config.trustedProxies.length > 0;
@@ -103,4 +119,12 @@ function decodeURIComponentSafe(value: string): string {
   } catch {
     return value;
   }
+}
+
+/** The path of a URL for logs and messages: no query string, and any key as its hint. */
+function redactPath(url: string, keyInUrl: RegExp): string {
+  const path = url.split("?")[0] ?? "";
+  const decoded = decodeURIComponentSafe(path);
+  if (!keyInUrl.test(decoded)) return path;
+  return decoded.replace(new RegExp(keyInUrl.source, "g"), (key) => keyHint(key));
 }

@@ -44,22 +44,28 @@ export function bearerToken(request: FastifyRequest): string | null {
  * ends by itself, so nobody can lock a victim out for good.
  */
 export class FailedAuthGuard {
+  static readonly MAX_FAILURES = 30;
+  static readonly BLOCK_SECONDS = 300;
   private readonly limiter = new RateLimiterMemory({
-    points: 30,
+    points: FailedAuthGuard.MAX_FAILURES,
     duration: 60,
-    blockDuration: 300,
     keyPrefix: "authfail",
   });
 
+  /** Seconds until the address may try again; 0 when it is not blocked. */
   async blockedFor(ip: string): Promise<number> {
     const res = await this.limiter.get(ip);
-    if (!res || res.consumedPoints <= 30) return 0;
-    return Math.ceil(res.msBeforeNext / 1000);
+    if (!res || res.consumedPoints < FailedAuthGuard.MAX_FAILURES) return 0;
+    return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
   }
 
+  /** Counts a failure; the one that reaches the limit blocks the address. */
   async fail(ip: string): Promise<void> {
     try {
-      await this.limiter.consume(ip, 1);
+      const res = await this.limiter.consume(ip, 1);
+      if (res.consumedPoints >= FailedAuthGuard.MAX_FAILURES) {
+        await this.limiter.block(ip, FailedAuthGuard.BLOCK_SECONDS);
+      }
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) throw rejection;
     }

@@ -34,13 +34,22 @@ export type RandomBytes = (size: number) => Uint8Array;
 
 /** Creates a new key. `randomBytes` is injectable so tests can pin the output. */
 export function generateKey(prefix: string, randomBytes: RandomBytes = nodeRandomBytes): string {
-  const body = `${prefix}_${bytesToBase62(randomBytes(RANDOM_BYTES), RANDOM_CHARS)}`;
+  assertValidPrefix(prefix);
+  const bytes = randomBytes(RANDOM_BYTES);
+  // Fewer bytes would silently weaken every key; more would not fit in 43 characters.
+  if (bytes.length !== RANDOM_BYTES) throw new TypeError(`randomBytes must return exactly ${RANDOM_BYTES} bytes`);
+  const body = `${prefix}_${bytesToBase62(bytes, RANDOM_CHARS)}`;
   return body + checksumOf(body);
 }
 
-/** Builds a pattern that finds candidate keys in free text (scanners use it). */
+/**
+ * Builds a pattern that finds candidate keys in free text (scanners use it). A key must
+ * not touch a letter, digit or underscore on either side, so it is never found inside a
+ * longer token (`my_gate_…`, `gate_…_old`). docs/key-format.md publishes the same regex.
+ */
 export function keyPattern(prefix: string, flags = "g"): RegExp {
-  return new RegExp(`(?<![A-Za-z0-9_])${prefix}_[0-9A-Za-z]{${RANDOM_CHARS + CHECKSUM_CHARS}}(?![A-Za-z0-9])`, flags);
+  assertValidPrefix(prefix);
+  return new RegExp(`(?<![A-Za-z0-9_])${prefix}_[0-9A-Za-z]{${RANDOM_CHARS + CHECKSUM_CHARS}}(?![A-Za-z0-9_])`, flags);
 }
 
 const MAX_RANDOM = encodeBase62((1n << 256n) - 1n, RANDOM_CHARS);

@@ -5,7 +5,11 @@ export interface GithubPublicKeysDocument {
   public_keys: Array<{ key_identifier: string; key: string; is_current?: boolean }>;
 }
 
-function parseDocument(json: unknown): Map<string, KeyObject> {
+/**
+ * Reads GitHub's public-keys document into ECDSA P-256 keys by identifier. Entries that
+ * are not usable P-256 public keys are skipped; a document of the wrong shape throws.
+ */
+export function parseGithubPublicKeys(json: unknown): Map<string, KeyObject> {
   const keys = new Map<string, KeyObject>();
   if (typeof json !== "object" || json === null || !Array.isArray((json as { public_keys?: unknown }).public_keys)) {
     throw new TypeError("expected an object with a public_keys array");
@@ -14,7 +18,12 @@ function parseDocument(json: unknown): Map<string, KeyObject> {
     if (typeof entry !== "object" || entry === null) continue;
     const { key_identifier: id, key } = entry as Record<string, unknown>;
     if (typeof id !== "string" || typeof key !== "string") continue;
-    const publicKey = createPublicKey(key);
+    let publicKey: KeyObject;
+    try {
+      publicKey = createPublicKey(key);
+    } catch {
+      continue;
+    }
     // The partner protocol signs with ECDSA P-256; refuse anything else outright.
     if (publicKey.asymmetricKeyType !== "ec" || publicKey.asymmetricKeyDetails?.namedCurve !== "prime256v1") continue;
     keys.set(id, publicKey);
@@ -40,7 +49,7 @@ export class GithubPublicKeys {
     this.staticJson = options.json;
     this.fetchImpl = options.fetch ?? fetch;
     this.now = options.now ?? Date.now;
-    if (this.staticJson !== null) this.keys = parseDocument(JSON.parse(this.staticJson));
+    if (this.staticJson !== null) this.keys = parseGithubPublicKeys(JSON.parse(this.staticJson));
   }
 
   private async refresh(): Promise<void> {
@@ -52,7 +61,7 @@ export class GithubPublicKeys {
       signal: AbortSignal.timeout(5000),
     });
     if (!response.ok) throw new Error(`GitHub public keys: HTTP ${response.status}`);
-    this.keys = parseDocument(await response.json());
+    this.keys = parseGithubPublicKeys(await response.json());
   }
 
   async find(identifier: string): Promise<KeyObject | null> {

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from "fastify";
+import type { DestinationStream } from "pino";
 import { CLI_ACTOR } from "../../src/audit/context.ts";
 import { type GatehouseConfig, loadConfig } from "../../src/config/config.ts";
 import { createGatehouse, type Gatehouse } from "../../src/gatehouse.ts";
@@ -15,12 +16,12 @@ export interface TestServer {
   /** A key holding every admin permission. */
   adminKey: string;
   /** Sends JSON with the admin key unless `key` says otherwise (null: no credential). */
-  // biome-ignore lint/suspicious/noExplicitAny: tests read response bodies field by field and assert each.
   call(
     method: string,
     path: string,
     body?: unknown,
     options?: { key?: string | null; headers?: Record<string, string> },
+    // biome-ignore lint/suspicious/noExplicitAny: tests read response bodies field by field and assert each.
   ): Promise<{ status: number; headers: Headers; body: any }>;
   close(): Promise<void>;
 }
@@ -31,7 +32,12 @@ export interface TestServer {
  */
 export async function startServer(
   backend: Backend,
-  options: { env?: Record<string, string>; clock?: Clock } = {},
+  options: {
+    env?: Record<string, string>;
+    clock?: Clock;
+    /** Captures the server's log lines (set GATEHOUSE_LOG_LEVEL in `env` to see them). */
+    logStream?: DestinationStream;
+  } = {},
 ): Promise<TestServer> {
   const store = await backend.create();
   const config: GatehouseConfig = loadConfig({
@@ -45,7 +51,7 @@ export async function startServer(
     storage: store.storage,
     ...(options.clock ? { clock: options.clock } : {}),
   });
-  const app = buildApp(gatehouse);
+  const app = buildApp(gatehouse, options.logStream ? { logStream: options.logStream } : {});
   const address = await app.listen({ port: 0, host: "127.0.0.1" });
   const { key: adminKey } = await gatehouse.keys.create(
     {

@@ -57,7 +57,15 @@ const RevokeBody = Compile(
 
 const MAX_METADATA_BYTES = 4096;
 function checkMetadata(metadata: unknown): void {
-  if (metadata !== undefined && metadata !== null && JSON.stringify(metadata).length > MAX_METADATA_BYTES) {
+  if (metadata === undefined || metadata === null) return;
+  let json: string;
+  try {
+    json = JSON.stringify(metadata);
+  } catch {
+    // A body within the size limit can nest deeply enough to overflow the stack.
+    throw new ValidationError("metadata is nested too deeply.");
+  }
+  if (Buffer.byteLength(json) > MAX_METADATA_BYTES) {
     throw new ValidationError(`metadata may be at most ${MAX_METADATA_BYTES} bytes of JSON.`);
   }
 }

@@ -1,0 +1,438 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { ERROR_CODES } from "../../src/errors/codes.ts";
+import { generateKey } from "../../src/keys/key-format.ts";
+import { manualClock } from "../../src/lib/clock.ts";
+import { backends } from "../support/backends.ts";
+import { startServer, type TestServer } from "../support/server.ts";
+
+interface Answer {
+  status: number;
+  headers: Headers;
+  text: string;
+  // biome-ignore lint/suspicious/noExplicitAny: problem documents are read field by field and asserted.
+  body: any;
+}
+
+/**
+ * Sends a raw request and checks what must hold for every answer: never a 5xx, never a
+ * stack trace or internal error text, and every error is a complete problem document.
+ */
+async function send(
+  server: TestServer,
+  method: string,
+  path: string,
+  options: { body?: string | Uint8Array; headers?: Record<string, string>; key?: string | null } = {},
+): Promise<Answer> {
+  const key = options.key === undefined ? server.adminKey : options.key;
+  const headers: Record<string, string> = { ...options.headers };
+  if (key !== null) headers.authorization ??= `Bearer ${key}`;
+  if (options.body !== undefined) headers["content-type"] ??= "application/json";
+  const response = await fetch(`${server.url}${path}`, {
+    method,
+    headers,
+    ...(options.body !== undefined ? { body: options.body } : {}),
+  });
+  const text = await response.text();
+  const where = `${method} ${path.slice(0, 80)} -> ${response.status} ${text.slice(0, 300)}`;
+  assert.ok(response.status < 500, `no 5xx: ${where}`);
+  assert.doesNotMatch(
+    text,
+    /\n\s+at |\bat [\w.<>]+ \(|node:internal|[A-Za-z]*Error: |\.ts:\d+/,
+    `no internals: ${where}`,
+  );
+  let body: unknown = null;
+  if (text) body = JSON.parse(text);
+  if (response.status >= 400) {
+    assert.equal(response.headers.get("content-type"), "application/problem+json; charset=utf-8", where);
+    const problem = body as Record<string, unknown>;
+    for (const member of ["type", "title", "detail", "code"]) {
+      assert.equal(typeof problem[member], "string", `${member} in ${where}`);
+    }
+    assert.equal(problem.status, response.status, where);
+    const registered = ERROR_CODES[problem.code as keyof typeof ERROR_CODES];
+    assert.ok(registered, `registered code: ${where}`);
+    assert.equal(registered.status, response.status, where);
+    assert.equal(problem.title, registered.title);
+    assert.equal(problem.type, `urn:gatehouse:error:${problem.code}`);
+    assert.equal(problem.requestId, response.headers.get("x-request-id"));
+  }
+  return { status: response.status, headers: response.headers, text, body };
+}
+
+const json = (value: unknown) => JSON.stringify(value);
+
+for (const backend of backends()) {
+  describe(`hostile and malformed input over HTTP (${backend.name})`, () => {
+    let server: TestServer;
+    const clock = manualClock(Date.now());
+    const logs: string[] = [];
+    const secrets: string[] = [];
+    before(async () => {
+      server = await startServer(backend, {
+        clock,
+        env: { GATEHOUSE_LOG_LEVEL: "trace" },
+        logStream: { write: (line: string) => void logs.push(line) },
+      });
+      secrets.push(server.adminKey);
+    });
+    after(() => server.close());
+
+    const createKey = async (body: Record<string, unknown>) => {
+      const created = await send(server, "POST", "/v1/keys", { body: json(body) });
+      assert.equal(created.status, 201, created.text);
+      secrets.push(created.body.key);
+      return { id: created.body.id as string, key: created.body.key as string };
+    };
+
+    test("malformed JSON is 400 MALFORMED_JSON", async () => {
+      for (const body of ['{"name": ', '{"name":"x",}', "{'name':'x'}", "nul", '"\\u12"', "\u0000"]) {
+        const r = await send(server, "POST", "/v1/keys", { body });
+        assert.equal(r.status, 400, body);
+        assert.equal(r.body.code, "MALFORMED_JSON", body);
+      }
+      const empty = await send(server, "POST", "/v1/keys", { body: "" });
+      assert.equal(empty.status, 400);
+      assert.equal(empty.body.code, "MALFORMED_JSON");
+      // The parser refuses prototype pollution outright.
+      const proto = await send(server, "POST", "/v1/keys", { body: '{"name":"x","scopes":[],"__proto__":{"a":1}}' });
+      assert.equal(proto.status, 400);
+    });
+
+    test("a body over the limit (64 KiB by default) is 413 PAYLOAD_TOO_LARGE", async () => {
+      const limit = 64 * 1024;
+      assert.equal(server.gatehouse.config.bodyLimitBytes, limit);
+      const padding = (size: number) => {
+        const head = '{"name":"big","scopes":[],"metadata":{"pad":"';
+        const tail = '"}}';
+        return head + "x".repeat(size - head.length - tail.length) + tail;
+      };
+      const over = await send(server, "POST", "/v1/keys", { body: padding(limit + 1) });
+      assert.equal(over.status, 413);
+      assert.equal(over.body.code, "PAYLOAD_TOO_LARGE");
+      // At the limit the body is read and judged on its content (metadata is capped at 4 KiB).
+      const at = await send(server, "POST", "/v1/keys", { body: padding(limit) });
+      assert.equal(at.status, 400);
+      assert.equal(at.body.code, "VALIDATION_FAILED");
+      const verify = await send(server, "POST", "/v1/keys/verify", { body: `{"key":"${"a".repeat(limit)}"}` });
+      assert.equal(verify.status, 413);
+    });
+
+    test("a body that is not JSON is 415 UNSUPPORTED_MEDIA_TYPE", async () => {
+      for (const type of [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/xml",
+        "multipart/form-data",
+      ]) {
+        const r = await send(server, "POST", "/v1/keys", { body: "name=x", headers: { "content-type": type } });
+        assert.equal(r.status, 415, type);
+        assert.equal(r.body.code, "UNSUPPORTED_MEDIA_TYPE", type);
+      }
+    });
+
+    test("unknown properties are 400 and the answer names them", async () => {
+      const r = await send(server, "POST", "/v1/keys", { body: json({ name: "x", scopes: [], admin: true }) });
+      assert.equal(r.status, 400);
+      assert.equal(r.body.code, "VALIDATION_FAILED");
+      assert.match(r.body.detail, /unknown property "admin"/);
+      assert.deepEqual(r.body.errors, [{ path: "body", message: 'unknown property "admin"' }]);
+      const nested = await send(server, "POST", "/v1/keys", {
+        body: json({ name: "x", scopes: [], rateLimit: { limit: 1, windowSeconds: 1, burst: 5 } }),
+      });
+      assert.equal(nested.status, 400);
+      assert.match(nested.body.detail, /body\/rateLimit: unknown property "burst"/);
+      const verify = await send(server, "POST", "/v1/keys/verify", { body: json({ key: "x", scope: ["a"] }) });
+      assert.equal(verify.status, 400);
+      assert.match(verify.body.detail, /unknown property "scope"/);
+      const query = await send(server, "GET", "/v1/keys?owner=x");
+      assert.equal(query.status, 400);
+      assert.match(query.body.detail, /unknown property "owner"/);
+    });
+
+    test("wrong types and out-of-range values are 400 VALIDATION_FAILED with a path", async () => {
+      const cases: Array<[string, string, unknown, RegExp]> = [
+        ["POST", "/v1/keys", { name: 5, scopes: [] }, /body\/name/],
+        ["POST", "/v1/keys", { name: "x", scopes: "a" }, /body\/scopes/],
+        ["POST", "/v1/keys", { name: "x" }, /missing property "scopes"/],
+        ["POST", "/v1/keys", { name: "x", scopes: [], expiresInSeconds: "3600" }, /expiresInSeconds/],
+        ["POST", "/v1/keys", { name: "x", scopes: [], expiresInSeconds: 59 }, /expiresInSeconds/],
+        ["POST", "/v1/keys", { name: "x", scopes: [], rateLimit: { limit: 1.5, windowSeconds: 1 } }, /limit/],
+        ["POST", "/v1/keys", { name: "x", scopes: ["has space"] }, /scopes\/0/],
+        ["POST", "/v1/keys", { name: "x", scopes: [], permissions: ["root"] }, /Unknown permission/],
+        ["POST", "/v1/keys", { name: "x", scopes: [], metadata: [1, 2] }, /metadata/],
+        ["POST", "/v1/keys", [], /body/],
+        ["POST", "/v1/keys", null, /body/],
+        ["POST", "/v1/keys/verify", { key: 123 }, /body\/key/],
+        ["POST", "/v1/keys/verify", { key: ["a"] }, /body\/key/],
+      ];
+      for (const [method, path, body, detail] of cases) {
+        const r = await send(server, method, path, { body: json(body) });
+        assert.equal(r.status, 400, `${json(body)}: ${r.text}`);
+        assert.equal(r.body.code, "VALIDATION_FAILED");
+        assert.match(r.body.detail, detail);
+      }
+      for (const path of [
+        "/v1/keys?limit=abc",
+        "/v1/keys?limit=0",
+        "/v1/keys?limit=101",
+        "/v1/keys?limit=1&limit=2",
+        "/v1/keys?cursor=%27%20OR%201%3D1",
+        "/v1/keys/not-an-id",
+        "/v1/audit?since=yesterday",
+        "/v1/audit?outcome=maybe",
+      ]) {
+        const r = await send(server, "GET", path);
+        assert.equal(r.status, 400, path);
+        assert.equal(r.body.code, "VALIDATION_FAILED", path);
+      }
+    });
+
+    test("hostile bodies never cause a 5xx", async () => {
+      const { id } = await createKey({ name: "target", scopes: [] });
+      const deep = `${"[".repeat(20_000)}${"]".repeat(20_000)}`;
+      const bodies = [
+        `{"name":"deep","scopes":[],"metadata":{"a":${deep}}}`,
+        `{"name":"n","scopes":[],"metadata":{"a":1e400}}`,
+        `{"name":"${"\u0000".repeat(10)}","scopes":[]}`,
+        `{"name":"\ud800","scopes":[]}`,
+        `{"name":"x","scopes":[],"expiresInSeconds":1e308}`,
+        `{"name":"x","scopes":[],"expiresInSeconds":-1}`,
+        `{"name":"x","scopes":[],"rateLimit":{"limit":99999999999999999999,"windowSeconds":1}}`,
+        `{"name":"x","scopes":[],"constructor":{"prototype":{"polluted":true}}}`,
+      ];
+      for (const body of bodies) {
+        const r = await send(server, "POST", "/v1/keys", { body });
+        assert.ok(r.status === 400 || r.status === 201, `${body.slice(0, 60)}: ${r.status}`);
+        if (r.status === 201) secrets.push(r.body.key);
+      }
+      assert.equal(({} as Record<string, unknown>).polluted, undefined);
+      for (const [method, path, body] of [
+        ["PATCH", `/v1/keys/${id}`, deep],
+        ["POST", `/v1/keys/${id}/rotate`, `{"gracePeriodSeconds":1e300}`],
+        ["POST", `/v1/keys/${id}/rotate`, `{"gracePeriodSeconds":99999999999}`],
+        ["POST", `/v1/keys/${id}/revoke`, `{"reason":${deep}}`],
+        ["POST", `/v1/keys/${id}/revoke`, "[]"],
+        ["POST", "/v1/keys/verify", `{"key":"gate_${"\u00ff".repeat(49)}"}`],
+        ["POST", "/v1/keys/verify", `{"key":"${"\ud83d\ude00".repeat(100)}"}`],
+      ] as const) {
+        const r = await send(server, method, path, { body });
+        assert.ok(r.status === 400 || r.status === 200, `${method} ${path} ${body.slice(0, 40)}: ${r.status}`);
+      }
+      for (const path of [
+        `/v1/keys/${id}/usage?since=-271821-04-20T00:00:00Z&until=-271821-04-20T01:00:00Z`,
+        `/v1/keys/${id}/usage?since=+275760-09-13T00:00:00Z`,
+        `/v1/keys/${id}/usage?since=2026-01-01T00:00:00Z&until=2026-01-01T00:00:00Z`,
+        "/v1/audit?cursor=9999999999999999",
+        "/v1/audit?since=-271821-04-20T00:00:00Z",
+        "/v1/keys/%E0%A4%A",
+        "/v1/keys/key_%00",
+        `/v1/keys/key_${"a".repeat(5000)}`,
+      ]) {
+        const r = await send(server, "GET", path);
+        assert.ok(r.status >= 200 && r.status < 500, `${path}: ${r.status}`);
+      }
+    });
+
+    test("no credential is 401 with WWW-Authenticate", async () => {
+      for (const headers of [{}, { authorization: "Basic YWRtaW46YWRtaW4=" }, { authorization: "Bearer" }]) {
+        const r = await send(server, "GET", "/v1/keys", { key: null, headers });
+        assert.equal(r.status, 401);
+        assert.equal(r.body.code, "UNAUTHENTICATED");
+        assert.equal(r.headers.get("www-authenticate"), 'Bearer realm="gatehouse"');
+      }
+      // A key elsewhere than Authorization is not accepted.
+      const other = await send(server, "GET", "/v1/keys", { key: null, headers: { "x-api-key": server.adminKey } });
+      assert.equal(other.status, 401);
+    });
+
+    test("wrong, malformed, revoked and expired keys get the same 401, byte for byte but the request id", async () => {
+      const revoked = await createKey({ name: "revoked admin", scopes: [], permissions: ["keys:read"] });
+      assert.equal((await send(server, "POST", `/v1/keys/${revoked.id}/revoke`)).status, 200);
+      const expired = await createKey({
+        name: "expiring admin",
+        scopes: [],
+        permissions: ["keys:read"],
+        expiresInSeconds: 60,
+      });
+      assert.equal((await send(server, "GET", "/v1/keys", { key: expired.key })).status, 200);
+      clock.advance(61_000);
+      const presented = {
+        wrong: generateKey("gate"),
+        malformed: "not-a-key",
+        badChecksum: `${server.adminKey.slice(0, -1)}${server.adminKey.endsWith("0") ? "1" : "0"}`,
+        revoked: revoked.key,
+        expired: expired.key,
+      };
+      const answers = new Map<string, Answer>();
+      for (const [label, key] of Object.entries(presented)) {
+        answers.set(label, await send(server, "GET", "/v1/keys", { key }));
+      }
+      const normalise = (a: Answer) => ({
+        status: a.status,
+        body: { ...a.body, requestId: "-" },
+        wwwAuthenticate: a.headers.get("www-authenticate"),
+        contentType: a.headers.get("content-type"),
+        contentLength: a.text.length - String(a.body.requestId).length,
+      });
+      const reference = normalise(answers.get("wrong") as Answer);
+      assert.equal(reference.status, 401);
+      for (const [label, answer] of answers) assert.deepEqual(normalise(answer), reference, label);
+      const ids = new Set([...answers.values()].map((a) => a.body.requestId));
+      assert.equal(ids.size, answers.size, "each answer has its own request id");
+      // The audit log keeps what the answer does not say.
+      const audit = await send(server, "GET", "/v1/audit?action=auth.api_key&outcome=failure&limit=100");
+      const codes = audit.body.data.map((e: { detail: { code: string } }) => e.detail.code);
+      for (const code of ["NOT_FOUND", "MALFORMED", "REVOKED", "EXPIRED"]) assert.ok(codes.includes(code), code);
+    });
+
+    test("a key without the permission a route needs gets 403 naming it", async () => {
+      const verifier = await createKey({ name: "verifier", scopes: [], permissions: ["keys:verify"] });
+      const r = await send(server, "GET", "/v1/keys", { key: verifier.key });
+      assert.equal(r.status, 403);
+      assert.equal(r.body.code, "FORBIDDEN");
+      assert.deepEqual(r.body.missingPermissions, ["keys:read"]);
+      const audit = await send(server, "GET", "/v1/audit", { key: verifier.key });
+      assert.equal(audit.status, 403);
+      assert.deepEqual(audit.body.missingPermissions, ["audit:read"]);
+      const create = await send(server, "POST", "/v1/keys", {
+        key: verifier.key,
+        body: json({ name: "x", scopes: [] }),
+      });
+      assert.equal(create.status, 403);
+      // The route it holds works.
+      const ok = await send(server, "POST", "/v1/keys/verify", { key: verifier.key, body: json({ key: "x" }) });
+      assert.equal(ok.status, 200);
+    });
+
+    test("a key cannot create, change, rotate or revoke a key more powerful than itself", async () => {
+      const manager = await createKey({ name: "manager", scopes: [], permissions: ["keys:read", "keys:write"] });
+      const asManager = (method: string, path: string, body?: unknown) =>
+        send(server, method, path, { key: manager.key, ...(body !== undefined ? { body: json(body) } : {}) });
+      const escalate = await asManager("POST", "/v1/keys", { name: "x", scopes: [], permissions: ["audit:read"] });
+      assert.equal(escalate.status, 403);
+      assert.deepEqual(escalate.body.missingPermissions, ["audit:read"]);
+      const allowed = await asManager("POST", "/v1/keys", { name: "child", scopes: ["a"], permissions: ["keys:read"] });
+      assert.equal(allowed.status, 201);
+      secrets.push(allowed.body.key);
+      const patchUp = await asManager("PATCH", `/v1/keys/${allowed.body.id}`, { permissions: ["keys:verify"] });
+      assert.equal(patchUp.status, 403);
+      const admin = (await send(server, "GET", "/v1/keys?limit=100")).body.data.find(
+        (k: { name: string }) => k.name === "test admin",
+      );
+      assert.ok(admin);
+      const before = await send(server, "GET", `/v1/keys/${admin.id}`);
+      for (const [method, path, body] of [
+        ["POST", `/v1/keys/${admin.id}/rotate`, { gracePeriodSeconds: 0 }],
+        ["POST", `/v1/keys/${admin.id}/revoke`, { reason: "takeover" }],
+        ["PATCH", `/v1/keys/${admin.id}`, { name: "mine now" }],
+      ] as const) {
+        const r = await asManager(method, path, body);
+        assert.equal(r.status, 403, `${method} ${path}`);
+        assert.equal(r.body.code, "FORBIDDEN");
+      }
+      const afterwards = await send(server, "GET", `/v1/keys/${admin.id}`);
+      assert.deepEqual(afterwards.body, before.body, "the admin key is untouched");
+      assert.equal(afterwards.body.status, "active");
+      // Keys at or below its own power remain its to manage.
+      assert.equal((await asManager("POST", `/v1/keys/${allowed.body.id}/revoke`)).status, 200);
+    });
+
+    test("a key in the URL is refused with 400 KEY_IN_URL, before authentication", async () => {
+      const { key } = await createKey({ name: "in url", scopes: [] });
+      const paths = [
+        "/v1/keys?api_key=abc",
+        "/v1/keys?apikey=abc",
+        "/v1/keys?API-KEY=abc",
+        `/v1/keys?key=${key}`,
+        `/v1/keys/verify?access_token=${key}`,
+        "/v1/audit?limit=5&token=abc",
+        `/v1/keys/${key}`,
+        `/v1/keys/${key}/usage`,
+        `/v1/keys/${encodeURIComponent(key).replace("_", "%5F")}`,
+        `/healthz?x=${key}`,
+        `/nowhere/${key}`,
+      ];
+      for (const path of paths) {
+        for (const credential of [server.adminKey, null]) {
+          const r = await send(server, "GET", path, { key: credential });
+          assert.equal(r.status, 400, path);
+          assert.equal(r.body.code, "KEY_IN_URL", path);
+          assert.ok(!r.text.includes(key), "the answer does not echo the key");
+        }
+      }
+      const post = await send(server, "POST", `/v1/keys/verify?key=${key}`, { body: json({ key }) });
+      assert.equal(post.body.code, "KEY_IN_URL");
+      // Names that merely contain "key" are not credentials.
+      assert.equal((await send(server, "GET", "/v1/keys?limit=1")).status, 200);
+      const audit = await send(server, "GET", "/v1/audit?action=auth.credential_in_url&limit=100");
+      assert.ok(audit.body.data.length >= paths.length);
+      assert.ok(!audit.text.includes(key));
+      assert.ok(audit.text.includes(`${key.slice(0, 9)}…${key.slice(-4)}`), "the audit keeps the hint");
+    });
+
+    test("an unknown route is a 404 problem", async () => {
+      for (const [method, path] of [
+        ["GET", "/"],
+        ["GET", "/v2/keys"],
+        ["DELETE", "/v1/keys"],
+        ["PUT", "/v1/keys/key_abc"],
+        ["GET", "/v1/keys/key_abc/nothing"],
+      ] as const) {
+        const r = await send(server, method, path);
+        assert.equal(r.status, 404, `${method} ${path}`);
+        assert.equal(r.body.code, "NOT_FOUND");
+      }
+    });
+
+    test("the logs never contain a key", async () => {
+      const { key } = await createKey({ name: "logged", scopes: ["a"] });
+      assert.equal(
+        (await send(server, "POST", "/v1/keys/verify", { body: json({ key, scopes: ["a"] }) })).body.valid,
+        true,
+      );
+      await send(server, "POST", "/v1/keys/verify", { body: `{"key":"${key}",` });
+      await send(server, "POST", "/v1/keys/verify", { body: `{"key":"${key}","x":1}` });
+      await send(server, "GET", `/v1/keys?api_key=${key}`);
+      await send(server, "GET", `/v1/keys/${key}`);
+      await send(server, "GET", `/v1/keys/${encodeURIComponent(key).replace("_", "%5F")}`);
+      await send(server, "GET", "/v1/keys", { key });
+      await send(server, "GET", "/v1/keys", { key: null, headers: { authorization: `Basic ${key}` } });
+      await send(server, "GET", "/v1/keys", { key: null, headers: { "x-api-key": key, cookie: `k=${key}` } });
+      const output = logs.join("");
+      assert.ok(output.includes('"msg":"incoming request"'), "the log captured requests");
+      assert.ok(output.includes("/v1/keys/verify"));
+      for (const secret of secrets) {
+        assert.ok(!output.includes(secret), `the log holds a key: ${secret.slice(0, 9)}`);
+        // Not even its random part, in any encoding.
+        assert.ok(!output.includes(secret.slice(9, 40)));
+      }
+    });
+  });
+
+  describe(`failed-authentication guard (${backend.name})`, () => {
+    let server: TestServer;
+    before(async () => {
+      server = await startServer(backend);
+    });
+    after(() => server.close());
+
+    test("after 30 failed authentications from one address, it answers 429 with Retry-After", async () => {
+      for (let i = 0; i < 30; i++) {
+        const r = await send(server, "GET", "/v1/keys", { key: i % 2 ? "nope" : generateKey("gate") });
+        assert.equal(r.status, 401, `attempt ${i + 1}`);
+      }
+      for (const key of [generateKey("gate"), server.adminKey]) {
+        const blocked = await send(server, "GET", "/v1/keys", { key });
+        assert.equal(blocked.status, 429);
+        assert.equal(blocked.body.code, "RATE_LIMITED");
+        const retryAfter = Number(blocked.headers.get("retry-after"));
+        assert.ok(Number.isInteger(retryAfter) && retryAfter > 0 && retryAfter <= 300, String(retryAfter));
+      }
+      const verify = await send(server, "POST", "/v1/keys/verify", { body: json({ key: "x" }) });
+      assert.equal(verify.status, 429);
+      // Health checks need no credential and are not blocked.
+      assert.equal((await send(server, "GET", "/healthz", { key: null })).status, 200);
+    });
+  });
+}
