@@ -51,7 +51,10 @@ export class PasswordPolicy {
     if (length < this.minLength) return "TOO_SHORT";
     if (length > MAX_PASSWORD_LENGTH) return "TOO_LONG";
     const inputs = ["gatehouse"];
-    if (context.email) inputs.push(context.email, ...context.email.split(/[@.+_-]/).filter((p) => p.length >= 3));
+    if (context.email) {
+      const local = context.email.split("@")[0] ?? "";
+      inputs.push(context.email, local, ...context.email.split(/[@.+_-]/).filter((part) => part.length >= 3));
+    }
     const result = this.estimator.check(normalised, inputs);
     return result.score < this.minScore ? "TOO_COMMON" : null;
   }

@@ -5,6 +5,7 @@ import { isPermission } from "../../keys/permissions.ts";
 import { scanForKeys } from "../../leaks/key-scanner.ts";
 import { type CliIO, type Command, runCommand, UsageError } from "../command.ts";
 import { withGatehouse } from "../context.ts";
+import { rotateSigningCommand } from "./keys-rotate-signing.ts";
 
 const OPERATOR = { context: CLI_ACTOR, permissions: null };
 
@@ -171,7 +172,7 @@ const scan: Command = {
   },
 };
 
-export const keysSubcommands: Command[] = [create, list, revoke, rotate, scan];
+export const keysSubcommands: Command[] = [create, list, revoke, rotate, scan, rotateSigningCommand];
 
 export async function runKeys(argv: string[], io: CliIO): Promise<number> {
   const [name, ...rest] = argv;
