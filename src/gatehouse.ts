@@ -1,10 +1,13 @@
 import type { Logger } from "pino";
 import { AuditLog } from "./audit/audit-log.ts";
 import type { GatehouseConfig } from "./config/config.ts";
+import { Housekeeper } from "./housekeeping/housekeeper.ts";
 import type { RandomBytes } from "./keys/key-format.ts";
 import { KeyService } from "./keys/key-service.ts";
 import { KeyVerifier } from "./keys/key-verifier.ts";
+import { type ChangeFeed, LocalChangeFeed } from "./lib/change-feed.ts";
 import { type Clock, systemClock } from "./lib/clock.ts";
+import { Metrics } from "./observability/metrics.ts";
 import { KeyRateLimiter, type LimiterFactory } from "./ratelimit/key-rate-limiter.ts";
 import { SessionService } from "./sessions/session-service.ts";
 import { SigningKeyring, SYSTEM_ACTOR } from "./signing/keyring.ts";
@@ -33,6 +36,10 @@ export interface Gatehouse {
   tokens: TokenService;
   sessions: SessionService;
   loginThrottle: LoginThrottle;
+  metrics: Metrics;
+  housekeeper: Housekeeper;
+  /** Change notifications: local, or across nodes through Redis. */
+  changes: ChangeFeed;
   /** Flushes buffered usage and audit events, then closes storage. */
   stop(): Promise<void>;
 }
@@ -42,8 +49,11 @@ export function createGatehouse(options: {
   storage: Storage;
   clock?: Clock;
   randomBytes?: RandomBytes;
-  limiterFactory?: LimiterFactory;
+  limiterFactory?: LimiterFactory | undefined;
   log?: Logger;
+  changes?: ChangeFeed;
+  /** Closed after storage on stop (Redis connections). */
+  onStop?: () => Promise<void>;
   /** Set false for one-shot CLI commands: no timers, flush on stop only. */
   background?: boolean;
 }): Gatehouse {
@@ -62,13 +72,32 @@ export function createGatehouse(options: {
     now: clock,
     ...(options.limiterFactory ? { factory: options.limiterFactory } : {}),
   });
+  const changes = options.changes ?? new LocalChangeFeed();
   const keys = new KeyService({
     storage,
     policy: config.keys,
     clock,
+    onChange: (keyId) => changes.publish("key", keyId),
     ...(options.randomBytes ? { randomBytes: options.randomBytes } : {}),
   });
-  const verifier = new KeyVerifier({ storage, policy: config.keys, clock, limiter, usage, audit });
+  const metrics = new Metrics(storage);
+  const housekeeper = new Housekeeper({
+    storage,
+    clock,
+    retention: config.retention,
+    ...(options.log ? { log: options.log } : {}),
+  });
+  if (background) housekeeper.start(config.housekeepingIntervalSeconds * 1000);
+  const verifier = new KeyVerifier({
+    storage,
+    policy: config.keys,
+    clock,
+    limiter,
+    usage,
+    audit,
+    changes,
+    onOutcome: (outcome) => metrics.verifications.inc({ outcome }),
+  });
   const keyring = new SigningKeyring({
     storage,
     masterKey: () => loadMasterKey(config),
@@ -114,12 +143,17 @@ export function createGatehouse(options: {
     limiter,
     usage,
     audit,
+    changes,
+    metrics,
+    housekeeper,
     stop() {
       stopped ??= (async () => {
         if (authTimer) clearInterval(authTimer);
+        housekeeper.stop();
         await usage.stop();
         await audit.stop();
         await storage.close();
+        await options.onStop?.();
       })();
       return stopped;
     },

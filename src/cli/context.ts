@@ -1,6 +1,6 @@
 import { ConfigError, type GatehouseConfig, loadConfig } from "../config/config.ts";
 import { createGatehouse, type Gatehouse } from "../gatehouse.ts";
-import { openStorage } from "../storage/open-storage.ts";
+import { openRuntime } from "../runtime.ts";
 import type { CliIO } from "./command.ts";
 
 /** Loads configuration, printing every problem, or returns null. */
@@ -20,7 +20,16 @@ export function configOrReport(io: CliIO): GatehouseConfig | null {
 export async function withGatehouse(io: CliIO, work: (gatehouse: Gatehouse) => Promise<number>): Promise<number> {
   const config = configOrReport(io);
   if (!config) return 1;
-  const gatehouse = createGatehouse({ config, storage: await openStorage(config), background: false });
+  // Through the runtime, so a revocation from the CLI reaches every node's caches too.
+  const runtime = await openRuntime(config);
+  const gatehouse = createGatehouse({
+    config,
+    storage: runtime.storage,
+    changes: runtime.changes,
+    limiterFactory: runtime.limiterFactory,
+    onStop: runtime.close,
+    background: false,
+  });
   try {
     return await work(gatehouse);
   } finally {

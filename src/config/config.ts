@@ -25,6 +25,10 @@ export interface GatehouseConfig {
   databaseUrl: string | null;
   /** Redis for global rate limits and revocation fan-out when set. */
   redisUrl: string | null;
+  /** With Redis down: refuse (503) instead of falling back to per-node limits. */
+  rateLimitFailClosed: boolean;
+  retention: { endedKeysDays: number; usageDays: number; auditDays: number };
+  housekeepingIntervalSeconds: number;
 }
 
 /** One message per mistake, naming the variable, so an operator fixes them all at once. */
@@ -222,6 +226,22 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
   } catch {
     // An unparseable issuer was reported above; auth settings depend on it.
   }
+  // Nodes on a shared database must not keep secrets on their own disks: the master key
+  // that seals signing keys comes from the environment (or a file the operator ships to
+  // every node), never one generated under a node's data directory.
+  if (databaseUrl !== null && auth !== null && auth.masterKey === null) {
+    problems.push(
+      "GATEHOUSE_DATABASE_URL is set, so every node needs the same master key: set GATEHOUSE_MASTER_KEY (openssl rand -base64 32) or GATEHOUSE_MASTER_KEY_FILE",
+    );
+  }
+
+  const rateLimitFailClosed = boolean("GATEHOUSE_RATE_LIMIT_FAIL_CLOSED");
+  const retention = {
+    endedKeysDays: integer("GATEHOUSE_RETENTION_ENDED_KEYS_DAYS", 30, 1, 3650),
+    usageDays: integer("GATEHOUSE_RETENTION_USAGE_DAYS", 90, 1, 3650),
+    auditDays: integer("GATEHOUSE_RETENTION_AUDIT_DAYS", 365, 1, 3650),
+  };
+  const housekeepingIntervalSeconds = integer("GATEHOUSE_HOUSEKEEPING_INTERVAL_SECONDS", 3600, 10, 86_400);
 
   if (problems.length > 0 || auth === null) throw new ConfigError(problems);
   return {
@@ -239,5 +259,8 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
     auth,
     databaseUrl,
     redisUrl,
+    rateLimitFailClosed,
+    retention,
+    housekeepingIntervalSeconds,
   };
 }

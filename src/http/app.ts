@@ -16,6 +16,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { jwksRoutes } from "./routes/jwks.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { githubLeakRoutes } from "./routes/leaks-github.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 import { usageRoutes } from "./routes/usage.ts";
 import { userRoutes } from "./routes/users.ts";
 import { verifyRoutes } from "./routes/verify.ts";
@@ -54,7 +55,6 @@ export function buildApp(
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     return503OnClosing: true,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
     // Errors Fastify raises before routing (a URL that does not decode) get our problem
     // document too, not Fastify's own JSON.
     frameworkErrors: (error, request, reply) => {
@@ -62,6 +62,7 @@ export function buildApp(
       reply.header("cache-control", "no-store");
       return errorHandler(error, request, reply);
     },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const guard = new FailedAuthGuard();
@@ -100,7 +101,9 @@ export function buildApp(
     }
   });
 
+  gatehouse.metrics.install(app);
   app.register(healthRoutes(gatehouse));
+  app.register(metricsRoutes(gatehouse, guard));
   app.register(keyRoutes(gatehouse, guard));
   app.register(verifyRoutes(gatehouse, guard));
   app.register(usageRoutes(gatehouse, guard));

@@ -2,10 +2,12 @@ import { timingSafeEqual } from "node:crypto";
 import type { AuditLog } from "../audit/audit-log.ts";
 import type { ActorContext } from "../audit/context.ts";
 import { auditEvent } from "../audit/context.ts";
+import type { ChangeFeed } from "../lib/change-feed.ts";
 import type { Clock } from "../lib/clock.ts";
 import type { KeyRateLimiter, RateLimitOutcome } from "../ratelimit/key-rate-limiter.ts";
 import type { ApiKeyRecord, RateLimitPolicy, Storage } from "../storage/types.ts";
 import type { UsageRecorder } from "../usage/usage-recorder.ts";
+import { CallerKeyCache } from "./caller-key-cache.ts";
 import { digestKey, isWellFormedKey, keyHint } from "./key-format.ts";
 import type { KeyPolicy } from "./key-policy.ts";
 import { keyStatus } from "./key-status.ts";
@@ -46,6 +48,9 @@ export class KeyVerifier {
   private readonly limiter: KeyRateLimiter;
   private readonly usage: UsageRecorder;
   private readonly audit: AuditLog;
+  private readonly onOutcome: (outcome: "VALID" | VerifyFailureCode) => void;
+  /** Only with a change feed: without one, nothing would tell the cache a key changed. */
+  private readonly callers: CallerKeyCache | null;
 
   constructor(options: {
     storage: Storage;
@@ -54,6 +59,10 @@ export class KeyVerifier {
     limiter: KeyRateLimiter;
     usage: UsageRecorder;
     audit: AuditLog;
+    /** Observes every verdict (metrics). */
+    onOutcome?: (outcome: "VALID" | VerifyFailureCode) => void;
+    /** Key changes on any node; cached caller keys are dropped when they change. */
+    changes?: ChangeFeed;
   }) {
     this.storage = options.storage;
     this.policy = options.policy;
@@ -61,6 +70,13 @@ export class KeyVerifier {
     this.limiter = options.limiter;
     this.usage = options.usage;
     this.audit = options.audit;
+    this.onOutcome = options.onOutcome ?? (() => {});
+    const callers = options.changes ? new CallerKeyCache({ maxEntries: 1024, ttlMs: 1000 }) : null;
+    this.callers = callers;
+    options.changes?.subscribe((event) => {
+      if (event.kind === "reset") callers?.clear();
+      else if (event.topic === "key") callers?.forget(event.id);
+    });
   }
 
   /** Finds the active key behind a presented secret, without counting or limiting. */
@@ -71,7 +87,35 @@ export class KeyVerifier {
     // The lookup is by digest already; the comparison is constant-time all the same, so
     // no future change to the lookup can turn it into a timing oracle.
     if (!record || !timingSafeEqual(record.digest, digest)) return { ok: false, code: "NOT_FOUND", record: null };
-    const status = keyStatus(record, this.clock());
+    return this.judge(record, this.clock());
+  }
+
+  /**
+   * `resolve` for the key that authenticates a call to Gatehouse itself. Same answers,
+   * but an active key is remembered (CallerKeyCache: dropped on change, re-read within a
+   * second), so a resource server's own key is not read from storage on every request.
+   */
+  async resolveCaller(presented: unknown): Promise<Resolution> {
+    if (!this.callers) return this.resolve(presented);
+    if (!isWellFormedKey(presented, this.policy.prefix)) return { ok: false, code: "MALFORMED", record: null };
+    const digest = digestKey(presented);
+    const name = digest.toString("base64");
+    const now = this.clock();
+    const cached = this.callers.get(name, now);
+    if (cached) {
+      const resolution = this.judge(cached, now);
+      if (!resolution.ok) this.callers.forget(cached.id);
+      return resolution;
+    }
+    const record = await this.storage.keys.findByDigest(digest);
+    if (!record || !timingSafeEqual(record.digest, digest)) return { ok: false, code: "NOT_FOUND", record: null };
+    const resolution = this.judge(record, now);
+    if (resolution.ok) this.callers.set(name, record, now);
+    return resolution;
+  }
+
+  private judge(record: ApiKeyRecord, now: number): Resolution {
+    const status = keyStatus(record, now);
     if (status === "revoked") return { ok: false, code: "REVOKED", record };
     if (status === "expired") return { ok: false, code: "EXPIRED", record };
     return { ok: true, record };
@@ -98,6 +142,7 @@ export class KeyVerifier {
           },
         }),
       );
+      this.onOutcome(resolution.code);
       return { valid: false, code: resolution.code };
     }
     const record = resolution.record;
@@ -116,8 +161,10 @@ export class KeyVerifier {
           detail: { code, ...(code === "INSUFFICIENT_SCOPE" ? { required: requiredScopes } : {}) },
         }),
       );
+      this.onOutcome(code);
       return { valid: false, code, ratelimit };
     }
+    this.onOutcome("VALID");
     return {
       valid: true,
       keyId: record.id,

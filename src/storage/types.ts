@@ -331,6 +331,7 @@ export interface HousekeepingRepository {
 
 export interface Storage {
   readonly kind: "sqlite" | "postgres";
+  readonly housekeeping: HousekeepingRepository;
   readonly keys: KeyRepository;
   readonly users: UserRepository;
   readonly signingKeys: SigningKeyRepository;

@@ -1,6 +1,6 @@
 import { createGatehouse } from "../../gatehouse.ts";
 import { buildApp } from "../../http/app.ts";
-import { openStorage } from "../../storage/open-storage.ts";
+import { openRuntime } from "../../runtime.ts";
 import type { Command } from "../command.ts";
 import { configOrReport } from "../context.ts";
 
@@ -12,8 +12,15 @@ export const serveCommand: Command = {
   async run(_args, io) {
     const config = configOrReport(io);
     if (!config) return 1;
-    const storage = await openStorage(config);
-    const gatehouse = createGatehouse({ config, storage });
+    const runtime = await openRuntime(config);
+    const { storage } = runtime;
+    const gatehouse = createGatehouse({
+      config,
+      storage,
+      changes: runtime.changes,
+      limiterFactory: runtime.limiterFactory,
+      onStop: runtime.close,
+    });
     const app = buildApp(gatehouse);
     let closing = false;
     const shutdown = async (signal: string) => {
@@ -35,7 +42,10 @@ export const serveCommand: Command = {
       await gatehouse.stop();
       return 1;
     }
-    app.log.info({ issuer: config.issuer, storage: storage.kind, dataDir: config.dataDir }, "Gatehouse is ready");
+    app.log.info(
+      { issuer: config.issuer, storage: storage.kind, redis: config.redisUrl !== null, dataDir: config.dataDir },
+      "Gatehouse is ready",
+    );
     // Keep running until a signal arrives.
     await new Promise(() => {});
     return 0;

@@ -30,6 +30,8 @@ export const POSTGRES_MIGRATIONS: ReadonlyArray<{ version: number; name: string;
         last_used_at BIGINT
       );
       CREATE INDEX api_keys_owner ON api_keys (owner_id, id);
+      CREATE INDEX api_keys_expires ON api_keys (expires_at);
+      CREATE INDEX api_keys_revoked ON api_keys (revoked_at);
 
       CREATE TABLE audit_events (
         id BIGSERIAL PRIMARY KEY,
@@ -60,6 +62,7 @@ export const POSTGRES_MIGRATIONS: ReadonlyArray<{ version: number; name: string;
         count BIGINT NOT NULL,
         PRIMARY KEY (key_id, bucket, outcome)
       );
+      CREATE INDEX key_usage_bucket ON key_usage (bucket);
 
       CREATE TABLE meta (
         name TEXT PRIMARY KEY,

@@ -1,6 +1,7 @@
 import type { Storage } from "../types.ts";
 import { PostgresAuditRepository } from "./audit-repository.ts";
 import { PostgresDatabase } from "./database.ts";
+import { PostgresHousekeepingRepository } from "./housekeeping-repository.ts";
 import { PostgresKeyRepository } from "./key-repository.ts";
 import { PostgresMetaRepository } from "./meta-repository.ts";
 import { migratePostgres } from "./migrations.ts";
@@ -14,6 +15,7 @@ export class PostgresStorage implements Storage {
   readonly kind = "postgres" as const;
   readonly database: PostgresDatabase;
   readonly keys: PostgresKeyRepository;
+  readonly housekeeping: PostgresHousekeepingRepository;
   readonly audit: PostgresAuditRepository;
   readonly usage: PostgresUsageRepository;
   readonly meta: PostgresMetaRepository;
@@ -25,6 +27,7 @@ export class PostgresStorage implements Storage {
   private constructor(database: PostgresDatabase) {
     this.database = database;
     this.keys = new PostgresKeyRepository(database);
+    this.housekeeping = new PostgresHousekeepingRepository(database);
     this.audit = new PostgresAuditRepository(database);
     this.usage = new PostgresUsageRepository(database);
     this.meta = new PostgresMetaRepository(database);

@@ -30,6 +30,8 @@ export const SQLITE_MIGRATIONS: ReadonlyArray<{ version: number; name: string; s
         last_used_at INTEGER
       ) STRICT, WITHOUT ROWID;
       CREATE INDEX api_keys_owner ON api_keys (owner_id, id);
+      CREATE INDEX api_keys_expires ON api_keys (expires_at);
+      CREATE INDEX api_keys_revoked ON api_keys (revoked_at);
 
       CREATE TABLE audit_events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -58,6 +60,7 @@ export const SQLITE_MIGRATIONS: ReadonlyArray<{ version: number; name: string; s
         count INTEGER NOT NULL,
         PRIMARY KEY (key_id, bucket, outcome)
       ) STRICT, WITHOUT ROWID;
+      CREATE INDEX key_usage_bucket ON key_usage (bucket);
 
       CREATE TABLE meta (
         name TEXT PRIMARY KEY,

@@ -1,6 +1,7 @@
 import type { Storage } from "../types.ts";
 import { SqliteAuditRepository } from "./audit-repository.ts";
 import { SqliteDatabase } from "./database.ts";
+import { SqliteHousekeepingRepository } from "./housekeeping-repository.ts";
 import { SqliteKeyRepository } from "./key-repository.ts";
 import { SqliteMetaRepository } from "./meta-repository.ts";
 import { migrateSqlite } from "./migrations.ts";
@@ -14,6 +15,7 @@ export class SqliteStorage implements Storage {
   readonly kind = "sqlite" as const;
   readonly database: SqliteDatabase;
   readonly keys: SqliteKeyRepository;
+  readonly housekeeping: SqliteHousekeepingRepository;
   readonly audit: SqliteAuditRepository;
   readonly usage: SqliteUsageRepository;
   readonly meta: SqliteMetaRepository;
@@ -25,6 +27,7 @@ export class SqliteStorage implements Storage {
   private constructor(database: SqliteDatabase) {
     this.database = database;
     this.keys = new SqliteKeyRepository(database);
+    this.housekeeping = new SqliteHousekeepingRepository(database);
     this.audit = new SqliteAuditRepository(database);
     this.usage = new SqliteUsageRepository(database);
     this.meta = new SqliteMetaRepository(database);

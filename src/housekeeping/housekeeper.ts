@@ -1,0 +1,84 @@
+import { setImmediate as yieldToRequests } from "node:timers/promises";
+import type { Logger } from "pino";
+import type { Clock } from "../lib/clock.ts";
+import type { PurgeTarget, Storage } from "../storage/types.ts";
+
+const DAY = 86_400_000;
+
+export interface RetentionPolicy {
+  /** Keep revoked or expired keys this long after they ended (audit and support). */
+  endedKeysDays: number;
+  usageDays: number;
+  auditDays: number;
+}
+
+export const DEFAULT_RETENTION: RetentionPolicy = { endedKeysDays: 30, usageDays: 90, auditDays: 365 };
+
+/**
+ * Purges what has outlived its retention, in batches of `batchSize` rows, yielding to
+ * requests between batches, so tables stay bounded without long locks or long pauses.
+ * Safe on several nodes at once (deletes are idempotent; PostgreSQL skips locked rows).
+ */
+export class Housekeeper {
+  private readonly storage: Storage;
+  private readonly clock: Clock;
+  private readonly retention: RetentionPolicy;
+  private readonly batchSize: number;
+  private readonly log: Logger | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<Record<PurgeTarget, number>> | undefined;
+
+  constructor(options: {
+    storage: Storage;
+    clock: Clock;
+    retention?: RetentionPolicy;
+    batchSize?: number;
+    log?: Logger;
+  }) {
+    this.storage = options.storage;
+    this.clock = options.clock;
+    this.retention = options.retention ?? DEFAULT_RETENTION;
+    this.batchSize = options.batchSize ?? 1000;
+    this.log = options.log;
+  }
+
+  /** Runs every `intervalMs` (first run after one interval). */
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => {
+      this.runOnce().catch((error) => this.log?.warn({ err: error }, "housekeeping failed; will retry"));
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  /** One full pass; concurrent calls share it. Returns rows deleted per target. */
+  runOnce(): Promise<Record<PurgeTarget, number>> {
+    this.running ??= this.pass().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async pass(): Promise<Record<PurgeTarget, number>> {
+    const now = this.clock();
+    const cutoffs: Record<PurgeTarget, number> = {
+      ended_keys: now - this.retention.endedKeysDays * DAY,
+      usage: now - this.retention.usageDays * DAY,
+      audit: now - this.retention.auditDays * DAY,
+    };
+    const deleted: Record<PurgeTarget, number> = { ended_keys: 0, usage: 0, audit: 0 };
+    for (const target of Object.keys(cutoffs) as PurgeTarget[]) {
+      for (;;) {
+        const n = await this.storage.housekeeping.purge(target, cutoffs[target], this.batchSize);
+        deleted[target] += n;
+        if (n < this.batchSize) break;
+        await yieldToRequests();
+      }
+    }
+    if (Object.values(deleted).some((n) => n > 0)) this.log?.info({ deleted }, "housekeeping purged expired rows");
+    return deleted;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+}

@@ -1,0 +1,78 @@
+import type { FastifyInstance } from "fastify";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { PostgresStorage } from "../storage/postgres/postgres-storage.ts";
+import type { Storage } from "../storage/types.ts";
+
+/**
+ * Prometheus metrics. One registry per app (not prom-client's global), so several
+ * Gatehouse instances in one process — tests — do not collide.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<"method" | "route" | "status">;
+  readonly latency: Histogram<"method" | "route">;
+  readonly verifications: Counter<"outcome">;
+  readonly rateLimitRejections: Counter<"where">;
+  readonly tokensIssued: Counter<"kind">;
+
+  constructor(storage: Storage) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: "gatehouse_" });
+    this.requests = new Counter({
+      name: "gatehouse_http_requests_total",
+      help: "HTTP requests answered, by route template and status",
+      labelNames: ["method", "route", "status"],
+      registers,
+    });
+    this.latency = new Histogram({
+      name: "gatehouse_http_request_duration_seconds",
+      help: "Time from request received to response sent",
+      labelNames: ["method", "route"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.verifications = new Counter({
+      name: "gatehouse_key_verifications_total",
+      help: "API key verifications by outcome (VALID or the failure code)",
+      labelNames: ["outcome"],
+      registers,
+    });
+    this.rateLimitRejections = new Counter({
+      name: "gatehouse_rate_limit_rejections_total",
+      help: "Requests or verifications refused by a rate limit",
+      labelNames: ["where"],
+      registers,
+    });
+    this.tokensIssued = new Counter({
+      name: "gatehouse_tokens_issued_total",
+      help: "Credentials issued, by kind (api_key, access_token, refresh_token, session)",
+      labelNames: ["kind"],
+      registers,
+    });
+    if (storage instanceof PostgresStorage) {
+      const pool = storage.database.pool;
+      new Gauge({
+        name: "gatehouse_db_pool_connections",
+        help: "PostgreSQL pool connections by state",
+        labelNames: ["state"],
+        registers,
+        collect() {
+          this.set({ state: "total" }, pool.totalCount);
+          this.set({ state: "idle" }, pool.idleCount);
+          this.set({ state: "waiting" }, pool.waitingCount);
+        },
+      });
+    }
+  }
+
+  /** Counts every response by its route template (never the raw URL: ids would explode cardinality). */
+  install(app: FastifyInstance): void {
+    app.addHook("onResponse", async (request, reply) => {
+      const route = request.routeOptions.url ?? "unmatched";
+      const labels = { method: request.method, route };
+      this.requests.inc({ ...labels, status: String(reply.statusCode) });
+      this.latency.observe(labels, reply.elapsedTime / 1000);
+      if (reply.statusCode === 429) this.rateLimitRejections.inc({ where: "http" });
+    });
+  }
+}

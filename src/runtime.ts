@@ -1,0 +1,38 @@
+import type { GatehouseConfig } from "./config/config.ts";
+import { type ChangeFeed, LocalChangeFeed } from "./lib/change-feed.ts";
+import type { LimiterFactory } from "./ratelimit/key-rate-limiter.ts";
+import { openStorage } from "./storage/open-storage.ts";
+import { RedisChangeFeed } from "./storage/redis/redis-change-feed.ts";
+import { createRedisClient } from "./storage/redis/redis-client.ts";
+import { redisLimiterFactory } from "./storage/redis/redis-rate-limiter.ts";
+import type { Storage } from "./storage/types.ts";
+
+/** The stateful parts a node connects to, chosen by configuration. */
+export interface Runtime {
+  storage: Storage;
+  changes: ChangeFeed;
+  /** Undefined: per-node in-memory limits. */
+  limiterFactory: LimiterFactory | undefined;
+  /** Closes Redis connections (storage is closed by Gatehouse.stop). */
+  close(): Promise<void>;
+}
+
+export async function openRuntime(config: GatehouseConfig): Promise<Runtime> {
+  const storage = await openStorage(config);
+  if (!config.redisUrl) {
+    return { storage, changes: new LocalChangeFeed(), limiterFactory: undefined, close: async () => {} };
+  }
+  const commands = createRedisClient(config.redisUrl, { name: "commands" });
+  const subscriber = createRedisClient(config.redisUrl, { name: "subscriber" });
+  const changes = new RedisChangeFeed(commands, subscriber);
+  return {
+    storage,
+    changes,
+    limiterFactory: redisLimiterFactory(commands, { failClosed: config.rateLimitFailClosed }),
+    async close() {
+      await changes.close();
+      commands.disconnect();
+      subscriber.disconnect();
+    },
+  };
+}

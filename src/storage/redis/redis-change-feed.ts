@@ -1,0 +1,44 @@
+import type { Redis } from "ioredis";
+import { type ChangeEvent, type ChangeFeed, LocalChangeFeed } from "../../lib/change-feed.ts";
+
+const CHANNEL = "gatehouse:changes";
+
+/**
+ * Change notifications across nodes over Redis pub/sub. Pub/sub delivers at most once
+ * and only while connected, so after any reconnection subscribers get a `reset` and
+ * drop their caches: a missed message can never keep a revoked credential alive.
+ */
+export class RedisChangeFeed implements ChangeFeed {
+  private readonly local = new LocalChangeFeed();
+  private readonly publisher: Redis;
+  private wasConnected = false;
+
+  constructor(publisher: Redis, subscriber: Redis) {
+    this.publisher = publisher;
+    subscriber.on("message", (_channel: string, message: string) => {
+      const separator = message.indexOf("\u0000");
+      if (separator < 0) return;
+      this.local.emit({ kind: "changed", topic: message.slice(0, separator), id: message.slice(separator + 1) });
+    });
+    subscriber.on("ready", () => {
+      void subscriber.subscribe(CHANNEL).catch(() => {});
+      if (this.wasConnected) this.local.emit({ kind: "reset" });
+      this.wasConnected = true;
+    });
+    subscriber.on("close", () => this.local.emit({ kind: "reset" }));
+  }
+
+  publish(topic: string, id: string): void {
+    // Local listeners hear it at once; other nodes through Redis.
+    this.local.publish(topic, id);
+    this.publisher.publish(CHANNEL, `${topic}\u0000${id}`).catch(() => {});
+  }
+
+  subscribe(listener: (event: ChangeEvent) => void): () => void {
+    return this.local.subscribe(listener);
+  }
+
+  async close(): Promise<void> {
+    await this.local.close();
+  }
+}

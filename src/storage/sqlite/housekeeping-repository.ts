@@ -1,0 +1,24 @@
+import type { HousekeepingRepository, PurgeTarget } from "../types.ts";
+import type { SqliteDatabase } from "./database.ts";
+
+/** Each statement deletes one bounded batch, chosen through an index. */
+const STATEMENTS: Record<PurgeTarget, string> = {
+  // A key ends when revoked or expired; it is kept a while after for the audit trail.
+  ended_keys: `DELETE FROM api_keys WHERE digest IN (
+      SELECT digest FROM api_keys WHERE expires_at < ?1
+      UNION SELECT digest FROM api_keys WHERE revoked_at < ?1 LIMIT ?2)`,
+  usage: `DELETE FROM key_usage WHERE (key_id, bucket, outcome) IN (
+      SELECT key_id, bucket, outcome FROM key_usage WHERE bucket < ?1 LIMIT ?2)`,
+  audit: "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < ?1 ORDER BY id LIMIT ?2)",
+};
+
+export class SqliteHousekeepingRepository implements HousekeepingRepository {
+  private readonly database: SqliteDatabase;
+  constructor(database: SqliteDatabase) {
+    this.database = database;
+  }
+
+  async purge(target: PurgeTarget, before: number, limit: number): Promise<number> {
+    return Number(this.database.statement(STATEMENTS[target]).run(before, limit).changes);
+  }
+}

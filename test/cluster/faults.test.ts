@@ -1,0 +1,232 @@
+import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { after, describe, test } from "node:test";
+import { backends, tempDir } from "../support/backends.ts";
+import {
+  CLUSTER_MASTER_KEY,
+  createTestDatabase,
+  type GatehouseNode,
+  post,
+  runCli,
+  startNode,
+  TcpProxy,
+} from "../support/processes.ts";
+
+const withPostgres = backends().some((b) => b.name === "postgres");
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitFor(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    if (await check().catch(() => false)) return;
+    await sleep(100);
+  }
+  assert.fail(`gave up waiting for ${what}`);
+}
+
+describe("faults: Redis unavailable", { skip: !withPostgres }, () => {
+  const cleanup: Array<() => Promise<unknown>> = [];
+  after(async () => {
+    for (const step of cleanup.reverse()) await step();
+  });
+
+  test("verification goes on with per-node limits, revocations still hold, and recovery is automatic", async () => {
+    const database = await createTestDatabase();
+    cleanup.push(() => database.drop());
+    const redis = new TcpProxy({ host: "127.0.0.1", port: 6379 });
+    const redisPort = await redis.start();
+    cleanup.push(() => redis.cut());
+    const env = {
+      GATEHOUSE_DATABASE_URL: database.url,
+      GATEHOUSE_MASTER_KEY: CLUSTER_MASTER_KEY,
+      GATEHOUSE_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    };
+    const nodes = await Promise.all([startNode(env), startNode(env)]);
+    cleanup.push(() => Promise.all(nodes.map((n) => n.stop())));
+    const [a, b] = nodes.map((n) => n.url) as [string, string];
+    const admin = JSON.parse((await runCli(["init", "--json"], env)).stdout).adminKey as string;
+
+    const doomed = await post(a, "/v1/keys", admin, { name: "doomed", scopes: [] });
+    const limited = await post(a, "/v1/keys", admin, {
+      name: "lim",
+      scopes: [],
+      rateLimit: { limit: 3, windowSeconds: 600 },
+    });
+
+    await redis.cut();
+    // Still verifying, on both nodes.
+    assert.equal((await post(a, "/v1/keys/verify", admin, { key: doomed.body.key })).body.valid, true);
+    assert.equal((await post(b, "/v1/keys/verify", admin, { key: doomed.body.key })).body.valid, true);
+    // A revocation on one node is enforced on the other: PostgreSQL is the source of truth.
+    assert.equal((await post(b, `/v1/keys/${doomed.body.id}/revoke`, admin, {})).status, 200);
+    assert.equal((await post(a, "/v1/keys/verify", admin, { key: doomed.body.key })).body.code, "REVOKED");
+    // Limits fall back to each node's own counters: 3 per node while Redis is away.
+    const perNode = async (url: string) => {
+      let valid = 0;
+      for (let i = 0; i < 5; i++)
+        if ((await post(url, "/v1/keys/verify", admin, { key: limited.body.key })).body.valid) valid++;
+      return valid;
+    };
+    assert.deepEqual([await perNode(a), await perNode(b)], [3, 3]);
+
+    await redis.restore();
+    // Recovery: once the nodes have reconnected, limits are global again.
+    const fresh = await post(a, "/v1/keys", admin, {
+      name: "after",
+      scopes: [],
+      rateLimit: { limit: 4, windowSeconds: 600 },
+    });
+    await waitFor(async () => {
+      const probe = await post(a, "/v1/keys", admin, {
+        name: "probe",
+        scopes: [],
+        rateLimit: { limit: 1, windowSeconds: 600 },
+      });
+      await post(a, "/v1/keys/verify", admin, { key: probe.body.key });
+      // Global again when the second node sees the first node's use.
+      return (await post(b, "/v1/keys/verify", admin, { key: probe.body.key })).body.code === "RATE_LIMITED";
+    }, "Redis-backed limits to come back");
+    let valid = 0;
+    for (let i = 0; i < 8; i++) {
+      const url = i % 2 === 0 ? a : b;
+      if ((await post(url, "/v1/keys/verify", admin, { key: fresh.body.key })).body.valid) valid++;
+    }
+    assert.equal(valid, 4);
+  });
+});
+
+describe("faults: PostgreSQL unreachable", { skip: !withPostgres }, () => {
+  const cleanup: Array<() => Promise<unknown>> = [];
+  after(async () => {
+    for (const step of cleanup.reverse()) await step();
+  });
+
+  test("requests fail fast with 503 problem+json, and the node recovers by itself", async () => {
+    const database = await createTestDatabase();
+    cleanup.push(() => database.drop());
+    const proxy = new TcpProxy({ host: "127.0.0.1", port: 5432 });
+    const port = await proxy.start();
+    cleanup.push(() => proxy.cut());
+    const url = new URL(database.url);
+    url.port = String(port);
+    url.hostname = "127.0.0.1";
+    const env = { GATEHOUSE_DATABASE_URL: url.toString(), GATEHOUSE_MASTER_KEY: CLUSTER_MASTER_KEY };
+    const node = await startNode(env);
+    cleanup.push(() => node.stop());
+    const admin = JSON.parse((await runCli(["init", "--json"], env)).stdout).adminKey as string;
+    const created = await post(node.url, "/v1/keys", admin, { name: "pg", scopes: [] });
+    assert.equal(created.status, 201);
+
+    await proxy.cut();
+    const during = await fetch(`${node.url}/v1/keys/verify`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+      body: JSON.stringify({ key: created.body.key }),
+      signal: AbortSignal.timeout(15_000),
+    });
+    assert.equal(during.status, 503);
+    assert.match(during.headers.get("content-type") ?? "", /application\/problem\+json/);
+    const problem = (await during.json()) as { code: string; detail: string };
+    assert.equal(problem.code, "STORAGE_UNAVAILABLE");
+    assert.ok(!JSON.stringify(problem).includes("ECONNREFUSED"));
+    assert.equal((await fetch(`${node.url}/readyz`)).status, 503);
+    assert.equal((await fetch(`${node.url}/healthz`)).status, 200);
+
+    await proxy.restore();
+    await waitFor(async () => (await fetch(`${node.url}/readyz`)).status === 200, "readiness after PostgreSQL returns");
+    assert.equal((await post(node.url, "/v1/keys/verify", admin, { key: created.body.key })).body.valid, true);
+  });
+});
+
+describe("faults: a node killed with SIGKILL under load (SQLite)", () => {
+  test("every acknowledged write is there after restart, with its audit event, and nothing half-written", async () => {
+    const dir = tempDir();
+    try {
+      const env = { GATEHOUSE_DATA_DIR: dir };
+      const admin = JSON.parse((await runCli(["init", "--json"], env)).stdout).adminKey as string;
+      let node: GatehouseNode = await startNode(env);
+      const acknowledged: string[] = [];
+      let stop = false;
+      const worker = async () => {
+        while (!stop) {
+          try {
+            const r = await post(node.url, "/v1/keys", admin, { name: "load", scopes: ["s"] });
+            if (r.status === 201) acknowledged.push(r.body.id);
+          } catch {
+            return; // the node is gone
+          }
+        }
+      };
+      const workers = Array.from({ length: 8 }, worker);
+      await waitFor(async () => acknowledged.length >= 100, "some acknowledged writes");
+      node.child.kill("SIGKILL");
+      stop = true;
+      await Promise.all(workers);
+      assert.equal(await node.exited, "SIGKILL");
+
+      node = await startNode(env);
+      try {
+        for (const id of acknowledged) {
+          const r = await fetch(`${node.url}/v1/keys/${id}`, { headers: { authorization: `Bearer ${admin}` } });
+          assert.equal(r.status, 200, id);
+          const key = (await r.json()) as { scopes: string[]; hint: string };
+          assert.deepEqual(key.scopes, ["s"]);
+        }
+      } finally {
+        await node.stop();
+      }
+      // Straight from the file: every key has its creation event, and every event its key.
+      const db = new DatabaseSync(join(dir, "gatehouse.db"));
+      const orphans = db
+        .prepare(`SELECT count(*) AS n FROM api_keys k WHERE NOT EXISTS
+                  (SELECT 1 FROM audit_events e WHERE e.action = 'key.create' AND e.target_id = k.id)`)
+        .get() as { n: number };
+      const ghosts = db
+        .prepare(`SELECT count(*) AS n FROM audit_events e WHERE e.action = 'key.create'
+                  AND NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id = e.target_id)`)
+        .get() as { n: number };
+      const integrity = db.prepare("PRAGMA integrity_check").get() as { integrity_check: string };
+      db.close();
+      assert.equal(orphans.n, 0);
+      assert.equal(ghosts.n, 0);
+      assert.equal(integrity.integrity_check, "ok");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("graceful shutdown on SIGTERM (SQLite)", () => {
+  test("finishes in-flight requests, then flushes usage counters before exiting 0", async () => {
+    const dir = tempDir();
+    try {
+      const env = { GATEHOUSE_DATA_DIR: dir, GATEHOUSE_USAGE_FLUSH_MS: "60000" };
+      const admin = JSON.parse((await runCli(["init", "--json"], env)).stdout).adminKey as string;
+      const node = await startNode(env);
+      const created = await post(node.url, "/v1/keys", admin, { name: "term", scopes: [] });
+      // Requests already sent when the signal arrives all get their answer.
+      const inFlight = Array.from({ length: 40 }, () =>
+        post(node.url, "/v1/keys/verify", admin, { key: created.body.key }),
+      );
+      // Signal as soon as the first answer is back: the rest of the batch is in the server.
+      await Promise.race(inFlight);
+      node.child.kill("SIGTERM");
+      const answers = await Promise.allSettled(inFlight);
+      const answered = answers.filter((a) => a.status === "fulfilled" && a.value.body.valid === true).length;
+      assert.equal(await node.exited, 0);
+      // Counting is buffered for 60 s here, so only the shutdown flush can have written it.
+      const db = new DatabaseSync(join(dir, "gatehouse.db"));
+      const row = db
+        .prepare("SELECT coalesce(sum(count), 0) AS n FROM key_usage WHERE key_id = ?")
+        .get(created.body.id) as {
+        n: number;
+      };
+      db.close();
+      assert.ok(answered > 0);
+      assert.equal(row.n, answered);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

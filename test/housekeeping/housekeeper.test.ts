@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Housekeeper } from "../../src/housekeeping/housekeeper.ts";
+import { digestKey, generateKey, keyHint } from "../../src/keys/key-format.ts";
+import { manualClock } from "../../src/lib/clock.ts";
+import { newId } from "../../src/lib/ids.ts";
+import type { ApiKeyRecord, AuditEventInput } from "../../src/storage/types.ts";
+import { backends, type TestStore } from "../support/backends.ts";
+
+const DAY = 86_400_000;
+
+function key(createdAt: number, fields: Partial<ApiKeyRecord>): ApiKeyRecord {
+  const secret = generateKey("gate");
+  return {
+    id: newId("key", createdAt),
+    digest: digestKey(secret),
+    hint: keyHint(secret),
+    name: "k",
+    scopes: [],
+    permissions: [],
+    ownerId: null,
+    metadata: null,
+    rateLimit: null,
+    createdAt,
+    expiresAt: createdAt + 90 * DAY,
+    revokedAt: null,
+    revokedReason: null,
+    replacedBy: null,
+    rotatedFrom: null,
+    lastUsedAt: null,
+    ...fields,
+  };
+}
+
+const audit = (at: number): AuditEventInput => ({
+  at,
+  actor: "cli",
+  action: "x",
+  targetType: null,
+  targetId: null,
+  outcome: "success",
+  ip: null,
+  userAgent: null,
+  requestId: null,
+  detail: null,
+});
+
+for (const backend of backends()) {
+  describe(`housekeeping (${backend.name})`, () => {
+    let store: TestStore;
+    before(async () => {
+      store = await backend.create();
+    });
+    after(() => store.dispose());
+
+    test("purges what outlived its retention, in batches, and keeps the rest", async () => {
+      const clock = manualClock(Date.UTC(2027, 0, 1));
+      const now = clock();
+      const { storage } = store;
+      const endedLongAgo = [
+        key(now - 200 * DAY, { expiresAt: now - 100 * DAY }),
+        key(now - 200 * DAY, { expiresAt: now - 40 * DAY }),
+        key(now - 10 * DAY, { revokedAt: now - 31 * DAY, revokedReason: "x" }),
+      ];
+      const kept = [
+        key(now - 10 * DAY, {}),
+        key(now - 100 * DAY, { expiresAt: now - 29 * DAY }),
+        key(now - 10 * DAY, { revokedAt: now - 1 * DAY, revokedReason: "x" }),
+        key(now, { expiresAt: null }),
+      ];
+      await storage.keys.insertMany([...endedLongAgo, ...kept]);
+      const liveId = kept[0]?.id ?? "";
+      await storage.usage.add([
+        { keyId: liveId, bucket: now - 91 * DAY, outcome: "VALID", count: 1 },
+        { keyId: liveId, bucket: now - 95 * DAY, outcome: "VALID", count: 1 },
+        { keyId: liveId, bucket: now - 89 * DAY, outcome: "VALID", count: 7 },
+      ]);
+      await storage.audit.append([audit(now - 400 * DAY), audit(now - 366 * DAY), audit(now - 364 * DAY), audit(now)]);
+
+      const housekeeper = new Housekeeper({ storage, clock, batchSize: 2 });
+      const deleted = await housekeeper.runOnce();
+      assert.deepEqual(deleted, { ended_keys: 3, usage: 2, audit: 2 });
+      for (const k of endedLongAgo) assert.equal(await storage.keys.findById(k.id), null);
+      for (const k of kept) assert.ok(await storage.keys.findById(k.id), k.id);
+      assert.deepEqual(
+        (await storage.usage.read(liveId, 0, now)).map((r) => r.count),
+        [7],
+      );
+      assert.equal((await storage.audit.query({ limit: 10 })).length, 2);
+      // A second pass finds nothing more.
+      assert.deepEqual(await housekeeper.runOnce(), { ended_keys: 0, usage: 0, audit: 0 });
+    });
+  });
+}
