@@ -114,4 +114,67 @@ describe("several stateless nodes on PostgreSQL + Redis", { skip: !enabled }, ()
     }
     assert.equal(total, 3);
   });
+
+  test("a caller key revoked on B stops working on A (caches invalidated through Redis)", async () => {
+    const reader = await post(a(), "/v1/keys", admin, { name: "reader", scopes: [], permissions: ["keys:read"] });
+    const read = () => fetch(`${a()}/v1/keys?limit=1`, { headers: { authorization: `Bearer ${reader.body.key}` } });
+    assert.equal((await read()).status, 200);
+    assert.equal((await read()).status, 200); // now cached on A
+    assert.equal((await post(b(), `/v1/keys/${reader.body.id}/revoke`, admin, {})).status, 200);
+    // Pub/sub is asynchronous: the requirement is "within one second".
+    const deadline = Date.now() + 1000;
+    let status = 200;
+    while (status === 200 && Date.now() < deadline) {
+      status = (await read()).status;
+      if (status === 200) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(status, 401);
+  });
+
+  test("concurrent refreshes of one refresh token spread over nodes: exactly one wins", async () => {
+    const email = `cluster.${Date.now()}@example.com`;
+    const password = "plankton vinyl harbour sleet";
+    assert.equal((await post(a(), "/v1/users", admin, { email, password })).status, 201);
+    const signedIn = await fetch(`${b()}/auth/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ email, password }),
+    });
+    assert.equal(signedIn.status, 200);
+    const { refresh_token: refreshToken } = (await signedIn.json()) as { refresh_token: string };
+    const urls = [a(), b(), c()];
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        fetch(`${urls[i % 3]}/auth/refresh`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ refresh_token: refreshToken }),
+        }).then((r) => r.status),
+      ),
+    );
+    assert.equal(answers.filter((status) => status === 200).length, 1);
+    assert.equal(
+      answers.filter((status) => status === 200).length + answers.filter((s) => s >= 400 && s < 500).length,
+      12,
+    );
+
+    // Logging out on one node ends the access token on every node.
+    const me = (url: string, token: string) =>
+      fetch(`${url}/auth/me`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.status);
+    const fresh = await fetch(`${c()}/auth/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ email, password }),
+    });
+    const tokens = (await fresh.json()) as { access_token: string; refresh_token: string };
+    assert.equal(await me(a(), tokens.access_token), 200);
+    const logout = await fetch(`${b()}/auth/logout`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${tokens.access_token}` },
+      body: JSON.stringify({ refresh_token: tokens.refresh_token }),
+    });
+    assert.ok(logout.status === 200 || logout.status === 204, String(logout.status));
+    assert.equal(await me(a(), tokens.access_token), 401);
+    assert.equal(await me(c(), tokens.access_token), 401);
+  });
 });
