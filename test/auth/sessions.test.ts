@@ -223,6 +223,8 @@ for (const backend of backends()) {
       const wrong = await change("not my password at all", "a brand new passphrase");
       assert.equal(wrong.status, 401);
       assert.equal(wrong.body.code, "INVALID_CREDENTIALS");
+      const failures = await auditEvents(server, `action=user.password_change&outcome=failure&targetId=${user.id}`);
+      assert.equal(failures.length, 1);
       const weak = await change(user.password, "password1");
       assert.equal(weak.status, 400);
       assert.equal(weak.body.code, "PASSWORD_REJECTED");

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { Type } from "typebox";
+import { auditEvent } from "../../audit/context.ts";
 import { InvalidCredentialsError, InvalidTokenError, RateLimitedError } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
 import { requestContext } from "../authenticate.ts";
@@ -103,6 +104,15 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
         );
         if (!changed) {
           await gatehouse.loginThrottle.failure(subject);
+          gatehouse.audit.record(
+            auditEvent(principal.context, gatehouse.clock(), {
+              action: "user.password_change",
+              outcome: "failure",
+              targetType: "user",
+              targetId: principal.user.id,
+              detail: { reason: "WRONG_PASSWORD" },
+            }),
+          );
           throw new InvalidCredentialsError();
         }
         return reply.code(204).send();
