@@ -23,6 +23,7 @@ export const ERROR_CODES = {
   RATE_LIMITED: { status: 429, title: "Too many requests" },
   INTERNAL: { status: 500, title: "Internal error" },
   STORAGE_UNAVAILABLE: { status: 503, title: "Storage is unavailable" },
+  UPSTREAM_UNAVAILABLE: { status: 503, title: "A service Gatehouse depends on did not answer" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,4 +1,5 @@
 import { Type } from "typebox";
+import { ValidationError } from "../errors/gatehouse-error.ts";
 import { keyStatus } from "../keys/key-status.ts";
 import type { ApiKeyRecord } from "../storage/types.ts";
 
@@ -79,11 +80,10 @@ export const Problem = Type.Object(
   { additionalProperties: true },
 );
 
-/** Parses an ISO 8601 timestamp from a query parameter. */
+/** Parses an ISO 8601 timestamp from the query parameter `name`, or says which one is wrong. */
 export function parseInstant(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
   const ms = Date.parse(value);
-  if (Number.isNaN(ms)) return Number.NaN;
-  void name;
+  if (Number.isNaN(ms)) throw new ValidationError(`${name} must be an ISO 8601 timestamp, e.g. 2026-01-31T00:00:00Z.`);
   return ms;
 }

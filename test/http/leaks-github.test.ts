@@ -303,7 +303,7 @@ for (const backend of backends()) {
       const github = { id: "x", ...p256() };
       const r = await report(server, JSON.stringify([{ token: created.body.key }]), github);
       assert.equal(r.status, 503);
-      assert.equal(r.body.code, "STORAGE_UNAVAILABLE");
+      assert.equal(r.body.code, "UPSTREAM_UNAVAILABLE");
       assert.equal(r.headers.get("retry-after"), "60");
       assert.ok(!r.text.includes("down"));
       assert.equal((await server.call("POST", "/v1/keys/verify", { key: created.body.key })).body.valid, true);

@@ -51,7 +51,7 @@ export function githubLeakRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): 
         verified = await publicKeys.verify(identifier, signature, body);
       } catch (error) {
         request.log.warn({ err: error }, "could not load GitHub public keys");
-        throw new GatehouseError("STORAGE_UNAVAILABLE", "GitHub's public keys could not be loaded; retry later.", {
+        throw new GatehouseError("UPSTREAM_UNAVAILABLE", "GitHub's public keys could not be loaded; retry later.", {
           headers: { "retry-after": "60" },
         });
       }
