@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { GatehouseError } from "../errors/gatehouse-error.ts";
 
 export interface CliIO {
   out(text: string): void;
@@ -82,6 +83,12 @@ export async function runCommand(command: Command, argv: string[], io: CliIO): P
     if (error instanceof UsageError) {
       io.err(`gatehouse ${command.name}: ${error.message}\n\n${helpText(command)}`);
       return 2;
+    }
+    // A refusal with a stable code (no such key, a conflict, a rule broken) is an answer
+    // for the operator, not a bug: one line, no stack trace.
+    if (error instanceof GatehouseError) {
+      io.err(`gatehouse ${command.name}: ${error.detail} (${error.code})`);
+      return 1;
     }
     throw error;
   }

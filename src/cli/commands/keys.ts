@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { CLI_ACTOR } from "../../audit/context.ts";
 import { digestKey, redactKey } from "../../keys/key-format.ts";
 import { keyStatus } from "../../keys/key-status.ts";
@@ -135,6 +136,8 @@ const scan: Command = {
   },
   async run({ values, positionals }, io) {
     if (positionals.length === 0) throw new UsageError("give at least one file or directory");
+    const missing = positionals.filter((path) => !existsSync(path));
+    if (missing.length > 0) throw new UsageError(`no such file or directory: ${missing.join(", ")}`);
     const report = async (lookup: ((key: string) => Promise<string>) | null, prefix: string) => {
       let live = 0;
       let found = 0;

@@ -21,7 +21,16 @@ export const serveCommand: Command = {
       limiterFactory: runtime.limiterFactory,
       onStop: runtime.close,
     });
-    const app = buildApp(gatehouse);
+    let app: ReturnType<typeof buildApp>;
+    try {
+      app = buildApp(gatehouse);
+    } catch (error) {
+      // The TLS certificate and key are read here; a file that is not PEM is an operator
+      // mistake to report in one line.
+      io.err(`gatehouse serve: cannot start: the TLS certificate or key is not usable: ${(error as Error).message}`);
+      await gatehouse.stop();
+      return 1;
+    }
     let closing = false;
     const shutdown = async (signal: string) => {
       if (closing) return;

@@ -1,0 +1,466 @@
+import assert from "node:assert/strict";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request as httpsRequest } from "node:https";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { generateKey, keyHint } from "../../src/keys/key-format.ts";
+import { tempDir } from "../support/backends.ts";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const BIN = join(ROOT, "bin", "gatehouse.ts");
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The parent's environment without any GATEHOUSE_* setting, plus `env`. */
+function environment(env: Record<string, string>): NodeJS.ProcessEnv {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("GATEHOUSE_")));
+  return { ...clean, NODE_NO_WARNINGS: "1", ...env };
+}
+
+/** Runs the real CLI as a child process and collects what it prints. */
+function cli(args: string[], env: Record<string, string>): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: environment(env) });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** `gatehouse serve` as a child process, on a port the OS picks. */
+interface Served {
+  url: string;
+  output(): string;
+  /** Sends SIGTERM and resolves with the exit code. */
+  stop(): Promise<number | null>;
+  child: ChildProcess;
+}
+
+function serve(env: Record<string, string>): Promise<Served> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, "serve"], {
+      cwd: ROOT,
+      env: environment({ GATEHOUSE_PORT: "0", ...env }),
+    });
+    let stdout = "";
+    let stderr = "";
+    const exited = new Promise<number | null>((done) => child.on("exit", (code) => done(code)));
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk;
+      // Fastify logs one JSON line "Server listening at <url>" once the socket is bound.
+      const match = /"msg":"Server listening at (https?:\/\/127\.0\.0\.1:\d+)"/.exec(stdout);
+      if (match?.[1] && !resolved) {
+        resolved = true;
+        resolve({
+          url: match[1],
+          output: () => stdout + stderr,
+          child,
+          stop: () => {
+            child.kill("SIGTERM");
+            return exited;
+          },
+        });
+      }
+    });
+    let resolved = false;
+    void exited.then((code) => {
+      if (!resolved) reject(new Error(`serve exited with ${code} before listening:\n${stdout}\n${stderr}`));
+    });
+  });
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: answers are read field by field and asserted.
+async function call(url: string, key: string, method = "GET", body?: unknown): Promise<{ status: number; body: any }> {
+  const response = await fetch(url, {
+    method,
+    headers: {
+      authorization: `Bearer ${key}`,
+      ...(body !== undefined ? { "content-type": "application/json" } : {}),
+    },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+const NO_STACK = /\n\s+at |node:internal|\.ts:\d+:\d+/;
+
+/** Commands listed under "Commands:" in a help text: the first word of each line. */
+function commandsIn(help: string): string[] {
+  const lines = help.split("\n");
+  const start = lines.findIndex((line) => line.trim() === "Commands:");
+  assert.ok(start >= 0, `a Commands: section in\n${help}`);
+  const names = [];
+  for (const line of lines.slice(start + 1)) {
+    const match = /^\s{2}(\S+)\s/.exec(line);
+    if (!match?.[1]) break;
+    names.push(match[1]);
+  }
+  return names;
+}
+
+describe("gatehouse CLI", () => {
+  const dataDir = tempDir("gatehouse-cli-");
+  const env = { GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_LOG_LEVEL: "info" };
+  let adminKey: string;
+  after(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  before(async () => {
+    const init = await cli(["init", "--json"], env);
+    assert.equal(init.code, 0, init.stderr);
+    const lines = init.stdout.trim().split("\n");
+    assert.equal(lines.length, 1, "init --json prints one line");
+    const parsed = JSON.parse(lines[0] as string);
+    assert.deepEqual(Object.keys(parsed), ["adminKey"]);
+    adminKey = parsed.adminKey;
+    assert.match(adminKey, /^gate_[0-9A-Za-z]{49}$/);
+  });
+
+  test("--help works on every command and subcommand", async () => {
+    const top = await cli(["--help"], env);
+    assert.equal(top.code, 0);
+    assert.match(top.stdout, /Usage: gatehouse <command>/);
+    const commands = commandsIn(top.stdout);
+    assert.ok(commands.includes("serve") && commands.includes("init") && commands.includes("keys"), commands.join());
+    for (const args of [["help"], ["-h"]]) {
+      const r = await cli(args, env);
+      assert.equal(r.code, 0);
+      assert.equal(r.stdout, top.stdout);
+    }
+    const keysHelp = await cli(["keys", "--help"], env);
+    assert.equal(keysHelp.code, 0);
+    const subcommands = commandsIn(keysHelp.stdout);
+    for (const name of ["create", "list", "revoke", "rotate", "scan"]) assert.ok(subcommands.includes(name), name);
+    const all = [...commands.map((c) => [c]), ...subcommands.map((s) => ["keys", s])];
+    const runs = await Promise.all(all.map((words) => cli([...words, "--help"], env)));
+    runs.forEach((r, i) => {
+      const words = all[i]?.join(" ") ?? "";
+      assert.equal(r.code, 0, `${words} --help: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`Usage: gatehouse ${words}\\b`), words);
+      assert.equal(r.stderr, "", words);
+    });
+    const short = await cli(["keys", "create", "-h"], env);
+    assert.equal(short.code, 0);
+    assert.match(short.stdout, /Usage: gatehouse keys create/);
+  });
+
+  test("no command prints the usage and exits 2; an unknown command or option exits 2", async () => {
+    const none = await cli([], env);
+    assert.equal(none.code, 2);
+    assert.match(none.stdout + none.stderr, /Usage: gatehouse <command>/);
+    const wrong = [["launch"], ["keys", "explode"], ["init", "--force"], ["keys", "list", "--colour"]];
+    const runs = await Promise.all(wrong.map((args) => cli(args, env)));
+    for (const [i, args] of wrong.entries()) {
+      const r = runs[i] as Run;
+      assert.equal(r.code, 2, args.join(" "));
+      assert.match(r.stderr, /unknown|Unknown/, args.join(" "));
+      assert.match(r.stderr, /Usage: gatehouse/, args.join(" "));
+      assert.doesNotMatch(r.stderr, NO_STACK);
+    }
+  });
+
+  test("a second init refuses; init --new-admin-key issues another key; both work on the server", async () => {
+    const again = await cli(["init"], env);
+    assert.equal(again.code, 1);
+    assert.equal(again.stdout, "");
+    assert.match(again.stderr, /already|initialised/);
+    assert.match(again.stderr, /--new-admin-key/);
+    assert.doesNotMatch(again.stderr, /gate_[0-9A-Za-z]{49}/);
+    const reissued = await cli(["init", "--new-admin-key", "--json"], env);
+    assert.equal(reissued.code, 0, reissued.stderr);
+    const second = JSON.parse(reissued.stdout).adminKey;
+    assert.notEqual(second, adminKey);
+    const server = await serve(env);
+    try {
+      for (const key of [adminKey, second]) {
+        const keys = await call(`${server.url}/v1/keys`, key);
+        assert.equal(keys.status, 200);
+      }
+      assert.equal((await call(`${server.url}/v1/keys`, generateKey("gate"))).status, 401);
+    } finally {
+      assert.equal(await server.stop(), 0);
+    }
+  });
+
+  test("keys create, list, rotate and revoke", async () => {
+    const created = await cli(["keys", "create", "--name", "ci", "--scope", "a", "--scope", "b", "--json"], env);
+    assert.equal(created.code, 0, created.stderr);
+    const { id, key } = JSON.parse(created.stdout);
+    assert.match(key, /^gate_[0-9A-Za-z]{49}$/);
+    const listed = await cli(["keys", "list", "--json"], env);
+    assert.equal(listed.code, 0);
+    const rows = listed.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    const row = rows.find((r) => r.id === id);
+    assert.deepEqual(row, { id, name: "ci", hint: keyHint(key), status: "active", scopes: ["a", "b"] });
+    assert.ok(!listed.stdout.includes(key), "list never prints a key");
+    assert.ok(!listed.stdout.includes(adminKey));
+
+    const rotated = await cli(["keys", "rotate", id, "--grace", "0", "--json"], env);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    const next = JSON.parse(rotated.stdout);
+    assert.equal(next.previous, id);
+    assert.notEqual(next.key, key);
+    const revoked = await cli(["keys", "revoke", next.id, "--reason", "test over"], env);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.match(revoked.stdout, new RegExp(`revoked ${next.id}`));
+    assert.ok(!revoked.stdout.includes(next.key));
+    const after = (await cli(["keys", "list", "--json"], env)).stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    assert.equal(after.find((r) => r.id === id)?.status, "revoked");
+    assert.equal(after.find((r) => r.id === next.id)?.status, "revoked");
+    const text = await cli(["keys", "list"], env);
+    assert.match(text.stdout, new RegExp(`${next.id}\\s+${keyHint(next.key)}\\s+revoked`));
+  });
+
+  test("keys commands report mistakes in one line, without a stack trace", async () => {
+    const cases: Array<[string[], number, RegExp]> = [
+      [["keys", "create"], 2, /--name is required/],
+      [["keys", "create", "--name", "x", "--permission", "root"], 2, /unknown permission/],
+      [["keys", "create", "--name", "x", "--expires-in", "soon"], 2, /whole number/],
+      [["keys", "create", "--name", "x", "--expires-in", "999999999"], 1, /expiresInSeconds may be at most/],
+      [["keys", "rotate", "key_nope"], 2, /--grace is required/],
+      [["keys", "revoke"], 2, /exactly one key id/],
+      [["keys", "revoke", "key_doesnotexist"], 1, /No key with id key_doesnotexist/],
+      [["keys", "rotate", "key_doesnotexist", "--grace", "0"], 1, /No key with id key_doesnotexist/],
+      [["keys", "scan"], 2, /at least one file or directory/],
+      [["keys", "scan", join(dataDir, "no-such-dir")], 2, /no-such-dir/],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => cli(args, env)));
+    for (const [i, [args, code, message]] of cases.entries()) {
+      const r = runs[i] as Run;
+      assert.equal(r.code, code, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, message, args.join(" "));
+      assert.doesNotMatch(r.stderr, NO_STACK, args.join(" "));
+    }
+    // A revoked key cannot be rotated: a conflict, reported plainly.
+    const { id } = JSON.parse((await cli(["keys", "create", "--name", "gone", "--json"], env)).stdout);
+    await cli(["keys", "revoke", id], env);
+    const conflict = await cli(["keys", "rotate", id, "--grace", "0"], env);
+    assert.equal(conflict.code, 1);
+    assert.match(conflict.stderr, /Only an active key/);
+    assert.doesNotMatch(conflict.stderr, NO_STACK);
+  });
+
+  test("keys scan finds planted keys, reports their state without printing them, and exits 1 on a live one", async () => {
+    const live = JSON.parse((await cli(["keys", "create", "--name", "live", "--json"], env)).stdout);
+    const dead = JSON.parse((await cli(["keys", "create", "--name", "dead", "--json"], env)).stdout);
+    assert.equal((await cli(["keys", "revoke", dead.id], env)).code, 0);
+    const unknown = generateKey("gate");
+    const wrongChecksum = `${unknown.slice(0, -1)}${unknown.endsWith("A") ? "B" : "A"}`;
+    const repo = tempDir("gatehouse-scan-");
+    try {
+      mkdirSync(join(repo, "config", "deep"), { recursive: true });
+      mkdirSync(join(repo, ".git"));
+      mkdirSync(join(repo, "node_modules", "pkg"), { recursive: true });
+      writeFileSync(join(repo, ".env"), `# settings\nGATEHOUSE_KEY=${live.key}\n`);
+      writeFileSync(join(repo, "config", "deep", "app.json"), `{\n  "a": 1,\n  "key": "${dead.key}"\n}\n`);
+      writeFileSync(join(repo, "notes.md"), `old: ${unknown} and typo ${wrongChecksum}\nmy_${live.key}\n`);
+      writeFileSync(join(repo, ".git", "config"), `token = ${live.key}\n`);
+      writeFileSync(join(repo, "node_modules", "pkg", "index.js"), `const k = "${live.key}";\n`);
+
+      const json = await cli(["keys", "scan", repo, "--json"], env);
+      assert.equal(json.code, 1, json.stderr);
+      const findings = json.stdout
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line))
+        .sort((a, b) => a.path.localeCompare(b.path));
+      assert.deepEqual(findings, [
+        { path: join(repo, ".env"), line: 2, column: 15, key: keyHint(live.key), status: "active" },
+        {
+          path: join(repo, "config", "deep", "app.json"),
+          line: 3,
+          column: 11,
+          key: keyHint(dead.key),
+          status: "revoked",
+        },
+        { path: join(repo, "notes.md"), line: 1, column: 6, key: keyHint(unknown), status: "unknown" },
+      ]);
+      const text = await cli(["keys", "scan", repo], env);
+      assert.equal(text.code, 1);
+      assert.match(text.stdout, new RegExp(`\\.env:2:15\\s+${keyHint(live.key)}\\s+active`));
+      assert.match(text.stderr, /3 key\(s\) found, 1 live/);
+      for (const output of [json.stdout, json.stderr, text.stdout, text.stderr]) {
+        for (const key of [live.key, dead.key, unknown, wrongChecksum]) {
+          assert.ok(!output.includes(key), "a scan never prints a whole key");
+          assert.ok(!output.includes(key.slice(9, 49)));
+        }
+      }
+      // Once the live key is revoked, nothing live is left: exit 0.
+      assert.equal((await cli(["keys", "revoke", live.id], env)).code, 0);
+      const clean = await cli(["keys", "scan", repo], env);
+      assert.equal(clean.code, 0, clean.stdout);
+      assert.match(clean.stderr, /3 key\(s\) found, 0 live/);
+      // A single file works too, and a file with no keys finds nothing.
+      const single = await cli(["keys", "scan", join(repo, "notes.md"), "--json"], env);
+      assert.equal(single.code, 0);
+      assert.equal(single.stdout.trim().split("\n").length, 1);
+      writeFileSync(join(repo, "empty.txt"), `${wrongChecksum}\n`);
+      const none = await cli(["keys", "scan", join(repo, "empty.txt")], env);
+      assert.equal(none.code, 0);
+      assert.equal(none.stdout, "");
+      assert.match(none.stderr, /0 key\(s\) found, 0 live/);
+    } finally {
+      rmSync(repo, { recursive: true, force: true });
+    }
+  });
+
+  test("invalid configuration: exit 1 and one clear message per mistake", async () => {
+    const certOnly = join(dataDir, "cert-only.pem");
+    writeFileSync(certOnly, "-----BEGIN CERTIFICATE-----\n");
+    const cases: Array<[Record<string, string>, RegExp]> = [
+      [{ GATEHOUSE_PORT: "abc" }, /^ {2}- GATEHOUSE_PORT must be a whole number from 0 to 65535 \(got "abc"\)$/],
+      [
+        { GATEHOUSE_HOST: "0.0.0.0" },
+        /^ {2}- GATEHOUSE_HOST is 0\.0\.0\.0, which is not loopback, and there is no TLS: .*GATEHOUSE_TRUSTED_PROXIES$/,
+      ],
+      [
+        { GATEHOUSE_TLS_CERT_FILE: certOnly },
+        /^ {2}- GATEHOUSE_TLS_CERT_FILE and GATEHOUSE_TLS_KEY_FILE must be set together$/,
+      ],
+    ];
+    const commands = [["serve"], ["init"], ["keys", "list"]];
+    const runs = await Promise.all(
+      cases.flatMap(([mistake]) => commands.map((command) => cli(command, { ...env, ...mistake }))),
+    );
+    for (const [i, [mistake, message]] of cases.entries()) {
+      for (const [j, command] of commands.entries()) {
+        const r = runs[i * commands.length + j] as Run;
+        const label = `${command.join(" ")} with ${JSON.stringify(mistake)}`;
+        assert.equal(r.code, 1, label);
+        assert.equal(r.stdout, "", label);
+        const lines = r.stderr.trim().split("\n");
+        assert.deepEqual(lines.slice(0, 1), ["Invalid configuration:"], label);
+        assert.equal(lines.length, 2, `one message: ${r.stderr}`);
+        assert.match(lines[1] as string, message, label);
+      }
+    }
+    const two = await cli(["serve"], { ...env, GATEHOUSE_PORT: "abc", GATEHOUSE_HOST: "0.0.0.0" });
+    assert.equal(two.code, 1);
+    assert.equal(two.stderr.trim().split("\n").length, 3, "two mistakes, two messages");
+  });
+
+  test("serve over TLS answers https with Strict-Transport-Security", async () => {
+    const dir = tempDir("gatehouse-tls-");
+    try {
+      const certFile = join(dir, "cert.pem");
+      const keyFile = join(dir, "key.pem");
+      execFileSync(
+        "openssl",
+        [
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:P-256",
+          "-nodes",
+          "-subj",
+          "/CN=localhost",
+          "-addext",
+          "subjectAltName=DNS:localhost,IP:127.0.0.1",
+          "-days",
+          "1",
+          "-keyout",
+          keyFile,
+          "-out",
+          certFile,
+        ],
+        { stdio: "ignore" },
+      );
+      const server = await serve({ ...env, GATEHOUSE_TLS_CERT_FILE: certFile, GATEHOUSE_TLS_KEY_FILE: keyFile });
+      try {
+        assert.match(server.url, /^https:\/\//);
+        const answer = await new Promise<{ status: number; headers: Record<string, unknown>; body: string }>(
+          (resolve, reject) => {
+            const req = httpsRequest(
+              `${server.url}/v1/keys`,
+              { ca: readFileSync(certFile), headers: { authorization: `Bearer ${adminKey}` } },
+              (res) => {
+                let body = "";
+                res.on("data", (chunk) => {
+                  body += chunk;
+                });
+                res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+              },
+            );
+            req.on("error", reject);
+            req.end();
+          },
+        );
+        assert.equal(answer.status, 200, answer.body);
+        assert.equal(answer.headers["strict-transport-security"], "max-age=63072000; includeSubDomains");
+        // Plain HTTP to the TLS port gets no answer in the clear.
+        await assert.rejects(fetch(server.url.replace("https:", "http:")));
+      } finally {
+        assert.equal(await server.stop(), 0);
+      }
+      // Unusable certificate files are a clear error, not a stack trace.
+      writeFileSync(certFile, "not a certificate\n");
+      const broken = await cli(["serve"], {
+        ...env,
+        GATEHOUSE_PORT: "0",
+        GATEHOUSE_TLS_CERT_FILE: certFile,
+        GATEHOUSE_TLS_KEY_FILE: keyFile,
+      });
+      assert.equal(broken.code, 1);
+      assert.match(broken.stderr, /TLS/);
+      assert.doesNotMatch(broken.stderr, NO_STACK);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("SIGTERM: serve exits 0 and flushes usage, which is there after a restart; logs hold no key", async () => {
+    const { id, key } = JSON.parse((await cli(["keys", "create", "--name", "counted", "--json"], env)).stdout);
+    // Usage is flushed every minute here, so only the shutdown flush can write this count.
+    const slow = { ...env, GATEHOUSE_USAGE_FLUSH_MS: "60000" };
+    const first = await serve(slow);
+    const verified = await call(`${first.url}/v1/keys/verify`, adminKey, "POST", { key });
+    assert.equal(verified.body.valid, true);
+    assert.equal((await call(`${first.url}/v1/keys?key=${key}`, adminKey)).status, 400);
+    assert.equal((await call(`${first.url}/v1/keys/${key}`, adminKey)).status, 400);
+    assert.equal(await first.stop(), 0);
+    assert.match(first.output(), /"msg":"stopped"/);
+
+    const second = await serve(slow);
+    try {
+      const usage = await call(`${second.url}/v1/keys/${id}/usage?interval=day`, adminKey);
+      assert.equal(usage.status, 200);
+      const valid = usage.body.buckets.reduce(
+        (n: number, b: { counts: { VALID?: number } }) => n + (b.counts.VALID ?? 0),
+        0,
+      );
+      assert.equal(valid, 1);
+      assert.ok(Date.parse(usage.body.lastUsedAt) > 0);
+    } finally {
+      assert.equal(await second.stop(), 0);
+    }
+    for (const output of [first.output(), second.output()]) {
+      assert.match(output, /"msg":"incoming request"/);
+      assert.ok(!output.includes(key), "the server log holds a key");
+      assert.ok(!output.includes(adminKey), "the server log holds the admin key");
+    }
+  });
+});
