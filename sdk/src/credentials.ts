@@ -1,4 +1,5 @@
 import { containsKeyShape } from "./key-shape.ts";
+import { containsTokenShape } from "./token-shape.ts";
 
 /**
  * Request headers as any Node framework hands them over: a Fetch `Headers` (Hono, the
@@ -46,6 +47,28 @@ export function presentedCredential(request: RequestLike): PresentedCredential {
   return { kind: "none" };
 }
 
+export type PresentedToken =
+  | { kind: "none" }
+  | { kind: "token"; token: string }
+  /** More than one Authorization header, handed over as a list. */
+  | { kind: "ambiguous" }
+  /** A credential in the query string: refused, never verified. */
+  | { kind: "in-url" };
+
+/**
+ * Finds the access token a request presents: `Authorization: Bearer <token>` and nowhere
+ * else (RFC 6750 §2.1). The form body and query methods of RFC 6750 §2.2–2.3 are not
+ * supported, and a credential in the query string is refused outright, even next to a
+ * valid header: it has already leaked into logs.
+ */
+export function presentedToken(request: RequestLike): PresentedToken {
+  if (typeof request.url === "string" && credentialInQuery(request.url)) return { kind: "in-url" };
+  const authorization = header(request.headers, "authorization");
+  if (Array.isArray(authorization)) return { kind: "ambiguous" };
+  if (authorization === undefined || !/^Bearer(?: |$)/i.test(authorization)) return { kind: "none" };
+  return { kind: "token", token: bearerToken(authorization) };
+}
+
 /** The token of a Bearer header; "" when the header says Bearer but holds no valid token. */
 function bearerToken(value: string): string {
   return BEARER.exec(value)?.[1] ?? "";
@@ -59,9 +82,13 @@ function credentialInQuery(url: string): boolean {
   if (query.length === 0) return false;
   // URLSearchParams decodes + and %XX (leniently), so an encoded key is found too.
   for (const [name, value] of new URLSearchParams(query)) {
-    if (CREDENTIAL_PARAMS.test(name) || containsKeyShape(name) || containsKeyShape(value)) return true;
+    if (CREDENTIAL_PARAMS.test(name) || hasCredentialShape(name) || hasCredentialShape(value)) return true;
   }
-  return containsKeyShape(query);
+  return hasCredentialShape(query);
+}
+
+function hasCredentialShape(text: string): boolean {
+  return containsKeyShape(text) || containsTokenShape(text);
 }
 
 function header(headers: HeaderBag, name: string): string | string[] | undefined {

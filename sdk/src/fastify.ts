@@ -2,16 +2,23 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest 
 import { guard } from "./guard.ts";
 import { assertScopes } from "./key-shape.ts";
 import type { KeyVerifier } from "./key-verifier.ts";
+import { guardToken } from "./token-guard.ts";
+import type { TokenVerifier } from "./token-verifier.ts";
+import type { VerifiedToken } from "./verified-token.ts";
 import type { VerifiedKey } from "./verify-result.ts";
 
 /**
  * Fastify integration: `app.register(gatehousePlugin, { verifier })` once, then one line
- * per route: `{ preHandler: requireKey({ scopes: ["payments:read"] }) }`. Fastify is
+ * per route: `{ preHandler: requireKey({ scopes: ["payments:read"] }) }` for API keys,
+ * `{ preHandler: requireToken({ scopes: ["payments:read"] }) }` for access tokens. Fastify is
  * only a type here, so the SDK does not depend on it at run time; this file has its own
  * entry point (`@gatehouse/sdk/fastify`) so apps without Fastify never load its types.
  */
 export interface GatehousePluginOptions {
-  verifier: KeyVerifier;
+  /** For `requireKey`: `createKeyVerifier(...)`. */
+  verifier?: KeyVerifier;
+  /** For `requireToken`: `createTokenVerifier(...)`. */
+  tokenVerifier?: TokenVerifier;
   /** The realm of WWW-Authenticate challenges. Default "api". */
   realm?: string;
   /** Ms since the epoch, for RateLimit and Retry-After arithmetic. */
@@ -22,6 +29,8 @@ declare module "fastify" {
   interface FastifyRequest {
     /** The key `requireKey` verified for this request; null on routes it does not guard. */
     gatehouseKey: VerifiedKey | null;
+    /** The access token `requireToken` verified for this request; null on routes it does not guard. */
+    gatehouseToken: VerifiedToken | null;
   }
   interface FastifyInstance {
     gatehouseGuard: GatehousePluginOptions;
@@ -29,11 +38,20 @@ declare module "fastify" {
 }
 
 async function register(app: FastifyInstance, options: GatehousePluginOptions): Promise<void> {
-  if (typeof options?.verifier?.verify !== "function") {
-    throw new TypeError("gatehousePlugin needs { verifier: createKeyVerifier({ baseUrl, serviceKey }) }");
+  const keys = options?.verifier;
+  const tokens = options?.tokenVerifier;
+  if (
+    (keys !== undefined && typeof keys?.verify !== "function") ||
+    (tokens !== undefined && typeof tokens?.verify !== "function") ||
+    (keys === undefined && tokens === undefined)
+  ) {
+    throw new TypeError(
+      "gatehousePlugin needs { verifier: createKeyVerifier(...) } and/or { tokenVerifier: createTokenVerifier(...) }",
+    );
   }
   app.decorate("gatehouseGuard", { ...options });
   app.decorateRequest("gatehouseKey", null);
+  app.decorateRequest("gatehouseToken", null);
 }
 
 /**
@@ -56,8 +74,10 @@ export function requireKey(options: { scopes?: readonly string[] } = {}) {
   assertScopes(scopes);
   return async function requireGatehouseKey(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const settings: GatehousePluginOptions | undefined = request.server.gatehouseGuard;
-    if (!settings) throw new Error("requireKey() used without app.register(gatehousePlugin, { verifier })");
-    const result = await guard(request, { ...settings, scopes });
+    const verifier = settings?.verifier;
+    if (!settings || !verifier)
+      throw new Error("requireKey() used without app.register(gatehousePlugin, { verifier })");
+    const result = await guard(request, { ...settings, verifier, scopes });
     reply.headers(result.headers);
     if (result.ok) {
       request.gatehouseKey = result.key;
@@ -70,5 +90,41 @@ export function requireKey(options: { scopes?: readonly string[] } = {}) {
       );
     }
     await reply.code(result.status).send(result.body);
+  };
+}
+
+/**
+ * A preHandler that lets a request through only with a valid Gatehouse access token
+ * (`Authorization: Bearer`) holding every scope in `scopes`; the token is then on
+ * `request.gatehouseToken` (`sub`, `scopes`, `claims`…). Every refused token gets the
+ * same 401; the reason is logged at debug level, never sent.
+ */
+export function requireToken(options: { scopes?: readonly string[] } = {}) {
+  const scopes = [...(options.scopes ?? [])];
+  assertScopes(scopes);
+  return async function requireGatehouseToken(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const settings: GatehousePluginOptions | undefined = request.server.gatehouseGuard;
+    const verifier = settings?.tokenVerifier;
+    if (!settings || !verifier) {
+      throw new Error("requireToken() used without app.register(gatehousePlugin, { tokenVerifier })");
+    }
+    const result = await guardToken(request, {
+      verifier,
+      scopes,
+      ...(settings.realm === undefined ? {} : { realm: settings.realm }),
+    });
+    if (result.ok) {
+      request.gatehouseToken = result.token;
+      return;
+    }
+    if (result.cause) {
+      request.log.warn(
+        { code: result.cause.code, status: result.cause.status },
+        "gatehouse: no verdict, failing closed",
+      );
+    } else if (result.reason) {
+      request.log.debug({ reason: result.reason }, "gatehouse: access token refused");
+    }
+    await reply.code(result.status).headers(result.headers).send(result.body);
   };
 }

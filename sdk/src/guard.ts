@@ -2,6 +2,7 @@ import { type PresentedCredential, presentedCredential, type RequestLike } from 
 import { assertScopes } from "./key-shape.ts";
 import type { KeyVerifier } from "./key-verifier.ts";
 import { type ProblemDocument, type ProblemStatus, problem } from "./problems.ts";
+import { assertRealm, refuse } from "./refusal.ts";
 import { secondsUntil } from "./retry-after.ts";
 import { VerifierError } from "./verifier-error.ts";
 import type { RateLimitState, VerifiedKey, VerifyResult } from "./verify-result.ts";
@@ -37,7 +38,6 @@ export type GuardResult =
 const UNAUTHENTICATED_DETAIL = "A valid API key is required: send it as `Authorization: Bearer <key>` or `X-API-Key`.";
 /** Retry-After for a 503 when Gatehouse named no delay. */
 const UNAVAILABLE_RETRY_SECONDS = 5;
-const REALM = /^[ !#-[\]-~]{1,128}$/;
 
 /**
  * Decides whether a request may pass: finds the presented key, asks Gatehouse, and
@@ -129,16 +129,6 @@ export async function guard(request: RequestLike, options: GuardOptions): Promis
   }
 }
 
-function refuse(body: ProblemDocument, headers: Record<string, string> = {}, cause: VerifierError | null = null) {
-  return {
-    ok: false as const,
-    status: body.status,
-    headers: { "content-type": "application/problem+json", "cache-control": "no-store", ...headers },
-    body,
-    cause,
-  };
-}
-
 /**
  * draft-ietf-httpapi-ratelimit-headers: `RateLimit-Policy: "key";q=<quota>` and
  * `RateLimit: "key";r=<remaining>;t=<seconds to reset>`. Gatehouse's answer does not
@@ -150,10 +140,4 @@ export function rateLimitHeaders(state: RateLimitState | null, now: number): Rec
     "ratelimit-policy": `"key";q=${state.limit}`,
     ratelimit: `"key";r=${state.remaining};t=${secondsUntil(state.reset, now)}`,
   };
-}
-
-function assertRealm(realm: string): void {
-  if (typeof realm !== "string" || !REALM.test(realm)) {
-    throw new TypeError('realm must be 1–128 visible ASCII characters or spaces, without " or \\');
-  }
 }

@@ -1,11 +1,23 @@
-export type { HeaderBag, PresentedCredential, RequestLike } from "./credentials.ts";
-export { presentedCredential } from "./credentials.ts";
+export type { HeaderBag, PresentedCredential, PresentedToken, RequestLike } from "./credentials.ts";
+export { presentedCredential, presentedToken } from "./credentials.ts";
 export type { GuardOptions, GuardResult } from "./guard.ts";
 export { guard, rateLimitHeaders } from "./guard.ts";
 export type { KeyVerifier, KeyVerifierOptions, VerifyOptions } from "./key-verifier.ts";
 export { createKeyVerifier } from "./key-verifier.ts";
 export type { ProblemCode, ProblemDocument, ProblemStatus } from "./problems.ts";
 export { PROBLEMS } from "./problems.ts";
+export type { TokenGuardOptions, TokenGuardResult } from "./token-guard.ts";
+export { guardToken } from "./token-guard.ts";
+export type {
+  TokenAlgorithm,
+  TokenVerifier,
+  TokenVerifierOptions,
+  TokenVerifierStats,
+  TokenVerifyOptions,
+} from "./token-verifier.ts";
+export { createTokenVerifier, TOKEN_ALGORITHMS } from "./token-verifier.ts";
+export type { TokenFailureReason, TokenVerifyResult } from "./token-verify-result.ts";
+export type { AccessTokenClaims, VerifiedToken } from "./verified-token.ts";
 export type { VerifierErrorCode } from "./verifier-error.ts";
 export { VerifierError } from "./verifier-error.ts";
 export type { RateLimitState, VerifiedKey, VerifyFailureCode, VerifyResult } from "./verify-result.ts";

@@ -1,3 +1,4 @@
+import { endpointUnder, gatehouseURL } from "./base-url.ts";
 import { assertScopes, hasKeyShape } from "./key-shape.ts";
 import { PositiveCache } from "./positive-cache.ts";
 import { parseRetryAfter } from "./retry-after.ts";
@@ -140,28 +141,8 @@ export function createKeyVerifier(options: KeyVerifierOptions): KeyVerifier {
 }
 
 function verifyEndpoint(options: KeyVerifierOptions): URL {
-  let base: URL;
-  try {
-    base = new URL(options.baseUrl);
-  } catch {
-    throw new TypeError("baseUrl must be an absolute URL, e.g. https://auth.example.com");
-  }
-  if (base.protocol !== "https:" && base.protocol !== "http:") throw new TypeError("baseUrl must be http(s)");
-  if (base.protocol === "http:" && !isLoopback(base.hostname) && options.allowInsecureHttp !== true) {
-    throw new TypeError(
-      "baseUrl uses http: to a non-loopback host, which sends keys in clear text; use https: or set allowInsecureHttp",
-    );
-  }
-  if (base.username || base.password || base.search || base.hash) {
-    throw new TypeError("baseUrl must not carry credentials, a query or a fragment");
-  }
-  // Keep a path prefix (Gatehouse behind a reverse proxy at /auth/ answers at /auth/v1/...).
-  const path = base.pathname.endsWith("/") ? base.pathname : `${base.pathname}/`;
-  return new URL(`${path}v1/keys/verify`, base);
-}
-
-function isLoopback(hostname: string): boolean {
-  return hostname === "localhost" || hostname === "[::1]" || /^127(?:\.\d{1,3}){3}$/.test(hostname);
+  const base = gatehouseURL(options.baseUrl, "baseUrl", { allowInsecureHttp: options.allowInsecureHttp === true });
+  return endpointUnder(base, "v1/keys/verify");
 }
 
 function parseJson(text: string): unknown {

@@ -7,7 +7,8 @@ export const PROBLEMS = {
   KEY_IN_URL: { status: 400, title: "Credentials must not be sent in the URL" },
   AMBIGUOUS_CREDENTIALS: { status: 400, title: "More than one credential was sent" },
   UNAUTHENTICATED: { status: 401, title: "Authentication is required" },
-  INSUFFICIENT_SCOPE: { status: 403, title: "The key lacks a scope this call needs" },
+  INVALID_TOKEN: { status: 401, title: "The access token is not valid" },
+  INSUFFICIENT_SCOPE: { status: 403, title: "The credential lacks a scope this call needs" },
   RATE_LIMITED: { status: 429, title: "Too many requests" },
   VERIFIER_UNAVAILABLE: { status: 503, title: "Credentials cannot be checked right now" },
 } as const satisfies Record<string, { status: number; title: string }>;

@@ -1,0 +1,103 @@
+import { createRemoteJWKSet, customFetch, errors, type FlattenedJWSInput, type JWSHeaderParameters } from "jose";
+import { assertObject } from "./assert.ts";
+import { KID } from "./token-shape.ts";
+import { TokenRefusal } from "./token-verify-result.ts";
+import { VerifierError } from "./verifier-error.ts";
+
+export interface JwksKeySourceOptions {
+  jwksUri: URL;
+  fetch: typeof fetch;
+  clock: () => number;
+  /** Keys older than this are refetched before use (jose's `cacheMaxAge`). */
+  cacheMaxAgeMs: number;
+  /** Least time between a fetch and a refetch caused by an unknown kid, or after a failed fetch. */
+  refetchFloorMs: number;
+  timeoutMs: number;
+  onFetch: () => void;
+}
+
+/**
+ * The keys tokens are verified with: Gatehouse's JWKS at one configured URL, and nothing
+ * a token names (jku, x5u, jwk, x5c are never read: RFC 8725 §3.10). jose fetches,
+ * caches and selects keys by kid and alg; this decides *when* an unknown kid may cause a
+ * refetch, on the injected clock, so the floor is exact in tests. jose's own cooldown is
+ * therefore off (`cooldownDuration: Infinity`: it never refetches for a missing kid by
+ * itself), and its `cacheMaxAge` is the periodic refresh.
+ *
+ * Failing to get the JWKS is no verdict on the token: a `VerifierError` (503 from the
+ * guards). A kid the JWKS does not hold is a refusal of the token (`TokenRefusal`).
+ */
+export function createJwksKeySource(options: JwksKeySourceOptions) {
+  const { clock, refetchFloorMs } = options;
+  let lastFetchAt = Number.NEGATIVE_INFINITY;
+  let lastFailureAt = Number.NEGATIVE_INFINITY;
+
+  /** jose's fetch: answers are checked here, and failures become VerifierErrors. */
+  async function fetchJwks(url: string, init: RequestInit): Promise<Response> {
+    const now = clock();
+    // While Gatehouse is failing, every request would otherwise ask again.
+    if (now - lastFailureAt < refetchFloorMs) {
+      throw new VerifierError("UNREACHABLE", "The JWKS could not be fetched moments ago; not asking again yet");
+    }
+    lastFetchAt = now;
+    options.onFetch();
+    let response: Response;
+    let text: string;
+    try {
+      response = await options.fetch(url, init);
+      text = await response.text();
+    } catch (cause) {
+      lastFailureAt = clock();
+      if (cause instanceof DOMException && cause.name === "TimeoutError") {
+        throw new VerifierError("TIMEOUT", `The JWKS did not arrive within ${options.timeoutMs} ms`, { cause });
+      }
+      throw new VerifierError("UNREACHABLE", "The JWKS could not be fetched", { cause });
+    }
+    try {
+      if (response.status !== 200) throw new TypeError(`JWKS answered ${response.status}`);
+      const body: unknown = JSON.parse(text);
+      assertObject(body, "JWKS");
+      if (!Array.isArray(body.keys)) throw new TypeError("JWKS.keys must be an array");
+      for (const key of body.keys) assertObject(key, "JWKS.keys[]");
+    } catch (cause) {
+      lastFailureAt = clock();
+      const code = response.status >= 500 ? "UPSTREAM_ERROR" : "INVALID_RESPONSE";
+      throw new VerifierError(code, "Gatehouse did not answer with a JWK Set", { status: response.status, cause });
+    }
+    lastFailureAt = Number.NEGATIVE_INFINITY;
+    return new Response(text, { status: 200, headers: { "content-type": "application/json" } });
+  }
+
+  const remoteKeys = createRemoteJWKSet(options.jwksUri, {
+    timeoutDuration: options.timeoutMs,
+    cooldownDuration: Number.POSITIVE_INFINITY,
+    cacheMaxAge: options.cacheMaxAgeMs,
+    [customFetch]: fetchJwks,
+  });
+
+  async function keyFromSet(header: JWSHeaderParameters, input: FlattenedJWSInput) {
+    try {
+      return await remoteKeys(header, input);
+    } catch (error) {
+      if (error instanceof VerifierError) throw error;
+      // No key with this kid and alg, or more than one: a token we cannot verify.
+      throw new TokenRefusal("UNKNOWN_KEY", { unknownKid: error instanceof errors.JWKSNoMatchingKey });
+    }
+  }
+
+  /** A key resolver for jose's `jwtVerify`. */
+  return async function resolveKey(header: JWSHeaderParameters, input: FlattenedJWSInput) {
+    if (typeof header.kid !== "string" || !KID.test(header.kid)) throw new TokenRefusal("UNKNOWN_KEY");
+    try {
+      return await keyFromSet(header, input);
+    } catch (error) {
+      if (!(error instanceof TokenRefusal && error.unknownKid)) throw error;
+    }
+    // A kid we have not seen: Gatehouse may have rotated. Refetch, at most once per floor;
+    // concurrent requests share one fetch (jose keeps one in flight).
+    if (clock() - lastFetchAt < refetchFloorMs) throw new TokenRefusal("UNKNOWN_KEY");
+    lastFetchAt = clock();
+    await remoteKeys.reload();
+    return keyFromSet(header, input);
+  };
+}

@@ -1,0 +1,266 @@
+import { type JWTPayload, jwtVerify } from "jose";
+import { gatehouseURL } from "./base-url.ts";
+import { createJwksKeySource } from "./jwks-key-source.ts";
+import { assertScopes } from "./key-shape.ts";
+import { createRevocationCheck } from "./revocation-check.ts";
+import { hasCompactShape } from "./token-shape.ts";
+import { failureOf, type TokenFailureReason, type TokenVerifyResult } from "./token-verify-result.ts";
+import { parseVerifiedClaims, type VerifiedToken } from "./verified-token.ts";
+import { type CachedToken, tokenDigest, VerifiedTokenCache } from "./verified-token-cache.ts";
+import { VerifierError } from "./verifier-error.ts";
+
+/** Algorithms Gatehouse signs access tokens with. Symmetric ones never: a JWKS publishes no secrets. */
+export const TOKEN_ALGORITHMS = ["RS256", "ES256", "EdDSA"] as const;
+export type TokenAlgorithm = (typeof TOKEN_ALGORITHMS)[number];
+
+export interface TokenVerifierOptions {
+  /** Gatehouse's issuer (`GATEHOUSE_ISSUER`), compared exactly with `iss`. */
+  issuer: string;
+  /** The `aud` this API accepts (`GATEHOUSE_JWT_AUDIENCE`, by default the issuer). */
+  audience: string | readonly string[];
+  /** Default `<issuer>/.well-known/jwks.json`. https, or http to loopback only. */
+  jwksUri?: string | URL;
+  /**
+   * The algorithms a token may use. Pinned here, never read from the token or the JWKS.
+   * Default `["RS256"]`, Gatehouse's default.
+   */
+  algorithms?: readonly TokenAlgorithm[];
+  /** Leeway for clocks that disagree, on exp, nbf and iat. Default 5, at most 60. */
+  clockToleranceSeconds?: number;
+  /**
+   * Oldest `iat` accepted, and longest lifetime (`exp - iat`) a token may claim. Default
+   * 3600: the longest Gatehouse issues (`GATEHOUSE_ACCESS_TOKEN_SECONDS` ≤ 3600).
+   */
+  maxTokenAgeSeconds?: number;
+  jwks?: {
+    /**
+     * Keys older than this are refetched before use. Default 300 000 (5 min, the JWKS
+     * response's own max-age): also how long a key removed from the JWKS keeps verifying here.
+     */
+    cacheMaxAgeMs?: number;
+    /**
+     * Least time between two JWKS fetches caused by an unknown kid (or after a failed
+     * fetch). Default 30 000. A token with a new kid inside the floor is refused, so a
+     * stream of forged kids costs Gatehouse at most one request per floor.
+     */
+    refetchFloorMs?: number;
+    /** Default 5000. */
+    timeoutMs?: number;
+  };
+  /**
+   * Off by default. When set, Gatehouse is asked whether each token is still accepted
+   * (logout, revoked sign-in, disabled user), and the answer reused for `ttlMs`.
+   */
+  revocationCheck?: {
+    /** Where Gatehouse answers `GET /auth/me`. Default: the issuer. */
+    baseUrl?: string | URL;
+    /** How long a "still accepted" answer is reused: the revocation delay. Default 5000; 0 asks on every request. */
+    ttlMs?: number;
+    /** Default 2000. */
+    timeoutMs?: number;
+  };
+  /** Verified tokens kept, least recently used dropped first. Default 10 000; 0 turns the cache off. */
+  cache?: { maxEntries: number };
+  /** Replaces the global fetch for the JWKS and the revocation check. */
+  fetch?: typeof fetch;
+  /** Ms since the epoch: expiry, the JWKS refetch floor and revocation TTLs all read it. */
+  clock?: () => number;
+  /** Allows `http:` to a host other than loopback for the JWKS and revocation check. */
+  allowInsecureHttp?: boolean;
+}
+
+export interface TokenVerifyOptions {
+  /** Scopes the token must hold, all of them. */
+  scopes?: readonly string[];
+}
+
+/** Counters since the verifier was created, for metrics and tests. */
+export interface TokenVerifierStats {
+  /** Tokens answered from the cache of verified tokens. */
+  cacheHits: number;
+  /** Tokens handed to jose for signature verification. */
+  signatureChecks: number;
+  /** Requests for the JWKS (including failed ones). */
+  jwksFetches: number;
+  /** Requests to Gatehouse's revocation check. */
+  revocationChecks: number;
+}
+
+export interface TokenVerifier {
+  /**
+   * Verifies a Gatehouse access token locally. A refused token is an answer (`valid:
+   * false`); only failing to reach a verdict (JWKS or revocation check unavailable)
+   * throws a `VerifierError`, and caller mistakes throw a `TypeError`.
+   */
+  verify(token: string, options?: TokenVerifyOptions): Promise<TokenVerifyResult>;
+  readonly stats: Readonly<TokenVerifierStats>;
+}
+
+const DEFAULTS = {
+  clockToleranceSeconds: 5,
+  maxClockToleranceSeconds: 60,
+  maxTokenAgeSeconds: 3600,
+  jwksCacheMaxAgeMs: 300_000,
+  jwksRefetchFloorMs: 30_000,
+  jwksTimeoutMs: 5000,
+  revocationTtlMs: 5000,
+  revocationTimeoutMs: 2000,
+  cacheMaxEntries: 10_000,
+} as const;
+
+export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
+  if (typeof options.issuer !== "string" || options.issuer.length === 0) {
+    throw new TypeError("issuer must be Gatehouse's issuer URL (GATEHOUSE_ISSUER)");
+  }
+  const audience = typeof options.audience === "string" ? options.audience : [...(options.audience ?? [])];
+  if (audience.length === 0 || (Array.isArray(audience) && !audience.every((item) => typeof item === "string"))) {
+    throw new TypeError("audience must be the aud this API accepts (GATEHOUSE_JWT_AUDIENCE)");
+  }
+  const algorithms = [...(options.algorithms ?? ["RS256"])];
+  if (algorithms.length === 0 || !algorithms.every((alg) => (TOKEN_ALGORITHMS as readonly string[]).includes(alg))) {
+    throw new TypeError(`algorithms must be some of ${TOKEN_ALGORITHMS.join(", ")}`);
+  }
+  const clockTolerance = integerIn(
+    options.clockToleranceSeconds ?? DEFAULTS.clockToleranceSeconds,
+    0,
+    DEFAULTS.maxClockToleranceSeconds,
+    "clockToleranceSeconds",
+  );
+  const maxTokenAge = integerIn(
+    options.maxTokenAgeSeconds ?? DEFAULTS.maxTokenAgeSeconds,
+    1,
+    86_400,
+    "maxTokenAgeSeconds",
+  );
+  const insecure = { allowInsecureHttp: options.allowInsecureHttp === true };
+  const issuerBase = options.issuer.replace(/\/+$/, "");
+  const jwksUri = gatehouseURL(options.jwksUri ?? `${issuerBase}/.well-known/jwks.json`, "jwksUri", insecure);
+  const cacheMaxAgeMs = integerIn(
+    options.jwks?.cacheMaxAgeMs ?? DEFAULTS.jwksCacheMaxAgeMs,
+    0,
+    86_400_000,
+    "jwks.cacheMaxAgeMs",
+  );
+  const floorMs = integerIn(
+    options.jwks?.refetchFloorMs ?? DEFAULTS.jwksRefetchFloorMs,
+    0,
+    86_400_000,
+    "jwks.refetchFloorMs",
+  );
+  const jwksTimeoutMs = integerIn(options.jwks?.timeoutMs ?? DEFAULTS.jwksTimeoutMs, 1, 60_000, "jwks.timeoutMs");
+  const fetchImpl = options.fetch ?? globalThis.fetch;
+  const clock = options.clock ?? Date.now;
+  const maxEntries = integerIn(
+    options.cache?.maxEntries ?? DEFAULTS.cacheMaxEntries,
+    0,
+    10_000_000,
+    "cache.maxEntries",
+  );
+  const cache = maxEntries > 0 ? new VerifiedTokenCache({ maxEntries }) : null;
+  const stats: TokenVerifierStats = { cacheHits: 0, signatureChecks: 0, jwksFetches: 0, revocationChecks: 0 };
+
+  const revocation = options.revocationCheck;
+  const revocationTtlMs = revocation
+    ? integerIn(revocation.ttlMs ?? DEFAULTS.revocationTtlMs, 0, 3_600_000, "revocationCheck.ttlMs")
+    : 0;
+  const askGatehouse = revocation
+    ? createRevocationCheck({
+        baseUrl: gatehouseURL(revocation.baseUrl ?? issuerBase, "revocationCheck.baseUrl", insecure),
+        fetch: fetchImpl,
+        timeoutMs: integerIn(
+          revocation.timeoutMs ?? DEFAULTS.revocationTimeoutMs,
+          1,
+          60_000,
+          "revocationCheck.timeoutMs",
+        ),
+        onRequest: () => {
+          stats.revocationChecks++;
+        },
+      })
+    : null;
+
+  const resolveKey = createJwksKeySource({
+    jwksUri,
+    fetch: fetchImpl,
+    clock,
+    cacheMaxAgeMs,
+    refetchFloorMs: floorMs,
+    timeoutMs: jwksTimeoutMs,
+    onFetch: () => {
+      stats.jwksFetches++;
+    },
+  });
+
+  async function verifySignature(token: string, now: number): Promise<VerifiedToken | TokenFailureReason> {
+    stats.signatureChecks++;
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, resolveKey, {
+        algorithms,
+        issuer: options.issuer,
+        audience,
+        typ: "at+jwt",
+        requiredClaims: ["exp", "iat", "sub", "jti"],
+        maxTokenAge,
+        clockTolerance,
+        currentDate: new Date(now),
+      }));
+    } catch (error) {
+      if (error instanceof VerifierError) throw error;
+      return failureOf(error);
+    }
+    let verified: VerifiedToken;
+    try {
+      verified = parseVerifiedClaims(payload);
+    } catch {
+      return "CLAIM_INVALID";
+    }
+    // A token may not claim to live longer than Gatehouse issues them.
+    if (verified.claims.exp - verified.claims.iat > maxTokenAge) return "CLAIM_INVALID";
+    return verified;
+  }
+
+  return {
+    get stats() {
+      return { ...stats };
+    },
+    async verify(token, verifyOptions = {}) {
+      const scopes = verifyOptions.scopes ?? [];
+      assertScopes(scopes);
+      if (!hasCompactShape(token)) return { valid: false, code: "INVALID_TOKEN", reason: "MALFORMED" };
+      const now = clock();
+      const digest = cache ? tokenDigest(token) : "";
+      let entry: CachedToken | null = cache?.get(digest, now) ?? null;
+      const cached = entry !== null;
+      if (entry) {
+        stats.cacheHits++;
+      } else {
+        const verified = await verifySignature(token, now);
+        if (typeof verified === "string") return { valid: false, code: "INVALID_TOKEN", reason: verified };
+        entry = { token: verified, revocation: null };
+        cache?.set(digest, entry, now);
+      }
+      if (askGatehouse) {
+        if (entry.revocation === null || (entry.revocation.state === "active" && clock() >= entry.revocation.until)) {
+          const answer = await askGatehouse(token);
+          // The entry is shared with the cache: the answer serves later hits too.
+          entry.revocation =
+            answer === "active" ? { state: "active", until: clock() + revocationTtlMs } : { state: "revoked" };
+        }
+        if (entry.revocation?.state === "revoked") return { valid: false, code: "INVALID_TOKEN", reason: "REVOKED" };
+      }
+      const missingScopes = scopes.filter((scope) => !entry.token.scopes.includes(scope));
+      if (missingScopes.length > 0) {
+        return { valid: false, code: "INSUFFICIENT_SCOPE", token: entry.token, missingScopes };
+      }
+      return { valid: true, token: entry.token, cached };
+    },
+  };
+}
+
+function integerIn(value: number, min: number, max: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new TypeError(`${name} must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
