@@ -46,7 +46,8 @@ type Env = Record<string, string | undefined>;
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
 export function isLoopback(host: string): boolean {
-  return LOOPBACK.has(host) || host.startsWith("127.");
+  // 127.0.0.0/8 as an address only: a name such as 127.0.0.1.example.com is not loopback.
+  return LOOPBACK.has(host) || (isIP(host) === 4 && host.startsWith("127."));
 }
 
 /** https, or http to a loopback address. */

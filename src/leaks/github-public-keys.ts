@@ -33,12 +33,14 @@ export function parseGithubPublicKeys(json: unknown): Map<string, KeyObject> {
 
 /**
  * GitHub's signing keys, from configuration (offline) or from GitHub's endpoint. An
- * unknown identifier triggers a refetch, at most once a minute, so a key rotation at
- * GitHub is picked up without letting anyone make us fetch on every request.
+ * unknown identifier triggers a refetch. Fetches run one at a time and at most once a
+ * minute, whatever their outcome, so a key rotation at GitHub is picked up without
+ * letting anyone make us fetch on every request, even while GitHub is unreachable.
  */
 export class GithubPublicKeys {
   private keys: Map<string, KeyObject> | null = null;
-  private lastFetch = 0;
+  private lastFetch: number | null = null;
+  private inFlight: Promise<void> | null = null;
   private readonly url: string;
   private readonly staticJson: string | null;
   private readonly fetchImpl: typeof fetch;
@@ -52,10 +54,21 @@ export class GithubPublicKeys {
     if (this.staticJson !== null) this.keys = parseGithubPublicKeys(JSON.parse(this.staticJson));
   }
 
-  private async refresh(): Promise<void> {
-    if (this.staticJson !== null) return;
-    if (this.keys && this.now() - this.lastFetch < 60_000) return;
+  private refresh(): Promise<void> {
+    if (this.staticJson !== null) return Promise.resolve();
+    if (this.inFlight) return this.inFlight;
+    if (this.lastFetch !== null && this.now() - this.lastFetch < 60_000) {
+      if (this.keys) return Promise.resolve();
+      return Promise.reject(new Error("GitHub public keys: the last fetch failed; the next try is within a minute"));
+    }
     this.lastFetch = this.now();
+    this.inFlight = this.fetchKeys().finally(() => {
+      this.inFlight = null;
+    });
+    return this.inFlight;
+  }
+
+  private async fetchKeys(): Promise<void> {
     const response = await this.fetchImpl(this.url, {
       headers: { accept: "application/json" },
       signal: AbortSignal.timeout(5000),

@@ -202,6 +202,18 @@ describe("loadConfig", () => {
       ['GATEHOUSE_ISSUER must be an https URL (http only on loopback) (got "http://auth.example.com")'],
     ],
     [
+      "issuer over http to a name that merely starts with 127.",
+      { GATEHOUSE_ISSUER: "http://127.0.0.1.example.com" },
+      ['GATEHOUSE_ISSUER must be an https URL (http only on loopback) (got "http://127.0.0.1.example.com")'],
+    ],
+    [
+      "GitHub keys URL over http to a name that merely starts with 127.",
+      { GATEHOUSE_GITHUB_SECRET_SCANNING_KEYS_URL: "http://127.0.0.1.example.com/keys" },
+      [
+        'GATEHOUSE_GITHUB_SECRET_SCANNING_KEYS_URL must be an https URL (http only on loopback) (got "http://127.0.0.1.example.com/keys")',
+      ],
+    ],
+    [
       "issuer with a query",
       { GATEHOUSE_ISSUER: "https://auth.example.com/?tenant=1" },
       ["GATEHOUSE_ISSUER must not have a query or fragment"],

@@ -284,9 +284,13 @@ for (const backend of backends()) {
 
   describe(`GitHub secret scanning partner endpoint, keys URL failing (${backend.name})`, () => {
     let keysServer: Server;
+    let fetches = 0;
     let server: TestServer;
     before(async () => {
-      keysServer = createServer((_request, response) => void response.writeHead(500).end("down"));
+      keysServer = createServer((_request, response) => {
+        fetches++;
+        response.writeHead(500).end("down");
+      });
       await new Promise<void>((resolve) => keysServer.listen(0, "127.0.0.1", resolve));
       const { port } = keysServer.address() as AddressInfo;
       server = await startServer(backend, {
@@ -307,6 +311,15 @@ for (const backend of backends()) {
       assert.equal(r.headers.get("retry-after"), "60");
       assert.ok(!r.text.includes("down"));
       assert.equal((await server.call("POST", "/v1/keys/verify", { key: created.body.key })).body.valid, true);
+      // While GitHub is down, reports do not each cause a fetch: one a minute at most.
+      const again = await Promise.all(
+        [1, 2, 3].map(() => report(server, JSON.stringify([{ token: created.body.key }]), github)),
+      );
+      assert.deepEqual(
+        again.map((a) => a.status),
+        [503, 503, 503],
+      );
+      assert.equal(fetches, 1);
     });
   });
 }
