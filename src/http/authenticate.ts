@@ -86,7 +86,7 @@ export function requirePermissions(
     const blocked = await guard.blockedFor(request.ip);
     if (blocked > 0) throw new RateLimitedError(blocked);
     const presented = bearerToken(request);
-    const resolution = presented === null ? null : await gatehouse.verifier.resolve(presented);
+    const resolution = presented === null ? null : await gatehouse.verifier.resolveCaller(presented);
     if (!resolution?.ok) {
       await guard.fail(request.ip);
       const code = resolution?.code ?? "MISSING";

@@ -1,6 +1,6 @@
-import { createHash, randomBytes as nodeRandomBytes } from "node:crypto";
+import { hash, randomBytes as nodeRandomBytes } from "node:crypto";
 import { crc32 } from "node:zlib";
-import { bytesToBase62, encodeBase62 } from "./base62.ts";
+import { BASE62_CHARS, bytesToBase62, encodeBase62 } from "./base62.ts";
 
 /**
  * The Gatehouse API key format (see docs/key-format.md):
@@ -27,7 +27,15 @@ export function assertValidPrefix(prefix: string): void {
 }
 
 export function checksumOf(body: string): string {
-  return encodeBase62(BigInt(crc32(body)), CHECKSUM_CHARS);
+  // Same digits as encodeBase62(BigInt(crc), 6), in plain numbers: a CRC32 fits a double
+  // exactly, and this runs on every verification.
+  let rest = crc32(body);
+  let out = "";
+  for (let i = 0; i < CHECKSUM_CHARS; i++) {
+    out = BASE62_CHARS[rest % 62] + out;
+    rest = Math.floor(rest / 62);
+  }
+  return out;
 }
 
 export type RandomBytes = (size: number) => Uint8Array;
@@ -77,7 +85,9 @@ export function isWellFormedKey(candidate: unknown, prefix: string): candidate i
 
 /** The only form in which a key is stored: SHA-256 of the whole key string. */
 export function digestKey(key: string): Buffer {
-  return createHash("sha256").update(key).digest();
+  // One-shot hash: the same bytes as createHash().update().digest(), without the Hash
+  // object. Through base64 because, on Node 24, that is faster than asking for a Buffer.
+  return Buffer.from(hash("sha256", key, "base64"), "base64");
 }
 
 /** A short, non-secret label for a key: prefix, 4 characters of the body, 4 of the checksum. */

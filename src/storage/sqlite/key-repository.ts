@@ -2,15 +2,16 @@ import type { ApiKeyRecord, AuditEventInput, KeyListQuery, KeyRepository, KeyUpd
 import { insertAuditEvent } from "./audit-repository.ts";
 import type { SqliteDatabase } from "./database.ts";
 
-type Row = Record<string, string | number | Uint8Array | null>;
+type Cell = string | number | Uint8Array | null;
 
+/** Read in this order, as arrays (see SqliteDatabase.statement); `toKey` maps the positions. */
 const COLUMNS =
   "digest, id, name, hint, scopes, permissions, owner_id, metadata, rate_limit, rate_window_seconds, created_at, expires_at, revoked_at, revoked_reason, replaced_by, rotated_from, last_used_at";
 const INSERT = `INSERT INTO api_keys (${COLUMNS}) VALUES (${COLUMNS.split(",")
   .map(() => "?")
   .join(", ")})`;
 
-function params(record: ApiKeyRecord): Array<string | number | Uint8Array | null> {
+function params(record: ApiKeyRecord): Cell[] {
   return [
     record.digest,
     record.id,
@@ -32,27 +33,31 @@ function params(record: ApiKeyRecord): Array<string | number | Uint8Array | null
   ];
 }
 
-export function rowToKey(row: Row): ApiKeyRecord {
+function stringList(text: string): string[] {
+  return text === "[]" ? [] : JSON.parse(text);
+}
+
+export function toKey(row: readonly Cell[]): ApiKeyRecord {
+  const digest = row[0] as Uint8Array;
+  const rateLimit = row[8] as number | null;
   return {
-    id: row.id as string,
-    digest: Buffer.from(row.digest as Uint8Array),
-    name: row.name as string,
-    hint: row.hint as string,
-    scopes: JSON.parse(row.scopes as string),
-    permissions: JSON.parse(row.permissions as string),
-    ownerId: row.owner_id as string | null,
-    metadata: row.metadata === null ? null : JSON.parse(row.metadata as string),
-    rateLimit:
-      row.rate_limit === null
-        ? null
-        : { limit: row.rate_limit as number, windowSeconds: row.rate_window_seconds as number },
-    createdAt: row.created_at as number,
-    expiresAt: row.expires_at as number | null,
-    revokedAt: row.revoked_at as number | null,
-    revokedReason: row.revoked_reason as string | null,
-    replacedBy: row.replaced_by as string | null,
-    rotatedFrom: row.rotated_from as string | null,
-    lastUsedAt: row.last_used_at as number | null,
+    id: row[1] as string,
+    // A view on the row's own bytes, not a copy: node:sqlite hands out a fresh array.
+    digest: Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength),
+    name: row[2] as string,
+    hint: row[3] as string,
+    scopes: stringList(row[4] as string),
+    permissions: stringList(row[5] as string),
+    ownerId: row[6] as string | null,
+    metadata: row[7] === null ? null : JSON.parse(row[7] as string),
+    rateLimit: rateLimit === null ? null : { limit: rateLimit, windowSeconds: row[9] as number },
+    createdAt: row[10] as number,
+    expiresAt: row[11] as number | null,
+    revokedAt: row[12] as number | null,
+    revokedReason: row[13] as string | null,
+    replacedBy: row[14] as string | null,
+    rotatedFrom: row[15] as string | null,
+    lastUsedAt: row[16] as number | null,
   };
 }
 
@@ -77,10 +82,10 @@ export class SqliteKeyRepository implements KeyRepository {
   }
 
   async findByDigest(digest: Buffer): Promise<ApiKeyRecord | null> {
-    const row = this.database.statement(`SELECT ${COLUMNS} FROM api_keys WHERE digest = ?`).get(digest) as
-      | Row
-      | undefined;
-    return row ? rowToKey(row) : null;
+    const row = this.database
+      .statement(`SELECT ${COLUMNS} FROM api_keys WHERE digest = ?`, { returnArrays: true })
+      .get(digest) as unknown as Cell[] | undefined;
+    return row ? toKey(row) : null;
   }
 
   async findById(id: string): Promise<ApiKeyRecord | null> {
@@ -88,8 +93,10 @@ export class SqliteKeyRepository implements KeyRepository {
   }
 
   private findByIdNow(id: string): ApiKeyRecord | null {
-    const row = this.database.statement(`SELECT ${COLUMNS} FROM api_keys WHERE id = ?`).get(id) as Row | undefined;
-    return row ? rowToKey(row) : null;
+    const row = this.database
+      .statement(`SELECT ${COLUMNS} FROM api_keys WHERE id = ?`, { returnArrays: true })
+      .get(id) as unknown as Cell[] | undefined;
+    return row ? toKey(row) : null;
   }
 
   async list(query: KeyListQuery): Promise<ApiKeyRecord[]> {
@@ -104,7 +111,10 @@ export class SqliteKeyRepository implements KeyRepository {
       values.push(query.before);
     }
     const sql = `SELECT ${COLUMNS} FROM api_keys ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`;
-    return (this.database.statement(sql).all(...values, query.limit) as Row[]).map(rowToKey);
+    const rows = this.database
+      .statement(sql, { returnArrays: true })
+      .all(...values, query.limit) as unknown as Cell[][];
+    return rows.map(toKey);
   }
 
   async update(id: string, changes: KeyUpdate, audit: AuditEventInput | null): Promise<ApiKeyRecord | null> {

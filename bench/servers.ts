@@ -1,0 +1,122 @@
+/**
+ * Child processes under test. Each server gets core 0 and the load generator (this
+ * process) core 1, when `taskset` is available, so neither steals the other's CPU.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+export const SERVER_CORE = "0";
+export const LOADGEN_CORE = "1";
+
+export const hasTaskset = spawnSync("taskset", ["--version"]).status === 0;
+
+/** Pins this process (all its threads) to the load generator's core. */
+export function pinSelf(): boolean {
+  if (!hasTaskset) return false;
+  return spawnSync("taskset", ["-a", "-p", "-c", LOADGEN_CORE, String(process.pid)]).status === 0;
+}
+
+export interface ServerProcess {
+  url: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+function extraNodeArgs(): string[] {
+  return (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+}
+
+function launch(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+  const command = [process.execPath, ...extraNodeArgs(), ...args];
+  const [file, ...rest] = hasTaskset ? ["taskset", "-c", SERVER_CORE, ...command] : command;
+  // taskset execs node, so the child's pid is the server's pid.
+  return spawn(file as string, rest, { cwd: ROOT, env, stdio: ["ignore", "pipe", "inherit"] });
+}
+
+function stopper(child: ChildProcess): () => Promise<void> {
+  return () =>
+    new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once("exit", () => resolve());
+      child.kill("SIGTERM");
+    });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForHealth(url: string, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited early with code ${child.exitCode}`);
+    try {
+      const response = await fetch(`${url}/healthz`);
+      if (response.ok) return;
+    } catch {}
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`server at ${url} did not become healthy`);
+}
+
+export async function startGatehouse(dataDir: string): Promise<ServerProcess> {
+  const port = await freePort();
+  const child = launch(["bin/gatehouse.ts", "serve"], {
+    ...process.env,
+    GATEHOUSE_DATA_DIR: dataDir,
+    GATEHOUSE_PORT: String(port),
+    GATEHOUSE_HOST: "127.0.0.1",
+    GATEHOUSE_LOG_LEVEL: "warn",
+  });
+  child.stdout?.pipe(process.stderr);
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHealth(url, child);
+  return { url, pid: child.pid as number, stop: stopper(child) };
+}
+
+export async function startBaseline(): Promise<ServerProcess> {
+  const child = launch(["bench/baseline-server.ts"], process.env);
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    child.once("exit", (code) => reject(new Error(`baseline server exited with code ${code}`)));
+    child.stdout?.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      const line = out.split("\n")[0];
+      if (out.includes("\n") && line) resolve(line.trim());
+    });
+  });
+  return { url, pid: child.pid as number, stop: stopper(child) };
+}
+
+/** Resident and peak resident set size in MB, from /proc (Linux only; null elsewhere). */
+export function memoryOf(pid: number): { rssMB: number; peakRssMB: number } | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
+    return { rssMB: kb("VmRSS") / 1024, peakRssMB: kb("VmHWM") / 1024 };
+  } catch {
+    return null;
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+export function cpuSecondsOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { backends } from "../support/backends.ts";
+import { startServer, type TestServer } from "../support/server.ts";
+
+// The key that calls /v1/keys/verify is remembered between requests (CallerKeyCache).
+// Whatever happens to that key must still count from the very next request.
+for (const backend of backends()) {
+  describe(`caller key changes take effect on the next request (${backend.name})`, () => {
+    let server: TestServer;
+    before(async () => {
+      server = await startServer(backend);
+    });
+    after(() => server.close());
+
+    async function serviceKey(): Promise<{ id: string; key: string }> {
+      const created = await server.call("POST", "/v1/keys", {
+        name: "resource server",
+        scopes: [],
+        permissions: ["keys:verify"],
+      });
+      assert.equal(created.status, 201);
+      return { id: created.body.id, key: created.body.key };
+    }
+
+    const verifyAs = (caller: string) =>
+      server.call("POST", "/v1/keys/verify", { key: server.adminKey }, { key: caller });
+
+    test("revoking the caller's key refuses its next call", async () => {
+      const caller = await serviceKey();
+      assert.equal((await verifyAs(caller.key)).status, 200);
+      assert.equal((await verifyAs(caller.key)).status, 200);
+      assert.equal((await server.call("POST", `/v1/keys/${caller.id}/revoke`, { reason: "test" })).status, 200);
+      assert.equal((await verifyAs(caller.key)).status, 401);
+    });
+
+    test("taking keys:verify away from the caller's key refuses its next call", async () => {
+      const caller = await serviceKey();
+      assert.equal((await verifyAs(caller.key)).status, 200);
+      const changed = await server.call("PATCH", `/v1/keys/${caller.id}`, { permissions: [] });
+      assert.equal(changed.status, 200);
+      assert.equal((await verifyAs(caller.key)).status, 403);
+    });
+
+    test("rotating the caller's key without a grace period refuses the old key at once", async () => {
+      const caller = await serviceKey();
+      assert.equal((await verifyAs(caller.key)).status, 200);
+      const rotated = await server.call("POST", `/v1/keys/${caller.id}/rotate`, { gracePeriodSeconds: 0 });
+      assert.equal(rotated.status, 201);
+      assert.equal((await verifyAs(caller.key)).status, 401);
+      assert.equal((await verifyAs(rotated.body.key)).status, 200);
+    });
+  });
+}
