@@ -97,6 +97,8 @@ describe("requireToken: the Fastify plugin, one line per route", () => {
       assert.equal(r.body.code, "KEY_IN_URL", query);
     }
     assert.deepEqual(verifier.stats, before);
+    // The key guard refuses a JWT in the URL the same way.
+    assert.equal((await get(`${url}/by-key?q=${accessToken}`)).body.code, "KEY_IN_URL");
   });
 
   test("an access token is not an API key, and an API key is not an access token", async () => {
