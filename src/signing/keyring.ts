@@ -1,4 +1,4 @@
-import { createHash, createSecretKey } from "node:crypto";
+import { createHash, createHmac, createSecretKey } from "node:crypto";
 import { type ActorContext, auditEvent } from "../audit/context.ts";
 import type { AuthConfig } from "../config/auth-config.ts";
 import type { Clock } from "../lib/clock.ts";
@@ -72,6 +72,14 @@ export class SigningKeyring {
   private get masterKey(): Buffer {
     this.masterKeyValue ??= this.masterKeySource();
     return this.masterKeyValue;
+  }
+
+  /**
+   * A key for another purpose derived from the master key (HMAC-SHA256 of a label, as in
+   * HKDF-Expand with one block), so each use has its own key and none reveals the master.
+   */
+  derivedKey(label: string): Buffer {
+    return createHmac("sha256", this.masterKey).update(`gatehouse derived key\0${label}`).digest();
   }
 
   /**

@@ -1,5 +1,6 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import type { SigningAlgorithm, SigningKeyRecord, SigningKeyState } from "../storage/types.ts";
+import { MasterKeyError } from "./master-key.ts";
 import { open, seal } from "./sealed-box.ts";
 
 export type AsymmetricAlgorithm = Exclude<SigningAlgorithm, "HS256">;
@@ -65,7 +66,14 @@ export function newSigningKey(
 }
 
 export function loadSigningKey(record: SigningKeyRecord, masterKey: Buffer): LoadedSigningKey {
-  const der = open(masterKey, record.sealedPrivateKey, record.kid);
+  let der: Buffer;
+  try {
+    der = open(masterKey, record.sealedPrivateKey, record.kid);
+  } catch {
+    throw new MasterKeyError(
+      `cannot unseal signing key ${record.kid}: the master key is not the one it was sealed with (check GATEHOUSE_MASTER_KEY, GATEHOUSE_MASTER_KEY_FILE or <data dir>/master.key)`,
+    );
+  }
   const privateKey = createPrivateKey({ key: der, format: "der", type: "pkcs8" });
   der.fill(0);
   const publicJwk = JSON.parse(record.publicJwk) as Record<string, unknown>;

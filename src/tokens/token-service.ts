@@ -24,6 +24,15 @@ export interface TokenResponse {
   scope: string;
 }
 
+/** What a sign-in or refresh produced: the RFC 6749 body, and what cookie delivery needs. */
+export interface IssuedTokens {
+  body: TokenResponse;
+  /** The sign-in (refresh token family); the access token's `sid`. */
+  familyId: string;
+  /** When the new refresh token dies if unused (idle limit, capped by the family's end). */
+  refreshExpiresAt: number;
+}
+
 /**
  * Access and refresh tokens for first-party apps: issue at sign-in, rotate on refresh,
  * revoke at logout, check on use. Knows nothing of HTTP.
@@ -103,7 +112,7 @@ export class TokenService {
   }
 
   /** A new sign-in: a new refresh token family and a first access token. */
-  async issue(user: UserRecord, context: ActorContext): Promise<TokenResponse> {
+  async issue(user: UserRecord, context: ActorContext): Promise<IssuedTokens> {
     const now = this.clock();
     const family = {
       id: newId("fam", now),
@@ -124,7 +133,7 @@ export class TokenService {
         detail: { family: family.id },
       }),
     );
-    return body;
+    return { body, familyId: family.id, refreshExpiresAt: refresh.record.expiresAt };
   }
 
   private refuse(context: ActorContext, reason: string, record: RefreshTokenRecord | null): never {
@@ -146,7 +155,7 @@ export class TokenService {
    * as a probable theft. That includes the losers of a race between concurrent refreshes
    * of one token: exactly one wins, and a well-behaved client never races itself.
    */
-  async refresh(token: string, context: ActorContext): Promise<TokenResponse> {
+  async refresh(token: string, context: ActorContext): Promise<IssuedTokens> {
     if (!isOpaqueToken(token)) this.refuse(context, "MALFORMED", null);
     const digest = digestOpaqueToken(token);
     const record = await this.storage.tokens.findRefreshByDigest(digest);
@@ -180,7 +189,7 @@ export class TokenService {
       }),
     });
     if (outcome.outcome !== "rotated") throw new InvalidGrantError();
-    return body;
+    return { body, familyId: record.familyId, refreshExpiresAt: replacement.record.expiresAt };
   }
 
   /**

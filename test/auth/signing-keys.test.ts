@@ -227,7 +227,11 @@ describe("gatehouse keys rotate-signing (CLI)", () => {
       }
       // A different master key cannot unseal the stored keys: the CLI fails loudly.
       writeFileSync(join(dir, "master.key"), `${Buffer.alloc(32, 3).toString("base64")}\n`, { mode: 0o600 });
-      await assert.rejects(main(["keys", "rotate-signing"], io));
+      await assert.rejects(main(["keys", "rotate-signing"], io), (error: unknown) => {
+        assert.ok(error instanceof MasterKeyError);
+        assert.match(error.message, /not the one it was sealed with/);
+        return true;
+      });
       assert.ok(readFileSync(join(dir, "master.key"), "utf8").length > 0);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -1,3 +1,4 @@
+import { createHmac, timingSafeEqual } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { type ActorContext, auditEvent } from "../../audit/context.ts";
 import {
@@ -19,10 +20,25 @@ import { bearerToken, requestContext } from "../authenticate.ts";
  */
 export const SESSION_COOKIE = "__Host-gatehouse_session";
 export const CSRF_HEADER = "x-csrf-token";
+/** Access token for browser apps that take their tokens as cookies (`delivery: "cookie"`). */
+export const ACCESS_COOKIE = "__Host-gatehouse_access";
+/**
+ * Refresh token cookie, sent only to the refresh endpoint. `__Host-` requires Path=/, so
+ * this one is `__Secure-` (still Secure-only and not settable over plain HTTP).
+ */
+export const REFRESH_COOKIE = "__Secure-gatehouse_refresh";
+export const REFRESH_PATH = "/auth/refresh";
 
 /** A signed-in user, by access token or by session cookie. */
 export type UserPrincipal =
-  | { via: "bearer"; user: UserRecord; claims: AccessTokenClaims; context: ActorContext }
+  | {
+      via: "bearer";
+      /** Where the access token came from: the Authorization header, or the access cookie. */
+      transport: "header" | "cookie";
+      user: UserRecord;
+      claims: AccessTokenClaims;
+      context: ActorContext;
+    }
   | { via: "session"; user: UserRecord; session: SessionRecord; secret: string; context: ActorContext };
 
 /** Cookie value by name from the Cookie header (RFC 6265 §5.4), or null. */
@@ -43,6 +59,42 @@ export function sessionCookie(value: string, maxAgeSeconds: number): string {
 
 export function clearSessionCookie(): string {
   return `${SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0`;
+}
+
+/** Set-Cookie values for tokens delivered as cookies; the refresh cookie goes only to the refresh path. */
+export function tokenCookies(tokens: {
+  access: string;
+  accessSeconds: number;
+  refresh: string;
+  refreshSeconds: number;
+}) {
+  return [
+    `${ACCESS_COOKIE}=${tokens.access}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=${tokens.accessSeconds}`,
+    `${REFRESH_COOKIE}=${tokens.refresh}; Path=${REFRESH_PATH}; Secure; HttpOnly; SameSite=Strict; Max-Age=${tokens.refreshSeconds}`,
+  ];
+}
+
+export function clearTokenCookies(): string[] {
+  return [
+    `${ACCESS_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0`,
+    `${REFRESH_COOKIE}=; Path=${REFRESH_PATH}; Secure; HttpOnly; SameSite=Strict; Max-Age=0`,
+  ];
+}
+
+/**
+ * The CSRF token of a sign-in whose tokens travel as cookies: an HMAC of its `sid` under a
+ * key derived from the master key. It stays the same across refreshes of the sign-in.
+ */
+export function signInCsrfToken(gatehouse: Gatehouse, sid: string): string {
+  return createHmac("sha256", gatehouse.keyring.derivedKey("csrf for token cookies")).update(sid).digest("base64url");
+}
+
+function checkToken(expected: string, presented: unknown): boolean {
+  return (
+    typeof presented === "string" &&
+    presented.length === expected.length &&
+    timingSafeEqual(Buffer.from(expected), Buffer.from(presented))
+  );
 }
 
 /** Origin of a cross-site check: the Origin header, else the Referer's origin, else null. */
@@ -71,13 +123,16 @@ export function assertAllowedOriginIfPresent(gatehouse: Gatehouse, request: Fast
  * cross-site page cannot read. Bearer-authenticated requests need neither: browsers
  * never attach a bearer token by themselves.
  */
-function assertCsrf(gatehouse: Gatehouse, request: FastifyRequest, secret: string): void {
+function assertCsrf(
+  gatehouse: Gatehouse,
+  request: FastifyRequest,
+  tokenIsValid: (presented: unknown) => boolean,
+): void {
   const origin = requestOrigin(request);
-  const token = request.headers[CSRF_HEADER];
   if (
     origin === null ||
     !gatehouse.config.auth.allowedOrigins.includes(origin) ||
-    !SessionService.checkCsrfToken(secret, typeof token === "string" ? token : undefined)
+    !tokenIsValid(request.headers[CSRF_HEADER])
   ) {
     gatehouse.audit.record(
       auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
@@ -90,11 +145,17 @@ function assertCsrf(gatehouse: Gatehouse, request: FastifyRequest, secret: strin
   }
 }
 
+/** For endpoints a cookie alone authorises without a CSRF token (refresh): the origin must be ours. */
+export function assertAllowedOrigin(gatehouse: Gatehouse, request: FastifyRequest): void {
+  assertCsrf(gatehouse, request, () => true);
+}
+
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 /**
- * Authenticates a user by `Authorization: Bearer <access token>` or, failing that, the
- * session cookie. Unsafe methods with a cookie also pass the CSRF check. Any failure is
+ * Authenticates a user by `Authorization: Bearer <access token>`, else the access-token
+ * cookie, else the session cookie. Unsafe methods authenticated by a cookie also pass
+ * the CSRF check. Any failure is
  * one InvalidTokenError (401, `WWW-Authenticate: Bearer error="invalid_token"`).
  */
 export async function authenticateUser(gatehouse: Gatehouse, request: FastifyRequest): Promise<UserPrincipal> {
@@ -103,7 +164,16 @@ export async function authenticateUser(gatehouse: Gatehouse, request: FastifyReq
     const token = bearerToken(request);
     if (token === null) throw new InvalidTokenError();
     const { claims, user } = await gatehouse.tokens.authenticate(token, anonymous);
-    return { via: "bearer", user, claims, context: requestContext(request, `user:${user.id}`) };
+    return { via: "bearer", transport: "header", user, claims, context: requestContext(request, `user:${user.id}`) };
+  }
+  const accessCookie = readCookie(request, ACCESS_COOKIE);
+  if (accessCookie !== null) {
+    const { claims, user } = await gatehouse.tokens.authenticate(accessCookie, anonymous);
+    if (!SAFE_METHODS.has(request.method)) {
+      const expected = signInCsrfToken(gatehouse, claims.sid);
+      assertCsrf(gatehouse, request, (presented) => checkToken(expected, presented));
+    }
+    return { via: "bearer", transport: "cookie", user, claims, context: requestContext(request, `user:${user.id}`) };
   }
   const secret = readCookie(request, SESSION_COOKIE);
   const active = secret === null ? null : await gatehouse.sessions.resolve(secret);
@@ -113,7 +183,11 @@ export async function authenticateUser(gatehouse: Gatehouse, request: FastifyReq
     }
     throw new InvalidTokenError();
   }
-  if (!SAFE_METHODS.has(request.method)) assertCsrf(gatehouse, request, active.secret);
+  if (!SAFE_METHODS.has(request.method)) {
+    assertCsrf(gatehouse, request, (presented) =>
+      SessionService.checkCsrfToken(active.secret, typeof presented === "string" ? presented : undefined),
+    );
+  }
   return {
     via: "session",
     user: active.user,

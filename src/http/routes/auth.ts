@@ -1,16 +1,69 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { FastifyReply } from "fastify";
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { Type } from "typebox";
+import { Compile } from "typebox/compile";
 import { auditEvent } from "../../audit/context.ts";
-import { InvalidCredentialsError, InvalidTokenError, RateLimitedError } from "../../errors/gatehouse-error.ts";
+import {
+  InvalidCredentialsError,
+  InvalidGrantError,
+  InvalidTokenError,
+  RateLimitedError,
+} from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
+import type { IssuedTokens } from "../../tokens/token-service.ts";
 import { requestContext } from "../authenticate.ts";
-import { authenticateUser, noStore, signInWithPassword } from "./auth-principal.ts";
+import {
+  assertAllowedOrigin,
+  assertAllowedOriginIfPresent,
+  authenticateUser,
+  CSRF_HEADER,
+  clearTokenCookies,
+  noStore,
+  REFRESH_COOKIE,
+  readCookie,
+  signInCsrfToken,
+  signInWithPassword,
+  tokenCookies,
+} from "./auth-principal.ts";
 
 const Email = Type.String({ minLength: 1, maxLength: 320 });
 /** Generous on purpose (long passphrases); the policy refuses new ones over 1024 characters. */
 const Password = Type.String({ minLength: 1, maxLength: 4096 });
 const Credentials = Type.Object({ email: Email, password: Password }, { additionalProperties: false });
+const LoginBody = Type.Object(
+  {
+    email: Email,
+    password: Password,
+    /** "body" (default): tokens in the JSON answer. "cookie": HttpOnly cookies for browser apps. */
+    delivery: Type.Optional(Type.Union([Type.Literal("body"), Type.Literal("cookie")])),
+  },
+  { additionalProperties: false },
+);
+const RefreshBody = Compile(
+  Type.Object(
+    { refresh_token: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })) },
+    { additionalProperties: false },
+  ),
+);
+
+/** Cookie delivery: 204, the two cookies, and the sign-in's CSRF token for unsafe requests. */
+function sendTokenCookiesFor(gatehouse: Gatehouse) {
+  return (reply: FastifyReply, issued: IssuedTokens) =>
+    reply
+      .code(204)
+      .header(
+        "set-cookie",
+        tokenCookies({
+          access: issued.body.access_token,
+          accessSeconds: issued.body.expires_in,
+          refresh: issued.body.refresh_token,
+          refreshSeconds: Math.max(0, Math.floor((issued.refreshExpiresAt - gatehouse.clock()) / 1000)),
+        }),
+      )
+      .header(CSRF_HEADER, signInCsrfToken(gatehouse, issued.familyId))
+      .send();
+}
 
 export const TokenResponse = Type.Object({
   access_token: Type.String(),
@@ -24,50 +77,59 @@ const Me = Type.Object({
   sub: Type.String(),
   email: Type.String(),
   scopes: Type.Array(Type.String()),
-  authenticatedBy: Type.Union([Type.Literal("bearer"), Type.Literal("session")]),
+  authenticatedBy: Type.Union([Type.Literal("bearer"), Type.Literal("token-cookie"), Type.Literal("session")]),
   expiresAt: Type.String(),
 });
 
 /** Sign-in, token refresh and logout for first-party apps; `GET /auth/me`; password change; sign-up. */
 export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
+  const sendTokenCookies = sendTokenCookiesFor(gatehouse);
   return async (app) => {
     app.post(
       "/auth/login",
-      { schema: { body: Credentials, response: { 200: TokenResponse } } },
+      { schema: { body: LoginBody, response: { 200: TokenResponse } } },
       async (request, reply) => {
+        const cookies = request.body.delivery === "cookie";
+        // Cookie delivery turns the browser into the holder: refuse foreign pages (login CSRF).
+        if (cookies) assertAllowedOriginIfPresent(gatehouse, request);
         const user = await signInWithPassword(gatehouse, request, request.body, "token");
+        const issued = await gatehouse.tokens.issue(user, requestContext(request, `user:${user.id}`));
         noStore(reply);
-        return gatehouse.tokens.issue(user, requestContext(request, `user:${user.id}`));
+        if (cookies) return sendTokenCookies(reply, issued);
+        return issued.body;
       },
     );
 
-    app.post(
-      "/auth/refresh",
-      {
-        schema: {
-          body: Type.Object(
-            { refresh_token: Type.String({ minLength: 1, maxLength: 512 }) },
-            { additionalProperties: false },
-          ),
-          response: { 200: TokenResponse },
-        },
-      },
-      async (request, reply) => {
-        noStore(reply);
-        return gatehouse.tokens.refresh(request.body.refresh_token, requestContext(request, "anonymous"));
-      },
-    );
+    // The refresh token comes in the body, or (cookie delivery) in the refresh cookie; the
+    // body is checked by hand because it may be absent.
+    app.post("/auth/refresh", { schema: { response: { 200: TokenResponse } } }, async (request, reply) => {
+      const body = request.body ?? {};
+      if (!RefreshBody.Check(body)) throw new InvalidGrantError();
+      noStore(reply);
+      const context = requestContext(request, "anonymous");
+      if (body.refresh_token !== undefined) return (await gatehouse.tokens.refresh(body.refresh_token, context)).body;
+      const cookie = readCookie(request, REFRESH_COOKIE);
+      if (cookie === null) throw new InvalidGrantError();
+      // SameSite=Strict keeps the cookie off cross-site requests; the origin check covers
+      // browsers that predate it. No CSRF token is needed: a forged refresh only rotates
+      // cookies the attacker cannot read.
+      assertAllowedOrigin(gatehouse, request);
+      return sendTokenCookies(reply, await gatehouse.tokens.refresh(cookie, context));
+    });
 
     app.post("/auth/logout", async (request, reply) => {
       const principal = await authenticateUser(gatehouse, request);
       // Logout here ends a token sign-in; cookie sessions end with DELETE /auth/session.
       if (principal.via !== "bearer") throw new InvalidTokenError();
       await gatehouse.tokens.logout(principal.claims, principal.context);
+      if (principal.transport === "cookie") reply.header("set-cookie", clearTokenCookies());
       return reply.code(204).send();
     });
 
     app.get("/auth/me", { schema: { response: { 200: Me } } }, async (request) => {
       const principal = await authenticateUser(gatehouse, request);
+      const authenticatedBy: "bearer" | "token-cookie" | "session" =
+        principal.via === "session" ? "session" : principal.transport === "cookie" ? "token-cookie" : "bearer";
       const expiresAt =
         principal.via === "bearer"
           ? principal.claims.exp * 1000
@@ -76,7 +138,7 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
         sub: principal.user.id,
         email: principal.user.email,
         scopes: principal.user.scopes,
-        authenticatedBy: principal.via,
+        authenticatedBy,
         expiresAt: new Date(expiresAt).toISOString(),
       };
     });
