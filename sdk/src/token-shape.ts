@@ -17,6 +17,11 @@ export const KID = /^[A-Za-z0-9_-]{16,64}$/;
 /** A JWT in a query string: a base64url JSON header (`{"` is `eyJ`) and a second segment. */
 const JWT_INSIDE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+/;
 
+/** Cheap bound checked before hashing a candidate for the cache lookup. */
+export function withinTokenLength(candidate: unknown): candidate is string {
+  return typeof candidate === "string" && candidate.length <= MAX_TOKEN_LENGTH;
+}
+
 export function hasCompactShape(candidate: unknown): candidate is string {
   return typeof candidate === "string" && candidate.length <= MAX_TOKEN_LENGTH && COMPACT_JWS.test(candidate);
 }

@@ -3,7 +3,7 @@ import { gatehouseURL } from "./base-url.ts";
 import { createJwksKeySource } from "./jwks-key-source.ts";
 import { assertScopes } from "./key-shape.ts";
 import { createRevocationCheck } from "./revocation-check.ts";
-import { hasCompactShape } from "./token-shape.ts";
+import { hasCompactShape, withinTokenLength } from "./token-shape.ts";
 import { failureOf, type TokenFailureReason, type TokenVerifyResult } from "./token-verify-result.ts";
 import { parseVerifiedClaims, type VerifiedToken } from "./verified-token.ts";
 import { type CachedToken, tokenDigest, VerifiedTokenCache } from "./verified-token-cache.ts";
@@ -227,14 +227,16 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     async verify(token, verifyOptions = {}) {
       const scopes = verifyOptions.scopes ?? [];
       assertScopes(scopes);
-      if (!hasCompactShape(token)) return { valid: false, code: "INVALID_TOKEN", reason: "MALFORMED" };
+      if (!withinTokenLength(token)) return { valid: false, code: "INVALID_TOKEN", reason: "MALFORMED" };
       const now = clock();
       const digest = cache ? tokenDigest(token) : "";
       let entry: CachedToken | null = cache?.get(digest, now) ?? null;
       const cached = entry !== null;
       if (entry) {
+        // Only tokens that passed every check are cached, so the shape needs no second look.
         stats.cacheHits++;
       } else {
+        if (!hasCompactShape(token)) return { valid: false, code: "INVALID_TOKEN", reason: "MALFORMED" };
         const verified = await verifySignature(token, now);
         if (typeof verified === "string") return { valid: false, code: "INVALID_TOKEN", reason: verified };
         entry = { token: verified, revocation: null };
