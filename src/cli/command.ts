@@ -90,6 +90,12 @@ export async function runCommand(command: Command, argv: string[], io: CliIO): P
       io.err(`gatehouse ${command.name}: ${error.detail} (${error.code})`);
       return 1;
     }
+    // Files that are not there or not readable: the system's own message says it well.
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === "string" && /^E[A-Z]+$/.test(code) && error instanceof Error) {
+      io.err(`gatehouse ${command.name}: ${error.message}`);
+      return 1;
+    }
     throw error;
   }
 }

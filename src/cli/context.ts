@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { ConfigError, type GatehouseConfig, loadConfig } from "../config/config.ts";
 import { createGatehouse, type Gatehouse } from "../gatehouse.ts";
 import { openRuntime } from "../runtime.ts";
@@ -16,10 +18,35 @@ export function configOrReport(io: CliIO): GatehouseConfig | null {
   }
 }
 
-/** A Gatehouse for one CLI command: no timers; buffered events are flushed on close. */
-export async function withGatehouse(io: CliIO, work: (gatehouse: Gatehouse) => Promise<number>): Promise<number> {
+/** The meta entry `init` writes; a store without it was never initialised. */
+export const INITIALISED = "initialised_at";
+
+/** Where the CLI's store is, in words an operator can check. */
+export function describeStore(config: GatehouseConfig): string {
+  if (config.databaseUrl) {
+    const url = new URL(config.databaseUrl);
+    return `PostgreSQL ${url.host}${url.pathname}`;
+  }
+  return `SQLite ${join(config.dataDir, "gatehouse.db")}`;
+}
+
+/**
+ * A Gatehouse for one CLI command: no timers; buffered events are flushed on close.
+ * Only `init` may create a store (`create`): any other command run from the wrong
+ * directory would otherwise work on a new, empty store and report nonsense.
+ */
+export async function withGatehouse(
+  io: CliIO,
+  work: (gatehouse: Gatehouse) => Promise<number>,
+  options: { create?: boolean } = {},
+): Promise<number> {
   const config = configOrReport(io);
   if (!config) return 1;
+  const missing = `No initialised Gatehouse store at ${describeStore(config)}. Run \`gatehouse init\` first, or point GATEHOUSE_DATA_DIR (or GATEHOUSE_DATABASE_URL) at your store.`;
+  if (!options.create && !config.databaseUrl && !existsSync(join(config.dataDir, "gatehouse.db"))) {
+    io.err(missing);
+    return 1;
+  }
   // Through the runtime, so a revocation from the CLI reaches every node's caches too.
   const runtime = await openRuntime(config);
   const gatehouse = createGatehouse({
@@ -31,6 +58,10 @@ export async function withGatehouse(io: CliIO, work: (gatehouse: Gatehouse) => P
     background: false,
   });
   try {
+    if (!options.create && (await gatehouse.storage.meta.get(INITIALISED)) === null) {
+      io.err(missing);
+      return 1;
+    }
     return await work(gatehouse);
   } finally {
     await gatehouse.stop();

@@ -106,8 +106,8 @@ export interface KeyRepository {
   list(query: KeyListQuery): Promise<ApiKeyRecord[]>;
   update(id: string, changes: KeyUpdate, audit: AuditEventInput | null): Promise<ApiKeyRecord | null>;
   /**
-   * Revokes the key if it is not revoked yet. Returns the record as it is afterwards,
-   * or null when there is no such key.
+   * Revokes the key if it is not revoked yet (and only then writes `audit`). Returns the
+   * record as it is afterwards, or null when there is no such key.
    */
   revoke(id: string, at: number, reason: string, audit: AuditEventInput | null): Promise<ApiKeyRecord | null>;
   /**

@@ -287,7 +287,7 @@ describe("gatehouse CLI", () => {
         .map((line) => JSON.parse(line))
         .sort((a, b) => a.path.localeCompare(b.path));
       assert.deepEqual(findings, [
-        { path: join(repo, ".env"), line: 2, column: 15, key: keyHint(live.key), status: "active" },
+        { path: join(repo, ".env"), line: 2, column: 15, key: keyHint(live.key), status: "live" },
         {
           path: join(repo, "config", "deep", "app.json"),
           line: 3,
@@ -299,7 +299,7 @@ describe("gatehouse CLI", () => {
       ]);
       const text = await cli(["keys", "scan", repo], env);
       assert.equal(text.code, 1);
-      assert.match(text.stdout, new RegExp(`\\.env:2:15\\s+${keyHint(live.key)}\\s+active`));
+      assert.match(text.stdout, new RegExp(`\\.env:2:15\\s+${keyHint(live.key)}\\s+live`));
       assert.match(text.stderr, /3 key\(s\) found, 1 live/);
       for (const output of [json.stdout, json.stderr, text.stdout, text.stderr]) {
         for (const key of [live.key, dead.key, unknown, wrongChecksum]) {

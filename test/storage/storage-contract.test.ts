@@ -126,8 +126,9 @@ for (const backend of backends()) {
     test("revoke is idempotent and keeps the first revocation time", async () => {
       const k = record();
       await storage.keys.insert(k, null);
-      const first = await storage.keys.revoke(k.id, NOW + 5, "one", null);
-      const second = await storage.keys.revoke(k.id, NOW + 9, "two", null);
+      const first = await storage.keys.revoke(k.id, NOW + 5, "one", event("key.revoke", k.id));
+      const second = await storage.keys.revoke(k.id, NOW + 9, "two", event("key.revoke", k.id));
+      assert.equal((await storage.audit.query({ targetId: k.id, action: "key.revoke", limit: 10 })).length, 1);
       assert.equal(first?.revokedAt, NOW + 5);
       assert.equal(second?.revokedAt, NOW + 5);
       assert.equal(second?.revokedReason, "one");

@@ -1,9 +1,7 @@
 import { CLI_ACTOR } from "../../audit/context.ts";
 import { PERMISSIONS } from "../../keys/permissions.ts";
 import type { Command } from "../command.ts";
-import { withGatehouse } from "../context.ts";
-
-const INITIALISED = "initialised_at";
+import { describeStore, INITIALISED, withGatehouse } from "../context.ts";
 
 export const initCommand: Command = {
   name: "init",
@@ -14,28 +12,34 @@ export const initCommand: Command = {
     "new-admin-key": { type: "boolean", description: "on an existing store: issue another admin key" },
   },
   async run({ values }, io) {
-    return withGatehouse(io, async (gatehouse) => {
-      const existing = await gatehouse.storage.meta.get(INITIALISED);
-      if (existing !== null && !values["new-admin-key"]) {
-        io.err(
-          `This store was initialised at ${existing}. Its admin key was shown then and is not stored. To issue another admin key, run: gatehouse init --new-admin-key`,
+    return withGatehouse(
+      io,
+      async (gatehouse) => {
+        const existing = await gatehouse.storage.meta.get(INITIALISED);
+        if (existing !== null && !values["new-admin-key"]) {
+          io.err(
+            `This store (${describeStore(gatehouse.config)}) was initialised at ${existing}. Its admin key was shown then and is not stored. To issue another admin key, run: gatehouse init --new-admin-key${values.json ? " --json" : ""}`,
+          );
+          return 1;
+        }
+        const { record, key } = await gatehouse.keys.create(
+          { name: existing === null ? "admin" : "admin (reissued)", scopes: [], permissions: [...PERMISSIONS] },
+          { context: CLI_ACTOR, permissions: null },
         );
-        return 1;
-      }
-      const { record, key } = await gatehouse.keys.create(
-        { name: existing === null ? "admin" : "admin (reissued)", scopes: [], permissions: [...PERMISSIONS] },
-        { context: CLI_ACTOR, permissions: null },
-      );
-      if (existing === null) await gatehouse.storage.meta.set(INITIALISED, new Date(gatehouse.clock()).toISOString());
-      if (values.json) {
-        io.out(JSON.stringify({ adminKey: key }));
-      } else {
-        io.out(`Admin key (shown once, store it in your secret manager):\n\n  ${key}\n`);
-        io.out(
-          `id ${record.id}, permissions ${record.permissions.join(" ")}, expires ${new Date(record.expiresAt ?? 0).toISOString()}`,
-        );
-      }
-      return 0;
-    });
+        if (existing === null) await gatehouse.storage.meta.set(INITIALISED, new Date(gatehouse.clock()).toISOString());
+        if (values.json) {
+          io.out(JSON.stringify({ adminKey: key }));
+        } else {
+          io.out(`Admin key (shown once, store it in your secret manager):\n\n  ${key}\n`);
+          const expiry = record.expiresAt === null ? "never" : new Date(record.expiresAt).toISOString();
+          io.out(`id ${record.id}, permissions ${record.permissions.join(" ")}`);
+          io.out(
+            `It expires ${expiry}: rotate it before then (POST /v1/keys/${record.id}/rotate), or issue another with gatehouse init --new-admin-key.`,
+          );
+        }
+        return 0;
+      },
+      { create: true },
+    );
   },
 };

@@ -5,7 +5,7 @@ import { keyStatus } from "../../keys/key-status.ts";
 import { isPermission } from "../../keys/permissions.ts";
 import { scanForKeys } from "../../leaks/key-scanner.ts";
 import { type CliIO, type Command, runCommand, UsageError } from "../command.ts";
-import { withGatehouse } from "../context.ts";
+import { describeStore, withGatehouse } from "../context.ts";
 import { rotateSigningCommand } from "./keys-rotate-signing.ts";
 
 const OPERATOR = { context: CLI_ACTOR, permissions: null };
@@ -20,17 +20,28 @@ const create: Command = {
   name: "keys create",
   summary: "Create an API key and print it (once).",
   usage:
-    "keys create --name <name> [--scope <scope>]… [--permission <p>]… [--expires-in <seconds>] [--owner <id>] [--json]",
+    "keys create --name <name> [--scope <scope>]… [--permission <p>]… [--expires-in <seconds>] [--rate-limit <n>/<s>] [--owner <id>] [--json]",
   options: {
     name: { type: "string", description: "a label for the key" },
     scope: { type: "string", multiple: true, description: "a scope to grant (repeatable)" },
     permission: { type: "string", multiple: true, description: "a Gatehouse admin permission (repeatable)" },
     "expires-in": { type: "string", description: "lifetime in seconds (default: the maximum)" },
     owner: { type: "string", description: "owner id to record" },
+    "rate-limit": { type: "string", description: "<limit>/<window seconds>, e.g. 100/60 (default: the server's)" },
     json: { type: "boolean", description: "print JSON" },
   },
   async run({ values }, io) {
     if (typeof values.name !== "string") throw new UsageError("--name is required");
+    let rateLimit: { limit: number; windowSeconds: number } | undefined;
+    if (values["rate-limit"] !== undefined) {
+      const match = /^(\d{1,10})\/(\d{1,5})$/.exec(String(values["rate-limit"]));
+      const limit = Number(match?.[1]);
+      const windowSeconds = Number(match?.[2]);
+      if (!match || limit < 1 || windowSeconds < 1 || windowSeconds > 86_400) {
+        throw new UsageError("--rate-limit takes <limit>/<window seconds>, e.g. 100/60");
+      }
+      rateLimit = { limit, windowSeconds };
+    }
     const permissions = (values.permission as string[] | undefined) ?? [];
     const unknown = permissions.filter((p) => !isPermission(p));
     if (unknown.length > 0) throw new UsageError(`unknown permission(s): ${unknown.join(", ")}`);
@@ -43,11 +54,14 @@ const create: Command = {
           permissions,
           ...(expires !== undefined ? { expiresInSeconds: expires } : {}),
           ...(typeof values.owner === "string" ? { ownerId: values.owner } : {}),
+          ...(rateLimit ? { rateLimit } : {}),
         },
         OPERATOR,
       );
-      if (values.json) io.out(JSON.stringify({ id: record.id, key }));
-      else io.out(`${key}\n(id ${record.id}; shown once)`);
+      const expiresAt = record.expiresAt === null ? null : new Date(record.expiresAt).toISOString();
+      if (values.json) {
+        io.out(JSON.stringify({ id: record.id, key, hint: record.hint, scopes: record.scopes, expiresAt }));
+      } else io.out(`${key}\n(id ${record.id}; shown once)`);
       return 0;
     });
   },
@@ -97,7 +111,8 @@ const revoke: Command = {
         (values.reason as string | undefined) ?? "revoked from the CLI",
         OPERATOR,
       );
-      io.out(`revoked ${record.id} (${record.hint})`);
+      const at = new Date(record.revokedAt ?? 0).toISOString();
+      io.out(`revoked ${record.id} (${record.hint}) at ${at}: ${record.revokedReason ?? ""}`);
       return 0;
     });
   },
@@ -144,7 +159,7 @@ const scan: Command = {
       for await (const finding of scanForKeys(positionals, prefix)) {
         found++;
         const status = lookup ? await lookup(finding.key) : "unchecked";
-        if (status === "active") live++;
+        if (status === "live") live++;
         const where = `${finding.path}:${finding.line}:${finding.column}`;
         if (values.json)
           io.out(
@@ -169,8 +184,13 @@ const scan: Command = {
     return withGatehouse(io, (gatehouse) =>
       report(async (key) => {
         const record = await gatehouse.storage.keys.findByDigest(digestKey(key));
-        return record ? keyStatus(record, gatehouse.clock()) : "unknown";
-      }, gatehouse.config.keys.prefix),
+        if (!record) return "unknown";
+        const status = keyStatus(record, gatehouse.clock());
+        return status === "active" ? "live" : status;
+      }, gatehouse.config.keys.prefix).then((code) => {
+        if (!values.json) io.err(`(checked against ${describeStore(gatehouse.config)})`);
+        return code;
+      }),
     );
   },
 };

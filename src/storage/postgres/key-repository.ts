@@ -174,13 +174,13 @@ export class PostgresKeyRepository implements KeyRepository {
 
   async revoke(id: string, at: number, reason: string, audit: AuditEventInput | null): Promise<ApiKeyRecord | null> {
     return this.database.transaction(async (client) => {
-      await client.query(
+      const result = await client.query(
         "UPDATE api_keys SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
         [at, reason, id],
       );
-      const record = await findById(client, id);
-      if (record && audit) await insertAuditEvents(client, [audit]);
-      return record;
+      // Revoking a revoked key changes nothing, so it records nothing either.
+      if ((result.rowCount ?? 0) > 0 && audit) await insertAuditEvents(client, [audit]);
+      return findById(client, id);
     });
   }
 

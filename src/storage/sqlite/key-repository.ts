@@ -149,12 +149,12 @@ export class SqliteKeyRepository implements KeyRepository {
 
   async revoke(id: string, at: number, reason: string, audit: AuditEventInput | null): Promise<ApiKeyRecord | null> {
     return this.database.transaction(() => {
-      this.database
+      const result = this.database
         .statement("UPDATE api_keys SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL")
         .run(at, reason, id);
-      const record = this.findByIdNow(id);
-      if (record && audit) insertAuditEvent(this.database, audit);
-      return record;
+      // Revoking a revoked key changes nothing, so it records nothing either.
+      if (result.changes > 0 && audit) insertAuditEvent(this.database, audit);
+      return this.findByIdNow(id);
     });
   }
 
