@@ -8,7 +8,9 @@ import type { CliIO } from "./command.ts";
 /** Loads configuration, printing every problem, or returns null. */
 export function configOrReport(io: CliIO): GatehouseConfig | null {
   try {
-    return loadConfig(io.env);
+    const config = loadConfig(io.env);
+    for (const warning of config.warnings) io.err(`warning: ${warning}`);
+    return config;
   } catch (error) {
     if (error instanceof ConfigError) {
       io.err(error.message);

@@ -7,6 +7,8 @@ import { parseGithubPublicKeys } from "../leaks/github-public-keys.ts";
 import { type AuthConfig, loadAuthConfig } from "./auth-config.ts";
 
 export interface GatehouseConfig {
+  /** Not errors, but worth telling the operator (unknown GATEHOUSE_* variables). */
+  warnings: string[];
   port: number;
   host: string;
   dataDir: string;
@@ -66,7 +68,9 @@ function isReadableFile(path: string): boolean {
 
 export function loadConfig(env: Env = process.env): GatehouseConfig {
   const problems: string[] = [];
+  const known = new Set<string>();
   const read = (name: string) => {
+    known.add(name);
     const value = env[name];
     return value === undefined || value.trim() === "" ? undefined : value.trim();
   };
@@ -138,6 +142,14 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
 
   const scheme = tls || trustedProxies.length > 0 ? "https" : "http";
   const explicitIssuer = read("GATEHOUSE_ISSUER");
+  // 0.0.0.0 or :: says where to listen, not where clients reach us: tokens and links
+  // need the public name, so it must be given.
+  const servable = tls !== null || trustedProxies.length > 0;
+  if (explicitIssuer === undefined && servable && (host === "0.0.0.0" || host === "::")) {
+    problems.push(
+      `GATEHOUSE_HOST is the wildcard address ${host}: set GATEHOUSE_ISSUER to the public URL clients use (e.g. https://auth.example.com)`,
+    );
+  }
   const issuer = explicitIssuer ?? `${scheme}://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
   // A derived issuer follows from the host and TLS settings, which are checked above;
   // only an issuer the operator wrote is judged on its own.
@@ -245,7 +257,12 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
   const housekeepingIntervalSeconds = integer("GATEHOUSE_HOUSEKEEPING_INTERVAL_SECONDS", 3600, 10, 86_400);
 
   if (problems.length > 0 || auth === null) throw new ConfigError(problems);
+  // A misspelt variable would otherwise be ignored without a word.
+  const warnings = Object.keys(env)
+    .filter((name) => name.startsWith("GATEHOUSE_") && !known.has(name) && !name.startsWith("GATEHOUSE_TEST_"))
+    .map((name) => `${name} is not a Gatehouse setting and is ignored (misspelt?)`);
   return {
+    warnings,
     port,
     host,
     dataDir,

@@ -101,18 +101,36 @@ describe("loadConfig", () => {
 
   test("TLS: both files give https; the issuer follows", () => {
     const config = loadConfig({
-      GATEHOUSE_HOST: "0.0.0.0",
+      GATEHOUSE_HOST: "10.1.2.3",
       GATEHOUSE_TLS_CERT_FILE: certFile,
       GATEHOUSE_TLS_KEY_FILE: keyFile,
     });
     assert.deepEqual(config.tls, { certFile, keyFile });
-    assert.equal(config.issuer, "https://0.0.0.0:8080");
+    assert.equal(config.issuer, "https://10.1.2.3:8080");
+  });
+
+  test("a wildcard host needs the public issuer spelt out", () => {
+    const env = { GATEHOUSE_HOST: "0.0.0.0", GATEHOUSE_TLS_CERT_FILE: certFile, GATEHOUSE_TLS_KEY_FILE: keyFile };
+    assert.throws(() => loadConfig(env), /GATEHOUSE_HOST is the wildcard address 0\.0\.0\.0: set GATEHOUSE_ISSUER/);
+    assert.equal(
+      loadConfig({ ...env, GATEHOUSE_ISSUER: "https://auth.example.com" }).issuer,
+      "https://auth.example.com",
+    );
+  });
+
+  test("unknown GATEHOUSE_ variables are warned about, not silently ignored", () => {
+    const config = loadConfig({ GATEHOUSE_PROT: "9000", GATEHOUSE_PORT: "9001" });
+    assert.deepEqual(config.warnings, ["GATEHOUSE_PROT is not a Gatehouse setting and is ignored (misspelt?)"]);
+    assert.equal(config.port, 9001);
   });
 
   test("a trusted proxy allows a public interface; IPv6 hosts are bracketed in the issuer", () => {
-    const config = loadConfig({ GATEHOUSE_HOST: "::", GATEHOUSE_TRUSTED_PROXIES: "10.0.0.0/8, fd00::/8 ,192.168.1.1" });
+    const config = loadConfig({
+      GATEHOUSE_HOST: "fd00::5",
+      GATEHOUSE_TRUSTED_PROXIES: "10.0.0.0/8, fd00::/8 ,192.168.1.1",
+    });
     assert.deepEqual(config.trustedProxies, ["10.0.0.0/8", "fd00::/8", "192.168.1.1"]);
-    assert.equal(config.issuer, "https://[::]:8080");
+    assert.equal(config.issuer, "https://[fd00::5]:8080");
     assert.equal(loadConfig({ GATEHOUSE_ISSUER: "https://auth.example.com/" }).issuer, "https://auth.example.com");
   });
 
