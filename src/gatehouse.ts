@@ -113,7 +113,7 @@ export function createGatehouse(options: {
   });
   const tokens = new TokenService({ storage, keyring, audit, clock, issuer: config.issuer, auth: config.auth });
   const sessions = new SessionService({ storage, clock, settings: config.auth });
-  const loginThrottle = new LoginThrottle(config.auth.login);
+  const loginThrottle = new LoginThrottle(config.auth.login, { factory: options.limiterFactory });
   let authTimer: NodeJS.Timeout | undefined;
   if (background) {
     // Hourly: rotate the signing key when it is due, and drop spent tokens and sessions.

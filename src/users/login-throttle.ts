@@ -1,5 +1,6 @@
-import { RateLimiterMemory, type RateLimiterRes } from "rate-limiter-flexible";
+import { type RateLimiterAbstract, RateLimiterMemory, type RateLimiterRes } from "rate-limiter-flexible";
 import type { AuthConfig } from "../config/auth-config.ts";
+import type { LimiterFactory } from "../ratelimit/key-rate-limiter.ts";
 
 /** Failures are forgotten a day after the last one. */
 const FAILURE_MEMORY_SECONDS = 86_400;
@@ -11,20 +12,26 @@ const FAILURE_MEMORY_SECONDS = 86_400;
  * attempt is even checked. Waits end by themselves and a success clears the account's
  * count, so nobody can lock a victim out for good; the per-address count is not cleared
  * by a success, so one valid account does not reset an attacker's budget.
+ *
+ * Counters live in memory, or in Redis when the deployment has one (the limiter factory
+ * of the runtime), so that every node brakes the same attacker.
  */
 export class LoginThrottle {
-  private readonly failures: RateLimiterMemory;
-  private readonly blocks: RateLimiterMemory;
+  private readonly failures: RateLimiterAbstract;
+  private readonly blocks: RateLimiterAbstract;
   private readonly settings: AuthConfig["login"];
 
-  constructor(settings: AuthConfig["login"]) {
+  constructor(settings: AuthConfig["login"], options: { factory?: LimiterFactory | undefined } = {}) {
     this.settings = settings;
-    this.failures = new RateLimiterMemory({
-      keyPrefix: "login-failures",
-      points: Number.MAX_SAFE_INTEGER,
-      duration: FAILURE_MEMORY_SECONDS,
-    });
-    this.blocks = new RateLimiterMemory({ keyPrefix: "login-blocks", points: 1, duration: 1 });
+    const factory: LimiterFactory =
+      options.factory ??
+      ((policy, keyPrefix) =>
+        new RateLimiterMemory({ keyPrefix, points: policy.limit, duration: policy.windowSeconds }));
+    this.failures = factory(
+      { limit: Number.MAX_SAFE_INTEGER, windowSeconds: FAILURE_MEMORY_SECONDS },
+      "login-failures",
+    );
+    this.blocks = factory({ limit: 1, windowSeconds: 1 }, "login-blocks");
   }
 
   private static keys(subject: { account: string; ip: string }): { account: string; ip: string } {

@@ -211,6 +211,8 @@ describe("gatehouse keys rotate-signing (CLI)", () => {
       const out: string[] = [];
       const err: string[] = [];
       const io = { out: (t: string) => out.push(t), err: (t: string) => err.push(t), env: { GATEHOUSE_DATA_DIR: dir } };
+      assert.equal(await main(["init", "--json"], io), 0, err.join("\n"));
+      out.length = 0;
       assert.equal(await main(["keys", "rotate-signing", "--json"], io), 0, err.join("\n"));
       const first = JSON.parse(out[0] ?? "{}");
       assert.equal(await main(["keys", "rotate-signing", "--json"], io), 0, err.join("\n"));
@@ -251,6 +253,7 @@ describe("gatehouse keys rotate-signing (CLI)", () => {
           GATEHOUSE_JWT_HS256_SECRET: Buffer.alloc(32, 5).toString("base64url"),
         },
       };
+      assert.equal(await main(["init", "--json"], io), 0, err.join("\n"));
       assert.equal(await main(["keys", "rotate-signing"], io), 1);
       assert.match(err.join("\n"), /GATEHOUSE_JWT_HS256_SECRET/);
     } finally {
