@@ -1,6 +1,19 @@
 import { type RateLimiterAbstract, RateLimiterMemory, type RateLimiterRes } from "rate-limiter-flexible";
 import type { AuthConfig } from "../config/auth-config.ts";
+import { StorageUnavailableError } from "../errors/gatehouse-error.ts";
 import type { LimiterFactory } from "../ratelimit/key-rate-limiter.ts";
+
+/**
+ * A shared limiter that cannot answer (Redis down with fail-closed limits) refuses sign-in
+ * with 503 rather than letting attempts through unbraked or failing with a bare 500.
+ */
+async function unavailableOnError<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    throw new StorageUnavailableError(error);
+  }
+}
 
 /** Failures are forgotten a day after the last one. */
 const FAILURE_MEMORY_SECONDS = 86_400;
@@ -41,17 +54,21 @@ export class LoginThrottle {
   /** Seconds to wait before another attempt for this account or from this address; 0: go ahead. */
   async retryAfter(subject: { account: string; ip: string }): Promise<number> {
     const keys = LoginThrottle.keys(subject);
-    const [account, ip] = await Promise.all([this.blocks.get(keys.account), this.blocks.get(keys.ip)]);
+    const [account, ip] = await unavailableOnError(
+      Promise.all([this.blocks.get(keys.account), this.blocks.get(keys.ip)]),
+    );
     const wait = (res: RateLimiterRes | null) => (res && res.consumedPoints > 1 ? res.msBeforeNext : 0);
     return Math.ceil(Math.max(wait(account), wait(ip)) / 1000);
   }
 
   async failure(subject: { account: string; ip: string }): Promise<void> {
     const keys = LoginThrottle.keys(subject);
-    await Promise.all([
-      this.count(keys.account, this.settings.freeFailuresPerAccount),
-      this.count(keys.ip, this.settings.freeFailuresPerIp),
-    ]);
+    await unavailableOnError(
+      Promise.all([
+        this.count(keys.account, this.settings.freeFailuresPerAccount),
+        this.count(keys.ip, this.settings.freeFailuresPerIp),
+      ]),
+    );
   }
 
   private async count(key: string, free: number): Promise<void> {
@@ -64,6 +81,6 @@ export class LoginThrottle {
 
   async success(subject: { account: string; ip: string }): Promise<void> {
     const keys = LoginThrottle.keys(subject);
-    await Promise.all([this.failures.delete(keys.account), this.blocks.delete(keys.account)]);
+    await unavailableOnError(Promise.all([this.failures.delete(keys.account), this.blocks.delete(keys.account)]));
   }
 }

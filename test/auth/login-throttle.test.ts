@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { after, before, describe, test } from "node:test";
 import type { Redis } from "ioredis";
+import { StorageUnavailableError } from "../../src/errors/gatehouse-error.ts";
 import { createRedisClient } from "../../src/storage/redis/redis-client.ts";
 import { redisLimiterFactory } from "../../src/storage/redis/redis-rate-limiter.ts";
 import { LoginThrottle } from "../../src/users/login-throttle.ts";
@@ -58,5 +59,30 @@ describe("login throttle shared through Redis", () => {
     assert.equal(await nodeB.retryAfter(subject), 1);
     await nodeB.success(subject);
     assert.equal(await nodeA.retryAfter(subject), 0);
+  });
+});
+
+describe("login throttle when its shared store fails", () => {
+  test("a limiter that cannot answer refuses with 503 STORAGE_UNAVAILABLE, never lets attempts through", async () => {
+    const { RateLimiterMemory } = await import("rate-limiter-flexible");
+    const broken = new RateLimiterMemory({ points: 1, duration: 1 });
+    const fail = () => Promise.reject(new Error("Redis is not ready"));
+    broken.get = fail;
+    broken.penalty = fail;
+    broken.block = fail;
+    broken.delete = fail;
+    const throttle = new LoginThrottle(SETTINGS, { factory: () => broken });
+    const subject = { account: "x@example.com", ip: "192.0.2.9" };
+    for (const call of [
+      () => throttle.retryAfter(subject),
+      () => throttle.failure(subject),
+      () => throttle.success(subject),
+    ]) {
+      await assert.rejects(call(), (error: unknown) => {
+        assert.ok(error instanceof StorageUnavailableError);
+        assert.equal(error.status, 503);
+        return true;
+      });
+    }
   });
 });

@@ -106,6 +106,28 @@ for (const backend of backends()) {
   });
 }
 
+describe("automatic rotation schedule", () => {
+  const [backend] = backends();
+  test("rotates once the current key has signed for the configured days, not before", { skip: !backend }, async () => {
+    if (!backend) return;
+    const clock = manualClock(Date.now());
+    const server = await startAuthServer(backend, { clock, env: { GATEHOUSE_SIGNING_KEY_ROTATION_DAYS: "1" } });
+    try {
+      const actor = { actor: "system", ip: null, userAgent: null, requestId: null };
+      const before = (await server.gatehouse.keyring.signingKey()).kid;
+      assert.equal(await server.gatehouse.keyring.rotateIfDue(actor), false);
+      clock.advance(86_400_000 - 60_000);
+      assert.equal(await server.gatehouse.keyring.rotateIfDue(actor), false);
+      clock.advance(60_000);
+      assert.equal(await server.gatehouse.keyring.rotateIfDue(actor), true);
+      assert.notEqual((await server.gatehouse.keyring.signingKey()).kid, before);
+      assert.equal(await server.gatehouse.keyring.rotateIfDue(actor), false, "the new key starts its own day");
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe("sealed boxes (AES-256-GCM)", () => {
   const key = Buffer.alloc(32, 7);
   test("round trip, and any change to key, context or bytes is refused", () => {
