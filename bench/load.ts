@@ -24,6 +24,11 @@ export interface Measurement {
   /** Share of one core the server and the load generator used (1 = saturated). */
   serverCpu: number | null;
   loadgenCpu: number;
+  /**
+   * Server CPU time per answered request. Unlike requests/s it does not depend on how
+   * much of its core the server was given, so it stays meaningful on a busy machine.
+   */
+  cpuMicrosPerRequest: number | null;
 }
 
 export function requestTemplate(serviceKey: string, keys: readonly string[], scopes: readonly string[]) {
@@ -60,6 +65,8 @@ export async function measure(
   const elapsed = (performance.now() - started) / 1000;
   const loadgen = process.cpuUsage(loadgenBefore);
   const serverCpuAfter = cpuSecondsOf(target.pid);
+  const serverCpuSeconds =
+    serverCpuBefore === null || serverCpuAfter === null ? null : serverCpuAfter - serverCpuBefore;
   return {
     requestsPerSecond: result.requests.average,
     p50Ms: result.latency.p50,
@@ -69,8 +76,9 @@ export async function measure(
     non2xx: result.non2xx,
     errors: result.errors,
     timeouts: result.timeouts,
-    serverCpu:
-      serverCpuBefore === null || serverCpuAfter === null ? null : (serverCpuAfter - serverCpuBefore) / elapsed,
+    serverCpu: serverCpuSeconds === null ? null : serverCpuSeconds / elapsed,
     loadgenCpu: (loadgen.user + loadgen.system) / 1e6 / elapsed,
+    cpuMicrosPerRequest:
+      serverCpuSeconds === null ? null : (serverCpuSeconds * 1e6) / Math.max(1, result.requests.total),
   };
 }

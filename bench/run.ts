@@ -6,7 +6,8 @@
  * separated key counts, default 1000,1000000), BENCH_CONNECTIONS (default 50),
  * BENCH_ROUNDS (baseline/Gatehouse pairs per key count, default 4), BENCH_WARMUP
  * (seconds, default 3), BENCH_NODE_ARGS (extra node flags for the servers, e.g.
- * "--cpu-prof --cpu-prof-dir=/tmp/prof").
+ * "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_GATEHOUSE_DIR (run the Gatehouse server
+ * of another checkout, e.g. a git worktree of an older commit, for before/after).
  */
 import { rmSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -76,6 +77,9 @@ function typical(items: Measurement[]): Measurement {
     timeouts: items.reduce((sum, m) => sum + m.timeouts, 0),
     serverCpu: items.every((m) => m.serverCpu !== null) ? mid((m) => m.serverCpu ?? 0) : null,
     loadgenCpu: mid((m) => m.loadgenCpu),
+    cpuMicrosPerRequest: items.every((m) => m.cpuMicrosPerRequest !== null)
+      ? mid((m) => m.cpuMicrosPerRequest ?? 0)
+      : null,
   };
 }
 
@@ -86,10 +90,14 @@ function typical(items: Measurement[]): Measurement {
 function pairedRatios(baseline: Measurement[], gatehouse: Measurement[]) {
   const ratio = (pick: (m: Measurement) => number) =>
     median(gatehouse.map((g, i) => pick(g) / pick(baseline[i] as Measurement)));
+  const cpu = gatehouse.every((m, i) => m.cpuMicrosPerRequest !== null && baseline[i]?.cpuMicrosPerRequest != null);
   return {
     requestsPerSecond: ratio((m) => m.requestsPerSecond),
     p50: ratio((m) => m.p50Ms),
     p99: ratio((m) => m.p99Ms),
+    // Baseline CPU per request / Gatehouse CPU per request: the throughput ratio two
+    // servers would show, each with a whole core to itself.
+    cpuNormalised: cpu ? 1 / ratio((m) => m.cpuMicrosPerRequest ?? 0) : null,
   };
 }
 

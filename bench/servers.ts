@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -70,9 +71,14 @@ async function waitForHealth(url: string, child: ChildProcess): Promise<void> {
   throw new Error(`server at ${url} did not become healthy`);
 }
 
+/**
+ * Starts `bin/gatehouse.ts serve` from this checkout, or from BENCH_GATEHOUSE_DIR (another
+ * checkout, e.g. a `git worktree` of an older commit) to compare versions in one run.
+ */
 export async function startGatehouse(dataDir: string): Promise<ServerProcess> {
   const port = await freePort();
-  const child = launch(["bin/gatehouse.ts", "serve"], {
+  const bin = join(process.env.BENCH_GATEHOUSE_DIR ?? ROOT, "bin/gatehouse.ts");
+  const child = launch([bin, "serve"], {
     ...process.env,
     GATEHOUSE_DATA_DIR: dataDir,
     GATEHOUSE_PORT: String(port),
