@@ -3,7 +3,15 @@
  * (`permissions`), apart from the customer-defined `scopes`, so that a customer scope
  * that happens to read `keys:write` never grants power over Gatehouse itself.
  */
-export const PERMISSIONS = ["keys:read", "keys:write", "keys:verify", "audit:read", "users:read", "users:write", "metrics:read"] as const;
+export const PERMISSIONS = [
+  "keys:read",
+  "keys:write",
+  "keys:verify",
+  "audit:read",
+  "users:read",
+  "users:write",
+  "metrics:read",
+] as const;
 
 export type Permission = (typeof PERMISSIONS)[number];
 
