@@ -25,18 +25,26 @@ const MESSAGES: Record<PasswordRejection, (policy: { minLength: number }) => str
 export class PasswordPolicy {
   readonly minLength: number;
   private readonly minScore: number;
-  private readonly estimator: ZxcvbnFactory;
+  private estimatorInstance: ZxcvbnFactory | undefined;
 
   constructor(options: { minLength: number; minScore: number }) {
     this.minLength = options.minLength;
     this.minScore = options.minScore;
-    this.estimator = new ZxcvbnFactory({
+  }
+
+  /**
+   * Built on first use: its ranked dictionaries take tens of megabytes, which a
+   * deployment that only verifies API keys should not pay for.
+   */
+  private get estimator(): ZxcvbnFactory {
+    this.estimatorInstance ??= new ZxcvbnFactory({
       dictionary: { ...common.dictionary },
       graphs: common.adjacencyGraphs,
       // Only the first 256 characters are estimated (it is quadratic); a passphrase that
       // long is not weak for lack of the rest. The whole password is still hashed.
       maxLength: 256,
     });
+    return this.estimatorInstance;
   }
 
   /** The form passwords are hashed and checked in (NIST: normalise Unicode, NFKC). */
