@@ -51,7 +51,11 @@ describe("login throttle shared through Redis", () => {
     const factory = redisLimiterFactory(client, { failClosed: true });
     const nodeA = new LoginThrottle(SETTINGS, { factory });
     const nodeB = new LoginThrottle(SETTINGS, { factory });
-    const subject = { account: `shared-${randomBytes(4).toString("hex")}@example.com`, ip: "192.0.2.1" };
+    // Fresh names: Redis outlives the test run.
+    const subject = {
+      account: `shared-${randomBytes(4).toString("hex")}@example.com`,
+      ip: `2001:db8::${randomBytes(2).toString("hex")}`,
+    };
     await nodeA.failure(subject);
     await nodeA.failure(subject);
     assert.equal(await nodeB.retryAfter(subject), 0);
