@@ -25,6 +25,18 @@ function rowToToken(row: Row): RefreshTokenRecord {
   };
 }
 
+/** Rotations committed together at most; bounds how long one commit holds the event loop. */
+const MAX_ROTATIONS_PER_COMMIT = 256;
+
+interface PendingRotation {
+  digest: Buffer;
+  replacement: RefreshTokenRecord;
+  at: number;
+  audits: { rotated: AuditEventInput | null; reused: AuditEventInput | null };
+  resolve(outcome: RefreshRotation): void;
+  reject(error: unknown): void;
+}
+
 /** Revokes the user's refresh tokens except family `keepFamilyId`; the caller owns the transaction. */
 export function revokeUserRefreshTokens(
   database: SqliteDatabase,
@@ -78,36 +90,80 @@ export class SqliteTokenRepository implements TokenRepository {
     return row ? rowToToken(row) : null;
   }
 
-  async rotateRefresh(
+  /**
+   * Rotations are group-committed: the ones that arrive in the same turn of the event loop
+   * share one transaction (the commit is most of a rotation's cost), each inside its own
+   * savepoint so one failing rotation does not undo the others. A caller's promise settles
+   * only after the commit, so durability is the same as one transaction per rotation.
+   */
+  rotateRefresh(
     digest: Buffer,
     replacement: RefreshTokenRecord,
     at: number,
     audits: { rotated: AuditEventInput | null; reused: AuditEventInput | null },
   ): Promise<RefreshRotation> {
-    return this.database.transaction((): RefreshRotation => {
-      // The conditional write is the whole race protection: of many requests presenting
-      // the same token, exactly one sees `changes === 1`.
-      const spent = this.database
-        .statement(
-          "UPDATE refresh_tokens SET used_at = ?, replaced_by = ? WHERE digest = ? AND used_at IS NULL AND revoked_at IS NULL",
-        )
-        .run(at, replacement.id, digest);
-      if (spent.changes === 1) {
-        this.insertNow(replacement);
-        if (audits.rotated) insertAuditEvent(this.database, audits.rotated);
-        return { outcome: "rotated" };
-      }
-      const row = this.database.statement(`SELECT ${COLUMNS} FROM refresh_tokens WHERE digest = ?`).get(digest) as
-        | Row
-        | undefined;
-      if (!row) return { outcome: "unknown" };
-      const record = rowToToken(row);
-      this.database
-        .statement("UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL")
-        .run(at, record.familyId);
-      if (audits.reused) insertAuditEvent(this.database, audits.reused);
-      return { outcome: "reused", record };
+    return new Promise((resolve, reject) => {
+      this.pendingRotations.push({ digest, replacement, at, audits, resolve, reject });
+      if (this.pendingRotations.length === 1) setImmediate(() => this.flushRotations());
     });
+  }
+
+  private pendingRotations: PendingRotation[] = [];
+
+  private flushRotations(): void {
+    while (this.pendingRotations.length > 0) {
+      const batch = this.pendingRotations.splice(0, MAX_ROTATIONS_PER_COMMIT);
+      const outcomes: Array<{ value: RefreshRotation } | { error: unknown }> = [];
+      try {
+        this.database.transaction(() => {
+          for (const item of batch) {
+            this.database.db.exec("SAVEPOINT rotation");
+            try {
+              outcomes.push({ value: this.rotateNow(item) });
+              this.database.db.exec("RELEASE rotation");
+            } catch (error) {
+              this.database.db.exec("ROLLBACK TO rotation");
+              this.database.db.exec("RELEASE rotation");
+              outcomes.push({ error });
+            }
+          }
+        });
+      } catch (error) {
+        for (const item of batch) item.reject(error);
+        continue;
+      }
+      batch.forEach((item, i) => {
+        const outcome = outcomes[i];
+        if (outcome && "value" in outcome) item.resolve(outcome.value);
+        else item.reject(outcome?.error ?? new Error("rotation lost"));
+      });
+    }
+  }
+
+  private rotateNow(item: PendingRotation): RefreshRotation {
+    const { digest, replacement, at, audits } = item;
+    // The conditional write is the whole race protection: of many requests presenting
+    // the same token, exactly one sees `changes === 1`.
+    const spent = this.database
+      .statement(
+        "UPDATE refresh_tokens SET used_at = ?, replaced_by = ? WHERE digest = ? AND used_at IS NULL AND revoked_at IS NULL",
+      )
+      .run(at, replacement.id, digest);
+    if (spent.changes === 1) {
+      this.insertNow(replacement);
+      if (audits.rotated) insertAuditEvent(this.database, audits.rotated);
+      return { outcome: "rotated" };
+    }
+    const row = this.database.statement(`SELECT ${COLUMNS} FROM refresh_tokens WHERE digest = ?`).get(digest) as
+      | Row
+      | undefined;
+    if (!row) return { outcome: "unknown" };
+    const record = rowToToken(row);
+    this.database
+      .statement("UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL")
+      .run(at, record.familyId);
+    if (audits.reused) insertAuditEvent(this.database, audits.reused);
+    return { outcome: "reused", record };
   }
 
   async revokeFamily(

@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { newId } from "../../src/lib/ids.ts";
+import type { RefreshTokenRecord } from "../../src/storage/types.ts";
+import { digestOpaqueToken, newOpaqueToken } from "../../src/tokens/opaque-token.ts";
+import { backends, type TestStore } from "../support/backends.ts";
+
+const NO_AUDIT = { rotated: null, reused: null };
+
+for (const backend of backends()) {
+  describe(`refresh token storage contract (${backend.name})`, () => {
+    let store: TestStore;
+    let userId: string;
+    before(async () => {
+      store = await backend.create();
+      const now = Date.now();
+      userId = newId("usr", now);
+      await store.storage.users.insert(
+        {
+          id: userId,
+          email: `${randomBytes(4).toString("hex")}@example.com`,
+          passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+          scopes: [],
+          status: "active",
+          createdAt: now,
+          updatedAt: now,
+          disabledAt: null,
+          passwordChangedAt: now,
+        },
+        null,
+      );
+    });
+    after(() => store.dispose());
+
+    function token(familyId: string, digest = digestOpaqueToken(newOpaqueToken())): RefreshTokenRecord {
+      const now = Date.now();
+      return {
+        id: newId("rtk", now),
+        digest,
+        familyId,
+        userId,
+        clientId: "test",
+        scope: "",
+        createdAt: now,
+        familyExpiresAt: now + 3_600_000,
+        expiresAt: now + 3_600_000,
+        usedAt: null,
+        replacedBy: null,
+        revokedAt: null,
+      };
+    }
+
+    test("many concurrent rotations of different tokens all succeed", async () => {
+      const tokens = Array.from({ length: 300 }, (_, i) => token(`fam_many_${i}`));
+      for (const t of tokens) await store.storage.tokens.insertRefresh(t, null);
+      const outcomes = await Promise.all(
+        tokens.map((t) => store.storage.tokens.rotateRefresh(t.digest, token(t.familyId), Date.now(), NO_AUDIT)),
+      );
+      assert.ok(outcomes.every((o) => o.outcome === "rotated"));
+    });
+
+    test("one failing rotation does not undo the others committed with it", async () => {
+      const a = token("fam_a");
+      const b = token("fam_b");
+      const c = token("fam_c");
+      for (const t of [a, b, c]) await store.storage.tokens.insertRefresh(t, null);
+      // b's replacement reuses c's digest: a unique-key violation, for b alone.
+      const results = await Promise.allSettled([
+        store.storage.tokens.rotateRefresh(a.digest, token("fam_a"), Date.now(), NO_AUDIT),
+        store.storage.tokens.rotateRefresh(b.digest, token("fam_b", c.digest), Date.now(), NO_AUDIT),
+        store.storage.tokens.rotateRefresh(c.digest, token("fam_c"), Date.now(), NO_AUDIT),
+      ]);
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ["fulfilled", "rejected", "fulfilled"],
+      );
+      assert.ok((await store.storage.tokens.findRefreshByDigest(a.digest))?.usedAt);
+      assert.equal((await store.storage.tokens.findRefreshByDigest(b.digest))?.usedAt, null, "b's spend rolled back");
+      assert.ok((await store.storage.tokens.findRefreshByDigest(c.digest))?.usedAt);
+    });
+
+    test("the same token twice in one batch: the first rotates, the second revokes the family", async () => {
+      const t = token("fam_twice");
+      await store.storage.tokens.insertRefresh(t, null);
+      const [first, second] = await Promise.all([
+        store.storage.tokens.rotateRefresh(t.digest, token("fam_twice"), Date.now(), NO_AUDIT),
+        store.storage.tokens.rotateRefresh(t.digest, token("fam_twice"), Date.now(), NO_AUDIT),
+      ]);
+      assert.equal(first?.outcome, "rotated");
+      assert.equal(second?.outcome, "reused");
+      assert.equal(await store.storage.tokens.isFamilyRevoked("fam_twice"), true);
+    });
+
+    test("an unknown token is reported as unknown", async () => {
+      const outcome = await store.storage.tokens.rotateRefresh(
+        digestOpaqueToken(newOpaqueToken()),
+        token("fam_x"),
+        Date.now(),
+        NO_AUDIT,
+      );
+      assert.equal(outcome.outcome, "unknown");
+    });
+  });
+}
