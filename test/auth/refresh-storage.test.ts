@@ -80,15 +80,15 @@ for (const backend of backends()) {
       assert.ok((await store.storage.tokens.findRefreshByDigest(c.digest))?.usedAt);
     });
 
-    test("the same token twice in one batch: the first rotates, the second revokes the family", async () => {
+    test("the same token twice at once: one rotates, the other revokes the family", async () => {
       const t = token("fam_twice");
       await store.storage.tokens.insertRefresh(t, null);
-      const [first, second] = await Promise.all([
+      const outcomes = await Promise.all([
         store.storage.tokens.rotateRefresh(t.digest, token("fam_twice"), Date.now(), NO_AUDIT),
         store.storage.tokens.rotateRefresh(t.digest, token("fam_twice"), Date.now(), NO_AUDIT),
       ]);
-      assert.equal(first?.outcome, "rotated");
-      assert.equal(second?.outcome, "reused");
+      // Which one wins is up to the backend (SQLite: arrival order; PostgreSQL: row lock).
+      assert.deepEqual(outcomes.map((o) => o.outcome).sort(), ["reused", "rotated"]);
       assert.equal(await store.storage.tokens.isFamilyRevoked("fam_twice"), true);
     });
 
