@@ -1,10 +1,10 @@
+import { KEY_COLUMN_COUNT, KEY_COLUMNS, keyColumnValues } from "../key-columns.ts";
 import type { ApiKeyRecord, AuditEventInput, KeyListQuery, KeyRepository, KeyUpdate } from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 
-const COLUMNS =
-  "digest, id, name, hint, scopes, permissions, owner_id, metadata, rate_limit, rate_window_seconds, created_at, expires_at, revoked_at, revoked_reason, replaced_by, rotated_from, last_used_at";
-const COLUMN_COUNT = 17;
+const COLUMNS = KEY_COLUMNS;
+const COLUMN_COUNT = KEY_COLUMN_COUNT;
 
 interface Row {
   digest: Buffer;
@@ -24,28 +24,6 @@ interface Row {
   replaced_by: string | null;
   rotated_from: string | null;
   last_used_at: number | null;
-}
-
-function values(record: ApiKeyRecord): unknown[] {
-  return [
-    record.digest,
-    record.id,
-    record.name,
-    record.hint,
-    JSON.stringify(record.scopes),
-    JSON.stringify(record.permissions),
-    record.ownerId,
-    record.metadata === null ? null : JSON.stringify(record.metadata),
-    record.rateLimit?.limit ?? null,
-    record.rateLimit?.windowSeconds ?? null,
-    record.createdAt,
-    record.expiresAt,
-    record.revokedAt,
-    record.revokedReason,
-    record.replacedBy,
-    record.rotatedFrom,
-    record.lastUsedAt,
-  ];
 }
 
 function placeholders(rowIndex: number): string {
@@ -90,7 +68,7 @@ export class PostgresKeyRepository implements KeyRepository {
 
   async insert(record: ApiKeyRecord, audit: AuditEventInput | null): Promise<void> {
     await this.database.transaction(async (client) => {
-      await client.query(`INSERT INTO api_keys (${COLUMNS}) VALUES ${placeholders(0)}`, values(record));
+      await client.query(`INSERT INTO api_keys (${COLUMNS}) VALUES ${placeholders(0)}`, keyColumnValues(record));
       if (audit) await insertAuditEvents(client, [audit]);
     });
   }
@@ -102,7 +80,7 @@ export class PostgresKeyRepository implements KeyRepository {
         const chunk = records.slice(i, i + 2000);
         await client.query(
           `INSERT INTO api_keys (${COLUMNS}) VALUES ${chunk.map((_, j) => placeholders(j)).join(", ")}`,
-          chunk.flatMap(values),
+          chunk.flatMap(keyColumnValues),
         );
       }
     });
@@ -202,7 +180,7 @@ export class PostgresKeyRepository implements KeyRepository {
         [replacement.id, change.oldExpiresAt, change.revokeOld, change.at, oldId],
       );
       if (result.rowCount === 0) return false;
-      await client.query(`INSERT INTO api_keys (${COLUMNS}) VALUES ${placeholders(0)}`, values(replacement));
+      await client.query(`INSERT INTO api_keys (${COLUMNS}) VALUES ${placeholders(0)}`, keyColumnValues(replacement));
       if (audit) await insertAuditEvents(client, [audit]);
       return true;
     });

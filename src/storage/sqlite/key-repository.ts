@@ -1,3 +1,4 @@
+import { KEY_COLUMNS, keyColumnValues } from "../key-columns.ts";
 import type { ApiKeyRecord, AuditEventInput, KeyListQuery, KeyRepository, KeyUpdate } from "../types.ts";
 import { insertAuditEvent } from "./audit-repository.ts";
 import type { SqliteDatabase } from "./database.ts";
@@ -5,33 +6,10 @@ import type { SqliteDatabase } from "./database.ts";
 type Cell = string | number | Uint8Array | null;
 
 /** Read in this order, as arrays (see SqliteDatabase.statement); `toKey` maps the positions. */
-const COLUMNS =
-  "digest, id, name, hint, scopes, permissions, owner_id, metadata, rate_limit, rate_window_seconds, created_at, expires_at, revoked_at, revoked_reason, replaced_by, rotated_from, last_used_at";
+const COLUMNS = KEY_COLUMNS;
 const INSERT = `INSERT INTO api_keys (${COLUMNS}) VALUES (${COLUMNS.split(",")
   .map(() => "?")
   .join(", ")})`;
-
-function params(record: ApiKeyRecord): Cell[] {
-  return [
-    record.digest,
-    record.id,
-    record.name,
-    record.hint,
-    JSON.stringify(record.scopes),
-    JSON.stringify(record.permissions),
-    record.ownerId,
-    record.metadata === null ? null : JSON.stringify(record.metadata),
-    record.rateLimit?.limit ?? null,
-    record.rateLimit?.windowSeconds ?? null,
-    record.createdAt,
-    record.expiresAt,
-    record.revokedAt,
-    record.revokedReason,
-    record.replacedBy,
-    record.rotatedFrom,
-    record.lastUsedAt,
-  ];
-}
 
 function stringList(text: string): string[] {
   return text === "[]" ? [] : JSON.parse(text);
@@ -69,7 +47,7 @@ export class SqliteKeyRepository implements KeyRepository {
 
   async insert(record: ApiKeyRecord, audit: AuditEventInput | null): Promise<void> {
     this.database.transaction(() => {
-      this.database.statement(INSERT).run(...params(record));
+      this.database.statement(INSERT).run(...keyColumnValues(record));
       if (audit) insertAuditEvent(this.database, audit);
     });
   }
@@ -77,7 +55,7 @@ export class SqliteKeyRepository implements KeyRepository {
   async insertMany(records: readonly ApiKeyRecord[]): Promise<void> {
     this.database.transaction(() => {
       const statement = this.database.statement(INSERT);
-      for (const record of records) statement.run(...params(record));
+      for (const record of records) statement.run(...keyColumnValues(record));
     });
   }
 
@@ -184,7 +162,7 @@ export class SqliteKeyRepository implements KeyRepository {
           change.at,
         );
       if (result.changes === 0) return false;
-      this.database.statement(INSERT).run(...params(replacement));
+      this.database.statement(INSERT).run(...keyColumnValues(replacement));
       if (audit) insertAuditEvent(this.database, audit);
       return true;
     });

@@ -1,0 +1,33 @@
+import type { ApiKeyRecord } from "./types.ts";
+
+/**
+ * The api_keys columns in one fixed order, shared by both backends: inserts bind
+ * `keyColumnValues` in this order, and SQLite reads rows back as arrays in it.
+ */
+export const KEY_COLUMNS =
+  "digest, id, name, hint, scopes, permissions, owner_id, metadata, rate_limit, rate_window_seconds, created_at, expires_at, revoked_at, revoked_reason, replaced_by, rotated_from, last_used_at";
+
+export const KEY_COLUMN_COUNT = 17;
+
+/** A record as column values (JSON columns as text), in KEY_COLUMNS order. */
+export function keyColumnValues(record: ApiKeyRecord): Array<string | number | Buffer | null> {
+  return [
+    record.digest,
+    record.id,
+    record.name,
+    record.hint,
+    JSON.stringify(record.scopes),
+    JSON.stringify(record.permissions),
+    record.ownerId,
+    record.metadata === null ? null : JSON.stringify(record.metadata),
+    record.rateLimit?.limit ?? null,
+    record.rateLimit?.windowSeconds ?? null,
+    record.createdAt,
+    record.expiresAt,
+    record.revokedAt,
+    record.revokedReason,
+    record.replacedBy,
+    record.rotatedFrom,
+    record.lastUsedAt,
+  ];
+}
