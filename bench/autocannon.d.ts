@@ -1,6 +1,6 @@
 // The slice of autocannon's API the benchmark uses (the package ships no types).
 declare module "autocannon" {
-  interface RawRequest {
+  export interface RawRequest {
     method?: string;
     path?: string;
     headers?: Record<string, string>;
@@ -18,13 +18,19 @@ declare module "autocannon" {
     p99_9?: number;
     total: number;
   }
+  export interface Request extends RawRequest {
+    setupRequest?: (request: RawRequest) => RawRequest;
+    onResponse?: (status: number, body: string) => void;
+  }
   interface Options {
     url: string;
     connections?: number;
+    /** Requests per second over all connections; unset: as fast as the server answers. */
+    overallRate?: number;
     pipelining?: number;
     duration?: number;
     timeout?: number;
-    requests?: Array<RawRequest & { setupRequest?: (request: RawRequest) => RawRequest }>;
+    requests?: Request[];
   }
   interface Result {
     requests: Histogram;

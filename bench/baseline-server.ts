@@ -1,6 +1,7 @@
 /**
- * The baseline: a bare Fastify 5 route at the same path, parsing the same JSON body and
- * answering a small JSON. It runs in its own process and prints its port on stdout.
+ * The baseline: bare Fastify 5 routes at the paths Gatehouse is measured on, each parsing
+ * the same JSON body and answering a small JSON. It runs in its own process and prints its
+ * port on stdout.
  */
 import Fastify from "fastify";
 
@@ -9,6 +10,10 @@ app.post("/v1/keys/verify", async (request) => {
   const body = request.body as { key?: unknown } | null;
   return { valid: typeof body?.key === "string" };
 });
+// Sign-in and refresh: the same shape of answer as a token response, without the work.
+const tokens = { access_token: "bare", token_type: "Bearer", expires_in: 900, refresh_token: "bare", scope: "" };
+app.post("/auth/login", async () => tokens);
+app.post("/auth/refresh", async () => tokens);
 const address = await app.listen({ port: 0, host: "127.0.0.1" });
 process.stdout.write(`${address}\n`);
 process.once("SIGTERM", () => void app.close().then(() => process.exit(0)));

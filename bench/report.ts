@@ -1,7 +1,11 @@
-/** Turns measurements into bench/results/latest.json and latest.md, with the targets checked. */
+/** Turns measurements into bench/results/latest.json and latest.md, with the issues' targets checked. */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, release, totalmem, type } from "node:os";
+import type { RefreshResult, SignInResult } from "./auth-part.ts";
+import type { JwtModeResult } from "./jwt-part.ts";
 import type { LoadOptions, Measurement } from "./load.ts";
+import type { PairedResult, Ratio } from "./paired.ts";
+import type { ClusterResult } from "./postgres-part.ts";
 
 export interface KeyCountResult {
   keys: number;
@@ -9,26 +13,63 @@ export interface KeyCountResult {
   baseline: Measurement;
   gatehouse: Measurement;
   /** Median over rounds of Gatehouse / baseline in the same round. */
-  ratio: { requestsPerSecond: number; p50: number; p99: number; cpuNormalised: number | null };
+  ratio: Ratio;
   rounds: { baseline: Measurement[]; gatehouse: Measurement[] };
   /** Gatehouse's VmRSS/VmHWM after its measurements at this key count. */
   gatehouseRssMB: number | null;
   gatehousePeakRssMB: number | null;
 }
 
+export interface AuthResults {
+  signIns: SignInResult;
+  refresh: RefreshResult;
+  jwt: JwtModeResult[];
+}
+
+export interface PostgresResults {
+  keys: number;
+  seedSeconds: number;
+  /** Verify against the bare route (paired), and against SQLite with as many keys (same run, not paired). */
+  verify: (PairedResult & { toSqlite: Ratio | null }) | null;
+  signIns: SignInResult | null;
+  refresh: RefreshResult | null;
+  cluster: ClusterResult[];
+}
+
 export interface BenchResults {
   startedAt: string;
   finishedAt: string;
-  load: LoadOptions & { rounds: number; warmupSeconds: number; pinnedCores: boolean };
+  parts: string[];
+  load: LoadOptions & { rounds: number; warmupSeconds: number; signInSeconds: number; pinnedCores: boolean };
   /** One-minute load average before and after: above ~2 on 2 cores, others were busy too. */
   machineLoad: { before: number; after: number };
   results: KeyCountResult[];
+  auth: AuthResults | null;
+  postgres: PostgresResults | null;
+  /** Parts that failed (the rest of the run went on). */
+  failures: Array<{ part: string; error: string }>;
 }
 
-/** The issue's targets. */
-export const TARGETS = { minRatio: 0.7, maxRatioSpread: 0.1, maxRssMB: 200, rssAtKeys: 1_000_000 };
+/** The issues' targets. */
+export const TARGETS = {
+  minRatio: 0.7,
+  maxRatioSpread: 0.1,
+  maxRssMB: 200,
+  rssAtKeys: 1_000_000,
+  signInsOfLimit: 0.9,
+  refreshPerSecond: 5000,
+  jwtFirstSeen: 0.5,
+  jwtSeenBefore: 0.85,
+  /** "Other routes' p99 unaffected": at most 1.5× its p99 alone, or within 5 ms of it. */
+  probeP99Factor: 1.5,
+  probeP99SlackMs: 5,
+};
 
-const fixed = (value: number | null, digits: number) => (value === null ? "n/a" : value.toFixed(digits));
+const fixed = (value: number | null | undefined, digits: number) =>
+  value === null || value === undefined ? "n/a" : value.toFixed(digits);
+const x = (value: number | null | undefined) =>
+  value === null || value === undefined ? "n/a" : `${value.toFixed(2)}x`;
+const int = (value: number) => Math.round(value).toLocaleString("en");
 
 function machine() {
   const cores = cpus();
@@ -45,65 +86,221 @@ function spreadOf(values: number[]): number {
   return values.length > 1 ? (Math.max(...values) - Math.min(...values)) / Math.max(...values) : 0;
 }
 
+function probeUnaffected(probe: SignInResult["probes"][number]): boolean {
+  const alone = probe.alone.p99Ms;
+  return probe.duringSignIns.p99Ms <= Math.max(alone * TARGETS.probeP99Factor, alone + TARGETS.probeP99SlackMs);
+}
+
 export function summarise(results: BenchResults) {
   const rows = results.results;
   const ratios = rows.map((r) => r.ratio.requestsPerSecond);
-  const cpuRatios = rows.map((r) => r.ratio.cpuNormalised).filter((x): x is number => x !== null);
+  const cpuRatios = rows.map((r) => r.ratio.cpuNormalised).filter((v): v is number => v !== null);
   const rssRow = rows.find((r) => r.keys === TARGETS.rssAtKeys);
+  const auth = results.auth;
+  const firstSeen = auth?.jwt.find((j) => j.mode === "first-seen");
+  const seenBefore = auth?.jwt.find((j) => j.mode === "seen-before");
   const targets = {
-    ratioAtLeast70Percent: ratios.every((ratio) => ratio >= TARGETS.minRatio),
+    ratioAtLeast70Percent: rows.length ? ratios.every((ratio) => ratio >= TARGETS.minRatio) : null,
     ratioSpread: spreadOf(ratios),
-    ratioSameWithin10Percent: spreadOf(ratios) <= TARGETS.maxRatioSpread,
-    cpuRatioAtLeast70Percent: cpuRatios.length > 0 && cpuRatios.every((ratio) => ratio >= TARGETS.minRatio),
+    ratioSameWithin10Percent: rows.length > 1 ? spreadOf(ratios) <= TARGETS.maxRatioSpread : null,
+    cpuRatioAtLeast70Percent: cpuRatios.length ? cpuRatios.every((ratio) => ratio >= TARGETS.minRatio) : null,
     cpuRatioSpread: spreadOf(cpuRatios),
-    cpuRatioSameWithin10Percent: spreadOf(cpuRatios) <= TARGETS.maxRatioSpread,
+    cpuRatioSameWithin10Percent: cpuRatios.length > 1 ? spreadOf(cpuRatios) <= TARGETS.maxRatioSpread : null,
     rssMBAtMillionKeys: rssRow?.gatehouseRssMB ?? null,
     rssUnder200MB: rssRow?.gatehouseRssMB == null ? null : rssRow.gatehouseRssMB < TARGETS.maxRssMB,
+    signInsWithin90PercentOfLimit: auth ? auth.signIns.ofLimit >= TARGETS.signInsOfLimit : null,
+    otherRoutesP99Unaffected: auth ? auth.signIns.probes.every(probeUnaffected) : null,
+    refreshAtLeast5000PerSecond: auth ? auth.refresh.subject.requestsPerSecond >= TARGETS.refreshPerSecond : null,
+    jwtFirstSeenCpuRatio: firstSeen ? (firstSeen.ratio.cpuNormalised ?? 0) >= TARGETS.jwtFirstSeen : null,
+    jwtFirstSeenRequestsRatio: firstSeen ? firstSeen.ratio.requestsPerSecond >= TARGETS.jwtFirstSeen : null,
+    jwtSeenBeforeCpuRatio: seenBefore ? (seenBefore.ratio.cpuNormalised ?? 0) >= TARGETS.jwtSeenBefore : null,
+    jwtSeenBeforeRequestsRatio: seenBefore ? seenBefore.ratio.requestsPerSecond >= TARGETS.jwtSeenBefore : null,
   };
-  const json = { machine: machine(), ...results, results: rows, targets };
+  const json = { machine: machine(), ...results, targets };
   const m = json.machine;
   const met = (ok: boolean | null) => (ok === null ? "not measured" : ok ? "met" : "NOT met");
-  const list = (values: number[]) => values.map((x) => `${x.toFixed(2)}x`).join(", ");
+  const list = (values: number[]) => values.map((v) => `${v.toFixed(2)}x`).join(", ");
+  const head =
+    "| server | req/s | p50 ms | p99 ms | CPU µs/req | req/s ratio | CPU ratio | p99 ratio | server CPU | load-gen CPU | non-2xx |";
+  const rule = "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
+  const line = (name: string, v: Measurement, ratio: Ratio | null) =>
+    `| ${name} | ${int(v.requestsPerSecond)} | ${v.p50Ms.toFixed(1)} | ${v.p99Ms.toFixed(1)} | ${fixed(v.cpuMicrosPerRequest, 0)} | ${ratio ? x(ratio.requestsPerSecond) : "1.00x"} | ${ratio ? `**${x(ratio.cpuNormalised)}**` : "1.00x"} | ${ratio ? x(ratio.p99) : "1.00x"} | ${fixed(v.serverCpu, 2)} | ${v.loadgenCpu.toFixed(2)} | ${v.non2xx + v.errors} |`;
+
   const lines = [
-    "# Gatehouse benchmark: POST /v1/keys/verify",
+    "# Gatehouse benchmark",
     "",
-    `- Date: ${results.startedAt} to ${results.finishedAt}`,
+    `- Date: ${results.startedAt} to ${results.finishedAt}; parts: ${results.parts.join(", ")}`,
     `- Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGB} GB, ${m.os}; Node ${m.node}`,
-    `- Load: autocannon, ${results.load.connections} connections, pipelining ${results.load.pipelining}, ${results.load.rounds} round(s) of ${results.load.durationSeconds}s per server after ${results.load.warmupSeconds}s warm-up; server on core 0, load generator on core 1: ${results.load.pinnedCores ? "yes (taskset)" : "no"}`,
-    `- Machine load average (1 min) before/after: ${results.machineLoad.before.toFixed(1)} / ${results.machineLoad.after.toFixed(1)} (2 cores: above ~2, other work shared the cores and requests/s understate both servers)`,
-    "- Each round measures the bare route, then Gatehouse, back to back. Figures per server are the median round; ratios are the median of the per-round Gatehouse / bare ratios (requests/s: higher is better; latency: lower is better).",
-    "- CPU µs/req is the server's CPU time per answered request; the CPU ratio (bare µs/req ÷ Gatehouse µs/req) is the throughput ratio each server would reach with a core of its own, and depends far less on how busy the machine was.",
+    `- Load: autocannon, ${results.load.connections} connections, pipelining ${results.load.pipelining}, ${results.load.rounds} paired round(s) of ${results.load.durationSeconds}s after ${results.load.warmupSeconds}s warm-up; sign-ins ${results.load.signInSeconds}s; server on core 0, load generator on core 1: ${results.load.pinnedCores ? "yes (taskset)" : "no"} (the cluster part uses any core)`,
+    `- Machine load average (1 min) before/after: ${results.machineLoad.before.toFixed(1)} / ${results.machineLoad.after.toFixed(1)} (2 cores: above ~2, other work shared the cores and requests/s understate every server)`,
+    "- Paired rounds: reference (bare route) then subject, back to back; per-server figures are the median round, ratios the median of per-round ratios. CPU µs/req is the server's CPU time per answered request; the CPU ratio (reference µs/req ÷ subject µs/req) is the throughput ratio with a core each, and depends far less on how busy the machine was.",
     "",
-    "| keys stored | server | req/s | p50 ms | p99 ms | CPU µs/req | req/s ratio | CPU ratio | p50 ratio | p99 ratio | server CPU | load-gen CPU | non-2xx | RSS MB (peak) |",
-    "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
-  for (const r of rows) {
-    const row = (name: string, x: Measurement, ratios: string, rss: string) =>
-      `| ${r.keys.toLocaleString("en")} | ${name} | ${x.requestsPerSecond.toFixed(0)} | ${x.p50Ms.toFixed(1)} | ${x.p99Ms.toFixed(1)} | ${fixed(x.cpuMicrosPerRequest, 0)} | ${ratios} | ${fixed(x.serverCpu, 2)} | ${x.loadgenCpu.toFixed(2)} | ${x.non2xx + x.errors} | ${rss} |`;
-    lines.push(row("bare Fastify", r.baseline, "1.00 | 1.00 | 1.00 | 1.00", ""));
+
+  if (rows.length) {
     lines.push(
-      row(
-        "Gatehouse",
-        r.gatehouse,
-        `${r.ratio.requestsPerSecond.toFixed(2)} | ${fixed(r.ratio.cpuNormalised, 2)} | ${r.ratio.p50.toFixed(2)} | ${r.ratio.p99.toFixed(2)}`,
-        `${fixed(r.gatehouseRssMB, 0)} (${fixed(r.gatehousePeakRssMB, 0)})`,
+      "## POST /v1/keys/verify, SQLite",
+      "",
+      "| keys stored | server | req/s | p50 ms | p99 ms | CPU µs/req | req/s ratio | CPU ratio | p99 ratio | server CPU | load-gen CPU | non-2xx | RSS MB (peak) |",
+      "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    );
+    for (const r of rows) {
+      lines.push(`| ${int(r.keys)} ${line("bare Fastify", r.baseline, null)}  |`);
+      lines.push(
+        `| ${int(r.keys)} ${line("Gatehouse", r.gatehouse, r.ratio)} ${fixed(r.gatehouseRssMB, 0)} (${fixed(r.gatehousePeakRssMB, 0)}) |`,
+      );
+    }
+    lines.push("");
+  }
+
+  if (auth) {
+    const s = auth.signIns;
+    lines.push(
+      "## Sign-in, refresh and the SDK's JWT guard (issue 3), SQLite",
+      "",
+      `argon2id m=${s.limit.parameters.memoryKiB} KiB, t=${s.limit.parameters.timeCost}, p=${s.limit.parameters.parallelism}. Sign-ins and the hashing limit (${s.limit.threads} hashes at once, libuv's pool) both on any core; other measurements with the server on core 0.`,
+      "",
+      ...signInTable([["SQLite", s]]),
+      "",
+      ...refreshTable([["SQLite", auth.refresh]]),
+      "",
+      "| tokens | distinct tokens | verifier cache | unguarded req/s | guarded req/s | req/s ratio | CPU µs/req open / guarded | CPU ratio | p99 ms open / guarded | target | non-2xx |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+      ...auth.jwt.map(
+        (j) =>
+          `| ${j.mode} | ${int(j.distinctTokens)} | ${int(j.cacheMaxEntries)} | ${int(j.reference.requestsPerSecond)} | ${int(j.subject.requestsPerSecond)} | ${x(j.ratio.requestsPerSecond)} | ${fixed(j.reference.cpuMicrosPerRequest, 0)} / ${fixed(j.subject.cpuMicrosPerRequest, 0)} | **${x(j.ratio.cpuNormalised)}** | ${j.reference.p99Ms} / ${j.subject.p99Ms} | ${j.target.toFixed(2)}x | ${j.subject.non2xx + j.subject.errors} |`,
       ),
+      "",
     );
   }
-  lines.push(
-    "",
-    "Targets:",
-    `- verify at least 0.70x the bare route: requests/s ${met(targets.ratioAtLeast70Percent)} (${list(ratios)}); CPU ${met(targets.cpuRatioAtLeast70Percent)} (${list(cpuRatios)})`,
-    `- same ratio at every key count, within 10%: requests/s ${met(targets.ratioSameWithin10Percent)} (spread ${(targets.ratioSpread * 100).toFixed(1)}%); CPU ${met(targets.cpuRatioSameWithin10Percent)} (spread ${(targets.cpuRatioSpread * 100).toFixed(1)}%)`,
-    `- RSS under 200 MB with 1,000,000 keys: ${met(targets.rssUnder200MB)} (${fixed(targets.rssMBAtMillionKeys, 0)} MB)`,
-    "",
-  );
+
+  const pg = results.postgres;
+  if (pg) {
+    lines.push(`## PostgreSQL + Redis (issue 4), ${int(pg.keys)} keys (seeded in ${pg.seedSeconds.toFixed(0)} s)`, "");
+    if (pg.verify) {
+      const v = pg.verify;
+      lines.push(
+        "POST /v1/keys/verify:",
+        "",
+        head,
+        rule,
+        line("bare Fastify", v.reference, null),
+        line("Gatehouse, PostgreSQL + Redis", v.subject, v.ratio),
+        "",
+        `Against SQLite with as many keys in the same run (not paired): req/s ${x(v.toSqlite?.requestsPerSecond)}, CPU ratio ${x(v.toSqlite?.cpuNormalised)}, p99 ${x(v.toSqlite?.p99)}.`,
+        "",
+      );
+    }
+    const sqliteSignIns = auth?.signIns;
+    if (pg.signIns) {
+      lines.push(
+        ...signInTable([
+          ...(sqliteSignIns ? ([["SQLite", sqliteSignIns]] as const) : []),
+          ["PostgreSQL + Redis", pg.signIns],
+        ]),
+        "",
+      );
+      if (sqliteSignIns) {
+        lines.push(
+          `Sign-ins, PostgreSQL ÷ SQLite: req/s ${x(pg.signIns.signIns.requestsPerSecond / sqliteSignIns.signIns.requestsPerSecond)}, CPU ratio ${x(ratioOfCpu(sqliteSignIns.signIns, pg.signIns.signIns))}.`,
+          "",
+        );
+      }
+    }
+    if (pg.refresh) {
+      lines.push(
+        ...refreshTable([...(auth ? ([["SQLite", auth.refresh]] as const) : []), ["PostgreSQL + Redis", pg.refresh]]),
+        "",
+      );
+      if (auth) {
+        lines.push(
+          `Refresh, PostgreSQL ÷ SQLite: req/s ${x(pg.refresh.subject.requestsPerSecond / auth.refresh.subject.requestsPerSecond)}, CPU ratio ${x(ratioOfCpu(auth.refresh.subject, pg.refresh.subject))}.`,
+          "",
+        );
+      }
+    }
+    if (pg.cluster.length) {
+      lines.push(
+        "One node against two (same database and Redis; servers, load generator, PostgreSQL and Redis share both cores):",
+        "",
+        "| route | nodes | req/s | p50 ms | p99 ms | CPU µs/req (Gatehouse processes) | machine busy | non-2xx |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+      );
+      for (const c of pg.cluster) {
+        const busy = (v: number | null) => (v === null ? "n/a" : `${(v * 100).toFixed(0)}%`);
+        const row = (count: number, v: Measurement, b: number | null) =>
+          `| ${c.route} | ${count} | ${int(v.requestsPerSecond)} | ${v.p50Ms.toFixed(1)} | ${v.p99Ms.toFixed(1)} | ${fixed(v.cpuMicrosPerRequest, 0)} | ${busy(b)} | ${v.non2xx + v.errors} |`;
+        lines.push(row(1, c.oneNode, c.machineBusy.oneNode), row(2, c.twoNodes, c.machineBusy.twoNodes));
+      }
+      lines.push(
+        "",
+        ...pg.cluster.map(
+          (c) =>
+            `- ${c.route}: two nodes ÷ one node ${x(c.ratio.requestsPerSecond)} req/s, ${x(c.ratio.cpuMicrosPerRequest)} CPU per request`,
+        ),
+        "",
+      );
+    }
+  }
+
+  lines.push("## Targets", "");
+  if (rows.length) {
+    lines.push(
+      `- verify at least 0.70x the bare route: requests/s ${met(targets.ratioAtLeast70Percent)} (${list(ratios)}); CPU ${met(targets.cpuRatioAtLeast70Percent)} (${list(cpuRatios)})`,
+      `- same ratio at every key count, within 10%: requests/s ${met(targets.ratioSameWithin10Percent)} (spread ${(targets.ratioSpread * 100).toFixed(1)}%); CPU ${met(targets.cpuRatioSameWithin10Percent)} (spread ${(targets.cpuRatioSpread * 100).toFixed(1)}%)`,
+      `- RSS under 200 MB with 1,000,000 keys: ${met(targets.rssUnder200MB)} (${fixed(targets.rssMBAtMillionKeys, 0)} MB)`,
+    );
+  }
+  if (auth) {
+    const s = auth.signIns;
+    lines.push(
+      `- sign-ins within 90% of the argon2id limit: ${met(targets.signInsWithin90PercentOfLimit)} (${s.signIns.requestsPerSecond.toFixed(1)}/s of ${s.limit.hashesPerSecond.toFixed(1)}/s, ${(s.ofLimit * 100).toFixed(0)}%)`,
+      `- other routes' p99 unaffected by sign-ins (each at ${s.probeRate}/s; at most ${TARGETS.probeP99Factor}x or +${TARGETS.probeP99SlackMs} ms): ${met(targets.otherRoutesP99Unaffected)} (${s.probes.map((p) => `${p.path} ${met(probeUnaffected(p))}: ${p.alone.p99Ms} ms alone, ${p.duringSignIns.p99Ms} ms during`).join("; ")})`,
+      `- refresh rotations at least 5,000/s on SQLite: ${met(targets.refreshAtLeast5000PerSecond)} (${int(auth.refresh.subject.requestsPerSecond)}/s)`,
+      `- guarded route at least 0.5x unguarded, first-seen tokens: CPU ${met(targets.jwtFirstSeenCpuRatio)} (${x(firstSeen?.ratio.cpuNormalised)}); requests/s ${met(targets.jwtFirstSeenRequestsRatio)} (${x(firstSeen?.ratio.requestsPerSecond)})`,
+      `- guarded route at least 0.85x unguarded, seen-before tokens: CPU ${met(targets.jwtSeenBeforeCpuRatio)} (${x(seenBefore?.ratio.cpuNormalised)}); requests/s ${met(targets.jwtSeenBeforeRequestsRatio)} (${x(seenBefore?.ratio.requestsPerSecond)})`,
+    );
+  }
+  if (results.failures.length) {
+    lines.push("", "## Failed parts", "", ...results.failures.map((f) => `- ${f.part}: ${f.error.split("\n")[0]}`));
+  }
+  lines.push("");
   return { json, markdown: lines.join("\n") };
 }
 
-export function writeResults(summary: ReturnType<typeof summarise>): void {
+function ratioOfCpu(reference: Measurement, subject: Measurement): number | null {
+  return reference.cpuMicrosPerRequest && subject.cpuMicrosPerRequest
+    ? reference.cpuMicrosPerRequest / subject.cpuMicrosPerRequest
+    : null;
+}
+
+function signInTable(entries: ReadonlyArray<readonly [string, SignInResult]>): string[] {
+  return [
+    "| POST /auth/login | one hash ms | hashes/s, 4 at once (limit) | threads ÷ hash time | sign-ins/s | of limit | CPU µs/sign-in | p99 ms | non-2xx | bare route req/s | sign-ins ÷ bare | p99 ms alone / during sign-ins |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...entries.map(
+      ([name, s]) =>
+        `| ${name} | ${s.limit.hashMs.toFixed(1)} | ${s.limit.hashesPerSecond.toFixed(1)} | ${s.limit.fromHashTime.toFixed(1)} | ${s.signIns.requestsPerSecond.toFixed(1)} | **${(s.ofLimit * 100).toFixed(0)}%** | ${fixed(s.signIns.cpuMicrosPerRequest, 0)} | ${s.signIns.p99Ms} | ${s.signIns.non2xx + s.signIns.errors} | ${int(s.bare.requestsPerSecond)} | ${(s.signIns.requestsPerSecond / s.bare.requestsPerSecond).toFixed(4)}x | ${s.probes.map((p) => `${p.path} ${p.alone.p99Ms} / ${p.duringSignIns.p99Ms}`).join("; ")} |`,
+    ),
+  ];
+}
+
+function refreshTable(entries: ReadonlyArray<readonly [string, RefreshResult]>): string[] {
+  return [
+    "| POST /auth/refresh | bare req/s | rotations/s | p50 ms | p99 ms | CPU µs/req bare / Gatehouse | req/s ratio | CPU ratio | non-2xx | pool ran dry |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...entries.map(
+      ([name, r]) =>
+        `| ${name} | ${int(r.reference.requestsPerSecond)} | **${int(r.subject.requestsPerSecond)}** | ${r.subject.p50Ms.toFixed(1)} | ${r.subject.p99Ms.toFixed(1)} | ${fixed(r.reference.cpuMicrosPerRequest, 0)} / ${fixed(r.subject.cpuMicrosPerRequest, 0)} | ${x(r.ratio.requestsPerSecond)} | ${x(r.ratio.cpuNormalised)} | ${r.subject.non2xx + r.subject.errors} | ${r.poolEmpty} |`,
+    ),
+  ];
+}
+
+/** bench/results/<name>.json and .md; the name is BENCH_RESULTS_NAME, default "latest". */
+export function writeResults(summary: ReturnType<typeof summarise>, name = "latest"): void {
+  if (!/^[\w.-]+$/.test(name)) throw new TypeError("BENCH_RESULTS_NAME: letters, digits, '.', '_' and '-' only");
   const dir = new URL("./results/", import.meta.url);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(new URL("latest.json", dir), `${JSON.stringify(summary.json, null, 2)}\n`);
-  writeFileSync(new URL("latest.md", dir), summary.markdown);
+  writeFileSync(new URL(`${name}.json`, dir), `${JSON.stringify(summary.json, null, 2)}\n`);
+  writeFileSync(new URL(`${name}.md`, dir), summary.markdown);
 }

@@ -1,54 +1,114 @@
 /**
- * `npm run bench`: POST /v1/keys/verify on Gatehouse against a bare Fastify route, on
- * loopback, with 1,000 and 1,000,000 keys stored. See docs/benchmarks.md.
+ * `npm run bench`: Gatehouse against bare Fastify routes on loopback, in one run. See
+ * docs/benchmarks.md.
  *
- * Overrides: BENCH_DURATION (seconds per measurement, default 8), BENCH_KEYS (comma-
- * separated key counts, default 1000,1000000), BENCH_CONNECTIONS (default 50),
- * BENCH_ROUNDS (baseline/Gatehouse pairs per key count, default 4), BENCH_WARMUP
- * (seconds, default 3), BENCH_NODE_ARGS (extra node flags for the servers, e.g.
- * "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_GATEHOUSE_DIR (run the Gatehouse server
- * of another checkout, e.g. a git worktree of an older commit, for before/after).
+ * Parts (BENCH_PARTS, comma-separated, default all):
+ * - keys: POST /v1/keys/verify on SQLite with BENCH_KEYS keys stored (default 1000,1000000).
+ * - auth: on SQLite, sign-ins per second against the argon2id limit with another route's
+ *   p99 alongside, refresh rotations per second, and a route guarded by the SDK's JWT
+ *   verification against the same route unguarded (first-seen and seen-before tokens).
+ * - postgres: the same verify (BENCH_PG_KEYS keys, default 1,000,000), sign-in and refresh
+ *   on PostgreSQL + Redis, as ratios to the bare route and to the SQLite figures.
+ * - cluster: one node against two on the same PostgreSQL + Redis.
+ *
+ * Overrides: BENCH_DURATION (seconds per measurement, default 5), BENCH_ROUNDS (paired
+ * rounds, default 3), BENCH_WARMUP (seconds, default 2), BENCH_CONNECTIONS (default 50),
+ * BENCH_SIGNIN_DURATION (default 6), BENCH_NODE_ARGS (extra node flags for the servers,
+ * e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_GATEHOUSE_DIR (serve from another
+ * checkout, e.g. a git worktree of an older commit, for before/after), BENCH_POSTGRES_URL
+ * (an existing database to connect to for CREATE/DROP DATABASE, default
+ * postgres://postgres@127.0.0.1:5432/test), BENCH_REDIS_URL (default redis://127.0.0.1:6379/11),
+ * BENCH_RESULTS_NAME (file name under bench/results/, default "latest"). GATEHOUSE_* variables
+ * reach every Gatehouse server (e.g. GATEHOUSE_JWT_ALG=EdDSA; the guarded API follows it).
  */
-import { rmSync } from "node:fs";
-import { loadavg } from "node:os";
-import { type LoadOptions, type Measurement, measure, requestTemplate } from "./load.ts";
-import { type BenchResults, type KeyCountResult, summarise, writeResults } from "./report.ts";
-import { SEED_SCOPES, seed } from "./seed.ts";
-import { hasTaskset, memoryOf, pinSelf, type ServerProcess, startBaseline, startGatehouse } from "./servers.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  createBenchUser,
+  LOGIN_ENV,
+  measureArgonLimit,
+  measureRefresh,
+  measureSignIns,
+  refreshTemplate,
+  type SignInResult,
+  signIn,
+  signInMany,
+} from "./auth-part.ts";
+import { measureJwtGuard } from "./jwt-part.ts";
+import { type LoadOptions, requestTemplate, type Template } from "./load.ts";
+import { pairedRounds, unpairedRatio } from "./paired.ts";
+import {
+  createPostgresEnvironment,
+  measureNodes,
+  type PostgresEnvironment,
+  startPostgresNode,
+} from "./postgres-part.ts";
+import {
+  type AuthResults,
+  type BenchResults,
+  type KeyCountResult,
+  type PostgresResults,
+  summarise,
+  writeResults,
+} from "./report.ts";
+import { type GeneratedKeys, generateKeys, SEED_SCOPES, seed, seedPostgres } from "./seed.ts";
+import {
+  hasTaskset,
+  initStore,
+  memoryOf,
+  pinSelf,
+  placeServer,
+  type ServerProcess,
+  startBaseline,
+  startGatehouse,
+} from "./servers.ts";
 
 function envInt(name: string, fallback: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
+  const value = Number(raw.replaceAll("_", ""));
   if (!Number.isInteger(value) || value < 1) throw new TypeError(`${name} must be a positive whole number`);
   return value;
 }
 
+const PARTS = ["keys", "auth", "postgres", "cluster"] as const;
+type Part = (typeof PARTS)[number];
+const parts = new Set(
+  (process.env.BENCH_PARTS ?? PARTS.join(",")).split(",").map((entry) => {
+    const part = entry.trim();
+    if (!PARTS.includes(part as Part)) throw new TypeError(`BENCH_PARTS: "${part}" is not one of ${PARTS.join(", ")}`);
+    return part as Part;
+  }),
+);
 const keyCounts = (process.env.BENCH_KEYS ?? "1000,1000000").split(",").map((entry) => {
   const value = Number(entry.replaceAll("_", "").trim());
   if (!Number.isInteger(value) || value < 1) throw new TypeError("BENCH_KEYS must list positive whole numbers");
   return value;
 });
+const pgKeyCount = envInt("BENCH_PG_KEYS", 1_000_000);
 const load: LoadOptions = {
   connections: envInt("BENCH_CONNECTIONS", 50),
   pipelining: 1,
-  durationSeconds: envInt("BENCH_DURATION", 8),
+  durationSeconds: envInt("BENCH_DURATION", 5),
 };
-const rounds = envInt("BENCH_ROUNDS", 4);
-const warmupSeconds = envInt("BENCH_WARMUP", 3);
+const rounds = envInt("BENCH_ROUNDS", 3);
+const warmupSeconds = envInt("BENCH_WARMUP", 2);
+const signInSeconds = envInt("BENCH_SIGNIN_DURATION", 6);
 const started = new Date();
 const loadBefore = loadavg()[0] as number;
 const pinned = pinSelf();
-const log = (line: string) => process.stderr.write(`${line}\n`);
+const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 log(
-  `bench: keys ${keyCounts.join(", ")}; ${rounds} round(s) of ${load.durationSeconds}s; ${load.connections} connections; taskset ${pinned ? "on" : "off"}`,
+  `bench: parts ${[...parts].join(", ")}; ${rounds} round(s) of ${load.durationSeconds}s; ${load.connections} connections; taskset ${pinned ? "on" : "off"}`,
 );
+const paired = { load, rounds, warmupSeconds, log };
 
-async function checkAnswer(server: ServerProcess, template: ReturnType<typeof requestTemplate>, expectValid: boolean) {
-  const request = template.setupRequest({});
+async function checkVerify(server: ServerProcess, template: Template, expectValid: boolean) {
+  const request = template.setupRequest?.({}) ?? {};
   const response = await fetch(`${server.url}${template.path}`, {
     method: template.method,
-    headers: template.headers,
+    headers: template.headers ?? {},
     body: request.body ?? "",
   });
   const body = (await response.json()) as { valid?: unknown };
@@ -57,103 +117,240 @@ async function checkAnswer(server: ServerProcess, template: ReturnType<typeof re
   }
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
-
-/** Per-server figures: the median round (robust to a burst of load from elsewhere). */
-function typical(items: Measurement[]): Measurement {
-  const mid = (pick: (m: Measurement) => number) => median(items.map(pick));
-  return {
-    requestsPerSecond: mid((m) => m.requestsPerSecond),
-    p50Ms: mid((m) => m.p50Ms),
-    p99Ms: mid((m) => m.p99Ms),
-    meanMs: mid((m) => m.meanMs),
-    requests: items.reduce((sum, m) => sum + m.requests, 0),
-    non2xx: items.reduce((sum, m) => sum + m.non2xx, 0),
-    errors: items.reduce((sum, m) => sum + m.errors, 0),
-    timeouts: items.reduce((sum, m) => sum + m.timeouts, 0),
-    serverCpu: items.every((m) => m.serverCpu !== null) ? mid((m) => m.serverCpu ?? 0) : null,
-    loadgenCpu: mid((m) => m.loadgenCpu),
-    cpuMicrosPerRequest: items.every((m) => m.cpuMicrosPerRequest !== null)
-      ? mid((m) => m.cpuMicrosPerRequest ?? 0)
-      : null,
-  };
+/** Generated keys, kept for the PostgreSQL part when it uses the same count. */
+const generated = new Map<number, GeneratedKeys>();
+function keysFor(count: number): GeneratedKeys {
+  const existing = generated.get(count);
+  if (existing) return existing;
+  log(`generating ${count} keys…`);
+  const made = generateKeys(count);
+  if (count === pgKeyCount && (parts.has("postgres") || parts.has("cluster"))) generated.set(count, made);
+  return made;
 }
 
 /**
- * Gatehouse / baseline, taken round by round (each pair ran back to back, under the
- * same background load) and then the median: the machine may be shared and noisy.
+ * Sign-in, refresh (and on SQLite the guarded route) on one running Gatehouse. Returns
+ * the access tokens the refresh run produced.
  */
-function pairedRatios(baseline: Measurement[], gatehouse: Measurement[]) {
-  const ratio = (pick: (m: Measurement) => number) =>
-    median(gatehouse.map((g, i) => pick(g) / pick(baseline[i] as Measurement)));
-  const cpu = gatehouse.every((m, i) => m.cpuMicrosPerRequest !== null && baseline[i]?.cpuMicrosPerRequest != null);
-  return {
-    requestsPerSecond: ratio((m) => m.requestsPerSecond),
-    p50: ratio((m) => m.p50Ms),
-    p99: ratio((m) => m.p99Ms),
-    // Baseline CPU per request / Gatehouse CPU per request: the throughput ratio two
-    // servers would show, each with a whole core to itself.
-    cpuNormalised: cpu ? 1 / ratio((m) => m.cpuMicrosPerRequest ?? 0) : null,
+async function authFigures(
+  baseline: ServerProcess,
+  gatehouse: ServerProcess,
+  options: { adminKey: string; email: string; label: string; limitEnv: NodeJS.ProcessEnv; collectTokens: boolean },
+) {
+  await createBenchUser(gatehouse.url, options.adminKey, options.email);
+  const first = await signIn(gatehouse.url, options.email);
+  // Sign-ins use the whole machine (libuv's 4 threads on 2 cores), and so does the
+  // measurement of the hashing limit they are compared with.
+  log(`${options.label}: argon2id limit (any core)…`);
+  const limit = await measureArgonLimit("any-core", options.limitEnv);
+  log(
+    `  one hash ${limit.hashMs.toFixed(1)} ms; ${limit.threads} at once: ${limit.hashesPerSecond.toFixed(1)} hashes/s`,
+  );
+  pinSelf("any-core");
+  placeServer(gatehouse.pid, "any-core");
+  let signIns: SignInResult;
+  try {
+    signIns = await measureSignIns(baseline, gatehouse, {
+      email: options.email,
+      accessToken: first.access_token,
+      limit,
+      durationSeconds: signInSeconds,
+      connections: 16,
+      log,
+    });
+  } finally {
+    placeServer(gatehouse.pid, "server-core");
+    pinSelf();
+  }
+  log(`${options.label}: refresh rotations…`);
+  const pool: string[] = [];
+  const topUp = async () => {
+    const missing = load.connections + 10 - pool.length;
+    if (missing > 0)
+      pool.push(...(await signInMany(gatehouse.url, options.email, missing)).map((p) => p.refresh_token));
   };
+  const accessTokens: string[] = [];
+  const refresh = await measureRefresh(baseline, gatehouse, {
+    pool,
+    topUp,
+    ...(options.collectTokens ? { accessTokens } : {}),
+    ...paired,
+    label: `${options.label} refresh`,
+  });
+  return { signIns, refresh, accessTokens };
+}
+
+/** A part that fails (e.g. a server killed from outside) is reported, and the run goes on. */
+const failures: Array<{ part: string; error: string }> = [];
+async function attempt(part: string, work: () => Promise<void>): Promise<void> {
+  try {
+    await work();
+  } catch (error) {
+    failures.push({ part, error: String((error as Error)?.stack ?? error) });
+    log(`${part}: FAILED: ${(error as Error)?.message ?? error}`);
+  }
 }
 
 const baseline = await startBaseline();
-const results: KeyCountResult[] = [];
+const keyResults: KeyCountResult[] = [];
+let auth: AuthResults | null = null;
+let postgres: PostgresResults | null = null;
+/** Databases created by this run, dropped at its end whatever happens. */
+const environments: PostgresEnvironment[] = [];
 try {
-  for (const count of keyCounts) {
-    log(`seeding ${count} keys…`);
-    const data = await seed(count);
-    log(`  seeded in ${data.seedSeconds.toFixed(1)}s (${data.dataDir})`);
-    const gatehouse = await startGatehouse(data.dataDir);
-    try {
-      const template = requestTemplate(data.serviceKey, data.keys, SEED_SCOPES.slice(0, 1));
-      await checkAnswer(baseline, template, false);
-      await checkAnswer(gatehouse, template, true);
-      const warm = { ...load, durationSeconds: warmupSeconds };
-      await measure(baseline, template, warm);
-      await measure(gatehouse, template, warm);
-      const baselineRuns: Measurement[] = [];
-      const gatehouseRuns: Measurement[] = [];
-      for (let round = 1; round <= rounds; round++) {
-        baselineRuns.push(await measure(baseline, template, load));
-        gatehouseRuns.push(await measure(gatehouse, template, load));
-        const [b, g] = [baselineRuns.at(-1), gatehouseRuns.at(-1)] as [Measurement, Measurement];
-        log(
-          `  round ${round}: baseline ${b.requestsPerSecond.toFixed(0)} req/s, gatehouse ${g.requestsPerSecond.toFixed(0)} req/s (${(g.requestsPerSecond / b.requestsPerSecond).toFixed(2)}x)`,
-        );
-      }
-      await checkAnswer(gatehouse, template, true);
-      const memory = memoryOf(gatehouse.pid);
-      results.push({
-        keys: count,
-        seedSeconds: data.seedSeconds,
-        baseline: typical(baselineRuns),
-        gatehouse: typical(gatehouseRuns),
-        ratio: pairedRatios(baselineRuns, gatehouseRuns),
-        rounds: { baseline: baselineRuns, gatehouse: gatehouseRuns },
-        gatehouseRssMB: memory?.rssMB ?? null,
-        gatehousePeakRssMB: memory?.peakRssMB ?? null,
+  if (parts.has("keys")) {
+    for (const count of keyCounts)
+      await attempt(`keys ${count}`, async () => {
+        const data = await seed(keysFor(count));
+        log(`seeded ${count} keys into SQLite in ${data.seedSeconds.toFixed(1)}s`);
+        const gatehouse = await startGatehouse(data.dataDir);
+        try {
+          const template = requestTemplate(data.serviceKey, data.keys, SEED_SCOPES.slice(0, 1));
+          await checkVerify(baseline, template, false);
+          await checkVerify(gatehouse, template, true);
+          const result = await pairedRounds(
+            { reference: { target: baseline, template }, subject: { target: gatehouse, template } },
+            { ...paired, label: `verify ${count} keys` },
+          );
+          await checkVerify(gatehouse, template, true);
+          const memory = memoryOf(gatehouse.pid);
+          keyResults.push({
+            keys: count,
+            seedSeconds: data.seedSeconds,
+            baseline: result.reference,
+            gatehouse: result.subject,
+            ratio: result.ratio,
+            rounds: { baseline: result.rounds.reference, gatehouse: result.rounds.subject },
+            gatehouseRssMB: memory?.rssMB ?? null,
+            gatehousePeakRssMB: memory?.peakRssMB ?? null,
+          });
+        } finally {
+          await gatehouse.stop();
+          rmSync(data.dataDir, { recursive: true, force: true });
+        }
       });
-    } finally {
-      await gatehouse.stop();
-      rmSync(data.dataDir, { recursive: true, force: true });
-    }
   }
+
+  if (parts.has("auth"))
+    await attempt("auth", async () => {
+      const dataDir = mkdtempSync(join(tmpdir(), "gatehouse-bench-auth-"));
+      const adminKey = initStore(dataDir, LOGIN_ENV);
+      const gatehouse = await startGatehouse(dataDir, { env: LOGIN_ENV });
+      try {
+        const figures = await authFigures(baseline, gatehouse, {
+          adminKey,
+          email: "bench-sqlite@example.com",
+          label: "sqlite",
+          limitEnv: LOGIN_ENV,
+          collectTokens: true,
+        });
+        log(`jwt guard: ${figures.accessTokens.length} distinct access tokens from the refresh run`);
+        const jwt = await measureJwtGuard({
+          issuer: gatehouse.url,
+          audience: gatehouse.url,
+          jwksUri: `${gatehouse.url}/.well-known/jwks.json`,
+          tokens: figures.accessTokens,
+          ...paired,
+        });
+        auth = { signIns: figures.signIns, refresh: figures.refresh, jwt };
+      } finally {
+        await gatehouse.stop();
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    });
+
+  if (parts.has("postgres") || parts.has("cluster"))
+    await attempt("postgres setup", async () => {
+      const pgEnvironment = await createPostgresEnvironment();
+      environments.push(pgEnvironment);
+      const keys = keysFor(pgKeyCount);
+      const seedSeconds = await seedPostgres(pgEnvironment.databaseUrl, keys);
+      generated.delete(pgKeyCount);
+      log(`seeded ${pgKeyCount} keys into PostgreSQL in ${seedSeconds.toFixed(1)}s`);
+      const adminKey = initStore(pgEnvironment.dataDir, pgEnvironment.env);
+      const verify = requestTemplate(keys.serviceKey, keys.keys, SEED_SCOPES.slice(0, 1));
+      const email = "bench-postgres@example.com";
+      const pgResults: PostgresResults = {
+        keys: pgKeyCount,
+        seedSeconds,
+        verify: null,
+        signIns: null,
+        refresh: null,
+        cluster: [],
+      };
+      postgres = pgResults;
+      const node = await startPostgresNode(pgEnvironment, "server-core", LOGIN_ENV);
+      try {
+        await checkVerify(node, verify, true);
+        await createBenchUser(node.url, adminKey, email);
+        if (parts.has("postgres"))
+          await attempt("postgres", async () => {
+            const result = await pairedRounds(
+              { reference: { target: baseline, template: verify }, subject: { target: node, template: verify } },
+              { ...paired, label: `postgres verify ${pgKeyCount} keys` },
+            );
+            const sqlite = keyResults.find((r) => r.keys === pgKeyCount);
+            pgResults.verify = { ...result, toSqlite: sqlite ? unpairedRatio(sqlite.gatehouse, result.subject) : null };
+            const figures = await authFigures(baseline, node, {
+              adminKey,
+              email: "bench-postgres-auth@example.com",
+              label: "postgres",
+              limitEnv: { ...LOGIN_ENV, ...pgEnvironment.env },
+              collectTokens: false,
+            });
+            pgResults.signIns = figures.signIns;
+            pgResults.refresh = figures.refresh;
+          });
+      } finally {
+        await node.stop();
+      }
+      if (parts.has("cluster"))
+        await attempt("cluster", async () => {
+          log("cluster: one node against two (any core)…");
+          pinSelf("any-core");
+          const a = await startPostgresNode(pgEnvironment, "any-core", LOGIN_ENV);
+          const b = await startPostgresNode(pgEnvironment, "any-core", LOGIN_ENV);
+          try {
+            // At most two rounds: the machine is saturated here either way, and the run stays short.
+            const cluster = { load, rounds: Math.min(rounds, 2), warmupSeconds, log };
+            pgResults.cluster.push(
+              await measureNodes([a, b], { ...cluster, route: "POST /v1/keys/verify", template: () => verify }),
+            );
+            const pool: string[] = [];
+            pgResults.cluster.push(
+              await measureNodes([a, b], {
+                ...cluster,
+                route: "POST /auth/refresh",
+                template: () => refreshTemplate(pool),
+                beforeEach: async () => {
+                  const missing = load.connections + 10 - pool.length;
+                  if (missing > 0) pool.push(...(await signInMany(a.url, email, missing)).map((p) => p.refresh_token));
+                },
+              }),
+            );
+          } finally {
+            await a.stop();
+            await b.stop();
+            pinSelf();
+          }
+        });
+    });
 } finally {
   await baseline.stop();
+  for (const environment of environments) await environment.drop();
 }
 
 const report: BenchResults = {
   startedAt: started.toISOString(),
   finishedAt: new Date().toISOString(),
-  load: { ...load, rounds, warmupSeconds, pinnedCores: pinned && hasTaskset },
+  parts: [...parts],
+  load: { ...load, rounds, warmupSeconds, signInSeconds, pinnedCores: pinned && hasTaskset },
   machineLoad: { before: loadBefore, after: loadavg()[0] as number },
-  results,
+  results: keyResults,
+  auth,
+  postgres,
+  failures,
 };
 const summary = summarise(report);
-writeResults(summary);
+writeResults(summary, process.env.BENCH_RESULTS_NAME ?? "latest");
 log(summary.markdown);

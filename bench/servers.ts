@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { cpus } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -14,10 +15,21 @@ export const LOADGEN_CORE = "1";
 
 export const hasTaskset = spawnSync("taskset", ["--version"]).status === 0;
 
-/** Pins this process (all its threads) to the load generator's core. */
-export function pinSelf(): boolean {
+const ALL_CORES = `0-${Math.max(0, cpus().length - 1)}`;
+
+/** Pins this process (all its threads) to the load generator's core, or frees it ("any-core"). */
+export function pinSelf(placement: Placement = "server-core"): boolean {
+  return pin(process.pid, placement === "server-core" ? LOADGEN_CORE : ALL_CORES);
+}
+
+/** Moves a running server (all its threads, libuv's pool included) to its core or to any core. */
+export function placeServer(pid: number, placement: Placement): boolean {
+  return pin(pid, placement === "server-core" ? SERVER_CORE : ALL_CORES);
+}
+
+function pin(pid: number, cores: string): boolean {
   if (!hasTaskset) return false;
-  return spawnSync("taskset", ["-a", "-p", "-c", LOADGEN_CORE, String(process.pid)]).status === 0;
+  return spawnSync("taskset", ["-a", "-p", "-c", cores, String(pid)]).status === 0;
 }
 
 export interface ServerProcess {
@@ -30,9 +42,17 @@ function extraNodeArgs(): string[] {
   return (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
 }
 
-function launch(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+/**
+ * Where a server may run: "server-core" (core 0, the load generator on core 1) or
+ * "any-core" (the whole machine, for several nodes or work spread over threads).
+ */
+export type Placement = "server-core" | "any-core";
+
+export function launch(args: string[], env: NodeJS.ProcessEnv, placement: Placement = "server-core"): ChildProcess {
   const command = [process.execPath, ...extraNodeArgs(), ...args];
-  const [file, ...rest] = hasTaskset ? ["taskset", "-c", SERVER_CORE, ...command] : command;
+  // Explicit either way: a child inherits this process's affinity (the load generator's core).
+  const cores = placement === "server-core" ? SERVER_CORE : ALL_CORES;
+  const [file, ...rest] = hasTaskset ? ["taskset", "-c", cores, ...command] : command;
   // taskset execs node, so the child's pid is the server's pid.
   return spawn(file as string, rest, { cwd: ROOT, env, stdio: ["ignore", "pipe", "inherit"] });
 }
@@ -71,20 +91,64 @@ async function waitForHealth(url: string, child: ChildProcess): Promise<void> {
   throw new Error(`server at ${url} did not become healthy`);
 }
 
+export function gatehouseBin(): string {
+  return join(process.env.BENCH_GATEHOUSE_DIR ?? ROOT, "bin/gatehouse.ts");
+}
+
+/** `gatehouse init --json` on a store: the admin key. */
+export function initStore(dataDir: string, env: NodeJS.ProcessEnv = {}): string {
+  const result = spawnSync(process.execPath, [gatehouseBin(), "init", "--json"], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_LOG_LEVEL: "warn" },
+    encoding: "utf8",
+  });
+  const parsed: unknown = JSON.parse(result.stdout.trim().split("\n").at(-1) ?? "null");
+  if (result.status !== 0 || typeof parsed !== "object" || parsed === null || !("adminKey" in parsed)) {
+    throw new Error(`gatehouse init failed: ${result.stderr}`);
+  }
+  return String(parsed.adminKey);
+}
+
+/** A script of this directory in a child process that prints one line (its URL or result) on stdout. */
+export async function startScript(
+  script: string,
+  env: NodeJS.ProcessEnv,
+  placement: Placement = "server-core",
+): Promise<ServerProcess & { line: string }> {
+  const child = launch([join(ROOT, script)], { ...process.env, ...env }, placement);
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    child.once("exit", (code) => reject(new Error(`${script} exited with code ${code}`)));
+    child.stdout?.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      const first = out.split("\n")[0];
+      if (out.includes("\n") && first) resolve(first.trim());
+    });
+  });
+  return { url: line, line, pid: child.pid as number, stop: stopper(child) };
+}
+
 /**
  * Starts `bin/gatehouse.ts serve` from this checkout, or from BENCH_GATEHOUSE_DIR (another
  * checkout, e.g. a `git worktree` of an older commit) to compare versions in one run.
  */
-export async function startGatehouse(dataDir: string): Promise<ServerProcess> {
+export async function startGatehouse(
+  dataDir: string,
+  options: { env?: NodeJS.ProcessEnv; placement?: Placement } = {},
+): Promise<ServerProcess> {
   const port = await freePort();
-  const bin = join(process.env.BENCH_GATEHOUSE_DIR ?? ROOT, "bin/gatehouse.ts");
-  const child = launch([bin, "serve"], {
-    ...process.env,
-    GATEHOUSE_DATA_DIR: dataDir,
-    GATEHOUSE_PORT: String(port),
-    GATEHOUSE_HOST: "127.0.0.1",
-    GATEHOUSE_LOG_LEVEL: "warn",
-  });
+  const child = launch(
+    [gatehouseBin(), "serve"],
+    {
+      ...process.env,
+      ...options.env,
+      GATEHOUSE_DATA_DIR: dataDir,
+      GATEHOUSE_PORT: String(port),
+      GATEHOUSE_HOST: "127.0.0.1",
+      GATEHOUSE_LOG_LEVEL: "warn",
+    },
+    options.placement,
+  );
   child.stdout?.pipe(process.stderr);
   const url = `http://127.0.0.1:${port}`;
   await waitForHealth(url, child);
@@ -92,17 +156,7 @@ export async function startGatehouse(dataDir: string): Promise<ServerProcess> {
 }
 
 export async function startBaseline(): Promise<ServerProcess> {
-  const child = launch(["bench/baseline-server.ts"], process.env);
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    child.once("exit", (code) => reject(new Error(`baseline server exited with code ${code}`)));
-    child.stdout?.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      const line = out.split("\n")[0];
-      if (out.includes("\n") && line) resolve(line.trim());
-    });
-  });
-  return { url, pid: child.pid as number, stop: stopper(child) };
+  return startScript("bench/baseline-server.ts", {});
 }
 
 /** Resident and peak resident set size in MB, from /proc (Linux only; null elsewhere). */

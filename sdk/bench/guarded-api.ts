@@ -16,13 +16,22 @@ if (
   !("jwksUri" in settings && typeof settings.jwksUri === "string") ||
   !("maxEntries" in settings && typeof settings.maxEntries === "number")
 ) {
-  throw new TypeError("BENCH_API must be {issuer, audience, jwksUri, maxEntries}");
+  throw new TypeError("BENCH_API must be {issuer, audience, jwksUri, maxEntries, algorithms?}");
+}
+const ALGORITHMS = ["RS256", "ES256", "EdDSA"] as const;
+type Algorithm = (typeof ALGORITHMS)[number];
+const isAlgorithm = (value: unknown): value is Algorithm => ALGORITHMS.some((name) => name === value);
+const listed = "algorithms" in settings && Array.isArray(settings.algorithms) ? settings.algorithms : ["RS256"];
+const algorithms = listed.filter(isAlgorithm);
+if (algorithms.length !== listed.length || algorithms.length === 0) {
+  throw new TypeError(`BENCH_API.algorithms must list some of ${ALGORITHMS.join(", ")}`);
 }
 const tokenVerifier = createTokenVerifier({
   issuer: settings.issuer,
   audience: settings.audience,
   jwksUri: settings.jwksUri,
   cache: { maxEntries: settings.maxEntries },
+  algorithms,
 });
 const app = Fastify({ logger: false });
 await app.register(gatehousePlugin, { tokenVerifier });

@@ -1,0 +1,41 @@
+/**
+ * The argon2id hashing limit of a sign-in server, measured where the server runs (same
+ * cores, same thread pool): the time of one hash alone, then hashes per second with as
+ * many running at once as libuv has threads (UV_THREADPOOL_SIZE, default 4). Parameters
+ * are the server's (GATEHOUSE_ARGON2_*, src/users/password-hasher.ts). Prints one JSON line.
+ */
+import { loadConfig } from "../src/config/config.ts";
+import { PasswordHasher } from "../src/users/password-hasher.ts";
+
+const seconds = Number(process.env.BENCH_ARGON2_SECONDS ?? 4);
+const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+const parameters = loadConfig().auth.password.argon2;
+const hasher = new PasswordHasher(parameters);
+const stored = await hasher.hash("correct horse battery staple 42");
+
+// One at a time: the latency of a sign-in's hash with nothing else running.
+const alone: number[] = [];
+for (let i = 0; i < 8; i++) {
+  const started = performance.now();
+  await hasher.verify(stored, "correct horse battery staple 42");
+  alone.push(performance.now() - started);
+}
+alone.sort((a, b) => a - b);
+const hashMs = alone[alone.length >> 1] as number;
+
+// `threads` at once, for `seconds`: what the pool can do (verify is what sign-in runs).
+let done = 0;
+const deadline = performance.now() + seconds * 1000;
+const started = performance.now();
+await Promise.all(
+  Array.from({ length: threads }, async () => {
+    while (performance.now() < deadline) {
+      await hasher.verify(stored, "correct horse battery staple 42");
+      done++;
+    }
+  }),
+);
+const elapsed = (performance.now() - started) / 1000;
+process.stdout.write(
+  `${JSON.stringify({ parameters, threads, hashMs, fromHashTime: threads * (1000 / hashMs), hashesPerSecond: done / elapsed })}\n`,
+);
