@@ -124,6 +124,28 @@ export interface KeyRepository {
   /** Records last-use times, keeping the latest. */
   touch(lastUsed: ReadonlyMap<string, number>): Promise<void>;
   count(): Promise<number>;
+  /**
+   * Every key verification could accept at `now` (neither revoked nor expired by then),
+   * in pages of at most `pageSize` ordered by id: what an in-memory index loads.
+   */
+  scanActive(now: number, pageSize: number): AsyncIterable<ApiKeyRecord[]>;
+  /** The number of the newest entry in the key change log; 0 when it is empty. */
+  lastChange(): Promise<number>;
+  /**
+   * Ids of keys inserted, deleted, or changed in a column verification reads, after
+   * change `since`: at most `limit` entries, oldest first. `last` is the number of the
+   * last one returned (`since` when none); `gap` is true when entries after `since` were
+   * pruned already, so the caller must reload everything.
+   */
+  changesSince(since: number, limit: number): Promise<KeyChanges>;
+  /** Drops change log entries older than `before`, always keeping the newest. */
+  pruneChanges(before: number): Promise<number>;
+}
+
+export interface KeyChanges {
+  ids: string[];
+  last: number;
+  gap: boolean;
 }
 
 export interface AuditRepository {

@@ -217,6 +217,86 @@ for (const backend of backends()) {
   });
 }
 
+for (const backend of backends()) {
+  describe(`key change log and active scan (${backend.name})`, () => {
+    let store: TestStore;
+    let storage: Storage;
+    before(async () => {
+      store = await backend.create();
+      storage = store.storage;
+    });
+    after(() => store.dispose());
+
+    test("scanActive pages every key verification could accept, and nothing else", async () => {
+      const active = Array.from({ length: 7 }, (_, i) => record({ id: `key_active${i}` }));
+      const forever = record({ id: "key_forever", expiresAt: null });
+      const expired = record({ id: "key_expired", expiresAt: NOW - 1 });
+      const revoked = record({ id: "key_revoked", revokedAt: NOW - 1 });
+      const inGrace = record({ id: "key_ingrace", revokedAt: NOW + 60_000 });
+      await storage.keys.insertMany([...active, forever, expired, revoked, inGrace]);
+      const pages: string[][] = [];
+      for await (const page of storage.keys.scanActive(NOW, 3)) pages.push(page.map((k) => k.id));
+      assert.deepEqual(
+        pages.map((p) => p.length),
+        [3, 3, 3],
+      );
+      assert.deepEqual(pages.flat(), [...active.map((k) => k.id), "key_forever", "key_ingrace"].sort());
+      const first = (await storage.keys.scanActive(NOW, 100)[Symbol.asyncIterator]().next()).value as ApiKeyRecord[];
+      assert.deepEqual(
+        first.find((k) => k.id === "key_forever"),
+        forever,
+      );
+    });
+
+    test("every change verification cares about is logged in order; bookkeeping is not", async () => {
+      const start = await storage.keys.lastChange();
+      const key = record({ id: "key_logged" });
+      await storage.keys.insert(key, null);
+      await storage.keys.touch(new Map([[key.id, NOW + 5]]));
+      await storage.keys.update(key.id, { name: "renamed" }, null);
+      await storage.keys.update(key.id, { scopes: ["b:write"] }, null);
+      await storage.keys.revoke(key.id, NOW + 10, "test", null);
+      const replacement = record({ id: "key_logged_next" });
+      const other = record({ id: "key_logged_other" });
+      await storage.keys.insert(other, null);
+      assert.equal(
+        await storage.keys.rotate(other.id, replacement, { at: NOW, oldExpiresAt: NOW + 1000, revokeOld: false }, null),
+        true,
+      );
+      const changes = await storage.keys.changesSince(start, 100);
+      assert.deepEqual(changes.ids, [
+        "key_logged",
+        "key_logged",
+        "key_logged",
+        "key_logged_other",
+        "key_logged_other",
+        "key_logged_next",
+      ]);
+      assert.equal(changes.gap, false);
+      assert.equal(changes.last, await storage.keys.lastChange());
+      const paged = await storage.keys.changesSince(start, 2);
+      assert.deepEqual(paged.ids, ["key_logged", "key_logged"]);
+      const rest = await storage.keys.changesSince(paged.last, 100);
+      assert.equal(rest.ids.length, 4);
+      assert.deepEqual(await storage.keys.changesSince(changes.last, 100), { ids: [], last: changes.last, gap: false });
+    });
+
+    test("pruning keeps the newest entry and reports a gap to a reader that fell behind", async () => {
+      const newest = await storage.keys.lastChange();
+      assert.ok(newest > 2);
+      await storage.keys.pruneChanges(Date.now() + 60_000);
+      const afterPrune = await storage.keys.changesSince(0, 100);
+      assert.equal(afterPrune.gap, true);
+      assert.deepEqual(await storage.keys.changesSince(newest - 1, 100), {
+        ids: ["key_logged_next"],
+        last: newest,
+        gap: false,
+      });
+      assert.equal(await storage.keys.lastChange(), newest);
+    });
+  });
+}
+
 describe("PostgreSQL migrations", () => {
   test("several nodes starting at once apply each migration once", {
     skip: !backends().some((b) => b.name === "postgres"),

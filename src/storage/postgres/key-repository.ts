@@ -1,5 +1,5 @@
 import { KEY_COLUMN_COUNT, KEY_COLUMNS, keyColumnValues } from "../key-columns.ts";
-import type { ApiKeyRecord, AuditEventInput, KeyListQuery, KeyRepository, KeyUpdate } from "../types.ts";
+import type { ApiKeyRecord, AuditEventInput, KeyChanges, KeyListQuery, KeyRepository, KeyUpdate } from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 
@@ -201,5 +201,53 @@ export class PostgresKeyRepository implements KeyRepository {
   async count(): Promise<number> {
     const { rows } = await this.database.query<{ n: number }>("SELECT count(*)::bigint AS n FROM api_keys");
     return rows[0]?.n ?? 0;
+  }
+
+  async *scanActive(now: number, pageSize: number): AsyncIterable<ApiKeyRecord[]> {
+    let after = "";
+    for (;;) {
+      const { rows } = await this.database.query<Row>(
+        `SELECT ${COLUMNS} FROM api_keys
+         WHERE id > $1 AND (revoked_at IS NULL OR revoked_at > $2) AND (expires_at IS NULL OR expires_at > $2)
+         ORDER BY id LIMIT $3`,
+        [after, now, pageSize],
+      );
+      if (rows.length === 0) return;
+      const page = rows.map(toKey);
+      after = page[page.length - 1]?.id ?? after;
+      yield page;
+      if (rows.length < pageSize) return;
+    }
+  }
+
+  async lastChange(): Promise<number> {
+    const { rows } = await this.database.query<{ seq: number | null }>("SELECT max(seq) AS seq FROM key_changes");
+    return rows[0]?.seq ?? 0;
+  }
+
+  async changesSince(since: number, limit: number): Promise<KeyChanges> {
+    const { rows } = await this.database.query<{ seq: number; key_id: string; oldest: number }>(
+      `SELECT seq, key_id, (SELECT min(seq) FROM key_changes) AS oldest
+       FROM key_changes WHERE seq > $1 ORDER BY seq LIMIT $2`,
+      [since, limit],
+    );
+    let oldest: number | null | undefined = rows[0]?.oldest;
+    if (oldest === undefined) {
+      const result = await this.database.query<{ seq: number | null }>("SELECT min(seq) AS seq FROM key_changes");
+      oldest = result.rows[0]?.seq ?? null;
+    }
+    return {
+      ids: rows.map((row) => row.key_id),
+      last: rows.length > 0 ? (rows[rows.length - 1]?.seq ?? since) : since,
+      gap: oldest !== null && since < oldest - 1,
+    };
+  }
+
+  async pruneChanges(before: number): Promise<number> {
+    const result = await this.database.query(
+      "DELETE FROM key_changes WHERE at < $1 AND seq < (SELECT max(seq) FROM key_changes)",
+      [before],
+    );
+    return result.rowCount ?? 0;
   }
 }

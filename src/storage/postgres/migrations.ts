@@ -138,6 +138,31 @@ export const POSTGRES_MIGRATIONS: ReadonlyArray<{ version: number; name: string;
       CREATE INDEX sessions_user ON sessions (user_id, id);
     `,
   },
+  {
+    version: 3,
+    name: "key change log",
+    // See sqlite/migrations.ts: changes to what verification reads, logged by trigger in
+    // the changing transaction.
+    sql: `
+      CREATE TABLE key_changes (
+        seq BIGSERIAL PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        at BIGINT NOT NULL
+      );
+      CREATE INDEX key_changes_at ON key_changes (at);
+      CREATE FUNCTION api_keys_log_change() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        INSERT INTO key_changes (key_id, at)
+        VALUES (CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END,
+                (extract(epoch FROM clock_timestamp()) * 1000)::bigint);
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER api_keys_changed
+        AFTER INSERT OR DELETE
+           OR UPDATE OF digest, id, scopes, permissions, owner_id, rate_limit, rate_window_seconds, expires_at, revoked_at
+        ON api_keys FOR EACH ROW EXECUTE FUNCTION api_keys_log_change();
+    `,
+  },
 ];
 
 const LOCK_ID = 0x6761_7465; // "gate"

@@ -1,5 +1,5 @@
 import { KEY_COLUMNS, keyColumnValues } from "../key-columns.ts";
-import type { ApiKeyRecord, AuditEventInput, KeyListQuery, KeyRepository, KeyUpdate } from "../types.ts";
+import type { ApiKeyRecord, AuditEventInput, KeyChanges, KeyListQuery, KeyRepository, KeyUpdate } from "../types.ts";
 import { insertAuditEvent } from "./audit-repository.ts";
 import type { SqliteDatabase } from "./database.ts";
 
@@ -181,5 +181,49 @@ export class SqliteKeyRepository implements KeyRepository {
   async count(): Promise<number> {
     const row = this.database.statement("SELECT count(*) AS n FROM api_keys").get() as { n: number };
     return row.n;
+  }
+
+  async *scanActive(now: number, pageSize: number): AsyncIterable<ApiKeyRecord[]> {
+    const statement = this.database.statement(
+      `SELECT ${COLUMNS} FROM api_keys
+       WHERE id > ? AND (revoked_at IS NULL OR revoked_at > ?) AND (expires_at IS NULL OR expires_at > ?)
+       ORDER BY id LIMIT ?`,
+      { returnArrays: true },
+    );
+    let after = "";
+    for (;;) {
+      const rows = statement.all(after, now, now, pageSize) as unknown as Cell[][];
+      if (rows.length === 0) return;
+      const page = rows.map(toKey);
+      after = page[page.length - 1]?.id ?? after;
+      yield page;
+      if (rows.length < pageSize) return;
+    }
+  }
+
+  async lastChange(): Promise<number> {
+    const row = this.database.statement("SELECT max(seq) AS seq FROM key_changes").get() as { seq: number | null };
+    return row.seq ?? 0;
+  }
+
+  async changesSince(since: number, limit: number): Promise<KeyChanges> {
+    const rows = this.database
+      .statement("SELECT seq, key_id FROM key_changes WHERE seq > ? ORDER BY seq LIMIT ?")
+      .all(since, limit) as Array<{ seq: number; key_id: string }>;
+    const oldest = this.database.statement("SELECT min(seq) AS seq FROM key_changes").get() as {
+      seq: number | null;
+    };
+    return {
+      ids: rows.map((row) => row.key_id),
+      last: rows.length > 0 ? (rows[rows.length - 1]?.seq ?? since) : since,
+      gap: oldest.seq !== null && since < oldest.seq - 1,
+    };
+  }
+
+  async pruneChanges(before: number): Promise<number> {
+    const result = this.database
+      .statement("DELETE FROM key_changes WHERE at < ? AND seq < (SELECT max(seq) FROM key_changes)")
+      .run(before);
+    return Number(result.changes);
   }
 }

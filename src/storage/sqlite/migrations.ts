@@ -136,6 +136,30 @@ export const SQLITE_MIGRATIONS: ReadonlyArray<{ version: number; name: string; s
       CREATE INDEX sessions_user ON sessions (user_id, id);
     `,
   },
+  {
+    version: 3,
+    name: "key change log",
+    // Every change to a column that verification reads is logged by trigger, in the same
+    // transaction as the change, so a process holding keys in memory (keys/key-index.ts)
+    // can follow changes made by any other connection, including the CLI. last_used_at
+    // and other bookkeeping columns are left out: they change on every use.
+    sql: `
+      CREATE TABLE key_changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        key_id TEXT NOT NULL,
+        at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX key_changes_at ON key_changes (at);
+      CREATE TRIGGER api_keys_inserted AFTER INSERT ON api_keys
+      BEGIN INSERT INTO key_changes (key_id, at) VALUES (NEW.id, CAST(unixepoch('subsec') * 1000 AS INTEGER)); END;
+      CREATE TRIGGER api_keys_changed
+      AFTER UPDATE OF digest, id, scopes, permissions, owner_id, rate_limit, rate_window_seconds, expires_at, revoked_at
+      ON api_keys
+      BEGIN INSERT INTO key_changes (key_id, at) VALUES (NEW.id, CAST(unixepoch('subsec') * 1000 AS INTEGER)); END;
+      CREATE TRIGGER api_keys_deleted AFTER DELETE ON api_keys
+      BEGIN INSERT INTO key_changes (key_id, at) VALUES (OLD.id, CAST(unixepoch('subsec') * 1000 AS INTEGER)); END;
+    `,
+  },
 ];
 
 export function migrateSqlite(database: SqliteDatabase): void {
