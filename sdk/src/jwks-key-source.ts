@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, customFetch, errors, type FlattenedJWSInput, type JWSHeaderParameters } from "jose";
+import { createRemoteJWKSet, customFetch, errors } from "jose";
 import { assertObject } from "./assert.ts";
 import { KID } from "./token-shape.ts";
 import { TokenRefusal } from "./token-verify-result.ts";
@@ -75,21 +75,29 @@ export function createJwksKeySource(options: JwksKeySourceOptions) {
     [customFetch]: fetchJwks,
   });
 
-  async function keyFromSet(header: JWSHeaderParameters, input: FlattenedJWSInput) {
+  /** The header members that select a key: nothing else of the token reaches jose. */
+  type KeyHeader = { alg: string; kid: string };
+
+  async function keyFromSet(header: KeyHeader): Promise<CryptoKey> {
+    let key: unknown;
     try {
-      return await remoteKeys(header, input);
+      key = await remoteKeys(header);
     } catch (error) {
       if (error instanceof VerifierError) throw error;
       // No key with this kid and alg, or more than one: a token we cannot verify.
       throw new TokenRefusal("UNKNOWN_KEY", { unknownKid: error instanceof errors.JWKSNoMatchingKey });
     }
+    // jose 6 imports JWKs as WebCrypto keys; anything else is a jose change to look at, not a verdict.
+    if (!(key instanceof CryptoKey)) throw new TypeError("jose returned a JWKS key that is not a CryptoKey");
+    return key;
   }
 
-  /** A key resolver for jose's `jwtVerify`. */
-  return async function resolveKey(header: JWSHeaderParameters, input: FlattenedJWSInput) {
-    if (typeof header.kid !== "string" || !KID.test(header.kid)) throw new TokenRefusal("UNKNOWN_KEY");
+  /** The JWKS key for a token's `kid` and (already pinned) `alg`. */
+  return async function resolveKey(header: { alg: string; kid?: unknown }): Promise<CryptoKey> {
+    const { alg, kid } = header;
+    if (typeof kid !== "string" || !KID.test(kid)) throw new TokenRefusal("UNKNOWN_KEY");
     try {
-      return await keyFromSet(header, input);
+      return await keyFromSet({ alg, kid });
     } catch (error) {
       if (!(error instanceof TokenRefusal && error.unknownKid)) throw error;
     }
@@ -98,6 +106,6 @@ export function createJwksKeySource(options: JwksKeySourceOptions) {
     if (clock() - lastFetchAt < refetchFloorMs) throw new TokenRefusal("UNKNOWN_KEY");
     lastFetchAt = clock();
     await remoteKeys.reload();
-    return keyFromSet(header, input);
+    return keyFromSet({ alg, kid });
   };
 }

@@ -1,12 +1,13 @@
-import { type JWTPayload, jwtVerify } from "jose";
+import type { JsonObject } from "./assert.ts";
 import { gatehouseURL } from "./base-url.ts";
 import { createJwksKeySource } from "./jwks-key-source.ts";
 import { assertScopes } from "./key-shape.ts";
 import { createRevocationCheck } from "./revocation-check.ts";
 import { hasCompactShape, withinTokenLength } from "./token-shape.ts";
-import { failureOf, type TokenFailureReason, type TokenVerifyResult } from "./token-verify-result.ts";
+import { createSignatureCheck, protectedHeader } from "./token-signature.ts";
+import { failureOf, type TokenFailureReason, TokenRefusal, type TokenVerifyResult } from "./token-verify-result.ts";
 import { parseVerifiedClaims, type VerifiedToken } from "./verified-token.ts";
-import { type CachedToken, tokenDigest, VerifiedTokenCache } from "./verified-token-cache.ts";
+import { type CachedToken, VerifiedTokenCache } from "./verified-token-cache.ts";
 import { VerifierError } from "./verifier-error.ts";
 
 /** Algorithms Gatehouse signs access tokens with. Symmetric ones never: a JWKS publishes no secrets. */
@@ -78,7 +79,7 @@ export interface TokenVerifyOptions {
 export interface TokenVerifierStats {
   /** Tokens answered from the cache of verified tokens. */
   cacheHits: number;
-  /** Tokens handed to jose for signature verification. */
+  /** Tokens whose signature was checked (not answered from the cache). */
   signatureChecks: number;
   /** Requests for the JWKS (including failed ones). */
   jwksFetches: number;
@@ -191,20 +192,24 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     },
   });
 
+  const checkSignature = createSignatureCheck({
+    issuer: options.issuer,
+    audience,
+    typ: "at+jwt",
+    requiredClaims: ["iss", "aud", "exp", "iat", "sub", "jti"],
+  });
+
   async function verifySignature(token: string, now: number): Promise<VerifiedToken | TokenFailureReason> {
     stats.signatureChecks++;
-    let payload: JWTPayload;
+    let payload: JsonObject;
     try {
-      ({ payload } = await jwtVerify(token, resolveKey, {
-        algorithms,
-        issuer: options.issuer,
-        audience,
-        typ: "at+jwt",
-        requiredClaims: ["exp", "iat", "sub", "jti"],
-        maxTokenAge,
-        clockTolerance,
-        currentDate: new Date(now),
-      }));
+      const header = protectedHeader(token);
+      // The algorithm is pinned before any key is looked up (RFC 8725 §3.1): alg none,
+      // HS256 keyed with the public key, PS256 with an RSA key never get further.
+      const alg = algorithms.find((allowed) => allowed === header.alg);
+      if (alg === undefined) throw new TokenRefusal("ALG_NOT_ALLOWED");
+      const key = await resolveKey({ alg, kid: header.kid });
+      payload = checkSignature(token, key, alg);
     } catch (error) {
       if (error instanceof VerifierError) throw error;
       return failureOf(error);
@@ -215,9 +220,23 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     } catch {
       return "CLAIM_INVALID";
     }
-    // A token may not claim to live longer than Gatehouse issues them.
-    if (verified.claims.exp - verified.claims.iat > maxTokenAge) return "CLAIM_INVALID";
-    return verified;
+    return checkTimes(verified, payload.nbf, Math.floor(now / 1000)) ?? verified;
+  }
+
+  /**
+   * RFC 7519 §4.1.4-6 on the verifier's clock, in whole seconds with the tolerance: not
+   * expired, not before `nbf`, not issued in the future, not older than `maxTokenAge`,
+   * and not claiming to live longer than Gatehouse issues tokens.
+   */
+  function checkTimes(verified: VerifiedToken, nbf: unknown, now: number): TokenFailureReason | null {
+    const { iat, exp } = verified.claims;
+    if (nbf !== undefined && typeof nbf !== "number") return "CLAIM_INVALID";
+    if (exp <= now - clockTolerance) return "EXPIRED";
+    if (nbf !== undefined && nbf > now + clockTolerance) return "NOT_YET_VALID";
+    if (iat > now + clockTolerance) return "NOT_YET_VALID";
+    if (now - iat - clockTolerance > maxTokenAge) return "EXPIRED";
+    if (exp - iat > maxTokenAge) return "CLAIM_INVALID";
+    return null;
   }
 
   return {
@@ -229,8 +248,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       assertScopes(scopes);
       if (!withinTokenLength(token)) return { valid: false, code: "INVALID_TOKEN", reason: "MALFORMED" };
       const now = clock();
-      const digest = cache ? tokenDigest(token) : "";
-      let entry: CachedToken | null = cache?.get(digest, now) ?? null;
+      let entry: CachedToken | null = cache?.get(token, now) ?? null;
       const cached = entry !== null;
       if (entry) {
         // Only tokens that passed every check are cached, so the shape needs no second look.
@@ -240,7 +258,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         const verified = await verifySignature(token, now);
         if (typeof verified === "string") return { valid: false, code: "INVALID_TOKEN", reason: verified };
         entry = { token: verified, revocation: null };
-        cache?.set(digest, entry, now);
+        cache?.set(token, entry, now);
       }
       if (askGatehouse) {
         if (entry.revocation === null || (entry.revocation.state === "active" && clock() >= entry.revocation.until)) {

@@ -1,6 +1,4 @@
-import { hash } from "node:crypto";
 import type { VerifiedToken } from "./verified-token.ts";
-
 /** What the revocation check last said about a token, when it is on. */
 export type RevocationState =
   /** Gatehouse accepted the token; ask again from `until` (ms since the epoch). */
@@ -15,16 +13,21 @@ export interface CachedToken {
 }
 
 /**
- * Tokens this process has already verified, so a token seen before costs a hash and a map
- * lookup instead of a signature check. Entries are keyed by the SHA-256 of the token (the
- * token itself is never held), are never served at or after the token's `exp` (no clock
- * tolerance here: tolerance is for clocks that disagree, not for extending a cache), and
- * the least recently used goes first once `maxEntries` is reached (a Map keeps insertion
- * order; a hit re-inserts). Scopes come from the signed token, so a hit answers scope
- * checks exactly; revocation is the one thing a hit cannot know, hence `revocation`.
+ * Tokens this process has already verified, so a token seen before costs a map lookup
+ * and a string comparison instead of a signature check. Entries are keyed by the token's
+ * signature segment (unique per token, and cheap: no hash to compute on every request)
+ * and a hit must present the very token that was verified, character for character, so
+ * a verified signature under another header or payload finds nothing. The tokens are
+ * therefore held in memory while cached (at most `maxEntries`, none past its `exp`), as
+ * the requests carrying them are. Entries are never served at or after the token's `exp`
+ * (no clock tolerance here: tolerance is for clocks that disagree, not for extending a
+ * cache), and the least recently used goes first once `maxEntries` is reached (a Map
+ * keeps insertion order; a hit re-inserts). Scopes come from the signed token, so a hit
+ * answers scope checks exactly; revocation is the one thing a hit cannot know, hence
+ * `revocation`.
  */
 export class VerifiedTokenCache {
-  private readonly entries = new Map<string, CachedToken>();
+  private readonly entries = new Map<string, { presented: string; entry: CachedToken }>();
   private readonly maxEntries: number;
 
   constructor(options: { maxEntries: number }) {
@@ -35,19 +38,21 @@ export class VerifiedTokenCache {
     return this.entries.size;
   }
 
-  get(digest: string, now: number): CachedToken | null {
-    const entry = this.entries.get(digest);
-    if (!entry) return null;
-    this.entries.delete(digest);
-    if (now >= entry.token.expiresAt) return null;
-    this.entries.set(digest, entry);
-    return entry;
+  get(token: string, now: number): CachedToken | null {
+    const key = signatureOf(token);
+    const found = this.entries.get(key);
+    if (!found || found.presented !== token) return null;
+    this.entries.delete(key);
+    if (now >= found.entry.token.expiresAt) return null;
+    this.entries.set(key, found);
+    return found.entry;
   }
 
-  set(digest: string, entry: CachedToken, now: number): void {
-    this.entries.delete(digest);
+  set(token: string, entry: CachedToken, now: number): void {
+    const key = signatureOf(token);
+    this.entries.delete(key);
     if (this.maxEntries === 0 || now >= entry.token.expiresAt) return;
-    this.entries.set(digest, entry);
+    this.entries.set(key, { presented: token, entry });
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next();
       if (oldest.done) break;
@@ -56,7 +61,7 @@ export class VerifiedTokenCache {
   }
 }
 
-/** SHA-256, one-shot (`crypto.hash`: no Hash object per call, on the hot path of every request). */
-export function tokenDigest(token: string): string {
-  return hash("sha256", token, "base64url");
+/** The third segment of a compact JWS (the whole string if it has no dot). */
+function signatureOf(token: string): string {
+  return token.slice(token.lastIndexOf(".") + 1);
 }

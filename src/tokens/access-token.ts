@@ -1,13 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { errors, jwtVerify, SignJWT } from "jose";
+import { SignJWT } from "jose";
 import type { SigningKeyring } from "../signing/keyring.ts";
+import { compactHeader, JwsError, verifyCompactJws } from "./compact-jws.ts";
 
 /** RFC 9068 §2.1: the media type of JWT access tokens, in the `typ` header. */
 export const ACCESS_TOKEN_TYPE = "at+jwt";
 
-/** Three unpadded base64url segments and nothing else (RFC 7515 §7.1). */
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
-const MAX_TOKEN_LENGTH = 8192;
 /** Our kids are RFC 7638 thumbprints (43) or HS256 ids (22): anything else is not ours. */
 const KID = /^[A-Za-z0-9_-]{16,64}$/;
 
@@ -90,11 +88,19 @@ function numericClaim(payload: Record<string, unknown>, name: string): number {
   return value;
 }
 
+/** What an access token must carry (RFC 9068 §2.2, plus our client_id). */
+const REQUIRED_CLAIMS = ["iss", "sub", "aud", "iat", "exp", "jti", "client_id"] as const;
+/** Leeway for clocks that disagree, on exp, nbf and iat (seconds). */
+const CLOCK_TOLERANCE = 5;
+
 /**
  * Verifies an access token per RFC 8725 and RFC 9068 §4: strict compact form; the key
  * comes from our keyring by kid, never from the token (jku, x5u, jwk, x5c are ignored);
  * the algorithm must be one the keyring uses and the one of that very key; issuer,
  * audience, `typ`, expiry, not-before and age are checked against our own clock.
+ *
+ * The signature is checked synchronously with fast-jwt (src/tokens/compact-jws.ts), not
+ * through WebCrypto: no hop to libuv's thread pool, where argon2id may be hashing.
  */
 export async function verifyAccessToken(
   keyring: SigningKeyring,
@@ -102,42 +108,35 @@ export async function verifyAccessToken(
   token: string,
   now: number,
 ): Promise<AccessTokenClaims> {
-  if (token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) throw new AccessTokenError("MALFORMED");
-  await keyring.start();
   let payload: Record<string, unknown>;
   try {
-    const verified = await jwtVerify(
-      token,
-      async (header) => {
-        if (typeof header.kid !== "string" || !KID.test(header.kid)) throw new AccessTokenError("UNKNOWN_KEY");
-        const key = await keyring.verificationKey(header.kid);
-        if (!key) throw new AccessTokenError("UNKNOWN_KEY");
-        // One key, one algorithm: a token naming another alg for this kid is refused
-        // before any cryptography (RFC 8725 §3.1, the key-confusion attack).
-        if (key.alg !== header.alg) throw new AccessTokenError("ALG_NOT_ALLOWED");
-        return key.verifyKey;
-      },
-      {
-        algorithms: keyring.algorithms(),
-        issuer: settings.issuer,
-        audience: settings.audience,
-        typ: ACCESS_TOKEN_TYPE,
-        requiredClaims: ["iss", "sub", "aud", "iat", "exp", "jti", "client_id"],
-        maxTokenAge: settings.lifetimeSeconds,
-        currentDate: new Date(now),
-        clockTolerance: 5,
-      },
-    );
-    payload = verified.payload;
+    const header = compactHeader(token);
+    await keyring.start();
+    // The algorithm is pinned before any key is looked up (RFC 8725 §3.1).
+    const alg = header.alg;
+    if (typeof alg !== "string" || !keyring.algorithms().some((allowed) => allowed === alg)) {
+      throw new AccessTokenError("ALG_NOT_ALLOWED");
+    }
+    if (typeof header.kid !== "string" || !KID.test(header.kid)) throw new AccessTokenError("UNKNOWN_KEY");
+    const key = await keyring.verificationKey(header.kid);
+    if (!key) throw new AccessTokenError("UNKNOWN_KEY");
+    // One key, one algorithm: a token naming another alg for this kid is refused
+    // before any cryptography (RFC 8725 §3.1, the key-confusion attack).
+    if (key.alg !== alg) throw new AccessTokenError("ALG_NOT_ALLOWED");
+    payload = verifyCompactJws(token, key.verifyKey, key.alg, {
+      issuer: settings.issuer,
+      audience: settings.audience,
+      typ: ACCESS_TOKEN_TYPE,
+      requiredClaims: REQUIRED_CLAIMS,
+    });
   } catch (error) {
-    throw new AccessTokenError(failureOf(error));
+    if (error instanceof AccessTokenError) throw error;
+    if (error instanceof JwsError) throw new AccessTokenError(error.reason);
+    throw error;
   }
   const iat = numericClaim(payload, "iat");
   const exp = numericClaim(payload, "exp");
-  // A token may not claim to come from the future, nor to live longer than we issue them.
-  if (iat > Math.floor(now / 1000) + 5 || exp - iat > settings.lifetimeSeconds) {
-    throw new AccessTokenError("CLAIM_INVALID");
-  }
+  checkTimes(payload, { iat, exp, now, lifetimeSeconds: settings.lifetimeSeconds });
   const aud = payload.aud;
   return {
     iss: stringClaim(payload, "iss"),
@@ -152,15 +151,22 @@ export async function verifyAccessToken(
   };
 }
 
-function failureOf(error: unknown): AccessTokenFailure {
-  if (error instanceof AccessTokenError) return error.reason;
-  if (error instanceof errors.JWTExpired) return "EXPIRED";
-  if (error instanceof errors.JWTClaimValidationFailed) {
-    if (error.claim === "typ") return "WRONG_TYPE";
-    if (error.claim === "nbf" || (error.claim === "iat" && error.reason === "check_failed")) return "NOT_YET_VALID";
-    return "CLAIM_INVALID";
+/**
+ * RFC 7519 §4.1.4-6 on our clock, in whole seconds with 5 s of tolerance: not expired,
+ * not before `nbf`, not issued in the future, not older than the configured lifetime,
+ * and not claiming to live longer than we issue tokens.
+ */
+function checkTimes(
+  payload: Record<string, unknown>,
+  times: { iat: number; exp: number; now: number; lifetimeSeconds: number },
+): void {
+  const { iat, exp, lifetimeSeconds } = times;
+  const now = Math.floor(times.now / 1000);
+  if (exp <= now - CLOCK_TOLERANCE) throw new AccessTokenError("EXPIRED");
+  if (payload.nbf !== undefined && numericClaim(payload, "nbf") > now + CLOCK_TOLERANCE) {
+    throw new AccessTokenError("NOT_YET_VALID");
   }
-  if (error instanceof errors.JOSEAlgNotAllowed) return "ALG_NOT_ALLOWED";
-  if (error instanceof errors.JWSSignatureVerificationFailed) return "BAD_SIGNATURE";
-  return "MALFORMED";
+  if (iat > now + CLOCK_TOLERANCE) throw new AccessTokenError("NOT_YET_VALID");
+  if (now - iat - CLOCK_TOLERANCE > lifetimeSeconds) throw new AccessTokenError("EXPIRED");
+  if (exp - iat > lifetimeSeconds) throw new AccessTokenError("CLAIM_INVALID");
 }
