@@ -10,7 +10,10 @@ import { PasswordHasher } from "../src/users/password-hasher.ts";
 const seconds = Number(process.env.BENCH_ARGON2_SECONDS ?? 4);
 const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
 const parameters = loadConfig().auth.password.argon2;
-const hasher = new PasswordHasher(parameters);
+// The limit is what the pool can hash with every thread busy: the server's hasher leaves
+// one thread free (pool size − 1 at once), so this one is given the whole pool, and the
+// sign-in figure is judged against the machine's capacity, not against the cap.
+const hasher = new PasswordHasher(parameters, { maxConcurrent: threads });
 const stored = await hasher.hash("correct horse battery staple 42");
 
 // One at a time: the latency of a sign-in's hash with nothing else running.

@@ -9,16 +9,59 @@ export interface Argon2Parameters {
 /** `Algorithm.Argon2id` of @node-rs/argon2 (an ambient const enum, not importable as a value). */
 const ARGON2ID = 2;
 
+/** libuv's thread pool size: UV_THREADPOOL_SIZE (1–1024), else 4. */
+export function threadPoolSize(env: NodeJS.ProcessEnv = process.env): number {
+  const size = Number(env.UV_THREADPOOL_SIZE);
+  return Number.isSafeInteger(size) && size >= 1 ? Math.min(size, 1024) : 4;
+}
+
 /**
  * argon2id password hashing (RFC 9106; OWASP's minimum m=19 MiB, t=2, p=1). Hashing runs
  * on libuv's thread pool, off the event loop, so sign-ins do not stall other routes.
+ *
+ * At most `maxConcurrent` hashes run at once (default: the pool size − 1); the rest wait
+ * here, in JavaScript. A hash holds a pool thread for its whole run (~10–20 ms), so
+ * without the cap a burst of sign-ins takes every thread and anything else that needs
+ * the pool (WebCrypto signing the new access token, file system calls, DNS) waits
+ * behind the hashes. One free thread keeps those prompt; the hashes left still fill
+ * every core on machines with fewer cores than threads.
  */
 export class PasswordHasher {
   private readonly parameters: Argon2Parameters;
+  private readonly maxConcurrent: number;
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
   private dummy: Promise<string> | undefined;
 
-  constructor(parameters: Argon2Parameters) {
+  constructor(parameters: Argon2Parameters, options: { maxConcurrent?: number } = {}) {
     this.parameters = parameters;
+    const maxConcurrent = options.maxConcurrent ?? Math.max(1, threadPoolSize() - 1);
+    if (!Number.isSafeInteger(maxConcurrent) || maxConcurrent < 1) {
+      throw new TypeError("maxConcurrent must be a positive integer");
+    }
+    this.maxConcurrent = maxConcurrent;
+  }
+
+  /** Hashes running now, and hashes waiting for a slot (for metrics and tests). */
+  get load(): { running: number; waiting: number } {
+    return { running: this.running, waiting: this.waiting.length };
+  }
+
+  /** Runs `work` when fewer than `maxConcurrent` hashes are running, first come first served. */
+  private async limited<T>(work: () => Promise<T>): Promise<T> {
+    if (this.running >= this.maxConcurrent) {
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    } else {
+      this.running++;
+    }
+    try {
+      return await work();
+    } finally {
+      // Hand the slot straight to the next in line (running stays the same), or free it.
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
   }
 
   private options() {
@@ -31,7 +74,7 @@ export class PasswordHasher {
   }
 
   hash(password: string): Promise<string> {
-    return hash(password, this.options());
+    return this.limited(() => hash(password, this.options()));
   }
 
   /**
@@ -41,7 +84,7 @@ export class PasswordHasher {
   async verify(stored: string, password: string): Promise<{ ok: boolean; rehash: boolean }> {
     let ok = false;
     try {
-      ok = await verify(stored, password);
+      ok = await this.limited(() => verify(stored, password));
     } catch {
       return { ok: false, rehash: false };
     }
@@ -68,6 +111,7 @@ export class PasswordHasher {
    */
   async burn(password: string): Promise<void> {
     this.dummy ??= this.hash("gatehouse dummy password, never matches");
-    await verify(await this.dummy, password).catch(() => false);
+    const dummy = await this.dummy;
+    await this.limited(() => verify(dummy, password)).catch(() => false);
   }
 }

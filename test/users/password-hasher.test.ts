@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { PasswordHasher, threadPoolSize } from "../../src/users/password-hasher.ts";
+
+/** Cheap parameters: these tests are about scheduling, not strength. */
+const PARAMETERS = { memoryKiB: 1024, timeCost: 1, parallelism: 1 };
+
+describe("PasswordHasher: at most maxConcurrent hashes at once, so a pool thread stays free", () => {
+  test("the default leaves one of libuv's threads free: UV_THREADPOOL_SIZE − 1, else 3", () => {
+    assert.equal(threadPoolSize({}), 4);
+    assert.equal(threadPoolSize({ UV_THREADPOOL_SIZE: "8" }), 8);
+    assert.equal(threadPoolSize({ UV_THREADPOOL_SIZE: "junk" }), 4);
+    assert.equal(threadPoolSize({ UV_THREADPOOL_SIZE: "0" }), 4);
+    assert.throws(() => new PasswordHasher(PARAMETERS, { maxConcurrent: 0 }), TypeError);
+  });
+
+  test("hashes beyond the cap wait in line, start as others finish, and all give the right answer", async () => {
+    const hasher = new PasswordHasher(PARAMETERS, { maxConcurrent: 2 });
+    const stored = await hasher.hash("correct horse battery staple");
+    assert.deepEqual(hasher.load, { running: 0, waiting: 0 });
+    const checks = [
+      hasher.verify(stored, "correct horse battery staple"),
+      hasher.verify(stored, "wrong"),
+      hasher.verify(stored, "correct horse battery staple"),
+      hasher.verify(stored, "wrong again"),
+      hasher.hash("another password"),
+    ];
+    assert.deepEqual(hasher.load, { running: 2, waiting: 3 });
+    const [a, b, c, d, e] = await Promise.all(checks);
+    assert.deepEqual(
+      [a, b, c, d],
+      [
+        { ok: true, rehash: false },
+        { ok: false, rehash: false },
+        { ok: true, rehash: false },
+        { ok: false, rehash: false },
+      ],
+    );
+    assert.match(String(e), /^\$argon2id\$/);
+    assert.deepEqual(hasher.load, { running: 0, waiting: 0 });
+  });
+
+  test("a failing hash frees its slot (a malformed stored hash is a refusal, not a stuck queue)", async () => {
+    const hasher = new PasswordHasher(PARAMETERS, { maxConcurrent: 1 });
+    const results = await Promise.all([
+      hasher.verify("not an argon2 hash", "x"),
+      hasher.verify("$argon2id$v=19$m=1024,t=1,p=1$bad$bad", "x"),
+      hasher.burn("x"),
+    ]);
+    assert.deepEqual(results.slice(0, 2), [
+      { ok: false, rehash: false },
+      { ok: false, rehash: false },
+    ]);
+    assert.deepEqual(hasher.load, { running: 0, waiting: 0 });
+  });
+});
