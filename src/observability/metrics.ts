@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { PostgresStorage } from "../storage/postgres/postgres-storage.ts";
+import type { PostgresStorage } from "../storage/postgres/postgres-storage.ts";
 import type { Storage } from "../storage/types.ts";
 
 /**
@@ -49,7 +49,7 @@ export class Metrics {
       labelNames: ["kind"],
       registers,
     });
-    if (storage instanceof PostgresStorage) {
+    if (isPostgres(storage)) {
       const pool = storage.database.pool;
       new Gauge({
         name: "gatehouse_db_pool_connections",
@@ -65,14 +65,40 @@ export class Metrics {
     }
   }
 
-  /** Counts every response by its route template (never the raw URL: ids would explode cardinality). */
+  /**
+   * Counts every response by its route template (never the raw URL: ids would explode
+   * cardinality). A callback hook (no promise per request), and the labelled children are
+   * made once per method, route and status rather than from label objects on every request.
+   */
   install(app: FastifyInstance): void {
-    app.addHook("onResponse", async (request, reply) => {
+    const children = new Map<string, ResponseMetrics>();
+    const httpRejections = this.rateLimitRejections.labels("http");
+    app.addHook("onResponse", (request, reply, done) => {
+      const status = reply.statusCode;
       const route = request.routeOptions.url ?? "unmatched";
-      const labels = { method: request.method, route };
-      this.requests.inc({ ...labels, status: String(reply.statusCode) });
-      this.latency.observe(labels, reply.elapsedTime / 1000);
-      if (reply.statusCode === 429) this.rateLimitRejections.inc({ where: "http" });
+      const key = `${status} ${request.method} ${route}`;
+      let child = children.get(key);
+      if (child === undefined) {
+        child = {
+          requests: this.requests.labels(request.method, route, String(status)),
+          latency: this.latency.labels(request.method, route),
+        };
+        children.set(key, child);
+      }
+      child.requests.inc();
+      child.latency.observe(reply.elapsedTime / 1000);
+      if (status === 429) httpRejections.inc();
+      done();
     });
   }
+}
+
+interface ResponseMetrics {
+  requests: Counter.Internal;
+  latency: Histogram.Internal<"method" | "route">;
+}
+
+/** By `kind`, not `instanceof`: a SQLite node never loads the PostgreSQL modules. */
+function isPostgres(storage: Storage): storage is PostgresStorage {
+  return storage.kind === "postgres";
 }
