@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { AuditLog } from "./audit/audit-log.ts";
 import type { GatehouseConfig } from "./config/config.ts";
 import { Housekeeper } from "./housekeeping/housekeeper.ts";
+import { ActiveKeys } from "./keys/active-keys.ts";
 import type { RandomBytes } from "./keys/key-format.ts";
 import { KeyService } from "./keys/key-service.ts";
 import { KeyVerifier } from "./keys/key-verifier.ts";
@@ -40,6 +41,10 @@ export interface Gatehouse {
   housekeeper: Housekeeper;
   /** Change notifications: local, or across nodes through Redis. */
   changes: ChangeFeed;
+  /** Every active API key in memory (embedded SQLite mode); null when verification reads storage. */
+  activeKeys: ActiveKeys | null;
+  /** Loads what must be in memory before serving (the active keys); call once before listening. */
+  start(): Promise<void>;
   /** Flushes buffered usage and audit events, then closes storage. */
   stop(): Promise<void>;
 }
@@ -73,11 +78,29 @@ export function createGatehouse(options: {
     ...(options.limiterFactory ? { factory: options.limiterFactory } : {}),
   });
   const changes = options.changes ?? new LocalChangeFeed();
+  // The in-memory key index serves one process over SQLite (the embedded default), where
+  // it turns every verification into a memory lookup. With PostgreSQL, several nodes
+  // share the keys and each verification reads the database, so a revocation on one node
+  // holds on every node at once, with no propagation delay to reason about.
+  const activeKeys =
+    storage.kind === "sqlite" && background
+      ? new ActiveKeys({ storage, clock, ...(options.log ? { log: options.log } : {}) })
+      : null;
+  if (activeKeys) {
+    changes.subscribe((event) => {
+      if (event.kind === "reset" || event.topic === "key") void activeKeys.catchUp().catch(() => {});
+    });
+  }
   const keys = new KeyService({
     storage,
     policy: config.keys,
     clock,
-    onChange: (keyId) => changes.publish("key", keyId),
+    // Published to other nodes' caches, and applied to this node's index before the
+    // change is answered: a key revoked through this node fails its very next check.
+    onChange: async (keyId) => {
+      changes.publish("key", keyId);
+      await activeKeys?.catchUp();
+    },
     ...(options.randomBytes ? { randomBytes: options.randomBytes } : {}),
   });
   const metrics = new Metrics(storage);
@@ -96,7 +119,8 @@ export function createGatehouse(options: {
     usage,
     audit,
     changes,
-    onOutcome: (outcome) => metrics.verifications.inc({ outcome }),
+    ...(activeKeys ? { active: activeKeys } : {}),
+    onOutcome: countVerification(metrics),
   });
   const keyring = new SigningKeyring({
     storage,
@@ -146,8 +170,13 @@ export function createGatehouse(options: {
     changes,
     metrics,
     housekeeper,
+    activeKeys,
+    async start() {
+      await activeKeys?.start();
+    },
     stop() {
       stopped ??= (async () => {
+        activeKeys?.stop();
         if (authTimer) clearInterval(authTimer);
         housekeeper.stop();
         await usage.stop();
@@ -157,5 +186,18 @@ export function createGatehouse(options: {
       })();
       return stopped;
     },
+  };
+}
+
+/** Counts verdicts through one labelled child per outcome: no label lookup per verification. */
+function countVerification(metrics: Metrics): (outcome: string) => void {
+  const counters = new Map<string, { inc(): void }>();
+  return (outcome) => {
+    let counter = counters.get(outcome);
+    if (counter === undefined) {
+      counter = metrics.verifications.labels({ outcome });
+      counters.set(outcome, counter);
+    }
+    counter.inc();
   };
 }

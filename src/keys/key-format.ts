@@ -61,26 +61,37 @@ export function keyPattern(prefix: string, flags = "g"): RegExp {
 }
 
 const MAX_RANDOM = encodeBase62((1n << 256n) - 1n, RANDOM_CHARS);
+const MAX_RANDOM_FIRST = MAX_RANDOM.charCodeAt(0);
+
+/** Value of each base62 digit by character code; -1 for anything else. */
+const DIGIT_VALUES = (() => {
+  const values = new Int8Array(128).fill(-1);
+  for (let i = 0; i < BASE62_CHARS.length; i++) values[BASE62_CHARS.charCodeAt(i)] = i;
+  return values;
+})();
 
 /**
  * True when `candidate` has the shape of a key with this prefix and its checksum
- * matches. Cheap (no storage, no hashing beyond CRC32) and safe on any input.
+ * matches. Cheap (no storage, no hashing beyond CRC32) and safe on any input. Runs on
+ * every verification, so it reads characters instead of building strings.
  */
 export function isWellFormedKey(candidate: unknown, prefix: string): candidate is string {
   if (typeof candidate !== "string") return false;
-  if (candidate.length !== prefix.length + 1 + RANDOM_CHARS + CHECKSUM_CHARS) return false;
-  if (!candidate.startsWith(`${prefix}_`)) return false;
-  const tail = candidate.slice(prefix.length + 1);
-  for (let i = 0; i < tail.length; i++) {
-    const c = tail.charCodeAt(i);
-    const ok = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
-    if (!ok) return false;
+  const start = prefix.length + 1;
+  const split = start + RANDOM_CHARS;
+  if (candidate.length !== split + CHECKSUM_CHARS) return false;
+  if (!candidate.startsWith(prefix) || candidate.charCodeAt(prefix.length) !== 95 /* _ */) return false;
+  let checksum = 0;
+  for (let i = start; i < candidate.length; i++) {
+    const c = candidate.charCodeAt(i);
+    const value = c < 128 ? (DIGIT_VALUES[c] as number) : -1;
+    if (value < 0) return false;
+    if (i >= split) checksum = checksum * 62 + value;
   }
-  const split = candidate.length - CHECKSUM_CHARS;
-  if (checksumOf(candidate.slice(0, split)) !== candidate.slice(split)) return false;
+  if (crc32(candidate.slice(0, split)) !== checksum) return false;
   // 43 base62 characters hold slightly more than 256 bits; a real key never does. The
   // alphabet is in ASCII order and the width fixed, so string order is numeric order.
-  return tail.slice(0, RANDOM_CHARS) <= MAX_RANDOM;
+  return candidate.charCodeAt(start) < MAX_RANDOM_FIRST || candidate.slice(start, split) <= MAX_RANDOM;
 }
 
 /** The only form in which a key is stored: SHA-256 of the whole key string. */

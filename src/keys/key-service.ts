@@ -42,15 +42,18 @@ export class KeyService {
   private readonly policy: KeyPolicy;
   private readonly clock: Clock;
   private readonly randomBytes: RandomBytes | undefined;
-  private readonly onChange: (keyId: string) => void;
+  private readonly onChange: (keyId: string) => void | Promise<void>;
 
   constructor(options: {
     storage: Storage;
     policy: KeyPolicy;
     clock: Clock;
     randomBytes?: RandomBytes;
-    /** Called after a key changes, so caches can drop it. */
-    onChange?: (keyId: string) => void;
+    /**
+     * Called after a key is created or changes, so caches drop it and indexes take it in;
+     * the operation answers only once it has settled.
+     */
+    onChange?: (keyId: string) => void | Promise<void>;
   }) {
     this.storage = options.storage;
     this.policy = options.policy;
@@ -132,6 +135,7 @@ export class KeyService {
         detail: { hint: created.record.hint, scopes: created.record.scopes, permissions },
       }),
     );
+    await this.onChange(created.record.id);
     return created;
   }
 
@@ -173,7 +177,7 @@ export class KeyService {
       }),
     );
     if (!updated) throw new NotFoundError(`No key with id ${id}.`);
-    this.onChange(id);
+    await this.onChange(id);
     return updated;
   }
 
@@ -193,7 +197,7 @@ export class KeyService {
       }),
     );
     if (!record) throw new NotFoundError(`No key with id ${id}.`);
-    this.onChange(id);
+    await this.onChange(id);
     return record;
   }
 
@@ -250,7 +254,7 @@ export class KeyService {
       }),
     );
     if (!rotated) throw new ConflictError("Only an active key that has not been rotated already can be rotated.");
-    this.onChange(id);
+    await this.onChange(id);
     const previous = await this.get(id);
     return { ...created, previous: { id, expiresAt: previous.expiresAt, revokedAt: previous.revokedAt } };
   }

@@ -7,6 +7,7 @@ import type { Clock } from "../lib/clock.ts";
 import type { KeyRateLimiter, RateLimitOutcome } from "../ratelimit/key-rate-limiter.ts";
 import type { ApiKeyRecord, RateLimitPolicy, Storage } from "../storage/types.ts";
 import type { UsageRecorder } from "../usage/usage-recorder.ts";
+import type { ActiveKeys } from "./active-keys.ts";
 import { CallerKeyCache } from "./caller-key-cache.ts";
 import { digestKey, isWellFormedKey, keyHint } from "./key-format.ts";
 import type { KeyPolicy } from "./key-policy.ts";
@@ -39,7 +40,13 @@ export type Resolution =
  * Checks presented keys. The order is fixed and cheap-first: format and checksum (no
  * I/O), digest lookup, constant-time digest comparison, revocation, expiry, then the
  * rate limit, then scopes. Counting uses is buffered (UsageRecorder), so a verification
- * performs one indexed read and no write.
+ * writes nothing.
+ *
+ * With an ActiveKeys index (the embedded default) and node-local rate limits, a
+ * verification of an active key reads no storage and completes synchronously: `verify`
+ * then returns the result itself rather than a promise, which saves the HTTP route a
+ * trip through the microtask queue. Keys missing from the index (unknown, revoked,
+ * expired) are looked up in storage, which says which.
  */
 export class KeyVerifier {
   private readonly storage: Storage;
@@ -51,6 +58,7 @@ export class KeyVerifier {
   private readonly onOutcome: (outcome: "VALID" | VerifyFailureCode) => void;
   /** Only with a change feed: without one, nothing would tell the cache a key changed. */
   private readonly callers: CallerKeyCache | null;
+  private readonly active: ActiveKeys | null;
 
   constructor(options: {
     storage: Storage;
@@ -63,6 +71,8 @@ export class KeyVerifier {
     onOutcome?: (outcome: "VALID" | VerifyFailureCode) => void;
     /** Key changes on any node; cached caller keys are dropped when they change. */
     changes?: ChangeFeed;
+    /** Every active key in memory; when ready, verification of an active key reads no storage. */
+    active?: ActiveKeys;
   }) {
     this.storage = options.storage;
     this.policy = options.policy;
@@ -71,6 +81,7 @@ export class KeyVerifier {
     this.usage = options.usage;
     this.audit = options.audit;
     this.onOutcome = options.onOutcome ?? (() => {});
+    this.active = options.active ?? null;
     const callers = options.changes ? new CallerKeyCache({ maxEntries: 1024, ttlMs: 1000 }) : null;
     this.callers = callers;
     options.changes?.subscribe((event) => {
@@ -125,39 +136,137 @@ export class KeyVerifier {
     return record.rateLimit ?? this.policy.defaultRateLimit;
   }
 
-  async verify(presented: unknown, requiredScopes: readonly string[], context: ActorContext): Promise<VerifyResult> {
-    const resolution = await this.resolve(presented);
+  /**
+   * The index record of an active key whose counters live in memory, or -1 when this key
+   * must go the storage way (no index yet, not in it, or limits counted in Redis).
+   */
+  private indexed(digest: Buffer): number {
+    const active = this.active;
+    if (active === null || !active.ready || !this.limiter.local) return -1;
+    return active.index.find(digest);
+  }
+
+  /**
+   * The key that calls Gatehouse's own API, when everything needed to let it through is
+   * in memory (cached record, index record with counters); null otherwise, and then
+   * `resolveCaller` and `consumeLimit` take the full way.
+   */
+  knownCaller(presented: string): { record: ApiKeyRecord; indexed: number } | null {
+    if (!this.callers || !isWellFormedKey(presented, this.policy.prefix)) return null;
+    const digest = digestKey(presented);
+    const indexed = this.indexed(digest);
+    if (indexed < 0) return null;
     const now = this.clock();
-    if (!resolution.ok) {
-      if (resolution.record) this.usage.record(resolution.record.id, resolution.code, now);
-      this.audit.record(
-        auditEvent(context, now, {
-          action: "key.verify",
-          outcome: "failure",
-          targetType: "key",
-          targetId: resolution.record?.id ?? null,
-          detail: {
-            code: resolution.code,
-            ...(resolution.code === "MALFORMED" ? {} : { hint: keyHint(presented as string) }),
-          },
-        }),
-      );
-      this.onOutcome(resolution.code);
-      return { valid: false, code: resolution.code };
+    const record = this.callers.get(digest.toString("base64"), now);
+    if (!record || this.active?.index.status(indexed, now) !== "active" || !this.judge(record, now).ok) return null;
+    return { record, indexed };
+  }
+
+  /** Charges one use to a key found by `knownCaller`. */
+  chargeKnown(indexed: number, policy: RateLimitPolicy): RateLimitOutcome {
+    return this.take(indexed, policy, this.clock());
+  }
+
+  private take(record: number, policy: RateLimitPolicy, now: number): RateLimitOutcome {
+    return (this.active as ActiveKeys).index.take(record, policy, now);
+  }
+
+  /** Charges one use to a key's rate limit (in the index when it is there). */
+  consumeLimit(record: ApiKeyRecord, policy: RateLimitPolicy): RateLimitOutcome | Promise<RateLimitOutcome> {
+    const indexed = this.indexed(record.digest);
+    if (indexed >= 0) return this.take(indexed, policy, this.clock());
+    return this.limiter.consume(record.id, policy);
+  }
+
+  verify(
+    presented: unknown,
+    requiredScopes: readonly string[],
+    context: ActorContext,
+  ): VerifyResult | Promise<VerifyResult> {
+    if (!isWellFormedKey(presented, this.policy.prefix)) return this.failed(presented, "MALFORMED", null, context);
+    const digest = digestKey(presented);
+    const record = this.indexed(digest);
+    if (record < 0) return this.verifyFromStorage(presented, requiredScopes, context);
+    const index = (this.active as ActiveKeys).index;
+    const now = this.clock();
+    const status = index.status(record, now);
+    if (status !== "active") {
+      // Revoked or expired since the index last swept: the same answers as storage gives.
+      return this.failed(presented, status === "revoked" ? "REVOKED" : "EXPIRED", index.id(record), context);
     }
+    const id = index.id(record);
+    const scopes = index.scopes(record);
+    const policy = index.rateLimit(record) ?? this.policy.defaultRateLimit;
+    const ratelimit = index.take(record, policy, now);
+    return this.conclude(
+      { id, ownerId: index.ownerId(record), scopes, expiresAt: index.expiresAt(record) },
+      ratelimit,
+      requiredScopes,
+      context,
+      now,
+    );
+  }
+
+  private async verifyFromStorage(
+    presented: string,
+    requiredScopes: readonly string[],
+    context: ActorContext,
+  ): Promise<VerifyResult> {
+    const resolution = await this.resolve(presented);
+    if (!resolution.ok) return this.failed(presented, resolution.code, resolution.record?.id ?? null, context);
     const record = resolution.record;
-    const ratelimit = await this.limiter.consume(record.id, this.policyOf(record));
+    const ratelimit = await this.consumeLimit(record, this.policyOf(record));
+    return this.conclude(
+      { id: record.id, ownerId: record.ownerId, scopes: record.scopes, expiresAt: record.expiresAt },
+      ratelimit,
+      requiredScopes,
+      context,
+      this.clock(),
+    );
+  }
+
+  private failed(
+    presented: unknown,
+    code: "MALFORMED" | "NOT_FOUND" | "EXPIRED" | "REVOKED",
+    keyId: string | null,
+    context: ActorContext,
+  ): VerifyResult {
+    const now = this.clock();
+    if (keyId !== null) this.usage.record(keyId, code, now);
+    this.audit.record(
+      auditEvent(context, now, {
+        action: "key.verify",
+        outcome: "failure",
+        targetType: "key",
+        targetId: keyId,
+        detail: {
+          code,
+          ...(code === "MALFORMED" ? {} : { hint: keyHint(presented as string) }),
+        },
+      }),
+    );
+    this.onOutcome(code);
+    return { valid: false, code };
+  }
+
+  private conclude(
+    key: { id: string; ownerId: string | null; scopes: readonly string[]; expiresAt: number | null },
+    ratelimit: RateLimitOutcome,
+    requiredScopes: readonly string[],
+    context: ActorContext,
+    now: number,
+  ): VerifyResult {
     let code: VerifyFailureCode | null = null;
     if (!ratelimit.allowed) code = "RATE_LIMITED";
-    else if (!requiredScopes.every((scope) => record.scopes.includes(scope))) code = "INSUFFICIENT_SCOPE";
-    this.usage.record(record.id, code ?? "VALID", now);
+    else if (!requiredScopes.every((scope) => key.scopes.includes(scope))) code = "INSUFFICIENT_SCOPE";
+    this.usage.record(key.id, code ?? "VALID", now);
     if (code !== null) {
       this.audit.record(
         auditEvent(context, now, {
           action: "key.verify",
           outcome: "failure",
           targetType: "key",
-          targetId: record.id,
+          targetId: key.id,
           detail: { code, ...(code === "INSUFFICIENT_SCOPE" ? { required: requiredScopes } : {}) },
         }),
       );
@@ -167,10 +276,10 @@ export class KeyVerifier {
     this.onOutcome("VALID");
     return {
       valid: true,
-      keyId: record.id,
-      ownerId: record.ownerId,
-      scopes: record.scopes,
-      expiresAt: record.expiresAt,
+      keyId: key.id,
+      ownerId: key.ownerId,
+      scopes: key.scopes as string[],
+      expiresAt: key.expiresAt,
       ratelimit,
     };
   }

@@ -24,8 +24,14 @@ export class KeyRateLimiter {
   private readonly limiters = new Map<string, RateLimiterAbstract>();
   private readonly factory: LimiterFactory;
   private readonly now: () => number;
+  /**
+   * True when counts are this process's own (no shared store): then keys held in the
+   * in-memory index (keys/key-index.ts) are counted there instead, without a promise.
+   */
+  readonly local: boolean;
 
   constructor(options: { factory?: LimiterFactory; now?: () => number } = {}) {
+    this.local = options.factory === undefined;
     this.factory = options.factory ?? memoryLimiterFactory;
     this.now = options.now ?? Date.now;
   }

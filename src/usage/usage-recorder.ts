@@ -3,6 +3,13 @@ import type { Storage } from "../storage/types.ts";
 
 const MINUTE = 60_000;
 
+/** One key's uses in one minute: a count per outcome, and the last valid use. */
+interface Tally {
+  bucket: number;
+  counts: Map<string, number>;
+  lastUsed: number;
+}
+
 /**
  * Counts verifications per key, minute and outcome in memory and writes them in one
  * batch per interval, so the verification path never waits on a write. The price:
@@ -10,8 +17,9 @@ const MINUTE = 60_000;
  * graceful stop flushes). A failed flush keeps its counts for the next one.
  */
 export class UsageRecorder {
-  private counts = new Map<string, number>();
-  private lastUsed = new Map<string, number>();
+  /** Per key, the minute being counted; earlier minutes wait in `closed`. */
+  private tallies = new Map<string, Tally>();
+  private closed: Array<[string, Tally]> = [];
   private readonly storage: Storage;
   private readonly log: Logger | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -26,33 +34,40 @@ export class UsageRecorder {
     }
   }
 
+  /** On every verification: one map lookup, no string built. */
   record(keyId: string, outcome: string, at: number): void {
     const bucket = at - (at % MINUTE);
-    const name = `${keyId}\u0000${bucket}\u0000${outcome}`;
-    this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
-    if (outcome === "VALID") this.lastUsed.set(keyId, at);
+    let tally = this.tallies.get(keyId);
+    if (tally === undefined || tally.bucket !== bucket) {
+      if (tally !== undefined) this.closed.push([keyId, tally]);
+      tally = { bucket, counts: new Map(), lastUsed: 0 };
+      this.tallies.set(keyId, tally);
+    }
+    tally.counts.set(outcome, (tally.counts.get(outcome) ?? 0) + 1);
+    if (outcome === "VALID" && at > tally.lastUsed) tally.lastUsed = at;
   }
 
   /** Writes everything counted so far. Concurrent calls share one write. */
   flush(): Promise<void> {
     if (this.flushing) return this.flushing.then(() => this.flush());
-    if (this.counts.size === 0 && this.lastUsed.size === 0) return Promise.resolve();
-    const counts = this.counts;
-    const lastUsed = this.lastUsed;
-    this.counts = new Map();
-    this.lastUsed = new Map();
-    const increments = [...counts].map(([name, count]) => {
-      const [keyId, bucket, outcome] = name.split("\u0000") as [string, string, string];
-      return { keyId, bucket: Number(bucket), outcome, count };
-    });
+    if (this.tallies.size === 0 && this.closed.length === 0) return Promise.resolve();
+    const taken: Array<[string, Tally]> = [...this.closed, ...this.tallies];
+    this.tallies = new Map();
+    this.closed = [];
+    const increments: Array<{ keyId: string; bucket: number; outcome: string; count: number }> = [];
+    const lastUsed = new Map<string, number>();
+    for (const [keyId, tally] of taken) {
+      for (const [outcome, count] of tally.counts) increments.push({ keyId, bucket: tally.bucket, outcome, count });
+      if (tally.lastUsed > (lastUsed.get(keyId) ?? 0)) lastUsed.set(keyId, tally.lastUsed);
+    }
     this.flushing = (async () => {
       try {
         await this.storage.usage.add(increments);
         await this.storage.keys.touch(lastUsed);
       } catch (error) {
         this.log?.warn({ err: error }, "usage flush failed; will retry");
-        for (const [name, count] of counts) this.counts.set(name, (this.counts.get(name) ?? 0) + count);
-        for (const [id, at] of lastUsed) if ((this.lastUsed.get(id) ?? 0) < at) this.lastUsed.set(id, at);
+        // Counted again with the next flush; the buckets keep their minutes.
+        this.closed.push(...taken);
       } finally {
         this.flushing = undefined;
       }

@@ -233,6 +233,38 @@ describe("gatehouse CLI", () => {
     assert.match(text.stdout, new RegExp(`${next.id}\\s+${keyHint(next.key)}\\s+revoked`));
   });
 
+  test("keys created, rotated and revoked by the CLI while serve runs: the server follows them", async () => {
+    const server = await serve(env);
+    try {
+      const verify = (key: string) =>
+        call(`${server.url}/v1/keys/verify`, adminKey, "POST", { key }).then((r) =>
+          r.body.valid ? "VALID" : r.body.code,
+        );
+      // The server holds the active keys in memory; another process's writes reach it
+      // through the key change log, within its polling interval.
+      const eventually = async (key: string, expected: string) => {
+        let seen = "";
+        for (let attempt = 0; attempt < 100 && seen !== expected; attempt++) {
+          seen = await verify(key);
+          if (seen !== expected) await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        assert.equal(seen, expected);
+      };
+      const created = JSON.parse(
+        (await cli(["keys", "create", "--name", "live", "--scope", "a", "--json"], env)).stdout,
+      );
+      await eventually(created.key, "VALID");
+      const rotated = JSON.parse((await cli(["keys", "rotate", created.id, "--grace", "0", "--json"], env)).stdout);
+      await eventually(created.key, "REVOKED");
+      await eventually(rotated.key, "VALID");
+      assert.equal((await cli(["keys", "revoke", rotated.id], env)).code, 0);
+      await eventually(rotated.key, "REVOKED");
+      assert.equal(await verify(generateKey("gate")), "NOT_FOUND");
+    } finally {
+      assert.equal(await server.stop(), 0);
+    }
+  });
+
   test("keys commands report mistakes in one line, without a stack trace", async () => {
     const cases: Array<[string[], number, RegExp]> = [
       [["keys", "create"], 2, /--name is required/],

@@ -51,6 +51,7 @@ export async function startServer(
     storage: store.storage,
     ...(options.clock ? { clock: options.clock } : {}),
   });
+  await gatehouse.start();
   const app = buildApp(gatehouse, options.logStream ? { logStream: options.logStream } : {});
   const address = await app.listen({ port: 0, host: "127.0.0.1" });
   const { key: adminKey } = await gatehouse.keys.create(

@@ -24,6 +24,13 @@ export const serveCommand: Command = {
     // Load (or create) the signing keys before listening: a missing or wrong master key
     // must stop the server at start, not fail the first sign-in.
     try {
+      await gatehouse.start();
+    } catch (error) {
+      io.err(`gatehouse serve: cannot start: the API keys cannot be loaded: ${(error as Error).message}`);
+      await gatehouse.stop();
+      return 1;
+    }
+    try {
       await gatehouse.keyring.start();
     } catch (error) {
       io.err(`gatehouse serve: cannot start: the signing keys cannot be loaded: ${(error as Error).message}`);

@@ -1,0 +1,129 @@
+import type { Logger } from "pino";
+import type { Clock } from "../lib/clock.ts";
+import type { Storage } from "../storage/types.ts";
+import { KeyIndex } from "./key-index.ts";
+import { keyStatus } from "./key-status.ts";
+
+const PAGE = 5000;
+
+/**
+ * Keeps a KeyIndex equal to storage's active keys. Loads them at start, then follows the
+ * key change log (storage migration 3): every insert, revocation, rotation or edit made
+ * by any connection (this process, another node, the CLI) is logged by trigger in the
+ * same transaction, and `catchUp()` re-reads the keys named there. The log is durable,
+ * so unlike pub/sub nothing can be missed: a reader that fell behind the log's pruning
+ * reloads everything.
+ *
+ * Timing: this process's own writes are followed before they answer (KeyService awaits
+ * `catchUp`); other processes' writes within `pollMs`, or at once when the change feed
+ * says so.
+ */
+export class ActiveKeys {
+  private current = new KeyIndex();
+  private readonly storage: Storage;
+  private readonly clock: Clock;
+  private readonly log: Logger | undefined;
+  private readonly pollMs: number;
+  private position = 0;
+  private loaded = false;
+  private running: Promise<void> | null = null;
+  private again = false;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: { storage: Storage; clock: Clock; log?: Logger; pollMs?: number }) {
+    this.storage = options.storage;
+    this.clock = options.clock;
+    this.log = options.log;
+    this.pollMs = options.pollMs ?? 100;
+  }
+
+  get index(): KeyIndex {
+    return this.current;
+  }
+
+  /** True once the index holds every active key; until then, use storage. */
+  get ready(): boolean {
+    return this.loaded;
+  }
+
+  /** Loads every active key, then starts following the change log. */
+  async start(): Promise<void> {
+    await this.reload();
+    this.pollTimer = setInterval(() => void this.catchUp().catch(() => {}), this.pollMs);
+    this.pollTimer.unref();
+    // Revoked and expired keys leave the index (a miss asks storage, which answers
+    // REVOKED or EXPIRED); the sweep keeps memory to the keys that can still pass.
+    this.sweepTimer = setInterval(() => this.index.removeDead(this.clock()), 60_000);
+    this.sweepTimer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.pollTimer);
+    clearInterval(this.sweepTimer);
+  }
+
+  private async reload(): Promise<void> {
+    // The position is read first: changes during the scan are applied again afterwards,
+    // and applying a change twice is harmless.
+    const position = await this.storage.keys.lastChange();
+    const now = this.clock();
+    // Sized for every stored key up front (dead ones are few: housekeeping deletes them),
+    // so a million keys load without a copy on the way.
+    const index = new KeyIndex(await this.storage.keys.count());
+    for await (const page of this.storage.keys.scanActive(now, PAGE)) {
+      for (const key of page) index.upsert(key);
+    }
+    this.current = index;
+    this.position = position;
+    this.loaded = true;
+    await this.apply();
+  }
+
+  /**
+   * Applies every logged change not applied yet. Calls made while one runs are served by
+   * one more run after it, so a caller's own write is always included when it resolves.
+   */
+  catchUp(): Promise<void> {
+    if (!this.loaded) return Promise.resolve();
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.apply();
+        } while (this.again);
+      } finally {
+        this.running = null;
+      }
+    })();
+    return this.running;
+  }
+
+  private async apply(): Promise<void> {
+    for (;;) {
+      const changes = await this.storage.keys.changesSince(this.position, PAGE);
+      if (changes.gap) {
+        this.log?.warn("key change log was pruned past this node's position: reloading every key");
+        this.position = 0;
+        this.loaded = false;
+        await this.reload();
+        return;
+      }
+      if (changes.ids.length === 0) return;
+      const now = this.clock();
+      for (const id of new Set(changes.ids)) {
+        const key = await this.storage.keys.findById(id);
+        // A deleted key cannot be found by id here; only dead keys are ever deleted, and
+        // the sweep drops those.
+        if (!key) continue;
+        if (keyStatus(key, now) === "active") this.index.upsert(key);
+        else this.index.remove(key.digest);
+      }
+      this.position = changes.last;
+    }
+  }
+}

@@ -1,0 +1,300 @@
+import { timingSafeEqual } from "node:crypto";
+import type { RateLimitOutcome } from "../ratelimit/key-rate-limiter.ts";
+import type { ApiKeyRecord, RateLimitPolicy } from "../storage/types.ts";
+import type { KeyStatus } from "./key-status.ts";
+import { PACKED_ID_BYTES, packId, unpackId } from "./packed-id.ts";
+
+const DIGEST_BYTES = 32;
+const EMPTY = -1;
+const FIRST_CAPACITY = 1024;
+
+/**
+ * Distinct values kept once and referred to by number: a million keys share a handful of
+ * scope lists, permission sets and rate-limit policies. Number 0 is `first` (no value).
+ */
+class Interner<T> {
+  private readonly numbers = new Map<string, number>();
+  readonly values: T[];
+
+  constructor(first: T) {
+    this.values = [first];
+  }
+
+  number(name: string, value: T): number {
+    let n = this.numbers.get(name);
+    if (n === undefined) {
+      n = this.values.length;
+      this.values.push(value);
+      this.numbers.set(name, n);
+    }
+    return n;
+  }
+}
+
+/** Ids that Gatehouse makes are packed (packed-id.ts); any other id is kept aside whole. */
+const ID_BYTES = PACKED_ID_BYTES;
+/** Linear probing stays short while the table is at most this full. */
+const MAX_LOAD = 0.7;
+
+/**
+ * Every active API key in memory, in flat typed arrays instead of objects, so that a
+ * verification reads no storage and a million keys cost tens of megabytes, not hundreds,
+ * and nothing for the garbage collector to trace.
+ *
+ * Records live in columns indexed by a record number; an open-addressing hash table
+ * (linear probing, at most 70% full) maps a digest to its record. SHA-256 digests are
+ * uniformly random, so their first four bytes are the hash. The index also holds each
+ * key's fixed-window rate-limit counter, so counting a use allocates nothing either.
+ *
+ * Not a source of truth: storage is. ActiveKeys (active-keys.ts) loads it and keeps it in
+ * step with the key change log.
+ */
+export class KeyIndex {
+  private capacity = 0;
+  private used = 0;
+  private live = 0;
+  private readonly free: number[] = [];
+  private digests = Buffer.alloc(0);
+  private ids = Buffer.alloc(0);
+  private expires = new Float64Array(0);
+  private scopeSets = new Uint32Array(0);
+  private permissionSets = new Uint32Array(0);
+  private owners = new Uint32Array(0);
+  private policies = new Uint32Array(0);
+  private windows = new Uint32Array(0);
+  private counts = new Uint32Array(0);
+  private slots = new Int32Array(0);
+  private mask = 0;
+  /** Revocation times are rare (revoked keys leave the index; these are grace periods). */
+  private readonly revoked = new Map<number, number>();
+  private readonly oddIds = new Map<number, string>();
+  private readonly scopeInterner = new Interner<readonly string[]>(Object.freeze([]));
+  private readonly permissionInterner = new Interner<readonly string[]>(Object.freeze([]));
+  private readonly ownerInterner = new Interner<string | null>(null);
+  private readonly policyInterner = new Interner<RateLimitPolicy | null>(null);
+
+  /** `expected`: how many keys to make room for at once (growing later costs a copy). */
+  constructor(expected = 0) {
+    this.grow(Math.max(FIRST_CAPACITY, Math.ceil(expected * 1.05)));
+  }
+
+  /** Number of keys held. */
+  get size(): number {
+    return this.live;
+  }
+
+  /** The record number of the key with this digest, or -1. */
+  find(digest: Buffer): number {
+    const digests = this.digests;
+    const slots = this.slots;
+    let slot = digest.readUInt32LE(0) & this.mask;
+    for (;;) {
+      const record = slots[slot] as number;
+      if (record === EMPTY) return -1;
+      const at = record * DIGEST_BYTES;
+      // The comparison of the whole digest is constant-time; the probe only looks at the
+      // first word, which says nothing a caller could use to forge a key.
+      if (
+        digests.readUInt32LE(at) === digest.readUInt32LE(0) &&
+        timingSafeEqual(digests.subarray(at, at + DIGEST_BYTES), digest)
+      ) {
+        return record;
+      }
+      slot = (slot + 1) & this.mask;
+    }
+  }
+
+  /** Adds the key, or updates it in place (its rate-limit window carries on). */
+  upsert(key: ApiKeyRecord): void {
+    if (key.digest.length !== DIGEST_BYTES) throw new Error("a key digest has 32 bytes");
+    let record = this.find(key.digest);
+    if (record < 0) {
+      record = this.allocate();
+      key.digest.copy(this.digests, record * DIGEST_BYTES);
+      this.windows[record] = 0;
+      this.counts[record] = 0;
+      this.place(record);
+      this.live++;
+    }
+    this.write(record, key);
+  }
+
+  /** Drops the key with this digest; false when it was not held. */
+  remove(digest: Buffer): boolean {
+    const record = this.find(digest);
+    if (record < 0) return false;
+    this.unplace(record);
+    this.revoked.delete(record);
+    this.oddIds.delete(record);
+    this.free.push(record);
+    this.live--;
+    return true;
+  }
+
+  /** Drops every key that is revoked or expired at `now`; returns how many. */
+  removeDead(now: number): number {
+    const dead: Buffer[] = [];
+    for (let record = 0; record < this.used; record++) {
+      if (this.isFree(record)) continue;
+      if (this.status(record, now) !== "active") {
+        dead.push(Buffer.from(this.digests.subarray(record * DIGEST_BYTES, (record + 1) * DIGEST_BYTES)));
+      }
+    }
+    for (const digest of dead) this.remove(digest);
+    return dead.length;
+  }
+
+  id(record: number): string {
+    const odd = this.oddIds.size > 0 ? this.oddIds.get(record) : undefined;
+    return odd ?? unpackId(this.ids, record * ID_BYTES);
+  }
+
+  scopes(record: number): readonly string[] {
+    return this.scopeInterner.values[this.scopeSets[record] as number] as readonly string[];
+  }
+
+  permissions(record: number): readonly string[] {
+    return this.permissionInterner.values[this.permissionSets[record] as number] as readonly string[];
+  }
+
+  ownerId(record: number): string | null {
+    return this.ownerInterner.values[this.owners[record] as number] ?? null;
+  }
+
+  rateLimit(record: number): RateLimitPolicy | null {
+    return this.policyInterner.values[this.policies[record] as number] ?? null;
+  }
+
+  expiresAt(record: number): number | null {
+    const at = this.expires[record] as number;
+    return at === Number.POSITIVE_INFINITY ? null : at;
+  }
+
+  revokedAt(record: number): number | null {
+    return this.revoked.size > 0 ? (this.revoked.get(record) ?? null) : null;
+  }
+
+  /** The same rules as keyStatus(), on the indexed fields. */
+  status(record: number, now: number): KeyStatus {
+    if (this.revoked.size > 0) {
+      const revokedAt = this.revoked.get(record);
+      if (revokedAt !== undefined && revokedAt <= now) return "revoked";
+    }
+    return (this.expires[record] as number) <= now ? "expired" : "active";
+  }
+
+  /**
+   * Takes one use from the key's fixed window. Windows are aligned to the clock (window n
+   * covers [n·w, (n+1)·w)), so no timer per key is needed: a counter from an earlier
+   * window is simply stale and starts over.
+   */
+  take(record: number, policy: RateLimitPolicy, now: number): RateLimitOutcome {
+    const windowMs = policy.windowSeconds * 1000;
+    const window = Math.floor(now / windowMs);
+    let count = this.counts[record] as number;
+    if (this.windows[record] !== window) {
+      this.windows[record] = window;
+      count = 0;
+    }
+    const reset = (window + 1) * windowMs;
+    if (count >= policy.limit) return { allowed: false, limit: policy.limit, remaining: 0, reset };
+    count++;
+    this.counts[record] = count;
+    return { allowed: true, limit: policy.limit, remaining: policy.limit - count, reset };
+  }
+
+  private write(record: number, key: ApiKeyRecord): void {
+    if (packId(key.id, this.ids, record * ID_BYTES)) this.oddIds.delete(record);
+    else this.oddIds.set(record, key.id);
+    this.expires[record] = key.expiresAt ?? Number.POSITIVE_INFINITY;
+    if (key.revokedAt === null) this.revoked.delete(record);
+    else this.revoked.set(record, key.revokedAt);
+    this.scopeSets[record] = this.scopeInterner.number(JSON.stringify(key.scopes), Object.freeze([...key.scopes]));
+    this.permissionSets[record] = this.permissionInterner.number(
+      JSON.stringify(key.permissions),
+      Object.freeze([...key.permissions]),
+    );
+    this.owners[record] = key.ownerId === null ? 0 : this.ownerInterner.number(key.ownerId, key.ownerId);
+    this.policies[record] =
+      key.rateLimit === null
+        ? 0
+        : this.policyInterner.number(
+            `${key.rateLimit.limit}/${key.rateLimit.windowSeconds}`,
+            Object.freeze({ ...key.rateLimit }),
+          );
+  }
+
+  private isFree(record: number): boolean {
+    // A freed record's digest is zeroed; a real SHA-256 digest of all zeros does not occur.
+    const at = record * DIGEST_BYTES;
+    for (let i = at; i < at + DIGEST_BYTES; i++) if (this.digests[i] !== 0) return false;
+    return true;
+  }
+
+  private allocate(): number {
+    const reused = this.free.pop();
+    if (reused !== undefined) return reused;
+    if (this.used === this.capacity) this.grow(Math.ceil(this.capacity * 1.5));
+    return this.used++;
+  }
+
+  private home(record: number): number {
+    return this.digests.readUInt32LE(record * DIGEST_BYTES) & this.mask;
+  }
+
+  private place(record: number): void {
+    let slot = this.home(record);
+    while (this.slots[slot] !== EMPTY) slot = (slot + 1) & this.mask;
+    this.slots[slot] = record;
+  }
+
+  /** Backward-shift deletion: linear probing stays correct without tombstones. */
+  private unplace(record: number): void {
+    let slot = this.home(record);
+    while (this.slots[slot] !== record) slot = (slot + 1) & this.mask;
+    let hole = slot;
+    let next = (hole + 1) & this.mask;
+    for (;;) {
+      const moving = this.slots[next] as number;
+      if (moving === EMPTY) break;
+      const home = this.home(moving);
+      // Move `moving` into the hole unless its home lies cyclically in (hole, next].
+      const between = hole <= next ? home > hole && home <= next : home > hole || home <= next;
+      if (!between) {
+        this.slots[hole] = moving;
+        hole = next;
+      }
+      next = (next + 1) & this.mask;
+    }
+    this.slots[hole] = EMPTY;
+    this.digests.fill(0, record * DIGEST_BYTES, (record + 1) * DIGEST_BYTES);
+  }
+
+  private grow(capacity: number): void {
+    const copy = <T extends Float64Array | Uint32Array>(from: T, make: (n: number) => T, fill?: number): T => {
+      const to = make(capacity);
+      if (fill !== undefined) to.fill(fill);
+      to.set(from);
+      return to;
+    };
+    const digests = Buffer.alloc(capacity * DIGEST_BYTES);
+    this.digests.copy(digests);
+    this.digests = digests;
+    const ids = Buffer.alloc(capacity * ID_BYTES);
+    this.ids.copy(ids);
+    this.ids = ids;
+    this.expires = copy(this.expires, (n) => new Float64Array(n), Number.POSITIVE_INFINITY);
+    this.scopeSets = copy(this.scopeSets, (n) => new Uint32Array(n));
+    this.permissionSets = copy(this.permissionSets, (n) => new Uint32Array(n));
+    this.owners = copy(this.owners, (n) => new Uint32Array(n));
+    this.policies = copy(this.policies, (n) => new Uint32Array(n));
+    this.windows = copy(this.windows, (n) => new Uint32Array(n));
+    this.counts = copy(this.counts, (n) => new Uint32Array(n));
+    this.capacity = capacity;
+    let slots = 1;
+    while (slots * MAX_LOAD < capacity) slots *= 2;
+    this.slots = new Int32Array(slots).fill(EMPTY);
+    this.mask = slots - 1;
+    for (let record = 0; record < this.used; record++) if (!this.isFree(record)) this.place(record);
+  }
+}
