@@ -10,6 +10,7 @@ import { SqliteSigningKeyRepository } from "./signing-key-repository.ts";
 import { SqliteTokenRepository } from "./token-repository.ts";
 import { SqliteUsageRepository } from "./usage-repository.ts";
 import { SqliteUserRepository } from "./user-repository.ts";
+import { WalCheckpointer } from "./wal-checkpointer.ts";
 
 export class SqliteStorage implements Storage {
   readonly kind = "sqlite" as const;
@@ -23,9 +24,11 @@ export class SqliteStorage implements Storage {
   readonly signingKeys: SqliteSigningKeyRepository;
   readonly tokens: SqliteTokenRepository;
   readonly sessions: SqliteSessionRepository;
+  private readonly checkpointer: WalCheckpointer | null;
 
-  private constructor(database: SqliteDatabase) {
+  private constructor(database: SqliteDatabase, checkpointer: WalCheckpointer | null) {
     this.database = database;
+    this.checkpointer = checkpointer;
     this.keys = new SqliteKeyRepository(database);
     this.housekeeping = new SqliteHousekeepingRepository(database);
     this.audit = new SqliteAuditRepository(database);
@@ -46,7 +49,8 @@ export class SqliteStorage implements Storage {
       database.close();
       throw error;
     }
-    return new SqliteStorage(database);
+    // WAL checkpoints (and their fsyncs) run on a worker thread, not on the event loop.
+    return new SqliteStorage(database, path === ":memory:" ? null : new WalCheckpointer(database, path));
   }
 
   async ping(): Promise<void> {
@@ -54,6 +58,7 @@ export class SqliteStorage implements Storage {
   }
 
   async close(): Promise<void> {
+    await this.checkpointer?.stop();
     this.database.close();
   }
 }

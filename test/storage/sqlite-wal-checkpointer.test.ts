@@ -1,0 +1,50 @@
+import assert from "node:assert/strict";
+import { existsSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { SqliteDatabase } from "../../src/storage/sqlite/database.ts";
+import { WalCheckpointer } from "../../src/storage/sqlite/wal-checkpointer.ts";
+import { tempDir } from "../support/backends.ts";
+
+async function eventually(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`never happened: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test("the WAL is checkpointed by the worker, not by the committing connection", async () => {
+  const dir = tempDir();
+  const path = join(dir, "wal.db");
+  const database = new SqliteDatabase(path);
+  const checkpointer = new WalCheckpointer(database, path, { intervalMs: 5, fallbackPages: 100_000 });
+  try {
+    assert.equal(database.statement("PRAGMA wal_autocheckpoint").get()?.wal_autocheckpoint, 100_000);
+    database.db.exec("CREATE TABLE t (v BLOB)");
+    const sizeBefore = statSync(path).size;
+    database.transaction(() => {
+      for (let i = 0; i < 200; i++) database.statement("INSERT INTO t (v) VALUES (randomblob(1000))").run();
+    });
+    // The commit put the pages in the WAL; only a checkpoint copies them into the file.
+    await eventually(() => statSync(path).size > sizeBefore + 150_000, "pages copied back into the database file");
+    assert.equal(database.statement("SELECT count(*) AS n FROM t").get()?.n, 200);
+  } finally {
+    await checkpointer.stop();
+    database.close();
+  }
+  // Closing the last connection removes the WAL: the worker's connection is closed too.
+  assert.equal(existsSync(`${path}-wal`), false);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("stop is idempotent", async () => {
+  const dir = tempDir();
+  const path = join(dir, "wal.db");
+  const database = new SqliteDatabase(path);
+  const checkpointer = new WalCheckpointer(database, path);
+  await Promise.all([checkpointer.stop(), checkpointer.stop()]);
+  await checkpointer.stop();
+  database.close();
+  rmSync(dir, { recursive: true, force: true });
+});
