@@ -285,6 +285,11 @@ export interface TokenRepository {
   insertRefresh(record: RefreshTokenRecord, audit: AuditEventInput | null): Promise<void>;
   findRefreshByDigest(digest: Buffer): Promise<RefreshTokenRecord | null>;
   /**
+   * The token with `digest` and whether its user exists and is active: what a refresh
+   * checks before it signs, in one read.
+   */
+  findRefreshForRotation(digest: Buffer): Promise<{ record: RefreshTokenRecord; userActive: boolean } | null>;
+  /**
    * The one place a refresh token is spent. In one transaction: marks the token with
    * `digest` used, but only if it is unused and unrevoked (a conditional write, so of
    * many concurrent calls exactly one succeeds), and inserts `replacement`. If the

@@ -1,4 +1,4 @@
-import { createHash, randomBytes as nodeRandomBytes } from "node:crypto";
+import { hash, randomBytes as nodeRandomBytes } from "node:crypto";
 
 export type RandomBytes = (size: number) => Buffer;
 
@@ -19,5 +19,6 @@ export function isOpaqueToken(value: string): boolean {
  * so a fast hash is enough (no salt or stretching needed) and lookups stay one index probe.
  */
 export function digestOpaqueToken(token: string): Buffer {
-  return createHash("sha256").update(token, "utf8").digest();
+  // One-shot hash: no Hash object per call.
+  return hash("sha256", token, "buffer");
 }

@@ -69,7 +69,7 @@ export class TokenService {
   }
 
   private newRefresh(
-    user: UserRecord,
+    userId: string,
     family: { id: string; expiresAt: number; clientId: string; scope: string },
     now: number,
   ): { token: string; record: RefreshTokenRecord } {
@@ -80,7 +80,7 @@ export class TokenService {
         id: newId("rtk", now),
         digest: digestOpaqueToken(token),
         familyId: family.id,
-        userId: user.id,
+        userId,
         clientId: family.clientId,
         scope: family.scope,
         createdAt: now,
@@ -93,9 +93,9 @@ export class TokenService {
     };
   }
 
-  private async response(user: UserRecord, refresh: { token: string; record: RefreshTokenRecord }, now: number) {
+  private async response(userId: string, refresh: { token: string; record: RefreshTokenRecord }, now: number) {
     const access = await issueAccessToken(this.keyring, this.settings, {
-      sub: user.id,
+      sub: userId,
       scope: refresh.record.scope,
       client_id: refresh.record.clientId,
       sid: refresh.record.familyId,
@@ -120,9 +120,9 @@ export class TokenService {
       clientId: this.auth.clientId,
       scope: user.scopes.join(" "),
     };
-    const refresh = this.newRefresh(user, family, now);
+    const refresh = this.newRefresh(user.id, family, now);
     // Sign first: a failure to sign must not leave a live refresh token behind.
-    const body = await this.response(user, refresh, now);
+    const body = await this.response(user.id, refresh, now);
     await this.storage.tokens.insertRefresh(
       refresh.record,
       auditEvent(context, now, {
@@ -158,22 +158,23 @@ export class TokenService {
   async refresh(token: string, context: ActorContext): Promise<IssuedTokens> {
     if (!isOpaqueToken(token)) this.refuse(context, "MALFORMED", null);
     const digest = digestOpaqueToken(token);
-    const record = await this.storage.tokens.findRefreshByDigest(digest);
-    if (!record) this.refuse(context, "UNKNOWN", null);
+    // One read: the token, and whether its user is still active.
+    const found = await this.storage.tokens.findRefreshForRotation(digest);
+    if (!found) this.refuse(context, "UNKNOWN", null);
+    const { record } = found;
     const now = this.clock();
     if (record.usedAt === null && record.revokedAt !== null) this.refuse(context, "REVOKED", record);
     if (record.usedAt === null && (now >= record.expiresAt || now >= record.familyExpiresAt)) {
       this.refuse(context, "EXPIRED", record);
     }
-    const user = await this.storage.users.findById(record.userId);
-    if (user?.status !== "active") this.refuse(context, "USER_INACTIVE", record);
+    if (!found.userActive) this.refuse(context, "USER_INACTIVE", record);
     const replacement = this.newRefresh(
-      user,
+      record.userId,
       { id: record.familyId, expiresAt: record.familyExpiresAt, clientId: record.clientId, scope: record.scope },
       now,
     );
-    const body = await this.response(user, replacement, now);
-    const target = { targetType: "user", targetId: user.id } as const;
+    const body = await this.response(record.userId, replacement, now);
+    const target = { targetType: "user", targetId: record.userId } as const;
     const outcome = await this.storage.tokens.rotateRefresh(digest, replacement.record, now, {
       rotated: auditEvent(context, now, {
         action: "token.refresh",

@@ -92,6 +92,48 @@ for (const backend of backends()) {
       assert.equal(await store.storage.tokens.isFamilyRevoked("fam_twice"), true);
     });
 
+    test("a rotation's audit event is committed with it; a failed rotation leaves none", async () => {
+      const a = token("fam_audit_a");
+      const b = token("fam_audit_b");
+      for (const t of [a, b]) await store.storage.tokens.insertRefresh(t, null);
+      const audits = (requestId: string) => ({
+        rotated: {
+          at: Date.now(),
+          actor: "anonymous",
+          action: "token.refresh",
+          targetType: "user",
+          targetId: userId,
+          outcome: "success" as const,
+          ip: null,
+          userAgent: null,
+          requestId,
+          detail: null,
+        },
+        reused: null,
+      });
+      const results = await Promise.allSettled([
+        store.storage.tokens.rotateRefresh(a.digest, token("fam_audit_a"), Date.now(), audits("req-audit-a")),
+        // b's replacement reuses a's digest: its rotation fails, and its audit event goes with it.
+        store.storage.tokens.rotateRefresh(b.digest, token("fam_audit_b", a.digest), Date.now(), audits("req-audit-b")),
+      ]);
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ["fulfilled", "rejected"],
+      );
+      const events = await store.storage.audit.query({ action: "token.refresh", targetId: userId, limit: 100 });
+      const requestIds = events.map((event) => event.requestId);
+      assert.ok(requestIds.includes("req-audit-a"));
+      assert.ok(!requestIds.includes("req-audit-b"));
+    });
+
+    test("findRefreshForRotation reads the token with its user's status", async () => {
+      const t = token("fam_read");
+      await store.storage.tokens.insertRefresh(t, null);
+      const found = await store.storage.tokens.findRefreshForRotation(t.digest);
+      assert.deepEqual(found, { record: await store.storage.tokens.findRefreshByDigest(t.digest), userActive: true });
+      assert.equal(await store.storage.tokens.findRefreshForRotation(digestOpaqueToken(newOpaqueToken())), null);
+    });
+
     test("an unknown token is reported as unknown", async () => {
       const outcome = await store.storage.tokens.rotateRefresh(
         digestOpaqueToken(newOpaqueToken()),
@@ -100,6 +142,30 @@ for (const backend of backends()) {
         NO_AUDIT,
       );
       assert.equal(outcome.outcome, "unknown");
+    });
+
+    test("findRefreshForRotation: a disabled user's token reads as not active", async () => {
+      const now = Date.now();
+      const otherId = newId("usr", now);
+      await store.storage.users.insert(
+        {
+          id: otherId,
+          email: `${randomBytes(4).toString("hex")}@example.com`,
+          passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+          scopes: [],
+          status: "active",
+          createdAt: now,
+          updatedAt: now,
+          disabledAt: null,
+          passwordChangedAt: now,
+        },
+        null,
+      );
+      const t = { ...token("fam_disabled"), userId: otherId };
+      await store.storage.tokens.insertRefresh(t, null);
+      assert.equal((await store.storage.tokens.findRefreshForRotation(t.digest))?.userActive, true);
+      await store.storage.users.disable(otherId, Date.now(), null);
+      assert.equal((await store.storage.tokens.findRefreshForRotation(t.digest))?.userActive, false);
     });
   });
 }

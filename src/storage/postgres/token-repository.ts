@@ -90,6 +90,17 @@ export class PostgresTokenRepository implements TokenRepository {
     return rows[0] ? toToken(rows[0]) : null;
   }
 
+  async findRefreshForRotation(digest: Buffer): Promise<{ record: RefreshTokenRecord; userActive: boolean } | null> {
+    const { rows } = await this.database.query<Row & { status: string | null }>(
+      `SELECT ${COLUMNS.split(", ")
+        .map((column) => `t.${column}`)
+        .join(", ")}, u.status FROM refresh_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.digest = $1`,
+      [digest],
+    );
+    const row = rows[0];
+    return row ? { record: toToken(row), userActive: row.status === "active" } : null;
+  }
+
   async rotateRefresh(
     digest: Buffer,
     replacement: RefreshTokenRecord,

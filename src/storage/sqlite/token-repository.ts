@@ -1,12 +1,37 @@
 import type { AuditEventInput, RefreshRotation, RefreshTokenRecord, TokenRepository } from "../types.ts";
 import { insertAuditEvent } from "./audit-repository.ts";
 import type { SqliteDatabase } from "./database.ts";
+import { GroupCommit } from "./group-commit.ts";
 
 type Row = Record<string, string | number | Uint8Array | null>;
 
 const COLUMNS =
   "digest, id, family_id, user_id, client_id, scope, created_at, family_expires_at, expires_at, used_at, replaced_by, revoked_at";
 const INSERT = `INSERT INTO refresh_tokens (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+
+const TOKEN_WITH_USER_STATUS = `SELECT ${COLUMNS.split(", ")
+  .map((column) => `t.${column}`)
+  .join(", ")}, u.status FROM refresh_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.digest = ?`;
+
+type Cell = string | number | Uint8Array | null;
+
+/** A row read as an array, in COLUMNS order (node:sqlite builds arrays faster than objects). */
+function arrayToToken(row: readonly Cell[], digest: Buffer): RefreshTokenRecord {
+  return {
+    digest,
+    id: row[1] as string,
+    familyId: row[2] as string,
+    userId: row[3] as string,
+    clientId: row[4] as string,
+    scope: row[5] as string,
+    createdAt: row[6] as number,
+    familyExpiresAt: row[7] as number,
+    expiresAt: row[8] as number,
+    usedAt: row[9] as number | null,
+    replacedBy: row[10] as string | null,
+    revokedAt: row[11] as number | null,
+  };
+}
 
 function rowToToken(row: Row): RefreshTokenRecord {
   return {
@@ -25,18 +50,6 @@ function rowToToken(row: Row): RefreshTokenRecord {
   };
 }
 
-/** Rotations committed together at most; bounds how long one commit holds the event loop. */
-const MAX_ROTATIONS_PER_COMMIT = 256;
-
-interface PendingRotation {
-  digest: Buffer;
-  replacement: RefreshTokenRecord;
-  at: number;
-  audits: { rotated: AuditEventInput | null; reused: AuditEventInput | null };
-  resolve(outcome: RefreshRotation): void;
-  reject(error: unknown): void;
-}
-
 /** Revokes the user's refresh tokens except family `keepFamilyId`; the caller owns the transaction. */
 export function revokeUserRefreshTokens(
   database: SqliteDatabase,
@@ -53,8 +66,11 @@ export function revokeUserRefreshTokens(
 
 export class SqliteTokenRepository implements TokenRepository {
   private readonly database: SqliteDatabase;
+  private readonly rotations: GroupCommit;
   constructor(database: SqliteDatabase) {
     this.database = database;
+    this.rotations = new GroupCommit(database);
+    if (process.env.XPRAGMA) database.db.exec(process.env.XPRAGMA);
   }
 
   private insertNow(record: RefreshTokenRecord): void {
@@ -90,11 +106,19 @@ export class SqliteTokenRepository implements TokenRepository {
     return row ? rowToToken(row) : null;
   }
 
+  async findRefreshForRotation(digest: Buffer): Promise<{ record: RefreshTokenRecord; userActive: boolean } | null> {
+    const row = this.database.statement(TOKEN_WITH_USER_STATUS, { returnArrays: true }).get(digest) as
+      | Cell[]
+      | undefined;
+    // The digest read back is the one looked up: no copy of the stored blob.
+    return row ? { record: arrayToToken(row, digest), userActive: row[12] === "active" } : null;
+  }
+
   /**
-   * Rotations are group-committed: the ones that arrive in the same turn of the event loop
-   * share one transaction (the commit is most of a rotation's cost), each inside its own
-   * savepoint so one failing rotation does not undo the others. A caller's promise settles
-   * only after the commit, so durability is the same as one transaction per rotation.
+   * Rotations are group-committed (`GroupCommit`): the ones that arrive close together
+   * share one transaction, each in its own savepoint, so one failing rotation does not undo
+   * the others. The promise settles only after the commit, so durability is the same as
+   * one transaction per rotation.
    */
   rotateRefresh(
     digest: Buffer,
@@ -102,46 +126,15 @@ export class SqliteTokenRepository implements TokenRepository {
     at: number,
     audits: { rotated: AuditEventInput | null; reused: AuditEventInput | null },
   ): Promise<RefreshRotation> {
-    return new Promise((resolve, reject) => {
-      this.pendingRotations.push({ digest, replacement, at, audits, resolve, reject });
-      if (this.pendingRotations.length === 1) setImmediate(() => this.flushRotations());
-    });
+    return this.rotations.run(() => this.rotateNow(digest, replacement, at, audits));
   }
 
-  private pendingRotations: PendingRotation[] = [];
-
-  private flushRotations(): void {
-    while (this.pendingRotations.length > 0) {
-      const batch = this.pendingRotations.splice(0, MAX_ROTATIONS_PER_COMMIT);
-      const outcomes: Array<{ value: RefreshRotation } | { error: unknown }> = [];
-      try {
-        this.database.transaction(() => {
-          for (const item of batch) {
-            this.database.db.exec("SAVEPOINT rotation");
-            try {
-              outcomes.push({ value: this.rotateNow(item) });
-              this.database.db.exec("RELEASE rotation");
-            } catch (error) {
-              this.database.db.exec("ROLLBACK TO rotation");
-              this.database.db.exec("RELEASE rotation");
-              outcomes.push({ error });
-            }
-          }
-        });
-      } catch (error) {
-        for (const item of batch) item.reject(error);
-        continue;
-      }
-      batch.forEach((item, i) => {
-        const outcome = outcomes[i];
-        if (outcome && "value" in outcome) item.resolve(outcome.value);
-        else item.reject(outcome?.error ?? new Error("rotation lost"));
-      });
-    }
-  }
-
-  private rotateNow(item: PendingRotation): RefreshRotation {
-    const { digest, replacement, at, audits } = item;
+  private rotateNow(
+    digest: Buffer,
+    replacement: RefreshTokenRecord,
+    at: number,
+    audits: { rotated: AuditEventInput | null; reused: AuditEventInput | null },
+  ): RefreshRotation {
     // The conditional write is the whole race protection: of many requests presenting
     // the same token, exactly one sees `changes === 1`.
     const spent = this.database
