@@ -8,6 +8,7 @@ import { createServer } from "node:net";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { shebangNodeFlags } from "../test/support/node-flags.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const SERVER_CORE = "0";
@@ -48,8 +49,14 @@ function extraNodeArgs(): string[] {
  */
 export type Placement = "server-core" | "any-core";
 
-export function launch(args: string[], env: NodeJS.ProcessEnv, placement: Placement = "server-core"): ChildProcess {
-  const command = [process.execPath, ...extraNodeArgs(), ...args];
+export function launch(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  placement: Placement = "server-core",
+  options: { nodeFlags?: readonly string[] } = {},
+): ChildProcess {
+  // The script's own flags first, so BENCH_NODE_ARGS can override them.
+  const command = [process.execPath, ...(options.nodeFlags ?? []), ...extraNodeArgs(), ...args];
   // Explicit either way: a child inherits this process's affinity (the load generator's core).
   const cores = placement === "server-core" ? SERVER_CORE : ALL_CORES;
   const [file, ...rest] = hasTaskset ? ["taskset", "-c", cores, ...command] : command;
@@ -97,7 +104,7 @@ export function gatehouseBin(): string {
 
 /** `gatehouse init --json` on a store: the admin key. */
 export function initStore(dataDir: string, env: NodeJS.ProcessEnv = {}): string {
-  const result = spawnSync(process.execPath, [gatehouseBin(), "init", "--json"], {
+  const result = spawnSync(process.execPath, [...shebangNodeFlags(gatehouseBin()), gatehouseBin(), "init", "--json"], {
     cwd: ROOT,
     env: { ...process.env, ...env, GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_LOG_LEVEL: "warn" },
     encoding: "utf8",
@@ -148,6 +155,8 @@ export async function startGatehouse(
       GATEHOUSE_LOG_LEVEL: "warn",
     },
     options.placement,
+    // As `npx gatehouse serve` starts it: with the flags of its shebang line.
+    { nodeFlags: shebangNodeFlags(gatehouseBin()) },
   );
   child.stdout?.pipe(process.stderr);
   const url = `http://127.0.0.1:${port}`;

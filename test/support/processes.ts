@@ -5,9 +5,12 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import pg from "pg";
 import { TEST_DATABASE_URL } from "./backends.ts";
+import { shebangNodeFlags } from "./node-flags.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const BIN = join(ROOT, "bin", "gatehouse.ts");
+/** The flags `npx gatehouse` runs with (its shebang line). */
+const NODE_FLAGS = shebangNodeFlags(BIN);
 
 /** One master key for every node of a test cluster, as an operator would distribute it. */
 export const CLUSTER_MASTER_KEY = randomBytes(32).toString("base64");
@@ -37,7 +40,7 @@ export async function runCli(
   args: string[],
   env: Record<string, string>,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [BIN, ...args], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, BIN, ...args], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -64,7 +67,7 @@ export interface GatehouseNode {
 
 /** Starts `gatehouse serve` as its own process on a free loopback port. */
 export async function startNode(env: Record<string, string>): Promise<GatehouseNode> {
-  const child = spawn(process.execPath, [BIN, "serve"], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, BIN, "serve"], {
     env: { ...process.env, GATEHOUSE_PORT: "0", GATEHOUSE_HOST: "127.0.0.1", GATEHOUSE_LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
