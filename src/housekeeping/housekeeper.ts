@@ -74,6 +74,9 @@ export class Housekeeper {
         await yieldToRequests();
       }
     }
+    // The key change log only has to outlive a node's polling (a fraction of a second);
+    // a day leaves room for a paused process, and one that fell further behind reloads.
+    await this.storage.keys.pruneChanges(now - DAY);
     if (Object.values(deleted).some((n) => n > 0)) this.log?.info({ deleted }, "housekeeping purged expired rows");
     return deleted;
   }

@@ -1,16 +1,33 @@
-import { timingSafeEqual } from "node:crypto";
 import type { RateLimitOutcome } from "../ratelimit/key-rate-limiter.ts";
-import type { ApiKeyRecord, RateLimitPolicy } from "../storage/types.ts";
+import type { IndexedKey, RateLimitPolicy } from "../storage/types.ts";
 import type { KeyStatus } from "./key-status.ts";
 import { PACKED_ID_BYTES, packId, unpackId } from "./packed-id.ts";
 
-const DIGEST_BYTES = 32;
+/**
+ * The index matches keys on the first 128 bits of their SHA-256 digest. A wrong key would
+ * need a 128-bit second preimage (or, not knowing the digests, one guess in 2^128 per
+ * stored key): the security level of AES-128 and of HMAC-SHA-256 tags cut to 128 bits,
+ * for half the memory of the whole digest. Storage keeps the whole digest.
+ */
+const HELD_DIGEST_BYTES = 16;
 const EMPTY = -1;
 const FIRST_CAPACITY = 1024;
 
+interface Profile {
+  scopes: readonly string[];
+  permissions: readonly string[];
+  rateLimit: RateLimitPolicy | null;
+}
+
+const NO_PROFILE: Profile = Object.freeze({
+  scopes: Object.freeze([]),
+  permissions: Object.freeze([]),
+  rateLimit: null,
+});
+
 /**
  * Distinct values kept once and referred to by number: a million keys share a handful of
- * scope lists, permission sets and rate-limit policies. Number 0 is `first` (no value).
+ * combinations of scopes, permissions and rate-limit policy, and owners hold many keys. Number 0 is `first` (no value).
  */
 class Interner<T> {
   private readonly numbers = new Map<string, number>();
@@ -57,10 +74,9 @@ export class KeyIndex {
   private digests = Buffer.alloc(0);
   private ids = Buffer.alloc(0);
   private expires = new Float64Array(0);
-  private scopeSets = new Uint32Array(0);
-  private permissionSets = new Uint32Array(0);
+  /** Scopes, permissions and rate-limit policy together: few distinct combinations. */
+  private profiles = new Uint32Array(0);
   private owners = new Uint32Array(0);
-  private policies = new Uint32Array(0);
   private windows = new Uint32Array(0);
   private counts = new Uint32Array(0);
   private slots = new Int32Array(0);
@@ -68,10 +84,8 @@ export class KeyIndex {
   /** Revocation times are rare (revoked keys leave the index; these are grace periods). */
   private readonly revoked = new Map<number, number>();
   private readonly oddIds = new Map<number, string>();
-  private readonly scopeInterner = new Interner<readonly string[]>(Object.freeze([]));
-  private readonly permissionInterner = new Interner<readonly string[]>(Object.freeze([]));
+  private readonly profileInterner = new Interner<Profile>(NO_PROFILE);
   private readonly ownerInterner = new Interner<string | null>(null);
-  private readonly policyInterner = new Interner<RateLimitPolicy | null>(null);
 
   /** `expected`: how many keys to make room for at once (growing later costs a copy). */
   constructor(expected = 0) {
@@ -87,30 +101,33 @@ export class KeyIndex {
   find(digest: Buffer): number {
     const digests = this.digests;
     const slots = this.slots;
-    let slot = digest.readUInt32LE(0) & this.mask;
+    const a = digest.readUInt32LE(0);
+    const b = digest.readUInt32LE(4);
+    const c = digest.readUInt32LE(8);
+    const d = digest.readUInt32LE(12);
+    let slot = a & this.mask;
     for (;;) {
       const record = slots[slot] as number;
       if (record === EMPTY) return -1;
-      const at = record * DIGEST_BYTES;
-      // The comparison of the whole digest is constant-time; the probe only looks at the
-      // first word, which says nothing a caller could use to forge a key.
-      if (
-        digests.readUInt32LE(at) === digest.readUInt32LE(0) &&
-        timingSafeEqual(digests.subarray(at, at + DIGEST_BYTES), digest)
-      ) {
-        return record;
-      }
+      const at = record * HELD_DIGEST_BYTES;
+      // Constant-time over the 128 bits (no early exit), without a Buffer view per probe.
+      const differ =
+        (digests.readUInt32LE(at) ^ a) |
+        (digests.readUInt32LE(at + 4) ^ b) |
+        (digests.readUInt32LE(at + 8) ^ c) |
+        (digests.readUInt32LE(at + 12) ^ d);
+      if (differ === 0) return record;
       slot = (slot + 1) & this.mask;
     }
   }
 
   /** Adds the key, or updates it in place (its rate-limit window carries on). */
-  upsert(key: ApiKeyRecord): void {
-    if (key.digest.length !== DIGEST_BYTES) throw new Error("a key digest has 32 bytes");
+  upsert(key: IndexedKey): void {
+    if (key.digest.length !== 32) throw new Error("a key digest has 32 bytes");
     let record = this.find(key.digest);
     if (record < 0) {
       record = this.allocate();
-      key.digest.copy(this.digests, record * DIGEST_BYTES);
+      key.digest.copy(this.digests, record * HELD_DIGEST_BYTES, 0, HELD_DIGEST_BYTES);
       this.windows[record] = 0;
       this.counts[record] = 0;
       this.place(record);
@@ -137,7 +154,7 @@ export class KeyIndex {
     for (let record = 0; record < this.used; record++) {
       if (this.isFree(record)) continue;
       if (this.status(record, now) !== "active") {
-        dead.push(Buffer.from(this.digests.subarray(record * DIGEST_BYTES, (record + 1) * DIGEST_BYTES)));
+        dead.push(Buffer.from(this.digests.subarray(record * HELD_DIGEST_BYTES, (record + 1) * HELD_DIGEST_BYTES)));
       }
     }
     for (const digest of dead) this.remove(digest);
@@ -150,11 +167,11 @@ export class KeyIndex {
   }
 
   scopes(record: number): readonly string[] {
-    return this.scopeInterner.values[this.scopeSets[record] as number] as readonly string[];
+    return (this.profileInterner.values[this.profiles[record] as number] as Profile).scopes;
   }
 
   permissions(record: number): readonly string[] {
-    return this.permissionInterner.values[this.permissionSets[record] as number] as readonly string[];
+    return (this.profileInterner.values[this.profiles[record] as number] as Profile).permissions;
   }
 
   ownerId(record: number): string | null {
@@ -162,7 +179,7 @@ export class KeyIndex {
   }
 
   rateLimit(record: number): RateLimitPolicy | null {
-    return this.policyInterner.values[this.policies[record] as number] ?? null;
+    return (this.profileInterner.values[this.profiles[record] as number] as Profile).rateLimit;
   }
 
   expiresAt(record: number): number | null {
@@ -203,31 +220,30 @@ export class KeyIndex {
     return { allowed: true, limit: policy.limit, remaining: policy.limit - count, reset };
   }
 
-  private write(record: number, key: ApiKeyRecord): void {
+  private write(record: number, key: IndexedKey): void {
     if (packId(key.id, this.ids, record * ID_BYTES)) this.oddIds.delete(record);
     else this.oddIds.set(record, key.id);
     this.expires[record] = key.expiresAt ?? Number.POSITIVE_INFINITY;
     if (key.revokedAt === null) this.revoked.delete(record);
     else this.revoked.set(record, key.revokedAt);
-    this.scopeSets[record] = this.scopeInterner.number(JSON.stringify(key.scopes), Object.freeze([...key.scopes]));
-    this.permissionSets[record] = this.permissionInterner.number(
-      JSON.stringify(key.permissions),
-      Object.freeze([...key.permissions]),
+    const policy = key.rateLimit;
+    const profileName = `${JSON.stringify(key.scopes)}|${JSON.stringify(key.permissions)}|${policy ? `${policy.limit}/${policy.windowSeconds}` : ""}`;
+    this.profiles[record] = this.profileInterner.number(
+      profileName,
+      Object.freeze({
+        scopes: Object.freeze([...key.scopes]),
+        permissions: Object.freeze([...key.permissions]),
+        rateLimit: policy ? Object.freeze({ limit: policy.limit, windowSeconds: policy.windowSeconds }) : null,
+      }),
     );
     this.owners[record] = key.ownerId === null ? 0 : this.ownerInterner.number(key.ownerId, key.ownerId);
-    this.policies[record] =
-      key.rateLimit === null
-        ? 0
-        : this.policyInterner.number(
-            `${key.rateLimit.limit}/${key.rateLimit.windowSeconds}`,
-            Object.freeze({ ...key.rateLimit }),
-          );
   }
 
   private isFree(record: number): boolean {
-    // A freed record's digest is zeroed; a real SHA-256 digest of all zeros does not occur.
-    const at = record * DIGEST_BYTES;
-    for (let i = at; i < at + DIGEST_BYTES; i++) if (this.digests[i] !== 0) return false;
+    // A freed record's digest is zeroed; a real SHA-256 digest starting with 128 zero bits
+    // does not occur.
+    const at = record * HELD_DIGEST_BYTES;
+    for (let i = at; i < at + HELD_DIGEST_BYTES; i++) if (this.digests[i] !== 0) return false;
     return true;
   }
 
@@ -239,7 +255,7 @@ export class KeyIndex {
   }
 
   private home(record: number): number {
-    return this.digests.readUInt32LE(record * DIGEST_BYTES) & this.mask;
+    return this.digests.readUInt32LE(record * HELD_DIGEST_BYTES) & this.mask;
   }
 
   private place(record: number): void {
@@ -267,7 +283,7 @@ export class KeyIndex {
       next = (next + 1) & this.mask;
     }
     this.slots[hole] = EMPTY;
-    this.digests.fill(0, record * DIGEST_BYTES, (record + 1) * DIGEST_BYTES);
+    this.digests.fill(0, record * HELD_DIGEST_BYTES, (record + 1) * HELD_DIGEST_BYTES);
   }
 
   private grow(capacity: number): void {
@@ -277,17 +293,15 @@ export class KeyIndex {
       to.set(from);
       return to;
     };
-    const digests = Buffer.alloc(capacity * DIGEST_BYTES);
+    const digests = Buffer.alloc(capacity * HELD_DIGEST_BYTES);
     this.digests.copy(digests);
     this.digests = digests;
     const ids = Buffer.alloc(capacity * ID_BYTES);
     this.ids.copy(ids);
     this.ids = ids;
     this.expires = copy(this.expires, (n) => new Float64Array(n), Number.POSITIVE_INFINITY);
-    this.scopeSets = copy(this.scopeSets, (n) => new Uint32Array(n));
-    this.permissionSets = copy(this.permissionSets, (n) => new Uint32Array(n));
+    this.profiles = copy(this.profiles, (n) => new Uint32Array(n));
     this.owners = copy(this.owners, (n) => new Uint32Array(n));
-    this.policies = copy(this.policies, (n) => new Uint32Array(n));
     this.windows = copy(this.windows, (n) => new Uint32Array(n));
     this.counts = copy(this.counts, (n) => new Uint32Array(n));
     this.capacity = capacity;

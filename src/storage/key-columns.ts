@@ -9,6 +9,19 @@ export const KEY_COLUMNS =
 
 export const KEY_COLUMN_COUNT = 17;
 
+/**
+ * KEY_COLUMNS for reads that show a key (by id, lists), with `last_used_at` as it really
+ * is: the usage log's latest valid use (key_usage.last_at, written with the per-minute
+ * counts; one write per key and minute instead of two), or, once the log has been purged,
+ * the time housekeeping folded into api_keys.last_used_at. The verification lookup reads
+ * the plain column: it never shows lastUsedAt.
+ */
+export const KEY_COLUMNS_WITH_LAST_USE = KEY_COLUMNS.replace(
+  "last_used_at",
+  `coalesce((SELECT u.last_at FROM key_usage u WHERE u.key_id = api_keys.id AND u.outcome = 'VALID'
+     ORDER BY u.bucket DESC LIMIT 1), api_keys.last_used_at) AS last_used_at`,
+);
+
 /** A record as column values (JSON columns as text), in KEY_COLUMNS order. */
 export function keyColumnValues(record: ApiKeyRecord): Array<string | number | Buffer | null> {
   return [

@@ -89,6 +89,8 @@ export interface UsageIncrement {
   bucket: number;
   outcome: string;
   count: number;
+  /** The latest use in this batch (valid uses only); the row keeps the latest it saw. */
+  lastAt?: number | null;
 }
 
 export interface UsageRow {
@@ -121,14 +123,13 @@ export interface KeyRepository {
     change: { at: number; oldExpiresAt: number; revokeOld: boolean },
     audit: AuditEventInput | null,
   ): Promise<boolean>;
-  /** Records last-use times, keeping the latest. */
-  touch(lastUsed: ReadonlyMap<string, number>): Promise<void>;
   count(): Promise<number>;
   /**
    * Every key verification could accept at `now` (neither revoked nor expired by then),
-   * in pages of at most `pageSize` ordered by id: what an in-memory index loads.
+   * in pages of at most `pageSize` ordered by id, with only what verification reads:
+   * what an in-memory index loads.
    */
-  scanActive(now: number, pageSize: number): AsyncIterable<ApiKeyRecord[]>;
+  scanActive(now: number, pageSize: number): AsyncIterable<IndexedKey[]>;
   /** The number of the newest entry in the key change log; 0 when it is empty. */
   lastChange(): Promise<number>;
   /**
@@ -141,6 +142,12 @@ export interface KeyRepository {
   /** Drops change log entries older than `before`, always keeping the newest. */
   pruneChanges(before: number): Promise<number>;
 }
+
+/** The fields of a key that verification reads. */
+export type IndexedKey = Pick<
+  ApiKeyRecord,
+  "digest" | "id" | "scopes" | "permissions" | "ownerId" | "rateLimit" | "expiresAt" | "revokedAt"
+>;
 
 export interface KeyChanges {
   ids: string[];

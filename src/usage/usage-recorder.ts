@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { Storage } from "../storage/types.ts";
+import type { Storage, UsageIncrement } from "../storage/types.ts";
 
 const MINUTE = 60_000;
 
@@ -54,16 +54,22 @@ export class UsageRecorder {
     const taken: Array<[string, Tally]> = [...this.closed, ...this.tallies];
     this.tallies = new Map();
     this.closed = [];
-    const increments: Array<{ keyId: string; bucket: number; outcome: string; count: number }> = [];
-    const lastUsed = new Map<string, number>();
+    const increments: UsageIncrement[] = [];
     for (const [keyId, tally] of taken) {
-      for (const [outcome, count] of tally.counts) increments.push({ keyId, bucket: tally.bucket, outcome, count });
-      if (tally.lastUsed > (lastUsed.get(keyId) ?? 0)) lastUsed.set(keyId, tally.lastUsed);
+      for (const [outcome, count] of tally.counts) {
+        increments.push({
+          keyId,
+          bucket: tally.bucket,
+          outcome,
+          count,
+          lastAt: outcome === "VALID" ? tally.lastUsed : null,
+        });
+      }
     }
     this.flushing = (async () => {
       try {
+        // One write per key and minute: the last use travels with the counts.
         await this.storage.usage.add(increments);
-        await this.storage.keys.touch(lastUsed);
       } catch (error) {
         this.log?.warn({ err: error }, "usage flush failed; will retry");
         // Counted again with the next flush; the buckets keep their minutes.

@@ -53,13 +53,15 @@ describe("KeyIndex", () => {
     assert.equal(index.find(randomBytes(32)), -1);
   });
 
-  test("a near-miss digest (same first word) is not a match", () => {
+  test("a digest differing anywhere in its first 128 bits is not a match", () => {
     const index = new KeyIndex();
     const k = key();
     index.upsert(k);
-    const near = Buffer.from(k.digest);
-    near[31] = (near[31] as number) ^ 1;
-    assert.equal(index.find(near), -1);
+    for (const at of [0, 3, 4, 7, 8, 11, 12, 15]) {
+      const near = Buffer.from(k.digest);
+      near[at] = (near[at] as number) ^ 0x80;
+      assert.equal(index.find(near), -1, `byte ${at}`);
+    }
     assert.notEqual(index.find(Buffer.from(k.digest)), -1);
   });
 
@@ -140,7 +142,7 @@ describe("KeyIndex", () => {
     const next = index.take(record, policy, windowStart + 60_000);
     assert.deepEqual([next.allowed, next.remaining, next.reset], [true, 2, windowStart + 120_000]);
     // An update in place keeps the count of the running window.
-    index.upsert({ ...k, name: "renamed" });
+    index.upsert({ ...k, ownerId: "someone else" });
     assert.equal(index.take(record, policy, windowStart + 60_001).remaining, 1);
   });
 });

@@ -6,7 +6,7 @@ import { digestKey, generateKey, keyHint } from "../../src/keys/key-format.ts";
 import { newId } from "../../src/lib/ids.ts";
 import { PostgresStorage } from "../../src/storage/postgres/postgres-storage.ts";
 import { SqliteStorage } from "../../src/storage/sqlite/sqlite-storage.ts";
-import type { ApiKeyRecord, AuditEventInput, Storage } from "../../src/storage/types.ts";
+import type { ApiKeyRecord, AuditEventInput, IndexedKey, Storage } from "../../src/storage/types.ts";
 import { backends, TEST_DATABASE_URL, type TestStore } from "../support/backends.ts";
 
 const NOW = Date.UTC(2026, 0, 1);
@@ -151,21 +151,30 @@ for (const backend of backends()) {
       assert.equal(await storage.keys.update("key_missing", { name: "x" }, null), null);
     });
 
-    test("usage adds up across batches; touch keeps the latest time", async () => {
+    test("usage adds up across batches; the last use is the latest valid one, and survives purging", async () => {
       const k = record();
       await storage.keys.insert(k, null);
+      assert.equal((await storage.keys.findById(k.id))?.lastUsedAt, null);
       await storage.usage.add([
-        { keyId: k.id, bucket: NOW, outcome: "VALID", count: 2 },
-        { keyId: k.id, bucket: NOW, outcome: "RATE_LIMITED", count: 1 },
+        { keyId: k.id, bucket: NOW, outcome: "VALID", count: 2, lastAt: NOW + 10 },
+        { keyId: k.id, bucket: NOW, outcome: "RATE_LIMITED", count: 1, lastAt: null },
       ]);
-      await storage.usage.add([{ keyId: k.id, bucket: NOW, outcome: "VALID", count: 3 }]);
+      await storage.usage.add([{ keyId: k.id, bucket: NOW, outcome: "VALID", count: 3, lastAt: NOW + 5 }]);
       assert.deepEqual(await storage.usage.read(k.id, NOW, NOW + 60_000), [
         { bucket: NOW, outcome: "RATE_LIMITED", count: 1 },
         { bucket: NOW, outcome: "VALID", count: 5 },
       ]);
-      await storage.keys.touch(new Map([[k.id, NOW + 10]]));
-      await storage.keys.touch(new Map([[k.id, NOW + 5]]));
       assert.equal((await storage.keys.findById(k.id))?.lastUsedAt, NOW + 10);
+      await storage.usage.add([
+        { keyId: k.id, bucket: NOW + 60_000, outcome: "VALID", count: 1, lastAt: NOW + 61_000 },
+      ]);
+      assert.equal((await storage.keys.findById(k.id))?.lastUsedAt, NOW + 61_000);
+      const listed = await storage.keys.list({ limit: 1000 });
+      assert.equal(listed.find((row) => row.id === k.id)?.lastUsedAt, NOW + 61_000);
+      // Purging the usage log keeps the last use on the key itself.
+      while ((await storage.housekeeping.purge("usage", NOW + 120_000, 1000)) > 0) {}
+      assert.deepEqual(await storage.usage.read(k.id, NOW, NOW + 120_000), []);
+      assert.equal((await storage.keys.findById(k.id))?.lastUsedAt, NOW + 61_000);
     });
 
     test("audit events are append-only and filterable, newest first", async () => {
@@ -241,10 +250,11 @@ for (const backend of backends()) {
         [3, 3, 3],
       );
       assert.deepEqual(pages.flat(), [...active.map((k) => k.id), "key_forever", "key_ingrace"].sort());
-      const first = (await storage.keys.scanActive(NOW, 100)[Symbol.asyncIterator]().next()).value as ApiKeyRecord[];
+      const first = (await storage.keys.scanActive(NOW, 100)[Symbol.asyncIterator]().next()).value as IndexedKey[];
+      const { digest, id, scopes, permissions, ownerId, rateLimit, expiresAt, revokedAt } = forever;
       assert.deepEqual(
         first.find((k) => k.id === "key_forever"),
-        forever,
+        { digest, id, scopes, permissions, ownerId, rateLimit, expiresAt, revokedAt },
       );
     });
 
@@ -252,7 +262,7 @@ for (const backend of backends()) {
       const start = await storage.keys.lastChange();
       const key = record({ id: "key_logged" });
       await storage.keys.insert(key, null);
-      await storage.keys.touch(new Map([[key.id, NOW + 5]]));
+      await storage.usage.add([{ keyId: key.id, bucket: NOW, outcome: "VALID", count: 1, lastAt: NOW + 5 }]);
       await storage.keys.update(key.id, { name: "renamed" }, null);
       await storage.keys.update(key.id, { scopes: ["b:write"] }, null);
       await storage.keys.revoke(key.id, NOW + 10, "test", null);

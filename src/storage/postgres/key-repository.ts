@@ -1,5 +1,13 @@
-import { KEY_COLUMN_COUNT, KEY_COLUMNS, keyColumnValues } from "../key-columns.ts";
-import type { ApiKeyRecord, AuditEventInput, KeyChanges, KeyListQuery, KeyRepository, KeyUpdate } from "../types.ts";
+import { KEY_COLUMN_COUNT, KEY_COLUMNS, KEY_COLUMNS_WITH_LAST_USE, keyColumnValues } from "../key-columns.ts";
+import type {
+  ApiKeyRecord,
+  AuditEventInput,
+  IndexedKey,
+  KeyChanges,
+  KeyListQuery,
+  KeyRepository,
+  KeyUpdate,
+} from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 
@@ -56,7 +64,7 @@ function toKey(row: Row): ApiKeyRecord {
 }
 
 async function findById(client: Queryable, id: string): Promise<ApiKeyRecord | null> {
-  const { rows } = await client.query<Row>(`SELECT ${COLUMNS} FROM api_keys WHERE id = $1`, [id]);
+  const { rows } = await client.query<Row>(`SELECT ${KEY_COLUMNS_WITH_LAST_USE} FROM api_keys WHERE id = $1`, [id]);
   return rows[0] ? toKey(rows[0]) : null;
 }
 
@@ -112,7 +120,7 @@ export class PostgresKeyRepository implements KeyRepository {
     }
     params.push(query.limit);
     const { rows } = await this.database.query<Row>(
-      `SELECT ${COLUMNS} FROM api_keys ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT $${params.length}`,
+      `SELECT ${KEY_COLUMNS_WITH_LAST_USE} FROM api_keys ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT $${params.length}`,
       params,
     );
     return rows.map(toKey);
@@ -186,34 +194,37 @@ export class PostgresKeyRepository implements KeyRepository {
     });
   }
 
-  async touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
-    if (lastUsed.size === 0) return;
-    const ids = [...lastUsed.keys()];
-    const times = ids.map((id) => lastUsed.get(id));
-    await this.database.query(
-      `UPDATE api_keys AS k SET last_used_at = u.at
-       FROM unnest($1::text[], $2::bigint[]) AS u(id, at)
-       WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)`,
-      [ids, times],
-    );
-  }
-
   async count(): Promise<number> {
     const { rows } = await this.database.query<{ n: number }>("SELECT count(*)::bigint AS n FROM api_keys");
     return rows[0]?.n ?? 0;
   }
 
-  async *scanActive(now: number, pageSize: number): AsyncIterable<ApiKeyRecord[]> {
+  async *scanActive(now: number, pageSize: number): AsyncIterable<IndexedKey[]> {
     let after = "";
     for (;;) {
       const { rows } = await this.database.query<Row>(
-        `SELECT ${COLUMNS} FROM api_keys
+        `SELECT digest, id, scopes, permissions, owner_id, rate_limit, rate_window_seconds, expires_at, revoked_at
+         FROM api_keys
          WHERE id > $1 AND (revoked_at IS NULL OR revoked_at > $2) AND (expires_at IS NULL OR expires_at > $2)
          ORDER BY id LIMIT $3`,
         [after, now, pageSize],
       );
       if (rows.length === 0) return;
-      const page = rows.map(toKey);
+      const page = rows.map(
+        (row): IndexedKey => ({
+          digest: row.digest,
+          id: row.id,
+          scopes: row.scopes,
+          permissions: row.permissions,
+          ownerId: row.owner_id,
+          rateLimit:
+            row.rate_limit === null || row.rate_window_seconds === null
+              ? null
+              : { limit: row.rate_limit, windowSeconds: row.rate_window_seconds },
+          expiresAt: row.expires_at,
+          revokedAt: row.revoked_at,
+        }),
+      );
       after = page[page.length - 1]?.id ?? after;
       yield page;
       if (rows.length < pageSize) return;

@@ -163,6 +163,24 @@ export const POSTGRES_MIGRATIONS: ReadonlyArray<{ version: number; name: string;
         ON api_keys FOR EACH ROW EXECUTE FUNCTION api_keys_log_change();
     `,
   },
+  {
+    version: 4,
+    name: "last use kept with the usage counts",
+    // See sqlite/migrations.ts.
+    sql: `
+      ALTER TABLE key_usage ADD COLUMN last_at BIGINT;
+      CREATE FUNCTION key_usage_fold_last_use() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF OLD.last_at IS NOT NULL THEN
+          UPDATE api_keys SET last_used_at = OLD.last_at
+          WHERE id = OLD.key_id AND (last_used_at IS NULL OR last_used_at < OLD.last_at);
+        END IF;
+        RETURN OLD;
+      END $$;
+      CREATE TRIGGER key_usage_fold_last_use BEFORE DELETE ON key_usage
+        FOR EACH ROW EXECUTE FUNCTION key_usage_fold_last_use();
+    `,
+  },
 ];
 
 const LOCK_ID = 0x6761_7465; // "gate"

@@ -12,14 +12,16 @@ export class PostgresUsageRepository implements UsageRepository {
     // One statement for the whole batch; concurrent nodes add to the same rows safely
     // because ON CONFLICT ... DO UPDATE takes the row lock.
     await this.database.query(
-      `INSERT INTO key_usage (key_id, bucket, outcome, count)
-       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
-       ON CONFLICT (key_id, bucket, outcome) DO UPDATE SET count = key_usage.count + excluded.count`,
+      `INSERT INTO key_usage (key_id, bucket, outcome, count, last_at)
+       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[])
+       ON CONFLICT (key_id, bucket, outcome) DO UPDATE SET count = key_usage.count + excluded.count,
+         last_at = GREATEST(key_usage.last_at, excluded.last_at)`,
       [
         increments.map((i) => i.keyId),
         increments.map((i) => i.bucket),
         increments.map((i) => i.outcome),
         increments.map((i) => i.count),
+        increments.map((i) => i.lastAt ?? null),
       ],
     );
   }

@@ -1,5 +1,13 @@
-import { KEY_COLUMNS, keyColumnValues } from "../key-columns.ts";
-import type { ApiKeyRecord, AuditEventInput, KeyChanges, KeyListQuery, KeyRepository, KeyUpdate } from "../types.ts";
+import { KEY_COLUMNS, KEY_COLUMNS_WITH_LAST_USE, keyColumnValues } from "../key-columns.ts";
+import type {
+  ApiKeyRecord,
+  AuditEventInput,
+  IndexedKey,
+  KeyChanges,
+  KeyListQuery,
+  KeyRepository,
+  KeyUpdate,
+} from "../types.ts";
 import { insertAuditEvent } from "./audit-repository.ts";
 import type { SqliteDatabase } from "./database.ts";
 
@@ -72,7 +80,7 @@ export class SqliteKeyRepository implements KeyRepository {
 
   private findByIdNow(id: string): ApiKeyRecord | null {
     const row = this.database
-      .statement(`SELECT ${COLUMNS} FROM api_keys WHERE id = ?`, { returnArrays: true })
+      .statement(`SELECT ${KEY_COLUMNS_WITH_LAST_USE} FROM api_keys WHERE id = ?`, { returnArrays: true })
       .get(id) as unknown as Cell[] | undefined;
     return row ? toKey(row) : null;
   }
@@ -88,7 +96,7 @@ export class SqliteKeyRepository implements KeyRepository {
       where.push("id < ?");
       values.push(query.before);
     }
-    const sql = `SELECT ${COLUMNS} FROM api_keys ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`;
+    const sql = `SELECT ${KEY_COLUMNS_WITH_LAST_USE} FROM api_keys ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`;
     const rows = this.database
       .statement(sql, { returnArrays: true })
       .all(...values, query.limit) as unknown as Cell[][];
@@ -168,24 +176,17 @@ export class SqliteKeyRepository implements KeyRepository {
     });
   }
 
-  async touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
-    if (lastUsed.size === 0) return;
-    this.database.transaction(() => {
-      const statement = this.database.statement(
-        "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
-      );
-      for (const [id, at] of lastUsed) statement.run(at, id, at);
-    });
-  }
-
   async count(): Promise<number> {
     const row = this.database.statement("SELECT count(*) AS n FROM api_keys").get() as { n: number };
     return row.n;
   }
 
-  async *scanActive(now: number, pageSize: number): AsyncIterable<ApiKeyRecord[]> {
+  async *scanActive(now: number, pageSize: number): AsyncIterable<IndexedKey[]> {
+    // The digest comes as hex text: a Buffer made from it is cut from Node's shared pool,
+    // where a BLOB would cost one native allocation per row, a million of them at start.
     const statement = this.database.statement(
-      `SELECT ${COLUMNS} FROM api_keys
+      `SELECT hex(digest), id, scopes, permissions, owner_id, rate_limit, rate_window_seconds, expires_at, revoked_at
+       FROM api_keys
        WHERE id > ? AND (revoked_at IS NULL OR revoked_at > ?) AND (expires_at IS NULL OR expires_at > ?)
        ORDER BY id LIMIT ?`,
       { returnArrays: true },
@@ -194,7 +195,18 @@ export class SqliteKeyRepository implements KeyRepository {
     for (;;) {
       const rows = statement.all(after, now, now, pageSize) as unknown as Cell[][];
       if (rows.length === 0) return;
-      const page = rows.map(toKey);
+      const page = rows.map(
+        (row): IndexedKey => ({
+          digest: Buffer.from(row[0] as string, "hex"),
+          id: row[1] as string,
+          scopes: stringList(row[2] as string),
+          permissions: stringList(row[3] as string),
+          ownerId: row[4] as string | null,
+          rateLimit: row[5] === null ? null : { limit: row[5] as number, windowSeconds: row[6] as number },
+          expiresAt: row[7] as number | null,
+          revokedAt: row[8] as number | null,
+        }),
+      );
       after = page[page.length - 1]?.id ?? after;
       yield page;
       if (rows.length < pageSize) return;

@@ -160,6 +160,20 @@ export const SQLITE_MIGRATIONS: ReadonlyArray<{ version: number; name: string; s
       BEGIN INSERT INTO key_changes (key_id, at) VALUES (OLD.id, CAST(unixepoch('subsec') * 1000 AS INTEGER)); END;
     `,
   },
+  {
+    version: 4,
+    name: "last use kept with the usage counts",
+    // A key's last use is written with its per-minute counts (one write per key and minute,
+    // not two), and folded into api_keys.last_used_at when housekeeping purges the row.
+    sql: `
+      ALTER TABLE key_usage ADD COLUMN last_at INTEGER;
+      CREATE TRIGGER key_usage_fold_last_use BEFORE DELETE ON key_usage WHEN OLD.last_at IS NOT NULL
+      BEGIN
+        UPDATE api_keys SET last_used_at = OLD.last_at
+        WHERE id = OLD.key_id AND (last_used_at IS NULL OR last_used_at < OLD.last_at);
+      END;
+    `,
+  },
 ];
 
 export function migrateSqlite(database: SqliteDatabase): void {
