@@ -136,8 +136,8 @@ export interface SignInResult {
 
 /**
  * Sign-ins at full load with a steady trickle of other requests alongside, and the same
- * trickle alone: GET /healthz (event loop only) and GET /auth/me (an RS256 check through
- * WebCrypto, plus storage reads). If hashing stays out of their way, their p99 hardly moves.
+ * trickle alone: GET /healthz (event loop only) and GET /auth/me (a synchronous RS256 check,
+ * plus storage reads). If hashing stays out of their way, their p99 hardly moves.
  */
 export async function measureSignIns(
   baseline: ServerProcess,

@@ -4,7 +4,7 @@ import { createJwksKeySource } from "./jwks-key-source.ts";
 import { assertScopes } from "./key-shape.ts";
 import { createRevocationCheck } from "./revocation-check.ts";
 import { hasCompactShape, withinTokenLength } from "./token-shape.ts";
-import { createSignatureCheck, protectedHeader } from "./token-signature.ts";
+import { createSignatureCheck, parseCompactJws } from "./token-signature.ts";
 import { failureOf, type TokenFailureReason, TokenRefusal, type TokenVerifyResult } from "./token-verify-result.ts";
 import { parseVerifiedClaims, type VerifiedToken } from "./verified-token.ts";
 import { type CachedToken, VerifiedTokenCache } from "./verified-token-cache.ts";
@@ -203,13 +203,14 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     stats.signatureChecks++;
     let payload: JsonObject;
     try {
-      const header = protectedHeader(token);
+      const jws = parseCompactJws(token);
+      const { header } = jws;
       // The algorithm is pinned before any key is looked up (RFC 8725 §3.1): alg none,
       // HS256 keyed with the public key, PS256 with an RSA key never get further.
       const alg = algorithms.find((allowed) => allowed === header.alg);
       if (alg === undefined) throw new TokenRefusal("ALG_NOT_ALLOWED");
       const key = await resolveKey({ alg, kid: header.kid });
-      payload = checkSignature(token, key, alg);
+      payload = checkSignature(jws, key, alg);
     } catch (error) {
       if (error instanceof VerifierError) throw error;
       return failureOf(error);

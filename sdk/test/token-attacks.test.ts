@@ -236,6 +236,26 @@ describe("forged and malformed tokens against requireToken", () => {
     }
   });
 
+  test("a crit header (an extension we do not understand) is refused even under a valid signature", async () => {
+    const key = await gh.server.gatehouse.keyring.signingKey();
+    for (const crit of [["exp"], ["b64"], ["urn:example:x"]]) {
+      const h = b64({ alg: key.alg, typ: "at+jwt", kid: key.kid, crit, b64: true, "urn:example:x": 1 });
+      const input = `${h}.${b64({ ...claims, jti: randomUUID() })}`;
+      const signature = nodeSign("sha256", Buffer.from(input), key.privateKey).toString("base64url");
+      assert.equal(await assertRefused(`${input}.${signature}`, `crit ${crit.join(",")}`), "MALFORMED");
+    }
+  });
+
+  test("one signature, one spelling: a signature segment with altered spare bits is refused", async () => {
+    const [h, p, s] = segments(valid);
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    // 256 bytes in 342 characters: the last one carries 2 bits and 4 spare ones.
+    const last = alphabet[alphabet.indexOf(s.slice(-1)) ^ 1];
+    const respelled = `${s.slice(0, -1)}${last}`;
+    assert.deepEqual(Buffer.from(respelled, "base64url"), Buffer.from(s, "base64url"), "same bytes");
+    assert.equal(await assertRefused(`${h}.${p}.${respelled}`, "respelled signature"), "MALFORMED");
+  });
+
   test("a token under our kid signed by an attacker key is refused", async () => {
     const evil = generateKeyPairSync("rsa", { modulusLength: 2048 });
     const input = `${b64(header)}.${b64({ ...claims, jti: randomUUID(), scope: "payments:read admin" })}`;

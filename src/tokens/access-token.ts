@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { SignJWT } from "jose";
 import type { SigningKeyring } from "../signing/keyring.ts";
-import { compactHeader, JwsError, verifyCompactJws } from "./compact-jws.ts";
+import { JwsError, parseCompactJws, verifyCompactJws } from "./compact-jws.ts";
 
 /** RFC 9068 §2.1: the media type of JWT access tokens, in the `typ` header. */
 export const ACCESS_TOKEN_TYPE = "at+jwt";
@@ -99,7 +99,7 @@ const CLOCK_TOLERANCE = 5;
  * the algorithm must be one the keyring uses and the one of that very key; issuer,
  * audience, `typ`, expiry, not-before and age are checked against our own clock.
  *
- * The signature is checked synchronously with fast-jwt (src/tokens/compact-jws.ts), not
+ * The signature is checked synchronously with node:crypto (src/tokens/compact-jws.ts), not
  * through WebCrypto: no hop to libuv's thread pool, where argon2id may be hashing.
  */
 export async function verifyAccessToken(
@@ -110,7 +110,8 @@ export async function verifyAccessToken(
 ): Promise<AccessTokenClaims> {
   let payload: Record<string, unknown>;
   try {
-    const header = compactHeader(token);
+    const jws = parseCompactJws(token);
+    const { header } = jws;
     await keyring.start();
     // The algorithm is pinned before any key is looked up (RFC 8725 §3.1).
     const alg = header.alg;
@@ -123,7 +124,7 @@ export async function verifyAccessToken(
     // One key, one algorithm: a token naming another alg for this kid is refused
     // before any cryptography (RFC 8725 §3.1, the key-confusion attack).
     if (key.alg !== alg) throw new AccessTokenError("ALG_NOT_ALLOWED");
-    payload = verifyCompactJws(token, key.verifyKey, key.alg, {
+    payload = verifyCompactJws(jws, key.verifyKey, key.alg, {
       issuer: settings.issuer,
       audience: settings.audience,
       typ: ACCESS_TOKEN_TYPE,

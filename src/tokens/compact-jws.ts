@@ -1,21 +1,22 @@
-import type { KeyObject } from "node:crypto";
-import { createVerifier, TokenError } from "fast-jwt";
+import { createHmac, type KeyObject, timingSafeEqual, verify } from "node:crypto";
 import type { SigningAlgorithm } from "../storage/types.ts";
 
 /**
- * Synchronous JWS verification for access tokens: fast-jwt over `node:crypto`, on the
- * calling thread. jose (which signs) goes through WebCrypto, whose every verify is a job
- * on libuv's thread pool, the pool argon2id fills during sign-ins; a synchronous check
- * costs a third of the CPU and never waits for a hash to finish (bench/jwt-libraries.ts,
- * docs/benchmarks.md).
+ * JWS compact serialisation (RFC 7515 §7.1) for access tokens, verified synchronously
+ * with `node:crypto` on the calling thread. jose (which signs) verifies through
+ * WebCrypto, whose every check is a job on libuv's thread pool, the pool argon2id fills
+ * during sign-ins; and fast-jwt, measured as the alternative, hands node its key inside an
+ * options object, which node 24 checks slowly (docs/auth.md "Libraries",
+ * bench/jwt-libraries.ts). The cryptography is node's; what is ours is small and pinned:
+ * one algorithm per key, chosen by our keyring, never by the token.
  */
 
 /** Three unpadded base64url segments and nothing else (RFC 7515 §7.1). */
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 export const MAX_TOKEN_LENGTH = 8192;
 
-/** Why fast-jwt refused a token, in our vocabulary (for the audit log only). */
-export type JwsFailure = "MALFORMED" | "ALG_NOT_ALLOWED" | "BAD_SIGNATURE" | "CLAIM_INVALID" | "WRONG_TYPE";
+/** Why a token was refused at this layer, in our vocabulary (for the audit log only). */
+export type JwsFailure = "MALFORMED" | "BAD_SIGNATURE" | "CLAIM_INVALID" | "WRONG_TYPE";
 
 export class JwsError extends Error {
   readonly reason: JwsFailure;
@@ -26,24 +27,78 @@ export class JwsError extends Error {
   }
 }
 
-/**
- * The protected header of a token in the strict compact form, decoded before any key is
- * chosen (the kid and alg pick the key). Throws `JwsError("MALFORMED")`.
- */
-export function compactHeader(token: string): Record<string, unknown> {
-  if (token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) throw new JwsError("MALFORMED");
-  let header: unknown;
-  try {
-    header = JSON.parse(Buffer.from(token.slice(0, token.indexOf(".")), "base64url").toString("utf8"));
-  } catch {
-    throw new JwsError("MALFORMED");
-  }
-  if (!isJsonObject(header)) throw new JwsError("MALFORMED");
-  return header;
+export interface CompactJws {
+  /** The protected header, a JSON object; untrusted until the signature is checked. */
+  header: Record<string, unknown>;
+  /** ASCII(BASE64URL(header) ‖ '.' ‖ BASE64URL(payload)): what was signed. */
+  signingInput: string;
+  payloadSegment: string;
+  signature: Buffer;
 }
 
 function isJsonObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function decodeJsonSegment(segment: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(segment, "base64url").toString("utf8"));
+  } catch {
+    throw new JwsError("MALFORMED");
+  }
+  if (!isJsonObject(value)) throw new JwsError("MALFORMED");
+  return value;
+}
+
+/** Splits and decodes a token in the strict compact form. Throws `JwsError("MALFORMED")`. */
+export function parseCompactJws(token: string): CompactJws {
+  if (token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) throw new JwsError("MALFORMED");
+  const firstDot = token.indexOf(".");
+  const lastDot = token.lastIndexOf(".");
+  const signatureSegment = token.slice(lastDot + 1);
+  const signature = Buffer.from(signatureSegment, "base64url");
+  // Canonical base64url only: no spare bits, so one signature has one spelling.
+  if (signature.toString("base64url") !== signatureSegment) throw new JwsError("MALFORMED");
+  return {
+    header: decodeJsonSegment(token.slice(0, firstDot)),
+    signingInput: token.slice(0, lastDot),
+    payloadSegment: token.slice(firstDot + 1, lastDot),
+    signature,
+  };
+}
+
+/**
+ * RFC 7518 §3: the signature under `alg` with `key`, the key's own type checked too (so
+ * a key of one kind is never used for another algorithm). The key is handed to node
+ * as the KeyObject itself wherever the JWS encoding is node's default.
+ */
+function signatureValid(alg: SigningAlgorithm, key: KeyObject, data: Buffer, signature: Buffer): boolean {
+  try {
+    switch (alg) {
+      case "RS256":
+        // RSASSA-PKCS1-v1_5 with SHA-256: node's default padding for RSA keys.
+        return key.asymmetricKeyType === "rsa" && verify("sha256", data, key, signature);
+      case "ES256":
+        // ECDSA P-256, R ‖ S (64 bytes, RFC 7518 §3.4); OpenSSL refuses r = 0 or s = 0.
+        return (
+          key.asymmetricKeyType === "ec" &&
+          key.asymmetricKeyDetails?.namedCurve === "prime256v1" &&
+          signature.length === 64 &&
+          verify("sha256", data, { key, dsaEncoding: "ieee-p1363" }, signature)
+        );
+      case "EdDSA":
+        return key.asymmetricKeyType === "ed25519" && verify(null, data, key, signature);
+      case "HS256":
+        return (
+          key.type === "secret" &&
+          signature.length === 32 &&
+          timingSafeEqual(createHmac("sha256", key).update(data).digest(), signature)
+        );
+    }
+  } catch {
+    return false;
+  }
 }
 
 export interface JwsPins {
@@ -54,84 +109,33 @@ export interface JwsPins {
   requiredClaims: readonly string[];
 }
 
-type Verify = (token: string) => unknown;
-
 /**
- * One fast-jwt verifier per key and pins, built on first use (fast-jwt imports the key at
- * creation). Each is pinned to the one algorithm of its key, so a token naming another
- * (none, HS256 keyed with the public key, PS256 with an RS256 key) is refused before any
- * cryptography. Time claims are left to the caller, on its own clock: fast-jwt reads
- * the clock once, when the verifier is created.
- */
-const verifiers = new WeakMap<KeyObject, { pins: JwsPins; verify: Verify }>();
-
-function verifierFor(key: KeyObject, alg: SigningAlgorithm, pins: JwsPins): Verify {
-  const cached = verifiers.get(key);
-  if (cached && samePins(cached.pins, pins)) return cached.verify;
-  const verify: Verify = createVerifier({
-    // fast-jwt takes PEM (or the HS256 secret's bytes), not a KeyObject.
-    key: key.type === "secret" ? key.export() : key.export({ type: "spki", format: "pem" }).toString(),
-    algorithms: [alg],
-    allowedIss: pins.issuer,
-    allowedAud: pins.audience,
-    checkTyp: pins.typ,
-    requiredClaims: [...pins.requiredClaims],
-    ignoreExpiration: true,
-    ignoreNotBefore: true,
-    cache: false,
-  });
-  verifiers.set(key, { pins: { ...pins }, verify });
-  return verify;
-}
-
-function samePins(a: JwsPins, b: JwsPins): boolean {
-  return (
-    a.issuer === b.issuer &&
-    a.audience === b.audience &&
-    a.typ === b.typ &&
-    a.requiredClaims.length === b.requiredClaims.length &&
-    a.requiredClaims.every((claim, i) => claim === b.requiredClaims[i])
-  );
-}
-
-/**
- * Checks the signature with `key` under `alg`, then `typ`, `crit` (none understood),
- * `iss`, `aud` and that the required claims are present. Returns the payload, a JSON
- * object whose other claims are still untrusted in shape. Throws `JwsError`.
+ * Checks the signature with `key` under `alg` (both chosen by the caller from its own
+ * keyring), then `typ`, `crit` (no extension is understood, RFC 7515 §4.1.11), that the
+ * required claims are present, `iss` and `aud`. Time claims are the caller's, on its
+ * own clock. Returns the payload; its other claims are still untrusted in shape. Throws
+ * `JwsError`.
  */
 export function verifyCompactJws(
-  token: string,
+  jws: CompactJws,
   key: KeyObject,
   alg: SigningAlgorithm,
   pins: JwsPins,
 ): Record<string, unknown> {
-  let payload: unknown;
-  try {
-    payload = verifierFor(key, alg, pins)(token);
-  } catch (error) {
-    throw new JwsError(failureOf(error));
+  if (!signatureValid(alg, key, Buffer.from(jws.signingInput, "ascii"), jws.signature)) {
+    throw new JwsError("BAD_SIGNATURE");
   }
-  // fast-jwt refuses a payload that is not an object; checked again for the compiler.
-  if (!isJsonObject(payload)) throw new JwsError("MALFORMED");
+  const { typ, crit } = jws.header;
+  if (typeof typ !== "string" || typ.toLowerCase().replace(/^application\//, "") !== pins.typ) {
+    throw new JwsError("WRONG_TYPE");
+  }
+  if (crit !== undefined) throw new JwsError("MALFORMED");
+  const payload = decodeJsonSegment(jws.payloadSegment);
+  for (const claim of pins.requiredClaims) if (!(claim in payload)) throw new JwsError("CLAIM_INVALID");
+  if (payload.iss !== pins.issuer) throw new JwsError("CLAIM_INVALID");
+  const { aud } = payload;
+  if (!(aud === pins.audience || (Array.isArray(aud) && aud.includes(pins.audience)))) {
+    throw new JwsError("CLAIM_INVALID");
+  }
   return payload;
-}
-
-function failureOf(error: unknown): JwsFailure {
-  if (!(error instanceof TokenError)) return "MALFORMED";
-  switch (error.code) {
-    case TokenError.codes.invalidAlgorithm:
-      return "ALG_NOT_ALLOWED";
-    case TokenError.codes.invalidSignature:
-    case TokenError.codes.missingSignature:
-    case TokenError.codes.verifyError:
-      return "BAD_SIGNATURE";
-    case TokenError.codes.invalidType:
-      return "WRONG_TYPE";
-    case TokenError.codes.invalidClaimType:
-    case TokenError.codes.invalidClaimValue:
-    case TokenError.codes.missingRequiredClaim:
-      return "CLAIM_INVALID";
-    default:
-      return "MALFORMED";
-  }
 }

@@ -231,6 +231,26 @@ describe(`JWT attacks against /auth/me (${backend?.name ?? "none"})`, { skip: ba
     }
   });
 
+  test("a crit header (an extension we do not understand) is refused even under a valid signature", async () => {
+    const key = await server.gatehouse.keyring.signingKey();
+    for (const crit of [["exp"], ["b64"], ["urn:example:x"]]) {
+      const h = b64({ alg: key.alg, typ: "at+jwt", kid: key.kid, crit, b64: true, "urn:example:x": 1 });
+      const input = `${h}.${b64({ ...claims, jti: randomUUID() })}`;
+      const signature = nodeSign("sha256", Buffer.from(input), key.privateKey).toString("base64url");
+      await assertRefused(`${input}.${signature}`, `crit ${crit.join(",")}`);
+    }
+  });
+
+  test("one signature, one spelling: a signature segment with altered spare bits is refused", async () => {
+    const [h, p, s] = parts(valid);
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    // 256 bytes in 342 characters: the last one carries 2 bits and 4 spare ones.
+    const last = alphabet[alphabet.indexOf(s.slice(-1)) ^ 1];
+    const respelled = `${s.slice(0, -1)}${last}`;
+    assert.deepEqual(Buffer.from(respelled, "base64url"), Buffer.from(s, "base64url"), "same bytes");
+    await assertRefused(`${h}.${p}.${respelled}`, "respelled signature");
+  });
+
   test("a token for another user's id, signed by an attacker key under our kid, is refused", async () => {
     const attacker = generateKeyPairSync("rsa", { modulusLength: 2048 });
     const input = `${b64(header)}.${b64({ ...claims, sub: userId, jti: randomUUID(), scope: "admin" })}`;
