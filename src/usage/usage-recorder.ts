@@ -66,6 +66,8 @@ export class UsageRecorder {
         });
       }
     }
+    // In key order: consecutive rows land on the same pages of the usage table's index.
+    increments.sort((a, b) => (a.keyId < b.keyId ? -1 : a.keyId > b.keyId ? 1 : a.bucket - b.bucket));
     this.flushing = (async () => {
       try {
         // One write per key and minute: the last use travels with the counts.
