@@ -131,7 +131,7 @@ export function summarise(results: BenchResults) {
     "",
     `- Date: ${results.startedAt} to ${results.finishedAt}; parts: ${results.parts.join(", ")}`,
     `- Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGB} GB, ${m.os}; Node ${m.node}`,
-    `- Load: autocannon, ${results.load.connections} connections, pipelining ${results.load.pipelining}, ${results.load.rounds} paired round(s) of ${results.load.durationSeconds}s after ${results.load.warmupSeconds}s warm-up; sign-ins ${results.load.signInSeconds}s; server on core 0, load generator on core 1: ${results.load.pinnedCores ? "yes (taskset)" : "no"} (the cluster part uses any core)`,
+    `- Load: autocannon, ${results.load.connections} connections, pipelining ${results.load.pipelining}, ${results.load.rounds} paired round(s) of ${results.load.durationSeconds}s after ${results.load.warmupSeconds}s warm-up; sign-ins ${results.load.signInSeconds}s; server on core 0, load generator on core 1: ${results.load.pinnedCores ? "yes (taskset)" : "no"} (sign-ins, refresh rotations and the cluster part use any core)`,
     `- Machine load average (1 min) before/after: ${results.machineLoad.before.toFixed(1)} / ${results.machineLoad.after.toFixed(1)} (2 cores: above ~2, other work shared the cores and requests/s understate every server)`,
     "- Paired rounds: reference (bare route) then subject, back to back; per-server figures are the median round, ratios the median of per-round ratios. CPU µs/req is the server's CPU time per answered request; the CPU ratio (reference µs/req ÷ subject µs/req) is the throughput ratio with a core each, and depends far less on how busy the machine was.",
     "",
@@ -158,7 +158,7 @@ export function summarise(results: BenchResults) {
     lines.push(
       "## Sign-in, refresh and the SDK's JWT guard (issue 3), SQLite",
       "",
-      `argon2id m=${s.limit.parameters.memoryKiB} KiB, t=${s.limit.parameters.timeCost}, p=${s.limit.parameters.parallelism}. Sign-ins and the hashing limit (${s.limit.threads} hashes at once, libuv's pool) both on any core; other measurements with the server on core 0.`,
+      `argon2id m=${s.limit.parameters.memoryKiB} KiB, t=${s.limit.parameters.timeCost}, p=${s.limit.parameters.parallelism}. Sign-ins and the hashing limit (${s.limit.threads} hashes at once, libuv's pool) both on any core, and so refresh rotations (the bare route on core 0); the guarded route with the servers on core 0.`,
       "",
       ...signInTable([["SQLite", s]]),
       "",

@@ -30,6 +30,7 @@ import {
   measureArgonLimit,
   measureRefresh,
   measureSignIns,
+  type RefreshResult,
   refreshTemplate,
   type SignInResult,
   signIn,
@@ -162,7 +163,10 @@ async function authFigures(
     placeServer(gatehouse.pid, "server-core");
     pinSelf();
   }
-  log(`${options.label}: refresh rotations…`);
+  // Refresh uses the whole machine too: the server is several threads (signatures on
+  // libuv's pool, SQLite's WAL checkpoints on a worker of their own). The bare route stays
+  // on its core; its figures are a reference, not a target.
+  log(`${options.label}: refresh rotations (any core)…`);
   const pool: string[] = [];
   const topUp = async () => {
     const missing = load.connections + 10 - pool.length;
@@ -170,13 +174,21 @@ async function authFigures(
       pool.push(...(await signInMany(gatehouse.url, options.email, missing)).map((p) => p.refresh_token));
   };
   const accessTokens: string[] = [];
-  const refresh = await measureRefresh(baseline, gatehouse, {
-    pool,
-    topUp,
-    ...(options.collectTokens ? { accessTokens } : {}),
-    ...paired,
-    label: `${options.label} refresh`,
-  });
+  pinSelf("any-core");
+  placeServer(gatehouse.pid, "any-core");
+  let refresh: RefreshResult;
+  try {
+    refresh = await measureRefresh(baseline, gatehouse, {
+      pool,
+      topUp,
+      ...(options.collectTokens ? { accessTokens } : {}),
+      ...paired,
+      label: `${options.label} refresh`,
+    });
+  } finally {
+    placeServer(gatehouse.pid, "server-core");
+    pinSelf();
+  }
   return { signIns, refresh, accessTokens };
 }
 
