@@ -18,7 +18,11 @@ test("the WAL is checkpointed by the worker, not by the committing connection", 
   const dir = tempDir();
   const path = join(dir, "wal.db");
   const database = new SqliteDatabase(path);
-  const checkpointer = new WalCheckpointer(database, path, { intervalMs: 5, fallbackPages: 100_000 });
+  const checkpointer = new WalCheckpointer(database, path, {
+    intervalMs: 5,
+    fallbackPages: 100_000,
+    startAfterChanges: 0,
+  });
   try {
     assert.equal(database.statement("PRAGMA wal_autocheckpoint").get()?.wal_autocheckpoint, 100_000);
     database.db.exec("CREATE TABLE t (v BLOB)");
@@ -38,11 +42,36 @@ test("the WAL is checkpointed by the worker, not by the committing connection", 
   rmSync(dir, { recursive: true, force: true });
 });
 
+test("the worker starts only once writes are heavy; a quiet store keeps SQLite's own checkpoints", async () => {
+  const dir = tempDir();
+  const path = join(dir, "wal.db");
+  const database = new SqliteDatabase(path);
+  const checkpointer = new WalCheckpointer(database, path, { startAfterChanges: 50, probeIntervalMs: 5 });
+  try {
+    database.db.exec("CREATE TABLE t (v INTEGER)");
+    database.statement("INSERT INTO t (v) VALUES (1)").run();
+    // Several probes go by with one change: no worker, SQLite's default checkpoint.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(checkpointer.running, false);
+    assert.equal(database.statement("PRAGMA wal_autocheckpoint").get()?.wal_autocheckpoint, 1000);
+    database.transaction(() => {
+      for (let i = 0; i < 100; i++) database.statement("INSERT INTO t (v) VALUES (?)").run(i);
+    });
+    await eventually(() => checkpointer.running, "the worker started");
+    assert.equal(database.statement("PRAGMA wal_autocheckpoint").get()?.wal_autocheckpoint, 20_000);
+  } finally {
+    await checkpointer.stop();
+    database.close();
+  }
+  assert.equal(checkpointer.running, false);
+  rmSync(dir, { recursive: true, force: true });
+});
+
 test("stop is idempotent", async () => {
   const dir = tempDir();
   const path = join(dir, "wal.db");
   const database = new SqliteDatabase(path);
-  const checkpointer = new WalCheckpointer(database, path);
+  const checkpointer = new WalCheckpointer(database, path, { startAfterChanges: 0 });
   await Promise.all([checkpointer.stop(), checkpointer.stop()]);
   await checkpointer.stop();
   database.close();

@@ -29,11 +29,21 @@ export interface WalCheckpointerOptions {
   /** How often the worker looks for frames to copy back. */
   intervalMs?: number;
   /**
-   * The main connection's own automatic checkpoint, kept as a backstop should the worker
-   * fall behind: WAL pages since the last restart of the log.
+   * The main connection's own automatic checkpoint while the worker runs, kept as a
+   * backstop should the worker fall behind: WAL pages since the last restart of the log.
    */
   fallbackPages?: number;
+  /**
+   * The worker (a thread costs ~14 MB of RSS) starts only once the connection has changed
+   * this many rows within one probe interval; until then SQLite checkpoints as usual.
+   * 0 starts it at once.
+   */
+  startAfterChanges?: number;
+  probeIntervalMs?: number;
 }
+
+/** SQLite's default automatic checkpoint, restored if the worker ends unexpectedly. */
+const DEFAULT_AUTOCHECKPOINT_PAGES = 1000;
 
 /**
  * Moves WAL checkpoints off the event loop. By default SQLite checkpoints on the
@@ -43,32 +53,85 @@ export interface WalCheckpointerOptions {
  * (PASSIVE, so it never blocks the main connection), and the main connection checkpoints
  * only if the worker falls far behind.
  *
+ * The worker starts when writes are heavy (by default 1,000 changed rows within a second,
+ * e.g. ~330 refresh rotations a second): a quiet store keeps SQLite's own checkpoints and
+ * no extra thread.
+ *
  * Durability is unchanged: a transaction is durable (per `synchronous`) once its commit
  * is in the WAL, whoever copies it back later.
  */
 export class WalCheckpointer {
-  private readonly worker: Worker;
-  private readonly stopFlag: Int32Array;
-  private readonly exited: Promise<void>;
+  private readonly database: SqliteDatabase;
+  private readonly path: string;
+  private readonly options: WalCheckpointerOptions;
+  private readonly stopFlag = new Int32Array(new SharedArrayBuffer(4));
+  private worker: Worker | null = null;
+  private alive = false;
+  private exited: Promise<void> = Promise.resolve();
+  private probe: NodeJS.Timeout | undefined;
+  private stopped = false;
 
   constructor(database: SqliteDatabase, path: string, options: WalCheckpointerOptions = {}) {
-    database.db.exec(`PRAGMA wal_autocheckpoint = ${Math.trunc(options.fallbackPages ?? 20000)}`);
-    const stop = new SharedArrayBuffer(4);
-    this.stopFlag = new Int32Array(stop);
-    this.worker = new Worker(WORKER_SOURCE, {
+    this.database = database;
+    this.path = path;
+    this.options = options;
+    const threshold = options.startAfterChanges ?? 1000;
+    if (threshold <= 0) {
+      this.start();
+      return;
+    }
+    let last = this.totalChanges();
+    this.probe = setInterval(() => {
+      if (!this.database.db.isOpen) return clearInterval(this.probe);
+      const changes = this.totalChanges();
+      if (changes - last >= threshold) this.start();
+      last = changes;
+    }, options.probeIntervalMs ?? 1000);
+    this.probe.unref();
+  }
+
+  /** Whether the worker thread has been started (and not stopped). */
+  get running(): boolean {
+    return this.alive;
+  }
+
+  private totalChanges(): number {
+    return Number(this.database.statement("SELECT total_changes() AS n").get()?.n ?? 0);
+  }
+
+  private start(): void {
+    clearInterval(this.probe);
+    if (this.stopped || this.worker) return;
+    const pages = Math.trunc(this.options.fallbackPages ?? 20000);
+    this.database.db.exec(`PRAGMA wal_autocheckpoint = ${pages}`);
+    const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { path, stop, intervalMs: options.intervalMs ?? 50 },
+      workerData: { path: this.path, stop: this.stopFlag.buffer, intervalMs: this.options.intervalMs ?? 50 },
       // A checkpointer needs little: keep the thread's heap small.
       resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 },
     });
-    // Checkpoints are an optimisation: a failing worker leaves them to the main connection.
-    this.worker.on("error", () => {});
-    this.exited = new Promise((resolve) => this.worker.once("exit", () => resolve()));
-    this.worker.unref();
+    // Checkpoints are an optimisation: if the worker fails, the main connection takes
+    // them back at SQLite's usual threshold.
+    worker.on("error", () => {});
+    this.exited = new Promise((resolve) =>
+      worker.once("exit", () => {
+        this.alive = false;
+        if (!this.stopped && this.database.db.isOpen) {
+          this.database.db.exec(`PRAGMA wal_autocheckpoint = ${DEFAULT_AUTOCHECKPOINT_PAGES}`);
+        }
+        resolve();
+      }),
+    );
+    worker.unref();
+    this.worker = worker;
+    this.alive = true;
   }
 
-  /** Stops the worker and waits for it to close its connection. */
+  /** Stops the worker (if it started) and waits for it to close its connection. */
   stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.probe);
+    if (!this.worker) return Promise.resolve();
     // Held open until the worker has closed its connection (it is unref'd otherwise).
     this.worker.ref();
     Atomics.store(this.stopFlag, 0, 1);
