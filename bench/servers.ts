@@ -3,7 +3,7 @@
  * process) core 1, when `taskset` is available, so neither steals the other's CPU.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus } from "node:os";
 import { join } from "node:path";
@@ -99,7 +99,10 @@ async function waitForHealth(url: string, child: ChildProcess): Promise<void> {
 }
 
 export function gatehouseBin(): string {
-  return join(process.env.BENCH_GATEHOUSE_DIR ?? ROOT, "bin/gatehouse.ts");
+  const root = process.env.BENCH_GATEHOUSE_DIR ?? ROOT;
+  // Checkouts from before the JavaScript launcher started from bin/gatehouse.ts.
+  const launcher = join(root, "bin/gatehouse.js");
+  return existsSync(launcher) ? launcher : join(root, "bin/gatehouse.ts");
 }
 
 /** `gatehouse init --json` on a store: the admin key. */
@@ -136,7 +139,7 @@ export async function startScript(
 }
 
 /**
- * Starts `bin/gatehouse.ts serve` from this checkout, or from BENCH_GATEHOUSE_DIR (another
+ * Starts `bin/gatehouse.js serve` from this checkout, or from BENCH_GATEHOUSE_DIR (another
  * checkout, e.g. a `git worktree` of an older commit) to compare versions in one run.
  */
 export async function startGatehouse(

@@ -9,7 +9,7 @@ import { generateKey, keyHint } from "../../src/keys/key-format.ts";
 import { tempDir } from "../support/backends.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BIN = join(ROOT, "bin", "gatehouse.ts");
+const BIN = join(ROOT, "bin", "gatehouse.js");
 
 interface Run {
   code: number | null;

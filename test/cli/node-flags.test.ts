@@ -5,11 +5,11 @@ import { test } from "node:test";
 import { shebangNodeFlags } from "../support/node-flags.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
-const flags = shebangNodeFlags(join(ROOT, "bin", "gatehouse.ts"));
+const flags = shebangNodeFlags(join(ROOT, "bin", "gatehouse.js"));
 
 // The young generation is capped wherever Gatehouse is started (docs/deployment.md): V8
 // takes the flag only at start, so the shebang, `npm start` and the image must all say it.
-test("the shebang of bin/gatehouse.ts caps V8's young generation", () => {
+test("the shebang of bin/gatehouse.js caps V8's young generation", () => {
   assert.ok(
     flags.some((flag) => /^--max-semi-space-size=\d+$/.test(flag)),
     `flags: ${flags.join(" ")}`,
@@ -18,11 +18,11 @@ test("the shebang of bin/gatehouse.ts caps V8's young generation", () => {
 
 test("npm start runs the server with the shebang's node flags", () => {
   const scripts: unknown = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).scripts;
-  assert.equal((scripts as Record<string, string>).start, ["node", ...flags, "bin/gatehouse.ts", "serve"].join(" "));
+  assert.equal((scripts as Record<string, string>).start, ["node", ...flags, "bin/gatehouse.js", "serve"].join(" "));
 });
 
 test("the container runs the server with the shebang's node flags", () => {
   const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync(join(ROOT, "Dockerfile"), "utf8"))?.[1];
   assert.ok(entrypoint, "Dockerfile has an exec-form ENTRYPOINT");
-  assert.deepEqual(JSON.parse(entrypoint), ["node", ...flags, "bin/gatehouse.ts"]);
+  assert.deepEqual(JSON.parse(entrypoint), ["node", ...flags, "bin/gatehouse.js"]);
 });

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 
 /**
- * The node flags in a script's `#!/usr/bin/env -S node …` line. `bin/gatehouse.ts` carries
+ * The node flags in a script's `#!/usr/bin/env -S node …` line. `bin/gatehouse.js` carries
  * the flags Gatehouse runs with (the young-generation cap: docs/deployment.md), so tests
  * and the benchmark start it as `npx gatehouse` does, and `test/cli/node-flags.test.ts`
  * keeps `npm start` and the Dockerfile in step with it.

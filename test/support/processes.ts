@@ -8,7 +8,7 @@ import { TEST_DATABASE_URL } from "./backends.ts";
 import { shebangNodeFlags } from "./node-flags.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
-const BIN = join(ROOT, "bin", "gatehouse.ts");
+const BIN = join(ROOT, "bin", "gatehouse.js");
 /** The flags `npx gatehouse` runs with (its shebang line). */
 const NODE_FLAGS = shebangNodeFlags(BIN);
 
