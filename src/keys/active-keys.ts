@@ -30,6 +30,7 @@ export class ActiveKeys {
   private loaded = false;
   private running: Promise<void> | null = null;
   private again = false;
+  private readonly listeners: Array<(keyId: string) => void> = [];
   private pollTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
 
@@ -47,6 +48,14 @@ export class ActiveKeys {
   /** True once the index holds every active key; until then, use storage. */
   get ready(): boolean {
     return this.loaded;
+  }
+
+  /**
+   * Hears every key id the change log brings, whichever process made the change: caches
+   * of whole key records (the caller cache) drop theirs.
+   */
+  onApplied(listener: (keyId: string) => void): void {
+    this.listeners.push(listener);
   }
 
   /** Loads every active key, then starts following the change log. */
@@ -126,6 +135,7 @@ export class ActiveKeys {
         if (keyStatus(key, now) === "active") this.index.upsert(key);
         else this.index.remove(key.digest);
       }
+      for (const id of changes.ids) for (const listener of this.listeners) listener(id);
       this.position = changes.last;
     }
   }

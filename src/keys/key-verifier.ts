@@ -82,6 +82,9 @@ export class KeyVerifier {
     this.audit = options.audit;
     this.onOutcome = options.onOutcome ?? (() => {});
     this.active = options.active ?? null;
+    // Changes from other processes (the CLI on the same SQLite file) reach no change feed,
+    // but they do reach the index: the caller cache follows it rather than its TTL.
+    this.active?.onApplied((keyId) => this.callers?.forget(keyId));
     const callers = options.changes ? new CallerKeyCache({ maxEntries: 1024, ttlMs: 1000 }) : null;
     this.callers = callers;
     options.changes?.subscribe((event) => {

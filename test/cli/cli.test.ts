@@ -260,6 +260,21 @@ describe("gatehouse CLI", () => {
       assert.equal((await cli(["keys", "revoke", rotated.id], env)).code, 0);
       await eventually(rotated.key, "REVOKED");
       assert.equal(await verify(generateKey("gate")), "NOT_FOUND");
+      // The key a resource server calls with, revoked by the CLI: refused promptly too
+      // (its cached record follows the change log, not only its one-second TTL).
+      const service = JSON.parse(
+        (await cli(["keys", "create", "--name", "svc", "--permission", "keys:verify", "--json"], env)).stdout,
+      );
+      const asService = () =>
+        call(`${server.url}/v1/keys/verify`, service.key, "POST", { key: created.key }).then((r) => r.status);
+      assert.equal(await asService(), 200);
+      assert.equal((await cli(["keys", "revoke", service.id], env)).code, 0);
+      let status = 0;
+      for (let attempt = 0; attempt < 100 && status !== 401; attempt++) {
+        status = await asService();
+        if (status !== 401) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.equal(status, 401);
     } finally {
       assert.equal(await server.stop(), 0);
     }
