@@ -202,7 +202,8 @@ export async function runKeys(argv: string[], io: CliIO): Promise<number> {
   const command = keysSubcommands.find((c) => c.name === `keys ${name}`);
   if (!command) {
     const lines = ["Manage API keys.", "", "Usage: gatehouse keys <command> [options]", "", "Commands:"];
-    for (const c of keysSubcommands) lines.push(`  ${c.name.slice(5).padEnd(10)} ${c.summary}`);
+    const width = Math.max(...keysSubcommands.map((c) => c.name.length - 5)) + 2;
+    for (const c of keysSubcommands) lines.push(`  ${c.name.slice(5).padEnd(width)} ${c.summary}`);
     lines.push("", "Run gatehouse keys <command> --help for its options.");
     const help = name === undefined || name === "--help" || name === "-h" || name === "help";
     (help ? io.out : io.err)(
