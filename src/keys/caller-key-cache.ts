@@ -9,7 +9,8 @@ import type { ApiKeyRecord } from "../storage/types.ts";
  * Freshness: `forget` is called through the change feed when a key is revoked, rotated
  * or updated, so the next request on this node reads it again; `clear` on a feed reset.
  * Changes that reach no feed (another process writing the same SQLite file) are picked
- * up after `ttlMs`. Expiry and revocation times are checked against the clock on every
+ * up from the key change log as soon as the in-memory index applies it (KeyVerifier
+ * forgets the key then), and after `ttlMs` at the latest. Expiry and revocation times are checked against the clock on every
  * hit by the caller, so a key that expires while cached stops working on time.
  */
 export class CallerKeyCache {
