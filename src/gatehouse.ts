@@ -99,7 +99,9 @@ export function createGatehouse(options: {
     // change is answered: a key revoked through this node fails its very next check.
     onChange: async (keyId) => {
       changes.publish("key", keyId);
-      await activeKeys?.catchUp();
+      // The change is committed: a failure to apply it here must not turn its answer into
+      // an error. The next poll (100 ms) applies it.
+      await activeKeys?.catchUp().catch((error) => options.log?.warn({ err: error }, "key index catch-up failed"));
     },
     ...(options.randomBytes ? { randomBytes: options.randomBytes } : {}),
   });
