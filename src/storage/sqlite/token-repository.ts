@@ -3,8 +3,6 @@ import { insertAuditEvent } from "./audit-repository.ts";
 import type { SqliteDatabase } from "./database.ts";
 import { GroupCommit } from "./group-commit.ts";
 
-type Row = Record<string, string | number | Uint8Array | null>;
-
 const COLUMNS =
   "digest, id, family_id, user_id, client_id, scope, created_at, family_expires_at, expires_at, used_at, replaced_by, revoked_at";
 const INSERT = `INSERT INTO refresh_tokens (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
@@ -15,7 +13,7 @@ const TOKEN_WITH_USER_STATUS = `SELECT ${COLUMNS.split(", ")
 
 type Cell = string | number | Uint8Array | null;
 
-/** A row read as an array, in COLUMNS order (node:sqlite builds arrays faster than objects). */
+/** A row read as an array, in COLUMNS order (node:sqlite builds arrays faster than objects); the one mapping of a refresh-token row. */
 function arrayToToken(row: readonly Cell[], digest: Buffer): RefreshTokenRecord {
   return {
     digest,
@@ -30,23 +28,6 @@ function arrayToToken(row: readonly Cell[], digest: Buffer): RefreshTokenRecord 
     usedAt: row[9] as number | null,
     replacedBy: row[10] as string | null,
     revokedAt: row[11] as number | null,
-  };
-}
-
-function rowToToken(row: Row): RefreshTokenRecord {
-  return {
-    digest: Buffer.from(row.digest as Uint8Array),
-    id: row.id as string,
-    familyId: row.family_id as string,
-    userId: row.user_id as string,
-    clientId: row.client_id as string,
-    scope: row.scope as string,
-    createdAt: row.created_at as number,
-    familyExpiresAt: row.family_expires_at as number,
-    expiresAt: row.expires_at as number,
-    usedAt: row.used_at as number | null,
-    replacedBy: row.replaced_by as string | null,
-    revokedAt: row.revoked_at as number | null,
   };
 }
 
@@ -100,10 +81,14 @@ export class SqliteTokenRepository implements TokenRepository {
   }
 
   async findRefreshByDigest(digest: Buffer): Promise<RefreshTokenRecord | null> {
-    const row = this.database.statement(`SELECT ${COLUMNS} FROM refresh_tokens WHERE digest = ?`).get(digest) as
-      | Row
-      | undefined;
-    return row ? rowToToken(row) : null;
+    return this.findNow(digest);
+  }
+
+  private findNow(digest: Buffer): RefreshTokenRecord | null {
+    const row = this.database
+      .statement(`SELECT ${COLUMNS} FROM refresh_tokens WHERE digest = ?`, { returnArrays: true })
+      .get(digest) as Cell[] | undefined;
+    return row ? arrayToToken(row, digest) : null;
   }
 
   async findRefreshForRotation(digest: Buffer): Promise<{ record: RefreshTokenRecord; userActive: boolean } | null> {
@@ -147,11 +132,8 @@ export class SqliteTokenRepository implements TokenRepository {
       if (audits.rotated) insertAuditEvent(this.database, audits.rotated);
       return { outcome: "rotated" };
     }
-    const row = this.database.statement(`SELECT ${COLUMNS} FROM refresh_tokens WHERE digest = ?`).get(digest) as
-      | Row
-      | undefined;
-    if (!row) return { outcome: "unknown" };
-    const record = rowToToken(row);
+    const record = this.findNow(digest);
+    if (!record) return { outcome: "unknown" };
     this.database
       .statement("UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL")
       .run(at, record.familyId);
