@@ -6,8 +6,8 @@ import type { Gatehouse } from "../gatehouse.ts";
 import { keyHint } from "../keys/key-format.ts";
 import type { Permission } from "../keys/permissions.ts";
 import { missingPermissions } from "../keys/permissions.ts";
-import { rateLimitHeaders } from "../ratelimit/key-rate-limiter.ts";
-import type { ApiKeyRecord } from "../storage/types.ts";
+import { type RateLimitOutcome, rateLimitHeaders } from "../ratelimit/key-rate-limiter.ts";
+import type { ApiKeyRecord, RateLimitPolicy } from "../storage/types.ts";
 
 export interface Principal {
   key: ApiKeyRecord;
@@ -118,12 +118,29 @@ export function requirePermissions(
     }
     const policy = gatehouse.verifier.policyOf(known.record);
     const ratelimit = gatehouse.verifier.chargeKnown(known.indexed, policy);
-    const headers = rateLimitHeaders(ratelimit, policy, gatehouse.clock());
-    if (!ratelimit.allowed) return done(new RateLimitedError(Number(headers["retry-after"]), headers));
-    reply.headers(headers);
-    request.principal = { key: known.record, context: requestContext(request, `key:${known.record.id}`) };
-    done();
+    const context = requestContext(request, `key:${known.record.id}`);
+    done(admit(gatehouse, request, reply, known.record, context, policy, ratelimit) ?? undefined);
   };
+}
+
+/**
+ * The last step of both ways in: the caller's own limit decides. Returns the refusal, or
+ * null once the rate-limit headers are set and the principal is on the request.
+ */
+function admit(
+  gatehouse: Gatehouse,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  key: ApiKeyRecord,
+  context: ActorContext,
+  policy: RateLimitPolicy,
+  outcome: RateLimitOutcome,
+): RateLimitedError | null {
+  const headers = rateLimitHeaders(outcome, policy, gatehouse.clock());
+  if (!outcome.allowed) return new RateLimitedError(Number(headers["retry-after"]), headers);
+  reply.headers(headers);
+  request.principal = { key, context };
+  return null;
 }
 
 function authenticateFully(gatehouse: Gatehouse, guard: FailedAuthGuard, permissions: readonly Permission[]) {
@@ -164,10 +181,15 @@ function authenticateFully(gatehouse: Gatehouse, guard: FailedAuthGuard, permiss
       throw new ForbiddenError(missing);
     }
     const policy = gatehouse.verifier.policyOf(key);
-    const outcome = await gatehouse.verifier.consumeLimit(key, policy);
-    const headers = rateLimitHeaders(outcome, policy, gatehouse.clock());
-    if (!outcome.allowed) throw new RateLimitedError(Number(headers["retry-after"]), headers);
-    reply.headers(headers);
-    request.principal = { key, context };
+    const refused = admit(
+      gatehouse,
+      request,
+      reply,
+      key,
+      context,
+      policy,
+      await gatehouse.verifier.consumeLimit(key, policy),
+    );
+    if (refused) throw refused;
   };
 }
