@@ -1,5 +1,3 @@
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import type { Logger } from "pino";
 import type { Clock } from "../lib/clock.ts";
 import type { Storage } from "../storage/types.ts";
@@ -87,7 +85,6 @@ export class ActiveKeys {
     }
     this.current = index;
     this.position = position;
-    if (index.size >= 100_000) collectGarbage();
     this.loaded = true;
     await this.apply();
   }
@@ -139,16 +136,4 @@ export class ActiveKeys {
       this.position = changes.last;
     }
   }
-}
-
-/**
- * One full garbage collection, right after a large load. Loading a million keys leaves a
- * million dead row objects, and V8 would keep the heap they grew for long after; asking
- * once gives the memory back before the server takes traffic. (`gc` is reachable only
- * when exposed; exposing it in a fresh context leaves the application's globals alone.)
- */
-function collectGarbage(): void {
-  setFlagsFromString("--expose-gc");
-  const gc = runInNewContext("gc") as (() => void) | undefined;
-  gc?.();
 }
