@@ -1,4 +1,4 @@
-import { KeyObject, verify } from "node:crypto";
+import { createHmac, KeyObject, timingSafeEqual, verify } from "node:crypto";
 import { assertObject, type JsonObject } from "./assert.ts";
 import type { TokenAlgorithm } from "./token-verifier.ts";
 import { TokenRefusal } from "./token-verify-result.ts";
@@ -11,8 +11,12 @@ import { TokenRefusal } from "./token-verify-result.ts";
  * node its key inside an options object, which node 24 checks slowly (docs/auth.md
  * "Libraries"). The cryptography is node's; what is ours is small and pinned: the
  * algorithm comes from `algorithms`, the key from the JWKS, and the key's type must
- * match the algorithm.
+ * match the algorithm. The Gatehouse server checks its own tokens with this same module
+ * (src/tokens/compact-jws.ts), so the two sides cannot drift apart.
  */
+
+/** What the signature check knows: the SDK's algorithms, and HS256 for the server's own keyring. */
+export type JwsAlgorithm = TokenAlgorithm | "HS256";
 
 /** A token in the strict compact form (already checked by `hasCompactShape`), split and decoded. */
 export interface CompactJws {
@@ -56,7 +60,7 @@ export function parseCompactJws(token: string): CompactJws {
  * type checked too. The KeyObject itself goes to node wherever the JWS encoding is node's
  * default (an options object costs node 24 several µs of failed brand checks).
  */
-function signatureValid(alg: TokenAlgorithm, key: KeyObject, data: Buffer, signature: Buffer): boolean {
+function signatureValid(alg: JwsAlgorithm, key: KeyObject, data: Buffer, signature: Buffer): boolean {
   try {
     switch (alg) {
       case "RS256":
@@ -72,6 +76,13 @@ function signatureValid(alg: TokenAlgorithm, key: KeyObject, data: Buffer, signa
         );
       case "EdDSA":
         return key.asymmetricKeyType === "ed25519" && verify(null, data, key, signature);
+      case "HS256":
+        // Only the server's own secret keys; a JWKS never publishes one (RFC 7518 §3.2).
+        return (
+          key.type === "secret" &&
+          signature.length === 32 &&
+          timingSafeEqual(createHmac("sha256", key).update(data).digest(), signature)
+        );
     }
   } catch {
     return false;
@@ -88,15 +99,41 @@ export interface SignaturePins {
 }
 
 /**
- * Checks a token's signature with `key` (a JWKS key jose imported) under `alg`, then its
- * `typ`, `crit` (no extension is understood, RFC 7515 §4.1.11), that the required claims
- * are present, `iss` and `aud`. Time claims are the caller's, on its own clock. Returns
- * the payload; throws `TokenRefusal`.
+ * Checks a token's signature with `key` under `alg` (both chosen by the caller, never by
+ * the token), then its `typ`, `crit` (no extension is understood, RFC 7515 §4.1.11),
+ * that the required claims are present, `iss` and `aud`. Time claims are the caller's, on
+ * its own clock. Returns the payload; throws `TokenRefusal`.
  */
+export function verifySignedJws(jws: CompactJws, key: KeyObject, alg: JwsAlgorithm, pins: SignaturePins): JsonObject {
+  if (!signatureValid(alg, key, Buffer.from(jws.signingInput, "ascii"), jws.signature)) {
+    throw new TokenRefusal("BAD_SIGNATURE");
+  }
+  const { typ, crit } = jws.header;
+  if (typeof typ !== "string" || typ.toLowerCase().replace(/^application\//, "") !== pins.typ) {
+    throw new TokenRefusal("WRONG_TYPE");
+  }
+  if (crit !== undefined) throw new TokenRefusal("MALFORMED");
+  const payload = decodeJsonSegment(jws.payloadSegment, "JWT claims");
+  for (const claim of pins.requiredClaims) if (!(claim in payload)) throw new TokenRefusal("CLAIM_INVALID");
+  if (payload.iss !== pins.issuer) throw new TokenRefusal("CLAIM_INVALID");
+  const audiences = typeof pins.audience === "string" ? [pins.audience] : pins.audience;
+  const { aud } = payload;
+  const named = typeof aud === "string" ? [aud] : Array.isArray(aud) ? aud : [];
+  if (!named.some((item) => typeof item === "string" && audiences.includes(item))) {
+    throw new TokenRefusal("CLAIM_INVALID");
+  }
+  return payload;
+}
+
+/** `verifySignedJws` for JWKS keys jose imported, each made a KeyObject once. */
 export function createSignatureCheck(pins: SignaturePins) {
-  const audiences: readonly string[] = typeof pins.audience === "string" ? [pins.audience] : [...pins.audience];
   // node's KeyObject for each JWKS key, made once (dropped with the key when jose refetches).
   const keyObjects = new WeakMap<CryptoKey, KeyObject>();
+  // The audience list made once, not per token.
+  const pinned: SignaturePins = {
+    ...pins,
+    audience: typeof pins.audience === "string" ? [pins.audience] : [...pins.audience],
+  };
 
   return function checkSignature(jws: CompactJws, key: CryptoKey, alg: TokenAlgorithm): JsonObject {
     let keyObject = keyObjects.get(key);
@@ -104,22 +141,6 @@ export function createSignatureCheck(pins: SignaturePins) {
       keyObject = KeyObject.from(key);
       keyObjects.set(key, keyObject);
     }
-    if (!signatureValid(alg, keyObject, Buffer.from(jws.signingInput, "ascii"), jws.signature)) {
-      throw new TokenRefusal("BAD_SIGNATURE");
-    }
-    const { typ, crit } = jws.header;
-    if (typeof typ !== "string" || typ.toLowerCase().replace(/^application\//, "") !== pins.typ) {
-      throw new TokenRefusal("WRONG_TYPE");
-    }
-    if (crit !== undefined) throw new TokenRefusal("MALFORMED");
-    const payload = decodeJsonSegment(jws.payloadSegment, "JWT claims");
-    for (const claim of pins.requiredClaims) if (!(claim in payload)) throw new TokenRefusal("CLAIM_INVALID");
-    if (payload.iss !== pins.issuer) throw new TokenRefusal("CLAIM_INVALID");
-    const { aud } = payload;
-    const named = typeof aud === "string" ? [aud] : Array.isArray(aud) ? aud : [];
-    if (!named.some((item) => typeof item === "string" && audiences.includes(item))) {
-      throw new TokenRefusal("CLAIM_INVALID");
-    }
-    return payload;
+    return verifySignedJws(jws, keyObject, alg, pinned);
   };
 }
