@@ -168,29 +168,62 @@ export class TokenService {
       this.refuse(context, "EXPIRED", record);
     }
     if (!found.userActive) this.refuse(context, "USER_INACTIVE", record);
+    // A token already spent is a replay: straight to the rotation, which revokes the family,
+    // without signing an access token first (a signature costs far more than the lookup, and
+    // a replayed token must not buy one). Concurrent first uses all get here with
+    // `usedAt === null`; the conditional write below picks the one winner.
+    if (record.usedAt !== null) return this.replayed(digest, record, now, context);
     const replacement = this.newRefresh(
       record.userId,
       { id: record.familyId, expiresAt: record.familyExpiresAt, clientId: record.clientId, scope: record.scope },
       now,
     );
     const body = await this.response(record.userId, replacement, now);
-    const target = { targetType: "user", targetId: record.userId } as const;
     const outcome = await this.storage.tokens.rotateRefresh(digest, replacement.record, now, {
       rotated: auditEvent(context, now, {
         action: "token.refresh",
         outcome: "success",
-        ...target,
+        targetType: "user",
+        targetId: record.userId,
         detail: { family: record.familyId },
       }),
-      reused: auditEvent(context, now, {
-        action: "token.refresh_reuse",
-        outcome: "failure",
-        ...target,
-        detail: { family: record.familyId, probableTheft: true, familyRevoked: true },
-      }),
+      reused: this.reuseEvent(record, now, context),
     });
     if (outcome.outcome !== "rotated") throw new InvalidGrantError();
     return { body, familyId: record.familyId, refreshExpiresAt: replacement.record.expiresAt };
+  }
+
+  private reuseEvent(record: RefreshTokenRecord, now: number, context: ActorContext) {
+    return auditEvent(context, now, {
+      action: "token.refresh_reuse",
+      outcome: "failure",
+      targetType: "user",
+      targetId: record.userId,
+      detail: { family: record.familyId, probableTheft: true, familyRevoked: true },
+    });
+  }
+
+  /**
+   * A spent token presented again: the same storage step as a rotation that loses its
+   * race (the conditional write changes nothing, so the family is revoked and the reuse
+   * recorded), with a replacement that is never written and never signed.
+   */
+  private async replayed(
+    digest: Buffer,
+    record: RefreshTokenRecord,
+    now: number,
+    context: ActorContext,
+  ): Promise<never> {
+    const unused = this.newRefresh(
+      record.userId,
+      { id: record.familyId, expiresAt: record.familyExpiresAt, clientId: record.clientId, scope: record.scope },
+      now,
+    );
+    await this.storage.tokens.rotateRefresh(digest, unused.record, now, {
+      rotated: null,
+      reused: this.reuseEvent(record, now, context),
+    });
+    throw new InvalidGrantError();
   }
 
   /**

@@ -51,7 +51,6 @@ export class SqliteTokenRepository implements TokenRepository {
   constructor(database: SqliteDatabase) {
     this.database = database;
     this.rotations = new GroupCommit(database);
-    if (process.env.XPRAGMA) database.db.exec(process.env.XPRAGMA);
   }
 
   private insertNow(record: RefreshTokenRecord): void {
