@@ -1,4 +1,5 @@
-import { Type } from "typebox";
+import type { FastifyRequest } from "fastify";
+import { type Static, type TSchema, Type } from "typebox";
 import { ValidationError } from "../errors/gatehouse-error.ts";
 import { keyStatus } from "../keys/key-status.ts";
 import type { ApiKeyRecord } from "../storage/types.ts";
@@ -86,4 +87,17 @@ export function parseInstant(value: string | undefined, name: string): number | 
   const ms = Date.parse(value);
   if (Number.isNaN(ms)) throw new ValidationError(`${name} must be an ISO 8601 timestamp, e.g. 2026-01-31T00:00:00Z.`);
   return ms;
+}
+
+/**
+ * Checks a value the route could not declare as its body schema (an optional body, or a
+ * body parsed only after its signature verifies) with the route's own validator: Fastify's
+ * Ajv, configured as for every route schema, compiled once per route and schema.
+ */
+export function matchesSchema<T extends TSchema>(
+  request: FastifyRequest,
+  schema: T,
+  value: unknown,
+): value is Static<T> {
+  return request.compileValidationSchema(schema as Record<string, unknown>)(value) === true;
 }

@@ -80,6 +80,12 @@ for (const backend of backends()) {
         assert.equal(answer.body.code, "INVALID_GRANT");
       }
       assert.deepEqual(answers[0]?.body.detail, answers[1]?.body.detail);
+      // Bodies of the wrong shape: the same answer, whatever is wrong with them.
+      for (const body of [{ refresh_token: 42 }, { refresh_token: "" }, { refresh_token: "A".repeat(513) }, { x: 1 }]) {
+        const answer = await server.call("POST", "/auth/refresh", body, { key: null });
+        assert.equal(answer.status, 400, JSON.stringify(body));
+        assert.equal(answer.body.error, "invalid_grant");
+      }
     });
 
     test("logout revokes the family and denies the access token by jti; /auth/me rejects it", async () => {

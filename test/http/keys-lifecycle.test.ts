@@ -104,6 +104,19 @@ for (const backend of backends()) {
       assert.equal(again.body.revokedAt, revoked.body.revokedAt);
     });
 
+    test("a revoke body that is not {reason} is refused with 400 and revokes nothing", async () => {
+      const { body } = await server.call("POST", "/v1/keys", { name: "rb", scopes: [] });
+      for (const bad of [{ reason: "" }, { reason: "x".repeat(201) }, { reason: 7 }, { reason: "ok", extra: 1 }]) {
+        const refused = await server.call("POST", `/v1/keys/${body.id}/revoke`, bad);
+        assert.equal(refused.status, 400, JSON.stringify(bad));
+        assert.equal(refused.body.code, "VALIDATION_FAILED");
+      }
+      assert.equal((await verify(body.key)).body.valid, true);
+      const revoked = await server.call("POST", `/v1/keys/${body.id}/revoke`, { reason: "x".repeat(200) });
+      assert.equal(revoked.status, 200);
+      assert.equal(revoked.body.revokedReason, "x".repeat(200));
+    });
+
     test("rotation with grace: both keys work, then only the new one", async () => {
       const { body } = await server.call("POST", "/v1/keys", { name: "rot", scopes: ["a"] });
       const rotated = await server.call("POST", `/v1/keys/${body.id}/rotate`, { gracePeriodSeconds: 3600 });

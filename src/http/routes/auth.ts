@@ -2,7 +2,6 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { FastifyReply } from "fastify";
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { Type } from "typebox";
-import { Compile } from "typebox/compile";
 import { auditEvent } from "../../audit/context.ts";
 import {
   InvalidCredentialsError,
@@ -13,6 +12,7 @@ import {
 import type { Gatehouse } from "../../gatehouse.ts";
 import type { IssuedTokens } from "../../tokens/token-service.ts";
 import { requestContext } from "../authenticate.ts";
+import { matchesSchema } from "../schemas.ts";
 import {
   assertAllowedOrigin,
   assertAllowedOriginIfPresent,
@@ -40,11 +40,9 @@ const LoginBody = Type.Object(
   },
   { additionalProperties: false },
 );
-const RefreshBody = Compile(
-  Type.Object(
-    { refresh_token: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })) },
-    { additionalProperties: false },
-  ),
+const RefreshBody = Type.Object(
+  { refresh_token: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })) },
+  { additionalProperties: false },
 );
 
 /** Cookie delivery: 204, the two cookies, and the sign-in's CSRF token for unsafe requests. */
@@ -104,7 +102,7 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
     // body is checked by hand because it may be absent.
     app.post("/auth/refresh", { schema: { response: { 200: TokenResponse } } }, async (request, reply) => {
       const body = request.body ?? {};
-      if (!RefreshBody.Check(body)) throw new InvalidGrantError();
+      if (!matchesSchema(request, RefreshBody, body)) throw new InvalidGrantError();
       noStore(reply);
       const context = requestContext(request, "anonymous");
       if (body.refresh_token !== undefined) return (await gatehouse.tokens.refresh(body.refresh_token, context)).body;

@@ -1,6 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "typebox";
-import { Compile } from "typebox/compile";
 import { ValidationError } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
 import { isPermission } from "../../keys/permissions.ts";
@@ -12,6 +11,7 @@ import {
   keyView,
   LimitParam,
   Metadata,
+  matchesSchema,
   Permissions,
   RateLimitBody,
   Scopes,
@@ -48,11 +48,9 @@ const PatchBody = Type.Object(
 
 const CreatedView = Type.Object({ key: Type.String(), ...KeyView.properties });
 
-const RevokeBody = Compile(
-  Type.Object(
-    { reason: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })) },
-    { additionalProperties: false },
-  ),
+const RevokeBody = Type.Object(
+  { reason: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })) },
+  { additionalProperties: false },
 );
 
 const MAX_METADATA_BYTES = 4096;
@@ -207,7 +205,7 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
       { preHandler: write, schema: { params: IdParams, response: { 200: KeyView } } },
       async (request) => {
         const body = request.body ?? {};
-        if (!RevokeBody.Check(body))
+        if (!matchesSchema(request, RevokeBody, body))
           throw new ValidationError('The body, if any, must be {"reason": "<1–200 characters>"}.');
         const record = await gatehouse.keys.revoke(
           request.params.id,

@@ -1,22 +1,20 @@
 import type { FastifyPluginAsync } from "fastify";
 import { Type } from "typebox";
-import { Compile } from "typebox/compile";
 import { GatehouseError, RateLimitedError, ValidationError } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
 import { GithubPublicKeys } from "../../leaks/github-public-keys.ts";
 import { handleLeakReport } from "../../leaks/leak-report.ts";
 import { type FailedAuthGuard, requestContext } from "../authenticate.ts";
+import { matchesSchema } from "../schemas.ts";
 
-const Report = Compile(
-  Type.Array(
-    Type.Object({
-      token: Type.String({ minLength: 1, maxLength: 1024 }),
-      type: Type.Optional(Type.String({ maxLength: 200 })),
-      url: Type.Optional(Type.String({ maxLength: 2048 })),
-      source: Type.Optional(Type.String({ maxLength: 200 })),
-    }),
-    { maxItems: 1000 },
-  ),
+const Report = Type.Array(
+  Type.Object({
+    token: Type.String({ minLength: 1, maxLength: 1024 }),
+    type: Type.Optional(Type.String({ maxLength: 200 })),
+    url: Type.Optional(Type.String({ maxLength: 2048 })),
+    source: Type.Optional(Type.String({ maxLength: 200 })),
+  }),
+  { maxItems: 1000 },
 );
 
 /**
@@ -68,7 +66,8 @@ export function githubLeakRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): 
       } catch {
         throw new GatehouseError("MALFORMED_JSON", "The request body is not valid JSON.");
       }
-      if (!Report.Check(payload)) throw new ValidationError("Expected a JSON array of {token, type, url, source}.");
+      if (!matchesSchema(request, Report, payload))
+        throw new ValidationError("Expected a JSON array of {token, type, url, source}.");
       const verdicts = await handleLeakReport(gatehouse, payload, requestContext(request, "github"));
       reply.type("application/json");
       return verdicts.map((v) => ({ token_hash: v.tokenHash, token_type: v.tokenType, label: v.label }));
