@@ -256,11 +256,13 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
   };
   const housekeepingIntervalSeconds = integer("GATEHOUSE_HOUSEKEEPING_INTERVAL_SECONDS", 3600, 10, 86_400);
 
-  if (problems.length > 0 || auth === null) throw new ConfigError(problems);
-  // A misspelt variable would otherwise be ignored without a word.
+  // A misspelt variable would otherwise be ignored without a word. When the start is refused
+  // anyway, it is listed with the problems: a misspelling is often their cause (a missing
+  // GATEHOUSE_MASTER_KEY that was set as GATEHOUSE_MASTERKEY).
   const warnings = Object.keys(env)
     .filter((name) => name.startsWith("GATEHOUSE_") && !known.has(name) && !name.startsWith("GATEHOUSE_TEST_"))
     .map((name) => `${name} is not a Gatehouse setting and is ignored (misspelt?)`);
+  if (problems.length > 0 || auth === null) throw new ConfigError([...problems, ...warnings]);
   return {
     warnings,
     port,

@@ -124,6 +124,18 @@ describe("loadConfig", () => {
     assert.equal(config.port, 9001);
   });
 
+  test("when the start is refused, unknown GATEHOUSE_ variables are listed with the problems", () => {
+    assert.throws(
+      () => loadConfig({ GATEHOUSE_PORT: "99999", GATEHOUSE_MASTERKEY: "x" }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.ok(error.problems.some((p) => p.startsWith("GATEHOUSE_PORT")));
+        assert.ok(error.problems.includes("GATEHOUSE_MASTERKEY is not a Gatehouse setting and is ignored (misspelt?)"));
+        return true;
+      },
+    );
+  });
+
   test("a trusted proxy allows a public interface; IPv6 hosts are bracketed in the issuer", () => {
     const config = loadConfig({
       GATEHOUSE_HOST: "fd00::5",
