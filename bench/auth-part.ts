@@ -116,6 +116,19 @@ export interface ArgonLimit {
   hashesPerSecond: number;
 }
 
+/** Signatures per second of each access-token algorithm on this machine (bench/signing-limit.ts). */
+export interface SigningLimit {
+  alg: string;
+  threads: number;
+  signaturesPerSecond: number;
+}
+
+export async function measureSigningLimits(placement: Placement): Promise<SigningLimit[]> {
+  const child = await startScript("bench/signing-limit.ts", {}, placement);
+  await child.stop();
+  return JSON.parse(child.line) as SigningLimit[];
+}
+
 export async function measureArgonLimit(placement: Placement, env: NodeJS.ProcessEnv): Promise<ArgonLimit> {
   const child = await startScript("bench/argon2-limit.ts", env, placement);
   await child.stop();
