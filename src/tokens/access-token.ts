@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { SignJWT } from "jose";
 import type { SigningKeyring } from "../signing/keyring.ts";
 import { JwsError, parseCompactJws, verifyCompactJws } from "./compact-jws.ts";
+import { signCompactJws } from "./jws-sign.ts";
 
 /** RFC 9068 §2.1: the media type of JWT access tokens, in the `typ` header. */
 export const ACCESS_TOKEN_TYPE = "at+jwt";
@@ -68,9 +68,7 @@ export async function issueAccessToken(
     client_id: claims.client_id,
     sid: claims.sid,
   };
-  const token = await new SignJWT({ ...payload })
-    .setProtectedHeader({ alg: key.alg, typ: ACCESS_TOKEN_TYPE, kid: key.kid })
-    .sign(key.privateKey);
+  const token = await signCompactJws(key.alg, key.privateKey, { typ: ACCESS_TOKEN_TYPE, kid: key.kid }, { ...payload });
   return { token, claims: payload };
 }
 
