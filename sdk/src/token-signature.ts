@@ -1,4 +1,4 @@
-import { createHmac, KeyObject, timingSafeEqual, verify } from "node:crypto";
+import { createHash, createHmac, createSecretKey, KeyObject, timingSafeEqual, verify } from "node:crypto";
 import { assertObject, type JsonObject } from "./assert.ts";
 import type { TokenAlgorithm } from "./token-verifier.ts";
 import { TokenRefusal } from "./token-verify-result.ts";
@@ -125,6 +125,37 @@ export function verifySignedJws(jws: CompactJws, key: KeyObject, alg: JwsAlgorit
   return payload;
 }
 
+/** The least HS256 secret Gatehouse accepts: 256 bits (RFC 7518 §3.2 asks for at least the hash size). */
+export const HS256_MIN_SECRET_BYTES = 32;
+
+/**
+ * The kid of an HS256 secret, as Gatehouse names it in its tokens: a hash of the secret,
+ * which tells which secret signed a token without revealing it. One function for the
+ * server's keyring and the SDK, so the two cannot name a secret differently.
+ */
+export function hs256KeyId(secret: Uint8Array): string {
+  return createHash("sha256").update("gatehouse hs256 kid\0").update(secret).digest("base64url").slice(0, 22);
+}
+
+/**
+ * An HS256 secret given as Gatehouse's setting is (`GATEHOUSE_JWT_HS256_SECRET`: base64 or
+ * base64url), or as bytes. Throws a TypeError below 256 bits.
+ */
+export function hs256Secret(value: string | Uint8Array): { key: KeyObject; kid: string } {
+  const bytes =
+    typeof value === "string"
+      ? /^[A-Za-z0-9+/_-]+={0,2}$/.test(value)
+        ? Buffer.from(value.replace(/-/g, "+").replace(/_/g, "/"), "base64")
+        : Buffer.alloc(0)
+      : Buffer.from(value);
+  if (bytes.length < HS256_MIN_SECRET_BYTES) {
+    throw new TypeError(
+      `hs256Secret must be at least ${HS256_MIN_SECRET_BYTES} bytes (256 bits), as base64 or base64url like GATEHOUSE_JWT_HS256_SECRET`,
+    );
+  }
+  return { key: createSecretKey(bytes), kid: hs256KeyId(bytes) };
+}
+
 /** `verifySignedJws` for JWKS keys jose imported, each made a KeyObject once. */
 export function createSignatureCheck(pins: SignaturePins) {
   // node's KeyObject for each JWKS key, made once (dropped with the key when jose refetches).
@@ -135,12 +166,18 @@ export function createSignatureCheck(pins: SignaturePins) {
     audience: typeof pins.audience === "string" ? [pins.audience] : [...pins.audience],
   };
 
-  return function checkSignature(jws: CompactJws, key: CryptoKey, alg: TokenAlgorithm): JsonObject {
-    let keyObject = keyObjects.get(key);
-    if (!keyObject) {
-      keyObject = KeyObject.from(key);
-      keyObjects.set(key, keyObject);
-    }
-    return verifySignedJws(jws, keyObject, alg, pinned);
+  return {
+    withJwksKey(jws: CompactJws, key: CryptoKey, alg: TokenAlgorithm): JsonObject {
+      let keyObject = keyObjects.get(key);
+      if (!keyObject) {
+        keyObject = KeyObject.from(key);
+        keyObjects.set(key, keyObject);
+      }
+      return verifySignedJws(jws, keyObject, alg, pinned);
+    },
+    /** HS256 with the shared secret (never from a JWKS). */
+    withSecret(jws: CompactJws, secret: KeyObject): JsonObject {
+      return verifySignedJws(jws, secret, "HS256", pinned);
+    },
   };
 }

@@ -4,7 +4,7 @@ import { createJwksKeySource } from "./jwks-key-source.ts";
 import { assertScopes } from "./key-shape.ts";
 import { createRevocationCheck } from "./revocation-check.ts";
 import { hasCompactShape, withinTokenLength } from "./token-shape.ts";
-import { createSignatureCheck, parseCompactJws } from "./token-signature.ts";
+import { createSignatureCheck, hs256Secret, parseCompactJws } from "./token-signature.ts";
 import { failureOf, type TokenFailureReason, TokenRefusal, type TokenVerifyResult } from "./token-verify-result.ts";
 import { parseVerifiedClaims, type VerifiedToken } from "./verified-token.ts";
 import { type CachedToken, VerifiedTokenCache } from "./verified-token-cache.ts";
@@ -26,6 +26,14 @@ export interface TokenVerifierOptions {
    * Default `["RS256"]`, Gatehouse's default.
    */
   algorithms?: readonly TokenAlgorithm[];
+  /**
+   * For a Gatehouse that signs with HS256 (`GATEHOUSE_JWT_ALG=HS256`): its secret, the
+   * value of `GATEHOUSE_JWT_HS256_SECRET` (base64 or base64url, at least 256 bits). Then
+   * HS256 is the only algorithm accepted, with this secret only, and no JWKS is fetched;
+   * `algorithms` and `jwksUri` must not be set. Whoever holds the secret can mint tokens:
+   * give it only to services you would trust with Gatehouse's own signing key.
+   */
+  hs256Secret?: string | Uint8Array;
   /** Leeway for clocks that disagree, on exp, nbf and iat. Default 5, at most 60. */
   clockToleranceSeconds?: number;
   /**
@@ -117,9 +125,18 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   if (audience.length === 0 || (Array.isArray(audience) && !audience.every((item) => typeof item === "string"))) {
     throw new TypeError("audience must be the aud this API accepts (GATEHOUSE_JWT_AUDIENCE)");
   }
-  const algorithms = [...(options.algorithms ?? ["RS256"])];
-  if (algorithms.length === 0 || !algorithms.every((alg) => (TOKEN_ALGORITHMS as readonly string[]).includes(alg))) {
-    throw new TypeError(`algorithms must be some of ${TOKEN_ALGORITHMS.join(", ")}`);
+  const secret = options.hs256Secret === undefined ? null : hs256Secret(options.hs256Secret);
+  if (secret && (options.algorithms !== undefined || options.jwksUri !== undefined)) {
+    throw new TypeError("hs256Secret pins HS256 and needs no JWKS: leave algorithms and jwksUri unset");
+  }
+  const algorithms = secret ? [] : [...(options.algorithms ?? ["RS256"])];
+  if (
+    !secret &&
+    (algorithms.length === 0 || !algorithms.every((alg) => (TOKEN_ALGORITHMS as readonly string[]).includes(alg)))
+  ) {
+    throw new TypeError(
+      `algorithms must be some of ${TOKEN_ALGORITHMS.join(", ")} (for HS256, pass hs256Secret instead)`,
+    );
   }
   const clockTolerance = integerIn(
     options.clockToleranceSeconds ?? DEFAULTS.clockToleranceSeconds,
@@ -180,17 +197,19 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       })
     : null;
 
-  const resolveKey = createJwksKeySource({
-    jwksUri,
-    fetch: fetchImpl,
-    clock,
-    cacheMaxAgeMs,
-    refetchFloorMs: floorMs,
-    timeoutMs: jwksTimeoutMs,
-    onFetch: () => {
-      stats.jwksFetches++;
-    },
-  });
+  const resolveKey = secret
+    ? null
+    : createJwksKeySource({
+        jwksUri,
+        fetch: fetchImpl,
+        clock,
+        cacheMaxAgeMs,
+        refetchFloorMs: floorMs,
+        timeoutMs: jwksTimeoutMs,
+        onFetch: () => {
+          stats.jwksFetches++;
+        },
+      });
 
   const checkSignature = createSignatureCheck({
     issuer: options.issuer,
@@ -205,12 +224,20 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     try {
       const jws = parseCompactJws(token);
       const { header } = jws;
-      // The algorithm is pinned before any key is looked up (RFC 8725 §3.1): alg none,
-      // HS256 keyed with the public key, PS256 with an RSA key never get further.
-      const alg = algorithms.find((allowed) => allowed === header.alg);
-      if (alg === undefined) throw new TokenRefusal("ALG_NOT_ALLOWED");
-      const key = await resolveKey({ alg, kid: header.kid });
-      payload = checkSignature(jws, key, alg);
+      if (secret) {
+        // HS256 with the one configured secret: any other alg (none, an asymmetric one) or
+        // another secret's kid is refused before the HMAC.
+        if (header.alg !== "HS256") throw new TokenRefusal("ALG_NOT_ALLOWED");
+        if (header.kid !== secret.kid) throw new TokenRefusal("UNKNOWN_KEY");
+        payload = checkSignature.withSecret(jws, secret.key);
+      } else {
+        // The algorithm is pinned before any key is looked up (RFC 8725 §3.1): alg none,
+        // HS256 keyed with the public key, PS256 with an RSA key never get further.
+        const alg = algorithms.find((allowed) => allowed === header.alg);
+        if (alg === undefined || resolveKey === null) throw new TokenRefusal("ALG_NOT_ALLOWED");
+        const key = await resolveKey({ alg, kid: header.kid });
+        payload = checkSignature.withJwksKey(jws, key, alg);
+      }
     } catch (error) {
       if (error instanceof VerifierError) throw error;
       return failureOf(error);

@@ -1,4 +1,5 @@
-import { createHash, createHmac, createSecretKey } from "node:crypto";
+import { createHmac, createSecretKey } from "node:crypto";
+import { hs256KeyId } from "../../sdk/src/token-signature.ts";
 import { type ActorContext, auditEvent } from "../audit/context.ts";
 import type { AuthConfig } from "../config/auth-config.ts";
 import type { Clock } from "../lib/clock.ts";
@@ -54,7 +55,7 @@ export class SigningKeyring {
       const secret = this.signing.hs256Secret;
       if (!secret || secret.length < 32) throw new TypeError("HS256 needs a secret of at least 256 bits");
       // The kid names the secret without revealing it (a hash of a 256-bit secret).
-      const kid = createHash("sha256").update("gatehouse hs256 kid\0").update(secret).digest("base64url").slice(0, 22);
+      const kid = hs256KeyId(secret);
       const key = createSecretKey(secret);
       this.keys.set(kid, {
         kid,

@@ -28,10 +28,15 @@ export interface TokenGatehouse {
   close(): Promise<void>;
 }
 
-export async function startTokenGatehouse(options: { clock?: () => number } = {}): Promise<TokenGatehouse> {
+export async function startTokenGatehouse(
+  options: { clock?: () => number; env?: Record<string, string> } = {},
+): Promise<TokenGatehouse> {
   const backend = backends()[0];
   if (!backend) throw new Error("no storage backend selected");
-  const server = await startAuthServer(backend, options.clock ? { clock: options.clock } : {});
+  const server = await startAuthServer(backend, {
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.env ? { env: options.env } : {}),
+  });
   const { issuer, audience } = server.gatehouse.tokens.settings;
   const jwksUri = `${server.url}/.well-known/jwks.json`;
   return {
