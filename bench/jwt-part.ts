@@ -14,6 +14,8 @@ import { type PairedResult, pairedRounds } from "./paired.ts";
 import { startScript } from "./servers.ts";
 
 export interface JwtModeResult extends PairedResult {
+  /** What the tokens were signed with. */
+  alg: string;
   mode: "first-seen" | "seen-before";
   distinctTokens: number;
   cacheMaxEntries: number;
@@ -42,22 +44,28 @@ export async function measureJwtGuard(options: {
   rounds: number;
   warmupSeconds: number;
   log: (line: string) => void;
+  /** What the tokens are signed with: default the run's GATEHOUSE_JWT_ALG, RS256 unless set. */
+  alg?: string;
+  /** For HS256 tokens: the Gatehouse's secret (the SDK's `hs256Secret`). */
+  hs256Secret?: string;
+  /** Default both. */
+  modes?: ReadonlyArray<JwtModeResult["mode"]>;
 }): Promise<JwtModeResult[]> {
   const results: JwtModeResult[] = [];
   const firstSeenCache = Math.max(1, Math.floor(options.tokens.length / 2));
+  const alg = options.alg ?? process.env.GATEHOUSE_JWT_ALG ?? "RS256";
   const modes = [
     { mode: "first-seen", tokens: options.tokens, cacheMaxEntries: firstSeenCache, target: 0.5 },
     { mode: "seen-before", tokens: options.tokens.slice(0, 8), cacheMaxEntries: 10_000, target: 0.85 },
   ] as const;
-  for (const mode of modes) {
+  for (const mode of modes.filter((m) => (options.modes ?? ["first-seen", "seen-before"]).includes(m.mode))) {
     const api = await startScript("sdk/bench/guarded-api.ts", {
       BENCH_API: JSON.stringify({
         issuer: options.issuer,
         audience: options.audience,
         jwksUri: options.jwksUri,
         maxEntries: mode.cacheMaxEntries,
-        // What the run's Gatehouse signs with (GATEHOUSE_JWT_ALG, RS256 by default).
-        algorithms: [process.env.GATEHOUSE_JWT_ALG ?? "RS256"],
+        ...(options.hs256Secret ? { hs256Secret: options.hs256Secret } : { algorithms: [alg] }),
       }),
     });
     try {
@@ -72,12 +80,13 @@ export async function measureJwtGuard(options: {
           load: options.load,
           rounds: options.rounds,
           warmupSeconds: options.warmupSeconds,
-          label: `jwt ${mode.mode}`,
+          label: `jwt ${alg} ${mode.mode}`,
           log: options.log,
         },
       );
       results.push({
         ...result,
+        alg,
         mode: mode.mode,
         distinctTokens: mode.tokens.length,
         cacheMaxEntries: mode.cacheMaxEntries,

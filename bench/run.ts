@@ -38,7 +38,7 @@ import {
   signIn,
   signInMany,
 } from "./auth-part.ts";
-import { measureJwtGuard } from "./jwt-part.ts";
+import { type JwtModeResult, measureJwtGuard } from "./jwt-part.ts";
 import { type LoadOptions, requestTemplate, type Template } from "./load.ts";
 import { pairedRounds, unpairedRatio } from "./paired.ts";
 import {
@@ -206,34 +206,63 @@ async function refreshFigures(
 
 /**
  * The ceiling of refresh rotations is the signature each one makes. Measured here for
- * every algorithm, and rotations measured again on a server that signs with EdDSA (the
- * fastest signer; RS256, the default, verifies fastest), so the table shows how far each
- * algorithm takes a rotation on this machine.
+ * every algorithm; then rotations are measured again on servers that sign with EdDSA (the
+ * fastest asymmetric signer; RS256, the default, verifies fastest) and with HS256 (an
+ * HMAC: what a rotation costs with the signature nearly free), and the SDK's guard with
+ * first-seen HS256 tokens. The table then shows how far each algorithm takes a rotation
+ * and a first check on this machine.
  */
-async function signingFigures(
-  baseline: ServerProcess,
-): Promise<{ signingLimits: SigningLimit[]; refreshOtherAlg: { alg: string; refresh: RefreshResult } }> {
+async function signingFigures(baseline: ServerProcess): Promise<{
+  signingLimits: SigningLimit[];
+  refreshOtherAlgs: Array<{ alg: string; refresh: RefreshResult }>;
+  jwtOtherAlgs: JwtModeResult[];
+}> {
   log("signing limit per algorithm (any core)…");
   const signingLimits = await measureSigningLimits("any-core");
   log(`  ${signingLimits.map((l) => `${l.alg} ${Math.round(l.signaturesPerSecond)}/s`).join(", ")}`);
-  const alg = "EdDSA";
-  const env = { ...LOGIN_ENV, GATEHOUSE_JWT_ALG: alg };
-  const dataDir = mkdtempSync(join(tmpdir(), "gatehouse-bench-eddsa-"));
-  const adminKey = initStore(dataDir, env);
-  const gatehouse = await startGatehouse(dataDir, { env });
-  try {
-    const email = "bench-eddsa@example.com";
-    await createBenchUser(gatehouse.url, adminKey, email);
-    const { refresh } = await refreshFigures(baseline, gatehouse, {
-      email,
-      label: `sqlite ${alg}`,
-      collectTokens: false,
-    });
-    return { signingLimits, refreshOtherAlg: { alg, refresh } };
-  } finally {
-    await gatehouse.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+  const refreshOtherAlgs: Array<{ alg: string; refresh: RefreshResult }> = [];
+  const jwtOtherAlgs: JwtModeResult[] = [];
+  // A fixed, obviously-bench secret: the store is thrown away with the run.
+  const hs256Secret = Buffer.alloc(32, "gatehouse-bench").toString("base64url");
+  for (const alg of ["EdDSA", "HS256"] as const) {
+    const env = {
+      ...LOGIN_ENV,
+      GATEHOUSE_JWT_ALG: alg,
+      ...(alg === "HS256" ? { GATEHOUSE_JWT_HS256_SECRET: hs256Secret } : {}),
+    };
+    const dataDir = mkdtempSync(join(tmpdir(), `gatehouse-bench-${alg.toLowerCase()}-`));
+    const adminKey = initStore(dataDir, env);
+    const gatehouse = await startGatehouse(dataDir, { env });
+    try {
+      const email = `bench-${alg.toLowerCase()}@example.com`;
+      await createBenchUser(gatehouse.url, adminKey, email);
+      const collectTokens = alg === "HS256";
+      const { refresh, accessTokens } = await refreshFigures(baseline, gatehouse, {
+        email,
+        label: `sqlite ${alg}`,
+        collectTokens,
+      });
+      refreshOtherAlgs.push({ alg, refresh });
+      if (collectTokens) {
+        jwtOtherAlgs.push(
+          ...(await measureJwtGuard({
+            issuer: gatehouse.url,
+            audience: gatehouse.url,
+            jwksUri: `${gatehouse.url}/.well-known/jwks.json`,
+            tokens: accessTokens,
+            ...paired,
+            alg,
+            hs256Secret,
+            modes: ["first-seen"],
+          })),
+        );
+      }
+    } finally {
+      await gatehouse.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   }
+  return { signingLimits, refreshOtherAlgs, jwtOtherAlgs };
 }
 
 /** A part that fails (e.g. a server killed from outside) is reported, and the run goes on. */

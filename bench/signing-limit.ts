@@ -3,9 +3,10 @@
  * many running at once as libuv has threads (UV_THREADPOOL_SIZE, default 4), on the thread
  * pool, where the server's access tokens are signed (jose, through WebCrypto). A refresh
  * rotation signs one access token, so this is the ceiling of rotations per second, however
- * cheap the rest of a rotation is. Prints one JSON line: an array, one entry per algorithm.
+ * cheap the rest of a rotation is (HS256: one thread, the event loop, where the server
+ * computes it). Prints one JSON line: an array, one entry per algorithm.
  */
-import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
+import { createHmac, createSecretKey, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 
 const seconds = Number(process.env.BENCH_SIGNING_SECONDS ?? 2);
 const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
@@ -45,5 +46,17 @@ for (const entry of algorithms) {
   );
   const perSecond = done / ((performance.now() - started) / 1000);
   results.push({ alg: entry.alg, threads, signaturesPerSecond: perSecond });
+}
+// HS256: the server computes the HMAC on the event loop (src/tokens/jws-sign.ts), one thread.
+{
+  const key = createSecretKey(Buffer.alloc(32, 1));
+  let done = 0;
+  const deadline = performance.now() + seconds * 1000;
+  const started = performance.now();
+  while (performance.now() < deadline) {
+    for (let i = 0; i < 100; i++) createHmac("sha256", key).update(data).digest();
+    done += 100;
+  }
+  results.push({ alg: "HS256", threads: 1, signaturesPerSecond: done / ((performance.now() - started) / 1000) });
 }
 process.stdout.write(`${JSON.stringify(results)}\n`);

@@ -16,7 +16,7 @@ if (
   !("jwksUri" in settings && typeof settings.jwksUri === "string") ||
   !("maxEntries" in settings && typeof settings.maxEntries === "number")
 ) {
-  throw new TypeError("BENCH_API must be {issuer, audience, jwksUri, maxEntries, algorithms?}");
+  throw new TypeError("BENCH_API must be {issuer, audience, jwksUri, maxEntries, algorithms?, hs256Secret?}");
 }
 const ALGORITHMS = ["RS256", "ES256", "EdDSA"] as const;
 type Algorithm = (typeof ALGORITHMS)[number];
@@ -26,12 +26,13 @@ const algorithms = listed.filter(isAlgorithm);
 if (algorithms.length !== listed.length || algorithms.length === 0) {
   throw new TypeError(`BENCH_API.algorithms must list some of ${ALGORITHMS.join(", ")}`);
 }
+// HS256 (a Gatehouse on GATEHOUSE_JWT_ALG=HS256): the shared secret instead of the JWKS.
+const secret = "hs256Secret" in settings && typeof settings.hs256Secret === "string" ? settings.hs256Secret : null;
 const tokenVerifier = createTokenVerifier({
   issuer: settings.issuer,
   audience: settings.audience,
-  jwksUri: settings.jwksUri,
   cache: { maxEntries: settings.maxEntries },
-  algorithms,
+  ...(secret ? { hs256Secret: secret } : { jwksUri: settings.jwksUri, algorithms }),
 });
 const app = Fastify({ logger: false });
 await app.register(gatehousePlugin, { tokenVerifier });
