@@ -1,4 +1,5 @@
-import { hash, randomBytes as nodeRandomBytes } from "node:crypto";
+import { hash } from "node:crypto";
+import { pooledRandomBytes } from "../lib/random-pool.ts";
 
 export type RandomBytes = (size: number) => Buffer;
 
@@ -6,7 +7,7 @@ export type RandomBytes = (size: number) => Buffer;
 const OPAQUE_TOKEN = /^[A-Za-z0-9_-]{43}$/;
 
 /** A bearer secret (refresh token, session id): 256 bits from the CSPRNG. */
-export function newOpaqueToken(randomBytes: RandomBytes = nodeRandomBytes): string {
+export function newOpaqueToken(randomBytes: RandomBytes = pooledRandomBytes): string {
   return randomBytes(32).toString("base64url");
 }
 
