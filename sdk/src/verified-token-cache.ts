@@ -21,14 +21,20 @@ export interface CachedToken {
  * therefore held in memory while cached (at most `maxEntries`, none past its `exp`), as
  * the requests carrying them are. Entries are never served at or after the token's `exp`
  * (no clock tolerance here: tolerance is for clocks that disagree, not for extending a
- * cache), and the least recently used goes first once `maxEntries` is reached (a Map
- * keeps insertion order; a hit re-inserts). Scopes come from the signed token, so a hit
+ * cache), and the least recently used goes first once `maxEntries` is reached (a hit
+ * makes an entry the most recent). Scopes come from the signed token, so a hit
  * answers scope checks exactly; revocation is the one thing a hit cannot know, hence
  * `revocation`.
  */
 export class VerifiedTokenCache {
-  private readonly entries = new Map<string, { presented: string; entry: CachedToken }>();
+  // Recency is a doubly linked list through the nodes (oldest at `head`), not the Map's
+  // insertion order: finding the oldest with `map.keys().next()` walks over every entry
+  // deleted from the front since V8 last compacted the table, which measured 7.8 µs per
+  // eviction at 13,000 entries, and a full cache evicts on every first-seen token.
+  private readonly entries = new Map<string, Node>();
   private readonly maxEntries: number;
+  private head: Node | null = null;
+  private tail: Node | null = null;
 
   constructor(options: { maxEntries: number }) {
     this.maxEntries = options.maxEntries;
@@ -42,23 +48,58 @@ export class VerifiedTokenCache {
     const key = signatureOf(token);
     const found = this.entries.get(key);
     if (!found || found.presented !== token) return null;
-    this.entries.delete(key);
-    if (now >= found.entry.token.expiresAt) return null;
-    this.entries.set(key, found);
+    if (now >= found.entry.token.expiresAt) {
+      this.remove(found);
+      return null;
+    }
+    // Most recently used now: to the tail.
+    if (found !== this.tail) {
+      this.unlink(found);
+      this.append(found);
+    }
     return found.entry;
   }
 
   set(token: string, entry: CachedToken, now: number): void {
     const key = signatureOf(token);
-    this.entries.delete(key);
+    const previous = this.entries.get(key);
+    if (previous) this.remove(previous);
     if (this.maxEntries === 0 || now >= entry.token.expiresAt) return;
-    this.entries.set(key, { presented: token, entry });
-    while (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next();
-      if (oldest.done) break;
-      this.entries.delete(oldest.value);
-    }
+    const node: Node = { key, presented: token, entry, prev: null, next: null };
+    this.entries.set(key, node);
+    this.append(node);
+    while (this.entries.size > this.maxEntries && this.head) this.remove(this.head);
   }
+
+  private remove(node: Node): void {
+    this.entries.delete(node.key);
+    this.unlink(node);
+  }
+
+  private append(node: Node): void {
+    node.prev = this.tail;
+    node.next = null;
+    if (this.tail) this.tail.next = node;
+    else this.head = node;
+    this.tail = node;
+  }
+
+  private unlink(node: Node): void {
+    if (node.prev) node.prev.next = node.next;
+    else this.head = node.next;
+    if (node.next) node.next.prev = node.prev;
+    else this.tail = node.prev;
+    node.prev = null;
+    node.next = null;
+  }
+}
+
+interface Node {
+  key: string;
+  presented: string;
+  entry: CachedToken;
+  prev: Node | null;
+  next: Node | null;
 }
 
 /** The third segment of a compact JWS (the whole string if it has no dot). */

@@ -47,4 +47,40 @@ describe("VerifiedTokenCache", () => {
     assert.ok(cache.get("h.p.c", 2));
     assert.equal(cache.size, 2);
   });
+
+  test("matches a reference LRU over thousands of random inserts, hits and expiries", () => {
+    // The reference: a Map re-inserted on every hit (insertion order is recency).
+    const reference = new Map<string, number>();
+    const cache = new VerifiedTokenCache({ maxEntries: 50 });
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (let step = 0; step < 5000; step++) {
+      const now = step;
+      const name = `h.p.s${Math.floor(random() * 120)}`;
+      const expiresAt = now + 1 + Math.floor(random() * 400);
+      if (random() < 0.5) {
+        cache.set(name, { token: token(name, expiresAt), revocation: null }, now);
+        reference.delete(name);
+        reference.set(name, expiresAt);
+        while (reference.size > 50) reference.delete(reference.keys().next().value as string);
+      } else {
+        const hit = cache.get(name, now);
+        const expected = reference.get(name);
+        if (expected === undefined) {
+          assert.equal(hit, null, `step ${step}: ${name} should be absent`);
+        } else if (now >= expected) {
+          assert.equal(hit, null, `step ${step}: ${name} has expired`);
+          reference.delete(name);
+        } else {
+          assert.equal(hit?.token.expiresAt, expected, `step ${step}: ${name} should be cached`);
+          reference.delete(name);
+          reference.set(name, expected);
+        }
+      }
+      assert.equal(cache.size, reference.size, `step ${step}: size`);
+    }
+  });
 });
