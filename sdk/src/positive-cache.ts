@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { LruMap } from "./lru-map.ts";
 import type { VerifiedKey } from "./verify-result.ts";
 
 interface Entry {
@@ -11,21 +12,19 @@ interface Entry {
  * A short-lived cache of *valid* answers only, so a hot key costs one Gatehouse round trip
  * per TTL instead of one per request. Entries are keyed by the SHA-256 of the presented
  * key (the key itself is never held), never outlive the key's own `expiresAt`, and the
- * least recently used entry goes first once `maxEntries` is reached (a Map keeps
- * insertion order; a hit re-inserts).
+ * least recently used entry goes first once `maxEntries` is reached.
  *
  * The price, documented in the README: a revoked key keeps working on this process for
  * up to `ttlMs`, and Gatehouse's per-key rate limit counts cache misses, not requests.
  */
 export class PositiveCache {
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries: LruMap<string, Entry>;
   private readonly ttlMs: number;
-  private readonly maxEntries: number;
   private readonly clock: () => number;
 
   constructor(options: { ttlMs: number; maxEntries: number; clock: () => number }) {
     this.ttlMs = options.ttlMs;
-    this.maxEntries = options.maxEntries;
+    this.entries = new LruMap(options.maxEntries);
     this.clock = options.clock;
   }
 
@@ -37,9 +36,10 @@ export class PositiveCache {
     const id = digest(presented);
     const entry = this.entries.get(id);
     if (!entry) return null;
-    this.entries.delete(id);
-    if (this.clock() >= entry.until) return null;
-    this.entries.set(id, entry);
+    if (this.clock() >= entry.until) {
+      this.entries.delete(id);
+      return null;
+    }
     return entry.key;
   }
 
@@ -47,14 +47,11 @@ export class PositiveCache {
     const now = this.clock();
     const until = Math.min(now + this.ttlMs, key.expiresAt ?? Number.POSITIVE_INFINITY);
     const id = digest(presented);
-    this.entries.delete(id);
-    if (until <= now) return;
-    this.entries.set(id, { key, until });
-    while (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next();
-      if (oldest.done) break;
-      this.entries.delete(oldest.value);
+    if (until <= now) {
+      this.entries.delete(id);
+      return;
     }
+    this.entries.set(id, { key, until });
   }
 
   delete(presented: string): void {
