@@ -19,6 +19,8 @@ export interface GatehouseConfig {
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   keys: KeyPolicy;
   usageFlushMs: number;
+  /** The nice value of libuv's pool threads under `serve` (Linux): 0 leaves them alone. */
+  threadPoolNice: number;
   bodyLimitBytes: number;
   githubSecretScanning: { keysUrl: string; keysJson: string | null };
   /** Users, passwords, tokens, sessions and signing keys (src/config/auth-config.ts). */
@@ -200,6 +202,7 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
   }
 
   const usageFlushMs = integer("GATEHOUSE_USAGE_FLUSH_MS", 1000, 50, 60_000);
+  const threadPoolNice = integer("GATEHOUSE_THREADPOOL_NICE", 10, 0, 19);
   const bodyLimitBytes = integer("GATEHOUSE_BODY_LIMIT_BYTES", 64 * 1024, 1024, 10 * 1024 * 1024);
 
   const keysUrl =
@@ -274,6 +277,7 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
     logLevel,
     keys: { prefix, maxLifetimeSeconds, allowNoExpiry, defaultRateLimit, maxGracePeriodSeconds: 30 * 86400 },
     usageFlushMs,
+    threadPoolNice,
     bodyLimitBytes,
     githubSecretScanning: { keysUrl, keysJson },
     auth,

@@ -1,5 +1,6 @@
 import { createGatehouse } from "../../gatehouse.ts";
 import { buildApp } from "../../http/app.ts";
+import { lowerThreadPoolPriority } from "../../lib/thread-pool-priority.ts";
 import { openRuntime } from "../../runtime.ts";
 import type { Command } from "../command.ts";
 import { configOrReport } from "../context.ts";
@@ -67,8 +68,16 @@ export const serveCommand: Command = {
       await gatehouse.stop();
       return 1;
     }
+    // Hashing and signing on libuv's pool yield to the event loop (src/lib/thread-pool-priority.ts).
+    const lowered = await lowerThreadPoolPriority(config.threadPoolNice);
     app.log.info(
-      { issuer: config.issuer, storage: storage.kind, redis: config.redisUrl !== null, dataDir: config.dataDir },
+      {
+        issuer: config.issuer,
+        storage: storage.kind,
+        redis: config.redisUrl !== null,
+        dataDir: config.dataDir,
+        threadPool: { threads: lowered, nice: lowered > 0 ? config.threadPoolNice : 0 },
+      },
       "Gatehouse is ready",
     );
     // Keep running until a signal arrives.
