@@ -142,15 +142,17 @@ export function hs256KeyId(secret: Uint8Array): string {
  * base64url), or as bytes. Throws a TypeError below 256 bits.
  */
 export function hs256Secret(value: string | Uint8Array): { key: KeyObject; kid: string } {
+  // Trimmed as Gatehouse trims its setting: `openssl rand -base64 32 > file` ends in a newline.
+  const text = typeof value === "string" ? value.trim() : null;
   const bytes =
-    typeof value === "string"
-      ? /^[A-Za-z0-9+/_-]+={0,2}$/.test(value)
-        ? Buffer.from(value.replace(/-/g, "+").replace(/_/g, "/"), "base64")
-        : Buffer.alloc(0)
-      : Buffer.from(value);
+    text === null
+      ? Buffer.from(value)
+      : /^[A-Za-z0-9+/_-]+={0,2}$/.test(text)
+        ? Buffer.from(text.replace(/-/g, "+").replace(/_/g, "/"), "base64")
+        : Buffer.alloc(0);
   if (bytes.length < HS256_MIN_SECRET_BYTES) {
     throw new TypeError(
-      `hs256Secret must be at least ${HS256_MIN_SECRET_BYTES} bytes (256 bits), as base64 or base64url like GATEHOUSE_JWT_HS256_SECRET`,
+      `hs256Secret must be base64 or base64url text (like GATEHOUSE_JWT_HS256_SECRET) or bytes, of at least ${HS256_MIN_SECRET_BYTES} bytes (256 bits)`,
     );
   }
   return { key: createSecretKey(bytes), kid: hs256KeyId(bytes) };

@@ -28,7 +28,8 @@ describe("HS256: the SDK verifies with Gatehouse's shared secret", () => {
     const { userId, accessToken } = await gh.signIn({ scopes: ["payments:read"] });
     assert.equal(decodeProtectedHeader(accessToken).alg, "HS256");
     const counting = pathCountingFetch();
-    for (const secret of [SECRET.toString("base64url"), SECRET.toString("base64"), new Uint8Array(SECRET)]) {
+    const asFile = `${SECRET.toString("base64")}\n`; // as `openssl rand -base64 32 > file` writes it
+    for (const secret of [SECRET.toString("base64url"), SECRET.toString("base64"), asFile, new Uint8Array(SECRET)]) {
       const result = await verifier(secret, counting.fetch).verify(accessToken, { scopes: ["payments:read"] });
       assert.equal(result.valid, true);
       if (result.valid) assert.equal(result.token.sub, userId);
