@@ -7,6 +7,7 @@
  * computes it). Prints one JSON line: an array, one entry per algorithm.
  */
 import { createHmac, createSecretKey, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
+import { completionsPerSecond } from "./rate.ts";
 
 const seconds = Number(process.env.BENCH_SIGNING_SECONDS ?? 2);
 const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
@@ -33,19 +34,8 @@ const signOnPool = (entry: (typeof algorithms)[number]) =>
 
 const results: Array<{ alg: string; threads: number; signaturesPerSecond: number }> = [];
 for (const entry of algorithms) {
-  let done = 0;
-  const deadline = performance.now() + seconds * 1000;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: threads }, async () => {
-      while (performance.now() < deadline) {
-        await signOnPool(entry);
-        done++;
-      }
-    }),
-  );
-  const perSecond = done / ((performance.now() - started) / 1000);
-  results.push({ alg: entry.alg, threads, signaturesPerSecond: perSecond });
+  const signaturesPerSecond = await completionsPerSecond(threads, seconds, () => signOnPool(entry));
+  results.push({ alg: entry.alg, threads, signaturesPerSecond });
 }
 // HS256: the server computes the HMAC on the event loop (src/tokens/jws-sign.ts), one thread.
 {
