@@ -46,6 +46,15 @@ export interface WalCheckpointerOptions {
 const DEFAULT_AUTOCHECKPOINT_PAGES = 1000;
 
 /**
+ * Changed rows within one probe interval that start the worker. 100 a second is ~30
+ * sign-ins or refreshes: each commits its own random B-tree pages, so the WAL reaches
+ * SQLite's 1,000-page checkpoint every few seconds, and each checkpoint stalled the event
+ * loop for its two fsyncs (strace during 100 sign-ins/s: 26 fsyncs in 25 s on the main
+ * thread, up to 10 ms each).
+ */
+const DEFAULT_START_AFTER_CHANGES = 100;
+
+/**
  * Moves WAL checkpoints off the event loop. By default SQLite checkpoints on the
  * connection that commits, once the WAL holds 1,000 pages: it copies them back into the
  * database file and fsyncs both files, on the event loop, stalling every request for the
@@ -53,9 +62,9 @@ const DEFAULT_AUTOCHECKPOINT_PAGES = 1000;
  * (PASSIVE, so it never blocks the main connection), and the main connection checkpoints
  * only if the worker falls far behind.
  *
- * The worker starts when writes are heavy (by default 1,000 changed rows within a second,
- * e.g. ~330 refresh rotations a second): a quiet store keeps SQLite's own checkpoints and
- * no extra thread.
+ * The worker starts once writes are steady (by default 100 changed rows within a second,
+ * e.g. ~30 sign-ins or refresh rotations a second): a quiet store keeps SQLite's own
+ * checkpoints and no extra thread.
  *
  * Durability is unchanged: a transaction is durable (per `synchronous`) once its commit
  * is in the WAL, whoever copies it back later.
@@ -75,7 +84,7 @@ export class WalCheckpointer {
     this.database = database;
     this.path = path;
     this.options = options;
-    const threshold = options.startAfterChanges ?? 1000;
+    const threshold = options.startAfterChanges ?? DEFAULT_START_AFTER_CHANGES;
     if (threshold <= 0) {
       this.start();
       return;
