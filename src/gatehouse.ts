@@ -180,7 +180,7 @@ export function createGatehouse(options: {
       stopped ??= (async () => {
         activeKeys?.stop();
         if (authTimer) clearInterval(authTimer);
-        housekeeper.stop();
+        await housekeeper.stop();
         await usage.stop();
         await audit.stop();
         await storage.close();

@@ -27,6 +27,7 @@ export class Housekeeper {
   private readonly log: Logger | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<Record<PurgeTarget, number>> | undefined;
+  private stopped = false;
 
   constructor(options: {
     storage: Storage;
@@ -68,12 +69,14 @@ export class Housekeeper {
     const deleted: Record<PurgeTarget, number> = { ended_keys: 0, usage: 0, audit: 0 };
     for (const target of Object.keys(cutoffs) as PurgeTarget[]) {
       for (;;) {
+        if (this.stopped) return deleted;
         const n = await this.storage.housekeeping.purge(target, cutoffs[target], this.batchSize);
         deleted[target] += n;
         if (n < this.batchSize) break;
         await yieldToRequests();
       }
     }
+    if (this.stopped) return deleted;
     // The key change log only has to outlive a node's polling (a fraction of a second);
     // a day leaves room for a paused process, and one that fell further behind reloads.
     await this.storage.keys.pruneChanges(now - DAY);
@@ -81,7 +84,14 @@ export class Housekeeper {
     return deleted;
   }
 
-  stop(): void {
+  /**
+   * No more passes; resolves once a pass in flight has finished its current batch. The
+   * caller closes storage next, and a pass still querying then failed with "Cannot use
+   * a pool after calling end" on PostgreSQL.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    await this.running?.catch(() => {});
   }
 }

@@ -90,5 +90,25 @@ for (const backend of backends()) {
       // A second pass finds nothing more.
       assert.deepEqual(await housekeeper.runOnce(), { ended_keys: 0, usage: 0, audit: 0 });
     });
+
+    test("stop waits for a pass in flight, which ends after its current batch", async () => {
+      const clock = manualClock(Date.UTC(2027, 6, 1));
+      const now = clock();
+      const { storage } = store;
+      await storage.audit.append(Array.from({ length: 40 }, () => audit(now - 400 * DAY)));
+      const housekeeper = new Housekeeper({ storage, clock, batchSize: 2 });
+      let settled = false;
+      const pass = housekeeper.runOnce().then((deleted) => {
+        settled = true;
+        return deleted;
+      });
+      await housekeeper.stop();
+      // Storage may be closed from here on: nothing of the pass is still running.
+      assert.equal(settled, true);
+      const deleted = await pass;
+      assert.ok(deleted.audit < 40, `the pass stopped early (deleted ${deleted.audit})`);
+      // Stopped for good: a later pass deletes nothing.
+      assert.deepEqual(await housekeeper.runOnce(), { ended_keys: 0, usage: 0, audit: 0 });
+    });
   });
 }
