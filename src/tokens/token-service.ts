@@ -172,7 +172,7 @@ export class TokenService {
     // without signing an access token first (a signature costs far more than the lookup, and
     // a replayed token must not buy one). Concurrent first uses all get here with
     // `usedAt === null`; the conditional write below picks the one winner.
-    if (record.usedAt !== null) return this.replayed(digest, record, now, context);
+    if (record.usedAt !== null) return this.replayed(record, now, context);
     const replacement = this.newRefresh(
       record.userId,
       { id: record.familyId, expiresAt: record.familyExpiresAt, clientId: record.clientId, scope: record.scope },
@@ -204,25 +204,15 @@ export class TokenService {
   }
 
   /**
-   * A spent token presented again: the same storage step as a rotation that loses its
-   * race (the conditional write changes nothing, so the family is revoked and the reuse
-   * recorded), with a replacement that is never written and never signed.
+   * A spent token presented again: what a rotation that loses its race does (the family
+   * revoked, the reuse recorded), without a replacement to write or a token to sign.
    */
-  private async replayed(
-    digest: Buffer,
-    record: RefreshTokenRecord,
-    now: number,
-    context: ActorContext,
-  ): Promise<never> {
-    const unused = this.newRefresh(
-      record.userId,
-      { id: record.familyId, expiresAt: record.familyExpiresAt, clientId: record.clientId, scope: record.scope },
-      now,
+  private async replayed(record: RefreshTokenRecord, now: number, context: ActorContext): Promise<never> {
+    await this.storage.tokens.revokeFamily(
+      record.familyId,
+      { at: now, denyJti: null },
+      this.reuseEvent(record, now, context),
     );
-    await this.storage.tokens.rotateRefresh(digest, unused.record, now, {
-      rotated: null,
-      reused: this.reuseEvent(record, now, context),
-    });
     throw new InvalidGrantError();
   }
 
