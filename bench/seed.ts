@@ -2,12 +2,12 @@
  * Fills a fresh data directory with keys, straight through the storage layer (records
  * built as KeyService builds them), and keeps the plaintext keys for the load generator.
  */
-import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestKey, generateKey, keyHint, type RandomBytes } from "../src/keys/key-format.ts";
+import { digestKey, generateKey, keyHint } from "../src/keys/key-format.ts";
 import { newId } from "../src/lib/ids.ts";
+import { pooledRandomBytes } from "../src/lib/random-pool.ts";
 import { PostgresStorage } from "../src/storage/postgres/postgres-storage.ts";
 import { SqliteStorage } from "../src/storage/sqlite/sqlite-storage.ts";
 import type { ApiKeyRecord } from "../src/storage/types.ts";
@@ -45,20 +45,6 @@ function record(key: string, now: number, fields: Pick<ApiKeyRecord, "name" | "s
   };
 }
 
-/** Cryptographic randomness drawn in large blocks: one syscall per 2,048 keys, not per key. */
-function pooledRandomBytes(): RandomBytes {
-  let pool = Buffer.alloc(0);
-  let at = 0;
-  return (size) => {
-    if (at + size > pool.length) {
-      pool = randomBytes(Math.max(size, 64 * 1024));
-      at = 0;
-    }
-    at += size;
-    return pool.subarray(at - size, at);
-  };
-}
-
 /**
  * Plaintext keys (the load generator's) and the caller's service key. Their storage
  * records are built only while seeding (`recordsOf`): a million records hold ~1.4 GB of
@@ -73,10 +59,9 @@ export interface GeneratedKeys {
 
 export function generateKeys(count: number): GeneratedKeys {
   const started = performance.now();
-  const random = pooledRandomBytes();
   const serviceKey = generateKey(PREFIX);
   const keys: string[] = new Array(count);
-  for (let i = 0; i < count; i++) keys[i] = generateKey(PREFIX, random);
+  for (let i = 0; i < count; i++) keys[i] = generateKey(PREFIX, pooledRandomBytes);
   return { serviceKey, keys, generateSeconds: (performance.now() - started) / 1000 };
 }
 
