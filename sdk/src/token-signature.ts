@@ -138,18 +138,24 @@ export function hs256KeyId(secret: Uint8Array): string {
 }
 
 /**
+ * The text of `GATEHOUSE_JWT_HS256_SECRET`: base64 or base64url (one alphabet, not a mix),
+ * as bytes; null when it is neither. One decoder for the server's setting and the SDK's
+ * `hs256Secret`, so a secret means the same bytes to both.
+ */
+export function decodeHs256Secret(text: string): Buffer | null {
+  if (/^[A-Za-z0-9+/]+={0,2}$/.test(text) || /^[A-Za-z0-9_-]+$/.test(text)) {
+    return Buffer.from(text, /[+/=]/.test(text) ? "base64" : "base64url");
+  }
+  return null;
+}
+
+/**
  * An HS256 secret given as Gatehouse's setting is (`GATEHOUSE_JWT_HS256_SECRET`: base64 or
  * base64url), or as bytes. Throws a TypeError below 256 bits.
  */
 export function hs256Secret(value: string | Uint8Array): { key: KeyObject; kid: string } {
   // Trimmed as Gatehouse trims its setting: `openssl rand -base64 32 > file` ends in a newline.
-  const text = typeof value === "string" ? value.trim() : null;
-  const bytes =
-    text === null
-      ? Buffer.from(value)
-      : /^[A-Za-z0-9+/_-]+={0,2}$/.test(text)
-        ? Buffer.from(text.replace(/-/g, "+").replace(/_/g, "/"), "base64")
-        : Buffer.alloc(0);
+  const bytes = typeof value === "string" ? (decodeHs256Secret(value.trim()) ?? Buffer.alloc(0)) : Buffer.from(value);
   if (bytes.length < HS256_MIN_SECRET_BYTES) {
     throw new TypeError(
       `hs256Secret must be base64 or base64url text (like GATEHOUSE_JWT_HS256_SECRET) or bytes, of at least ${HS256_MIN_SECRET_BYTES} bytes (256 bits)`,

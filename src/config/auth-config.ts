@@ -1,3 +1,4 @@
+import { decodeHs256Secret } from "../../sdk/src/token-signature.ts";
 import type { SigningAlgorithm } from "../storage/types.ts";
 
 /** Settings for users, passwords, tokens, sessions and signing keys (docs/auth.md). */
@@ -45,13 +46,6 @@ type Bool = (name: string) => boolean;
 const ALGORITHMS: readonly SigningAlgorithm[] = ["RS256", "ES256", "EdDSA", "HS256"];
 const DAY = 86400;
 
-function decodeSecret(raw: string): Buffer | null {
-  if (/^[A-Za-z0-9+/]+={0,2}$/.test(raw) || /^[A-Za-z0-9_-]+$/.test(raw)) {
-    return Buffer.from(raw, /[+/=]/.test(raw) ? "base64" : "base64url");
-  }
-  return null;
-}
-
 export function loadAuthConfig(
   env: { read: Read; integer: Integer; boolean: Bool },
   issuer: string,
@@ -76,7 +70,7 @@ export function loadAuthConfig(
   let hs256Secret: Buffer | null = null;
   const rawSecret = read("GATEHOUSE_JWT_HS256_SECRET");
   if (algorithm === "HS256") {
-    const decoded = rawSecret === undefined ? null : decodeSecret(rawSecret);
+    const decoded = rawSecret === undefined ? null : decodeHs256Secret(rawSecret);
     // RFC 7518 §3.2: the key must be at least as long as the hash output (256 bits).
     if (decoded === null || decoded.length < 32) {
       problems.push(
