@@ -2,11 +2,26 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { newId } from "../../src/lib/ids.ts";
-import type { RefreshTokenRecord } from "../../src/storage/types.ts";
+import type { RefreshTokenRecord, UserRecord } from "../../src/storage/types.ts";
 import { digestOpaqueToken, newOpaqueToken } from "../../src/tokens/opaque-token.ts";
 import { backends, type TestStore } from "../support/backends.ts";
 
 const NO_AUDIT = { rotated: null, reused: null };
+
+/** An active user row with a placeholder hash (no sign-in happens here). */
+function activeUser(id: string, now: number): UserRecord {
+  return {
+    id,
+    email: `${randomBytes(4).toString("hex")}@example.com`,
+    passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+    scopes: [],
+    status: "active",
+    createdAt: now,
+    updatedAt: now,
+    disabledAt: null,
+    passwordChangedAt: now,
+  };
+}
 
 for (const backend of backends()) {
   describe(`refresh token storage contract (${backend.name})`, () => {
@@ -16,20 +31,7 @@ for (const backend of backends()) {
       store = await backend.create();
       const now = Date.now();
       userId = newId("usr", now);
-      await store.storage.users.insert(
-        {
-          id: userId,
-          email: `${randomBytes(4).toString("hex")}@example.com`,
-          passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
-          scopes: [],
-          status: "active",
-          createdAt: now,
-          updatedAt: now,
-          disabledAt: null,
-          passwordChangedAt: now,
-        },
-        null,
-      );
+      await store.storage.users.insert(activeUser(userId, now), null);
     });
     after(() => store.dispose());
 
@@ -147,20 +149,7 @@ for (const backend of backends()) {
     test("findRefreshForRotation: a disabled user's token reads as not active", async () => {
       const now = Date.now();
       const otherId = newId("usr", now);
-      await store.storage.users.insert(
-        {
-          id: otherId,
-          email: `${randomBytes(4).toString("hex")}@example.com`,
-          passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
-          scopes: [],
-          status: "active",
-          createdAt: now,
-          updatedAt: now,
-          disabledAt: null,
-          passwordChangedAt: now,
-        },
-        null,
-      );
+      await store.storage.users.insert(activeUser(otherId, now), null);
       const t = { ...token("fam_disabled"), userId: otherId };
       await store.storage.tokens.insertRefresh(t, null);
       assert.equal((await store.storage.tokens.findRefreshForRotation(t.digest))?.userActive, true);
