@@ -16,13 +16,23 @@ const DIGIT_VALUES = (() => {
   for (let i = 0; i < BASE62_CHARS.length; i++) values[BASE62_CHARS.charCodeAt(i)] = i;
   return values;
 })();
+/** Hex digits' values; the id's form is checked before they are read. */
+const HEX_VALUES = (() => {
+  const values = new Uint8Array(128);
+  for (let i = 0; i < 16; i++) values[HEX_CODES[i] as number] = i;
+  return values;
+})();
 const scratch = Buffer.alloc(ID_LENGTH);
 scratch.write("key_", 0, "latin1");
 
 /** Writes `id` packed at `at`; false (nothing written) when it is not of the standard form. */
 export function packId(id: string, out: Buffer, at: number): boolean {
   if (!STANDARD_ID.test(id)) return false;
-  for (let i = 0; i < 6; i++) out[at + i] = Number.parseInt(id.slice(4 + 2 * i, 6 + 2 * i), 16);
+  // Character codes, not slices: the usage recorder packs an id on every verification.
+  for (let i = 0; i < 6; i++) {
+    const high = HEX_VALUES[id.charCodeAt(4 + 2 * i)] as number;
+    out[at + i] = (high << 4) | (HEX_VALUES[id.charCodeAt(5 + 2 * i)] as number);
+  }
   let bits = 0;
   let pending = 0;
   let o = at + 6;

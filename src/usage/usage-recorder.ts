@@ -1,14 +1,10 @@
 import type { Logger } from "pino";
 import type { Storage, UsageIncrement } from "../storage/types.ts";
+import { ValidUseTable } from "./valid-use-table.ts";
 
 const MINUTE = 60_000;
 
-/**
- * One key's uses in one minute: valid uses, the other outcomes, and the last valid use.
- * Valid uses get a plain field: with a million keys in use, a tally per key and second is
- * made and dropped for nearly every request, and a Map each (~200 bytes) made most of the
- * garbage the verification path left for the old generation.
- */
+/** One key's uses in one minute: valid uses, the other outcomes, and the last valid use. */
 interface Tally {
   bucket: number;
   valid: number;
@@ -17,6 +13,50 @@ interface Tally {
 }
 
 const VALID = "VALID";
+/** Valid-use rows per storage write. */
+const FLUSH_CHUNK = 1000;
+
+/**
+ * The increments in key order (consecutive rows land on the same pages of the usage
+ * table's index), with any two for the same key, minute and outcome made one: counts a
+ * failed flush gave back can meet newer counts of the same minute, and one PostgreSQL
+ * statement may not update a row twice.
+ */
+function coalesce(increments: UsageIncrement[]): UsageIncrement[] {
+  increments.sort((a, b) =>
+    a.keyId !== b.keyId
+      ? a.keyId < b.keyId
+        ? -1
+        : 1
+      : a.bucket !== b.bucket
+        ? a.bucket - b.bucket
+        : a.outcome < b.outcome
+          ? -1
+          : a.outcome > b.outcome
+            ? 1
+            : 0,
+  );
+  const merged: UsageIncrement[] = [];
+  for (const increment of increments) {
+    const last = merged.at(-1);
+    if (
+      last &&
+      last.keyId === increment.keyId &&
+      last.bucket === increment.bucket &&
+      last.outcome === increment.outcome
+    ) {
+      const lastAt = Math.max(last.lastAt ?? 0, increment.lastAt ?? 0);
+      merged[merged.length - 1] = { ...last, count: last.count + increment.count, lastAt: lastAt > 0 ? lastAt : null };
+    } else {
+      merged.push(increment);
+    }
+  }
+  return merged;
+}
+
+function tallyOf(table: ValidUseTable, entry: number, bucket: number): [string, Tally] {
+  return [table.keyId(entry), { bucket, valid: table.count(entry), lastUsed: table.lastUsed(entry), others: null }];
+}
 
 /**
  * Counts verifications per key, minute and outcome in memory and writes them in one
@@ -25,8 +65,17 @@ const VALID = "VALID";
  * graceful stop flushes). A failed flush keeps its counts for the next one.
  */
 export class UsageRecorder {
-  /** Per key, the minute being counted; earlier minutes wait in `closed`. */
+  /**
+   * Valid uses of keys with Gatehouse's own id form, in the minute `validBucket`: nearly
+   * every verification, counted without allocating (valid-use-table.ts).
+   */
+  private valid = new ValidUseTable();
+  /** The table being written by a flush, cleared when it ends; then the next flush's spare. */
+  private spare = new ValidUseTable();
+  private validBucket = 0;
+  /** Everything else per key (failures, ids of another form), in the minute being counted. */
   private tallies = new Map<string, Tally>();
+  /** Earlier minutes, and counts a failed flush gave back. */
   private closed: Array<[string, Tally]> = [];
   private readonly storage: Storage;
   private readonly log: Logger | undefined;
@@ -42,9 +91,13 @@ export class UsageRecorder {
     }
   }
 
-  /** On every verification: one map lookup, no string built. */
+  /** On every verification: no allocation for a valid use, one map lookup otherwise. */
   record(keyId: string, outcome: string, at: number): void {
     const bucket = at - (at % MINUTE);
+    if (outcome === VALID) {
+      if (bucket !== this.validBucket) this.closeValidMinute(bucket);
+      if (this.valid.add(keyId, at)) return;
+    }
     let tally = this.tallies.get(keyId);
     if (tally === undefined || tally.bucket !== bucket) {
       if (tally !== undefined) this.closed.push([keyId, tally]);
@@ -60,32 +113,70 @@ export class UsageRecorder {
     }
   }
 
+  /** A new minute: the table's counts join the closed ones, as tallies of their minute. */
+  private closeValidMinute(bucket: number): void {
+    const table = this.valid;
+    for (let entry = 0; entry < table.length; entry++) this.closed.push(tallyOf(table, entry, this.validBucket));
+    table.clear();
+    this.validBucket = bucket;
+  }
+
   /** Writes everything counted so far. Concurrent calls share one write. */
   flush(): Promise<void> {
     if (this.flushing) return this.flushing.then(() => this.flush());
-    if (this.tallies.size === 0 && this.closed.length === 0) return Promise.resolve();
+    if (this.tallies.size === 0 && this.closed.length === 0 && this.valid.length === 0) return Promise.resolve();
+    // Counting goes on into the spare table while this one is written.
+    const table = this.valid;
+    this.valid = this.spare;
+    this.spare = table;
+    const bucket = this.validBucket;
     const taken: Array<[string, Tally]> = [...this.closed, ...this.tallies];
     this.tallies = new Map();
     this.closed = [];
-    const increments: UsageIncrement[] = [];
+    const others: UsageIncrement[] = [];
     for (const [keyId, tally] of taken) {
-      const { bucket } = tally;
       if (tally.valid > 0)
-        increments.push({ keyId, bucket, outcome: VALID, count: tally.valid, lastAt: tally.lastUsed });
+        others.push({ keyId, bucket: tally.bucket, outcome: VALID, count: tally.valid, lastAt: tally.lastUsed });
       if (tally.others === null) continue;
-      for (const [outcome, count] of tally.others) increments.push({ keyId, bucket, outcome, count, lastAt: null });
+      for (const [outcome, count] of tally.others)
+        others.push({ keyId, bucket: tally.bucket, outcome, count, lastAt: null });
     }
-    // In key order: consecutive rows land on the same pages of the usage table's index.
-    increments.sort((a, b) => (a.keyId < b.keyId ? -1 : a.keyId > b.keyId ? 1 : a.bucket - b.bucket));
+    const merged = coalesce(others);
+    const order = table.inIdOrder();
     this.flushing = (async () => {
+      let written = 0;
+      let othersWritten = false;
       try {
         // One write per key and minute: the last use travels with the counts.
-        await this.storage.usage.add(increments);
+        if (merged.length > 0) await this.storage.usage.add(merged);
+        othersWritten = true;
+        // The valid uses in chunks, each built just before it is written: built all at
+        // once (10,000 keys a second with a million in use), they lived long enough for
+        // V8 to promote them, and the old generation grew by megabytes a second.
+        while (written < order.length) {
+          const end = Math.min(order.length, written + FLUSH_CHUNK);
+          const chunk: UsageIncrement[] = [];
+          for (let i = written; i < end; i++) {
+            const entry = order[i] as number;
+            chunk.push({
+              keyId: table.keyId(entry),
+              bucket,
+              outcome: VALID,
+              count: table.count(entry),
+              lastAt: table.lastUsed(entry),
+            });
+          }
+          await this.storage.usage.add(chunk);
+          written = end;
+        }
       } catch (error) {
         this.log?.warn({ err: error }, "usage flush failed; will retry");
-        // Counted again with the next flush; the buckets keep their minutes.
-        this.closed.push(...taken);
+        // What was not written is counted again with the next flush, in its own minute.
+        // A loop, not push(...taken): a million keys would be a million arguments.
+        if (!othersWritten) for (const pair of taken) this.closed.push(pair);
+        for (let i = written; i < order.length; i++) this.closed.push(tallyOf(table, order[i] as number, bucket));
       } finally {
+        table.clear();
         this.flushing = undefined;
       }
     })();

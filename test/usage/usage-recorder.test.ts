@@ -1,0 +1,143 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { digestKey, generateKey, keyHint } from "../../src/keys/key-format.ts";
+import { newId } from "../../src/lib/ids.ts";
+import type { Storage, UsageIncrement } from "../../src/storage/types.ts";
+import { UsageRecorder } from "../../src/usage/usage-recorder.ts";
+import { backends, type TestStore } from "../support/backends.ts";
+
+const MINUTE = 60_000;
+const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);
+
+/** What storage should hold after every flush: count per key, minute and outcome. */
+class Model {
+  readonly counts = new Map<string, number>();
+  add(keyId: string, outcome: string, at: number): void {
+    const name = `${keyId}|${at - (at % MINUTE)}|${outcome}`;
+    this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+  }
+}
+
+async function stored(storage: Storage, keyIds: readonly string[]): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const keyId of keyIds) {
+    for (const row of await storage.usage.read(keyId, T0 - MINUTE, T0 + 10 * MINUTE)) {
+      counts.set(`${keyId}|${row.bucket}|${row.outcome}`, row.count);
+    }
+  }
+  return counts;
+}
+
+/**
+ * The real storage, with writes of usage that can be made to fail: the way a database
+ * that goes away in the middle of a flush looks to the recorder.
+ */
+function withFailingUsage(storage: Storage): { storage: Storage; failOnCall: (n: number | null) => void } {
+  let calls = 0;
+  let failAt: number | null = null;
+  const usage = {
+    add(increments: readonly UsageIncrement[]) {
+      calls++;
+      if (failAt !== null && calls === failAt) return Promise.reject(new Error("storage went away"));
+      return storage.usage.add(increments);
+    },
+    read: storage.usage.read.bind(storage.usage),
+  };
+  return {
+    storage: { ...storage, usage } as Storage,
+    failOnCall(n) {
+      calls = 0;
+      failAt = n;
+    },
+  };
+}
+
+for (const backend of backends()) {
+  describe(`usage recorder (${backend.name})`, () => {
+    let store: TestStore;
+    before(async () => {
+      store = await backend.create();
+    });
+    after(() => store.dispose());
+
+    test("every use is counted once, per key, minute and outcome, across flushes, minutes and a failed flush", async () => {
+      const { storage, failOnCall } = withFailingUsage(store.storage);
+      const recorder = new UsageRecorder(storage, { intervalMs: 0 });
+      const model = new Model();
+      // 2,500 keys with Gatehouse's id form (the table's way) and two of another form.
+      const keyIds = Array.from({ length: 2500 }, (_, i) => newId("key", T0 - i));
+      keyIds.push("legacy-key-1", "imported/key:2");
+      const outcomes = ["VALID", "VALID", "VALID", "VALID", "RATE_LIMITED", "INSUFFICIENT_SCOPE", "EXPIRED"];
+      let seed = 7;
+      const random = (n: number) => {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        return seed % n;
+      };
+      let at = T0 + 58_000;
+      const use = (count: number) => {
+        for (let i = 0; i < count; i++) {
+          const keyId = keyIds[random(keyIds.length)] as string;
+          const outcome = outcomes[random(outcomes.length)] as string;
+          recorder.record(keyId, outcome, at);
+          model.add(keyId, outcome, at);
+          at += random(3);
+        }
+      };
+
+      use(3000); // crosses into the next minute
+      await recorder.flush();
+      assert.deepEqual(await stored(storage, keyIds), model.counts);
+
+      // A flush that fails after its first chunk of valid uses: nothing written twice,
+      // nothing lost; the counts given back meet new counts of the same minute.
+      use(12_000); // more keys than one chunk of valid uses
+      failOnCall(3); // the counts of other outcomes, one chunk of valid uses, then a failure
+      await recorder.flush();
+      failOnCall(null);
+      use(3000);
+      at += MINUTE; // and a minute passes before the next flush
+      use(500);
+      await recorder.flush();
+      assert.deepEqual(await stored(storage, keyIds), model.counts);
+      await recorder.stop();
+    });
+
+    test("the last valid use of each key travels with its counts", async () => {
+      const recorder = new UsageRecorder(store.storage, { intervalMs: 0 });
+      const key = generateKey("gate");
+      const keyId = newId("key", T0);
+      await store.storage.keys.insert(
+        {
+          id: keyId,
+          digest: digestKey(key),
+          hint: keyHint(key),
+          name: "k",
+          scopes: [],
+          permissions: [],
+          ownerId: null,
+          metadata: null,
+          rateLimit: null,
+          createdAt: T0,
+          expiresAt: T0 + 86_400_000,
+          revokedAt: null,
+          revokedReason: null,
+          replacedBy: null,
+          rotatedFrom: null,
+          lastUsedAt: null,
+        },
+        null,
+      );
+      recorder.record(keyId, "VALID", T0 + 10);
+      recorder.record(keyId, "VALID", T0 + 30);
+      recorder.record(keyId, "VALID", T0 + 20);
+      recorder.record(keyId, "REVOKED", T0 + 40);
+      await recorder.stop();
+      const rows = await store.storage.usage.read(keyId, T0, T0 + MINUTE);
+      assert.deepEqual(rows, [
+        { bucket: T0, outcome: "REVOKED", count: 1 },
+        { bucket: T0, outcome: "VALID", count: 3 },
+      ]);
+      assert.equal((await store.storage.keys.findById(keyId))?.lastUsedAt, T0 + 30);
+    });
+  });
+}
