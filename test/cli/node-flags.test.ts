@@ -16,6 +16,12 @@ test("the shebang of bin/gatehouse.js caps V8's young generation", () => {
   );
 });
 
+// The key index's load at start made V8 pretenure short-lived objects; the old generation
+// then kept 30-85 MB of pages for good (docs/deployment.md).
+test("the shebang of bin/gatehouse.js turns off V8's allocation-site pretenuring", () => {
+  assert.ok(flags.includes("--no-allocation-site-pretenuring"), `flags: ${flags.join(" ")}`);
+});
+
 test("npm start runs the server with the shebang's node flags", () => {
   const scripts: unknown = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).scripts;
   assert.equal((scripts as Record<string, string>).start, ["node", ...flags, "bin/gatehouse.js", "serve"].join(" "));
