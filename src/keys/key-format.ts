@@ -101,6 +101,19 @@ export function digestKey(key: string): Buffer {
   return Buffer.from(hash("sha256", key, "base64"), "base64");
 }
 
+/**
+ * `digestKey` written into `out` (32 bytes) instead of a new Buffer, for the verification
+ * path; returns the digest in base64 too. A new Buffer this small is cut from Node's
+ * shared 8 KB pool, and at two digests a request each slab lived long enough to be
+ * promoted: freed only by a full collection, the slabs grew the heap by ~0.6 MB a second
+ * at 10,000 requests a second. `out` is overwritten by the next call: use it at once.
+ */
+export function digestKeyInto(key: string, out: Buffer): string {
+  const digest = hash("sha256", key, "base64");
+  out.write(digest, 0, "base64");
+  return digest;
+}
+
 /** A short, non-secret label for a key: prefix, 4 characters of the body, 4 of the checksum. */
 export function keyHint(key: string): string {
   const underscore = key.indexOf("_");

@@ -9,7 +9,7 @@ import type { ApiKeyRecord, RateLimitPolicy, Storage } from "../storage/types.ts
 import type { UsageRecorder } from "../usage/usage-recorder.ts";
 import type { ActiveKeys } from "./active-keys.ts";
 import { CallerKeyCache } from "./caller-key-cache.ts";
-import { digestKey, isWellFormedKey, keyHint } from "./key-format.ts";
+import { digestKey, digestKeyInto, isWellFormedKey, keyHint } from "./key-format.ts";
 import type { KeyPolicy } from "./key-policy.ts";
 import { keyStatus } from "./key-status.ts";
 
@@ -59,6 +59,8 @@ export class KeyVerifier {
   /** Only with a change feed: without one, nothing would tell the cache a key changed. */
   private readonly callers: CallerKeyCache | null;
   private readonly active: ActiveKeys | null;
+  /** The digest of the key being looked up in the index, rewritten by every lookup. */
+  private readonly digest = Buffer.alloc(32);
 
   constructor(options: {
     storage: Storage;
@@ -156,11 +158,11 @@ export class KeyVerifier {
    */
   knownCaller(presented: string): { record: ApiKeyRecord; indexed: number } | null {
     if (!this.callers || !isWellFormedKey(presented, this.policy.prefix)) return null;
-    const digest = digestKey(presented);
-    const indexed = this.indexed(digest);
+    const name = digestKeyInto(presented, this.digest);
+    const indexed = this.indexed(this.digest);
     if (indexed < 0) return null;
     const now = this.clock();
-    const record = this.callers.get(digest.toString("base64"), now);
+    const record = this.callers.get(name, now);
     // The index holds the same revocation and expiry as the record, kept at least as fresh
     // (the cache forgets a key when the change log brings it): one status check is enough.
     if (!record || this.active?.index.status(indexed, now) !== "active") return null;
@@ -189,8 +191,8 @@ export class KeyVerifier {
     context: ActorContext,
   ): VerifyResult | Promise<VerifyResult> {
     if (!isWellFormedKey(presented, this.policy.prefix)) return this.failed(presented, "MALFORMED", null, context);
-    const digest = digestKey(presented);
-    const record = this.indexed(digest);
+    digestKeyInto(presented, this.digest);
+    const record = this.indexed(this.digest);
     if (record < 0) return this.verifyFromStorage(presented, requiredScopes, context);
     const index = (this.active as ActiveKeys).index;
     const now = this.clock();

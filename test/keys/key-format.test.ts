@@ -6,6 +6,7 @@ import {
   CHECKSUM_CHARS,
   checksumOf,
   digestKey,
+  digestKeyInto,
   generateKey,
   isWellFormedKey,
   keyHint,
@@ -188,5 +189,13 @@ describe("key format", () => {
     );
     assert.equal(keyHint(ONES_KEY), "gate_yhjs…qK6V");
     assert.ok(!keyHint(ONES_KEY).includes(ONES_KEY.slice(9, 49)));
+  });
+
+  test("digestKeyInto writes the same digest into the caller's buffer and returns it in base64", () => {
+    const out = Buffer.alloc(32, 0xff);
+    assert.equal(digestKeyInto(ZERO_KEY, out), digestKey(ZERO_KEY).toString("base64"));
+    assert.deepEqual(out, digestKey(ZERO_KEY));
+    digestKeyInto(ONES_KEY, out);
+    assert.deepEqual(out, digestKey(ONES_KEY));
   });
 });
