@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest 
 import { guard } from "./guard.ts";
 import { assertScopes } from "./key-shape.ts";
 import type { KeyVerifier } from "./key-verifier.ts";
-import { guardToken } from "./token-guard.ts";
+import { guardToken, guardTokenNow, type TokenGuardResult } from "./token-guard.ts";
 import type { TokenVerifier } from "./token-verifier.ts";
 import type { VerifiedToken } from "./verified-token.ts";
 import type { VerifiedKey } from "./verify-result.ts";
@@ -102,29 +102,55 @@ export function requireKey(options: { scopes?: readonly string[] } = {}) {
 export function requireToken(options: { scopes?: readonly string[] } = {}) {
   const scopes = [...(options.scopes ?? [])];
   assertScopes(scopes);
-  return async function requireGatehouseToken(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  /**
+   * A callback hook, not an async one: a token the verifier can answer at once (cached,
+   * or HS256) lets the request through without a promise; anything else awaits `guardToken`.
+   */
+  return function requireGatehouseToken(request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) {
     const settings: GatehousePluginOptions | undefined = request.server.gatehouseGuard;
     const verifier = settings?.tokenVerifier;
     if (!settings || !verifier) {
-      throw new Error("requireToken() used without app.register(gatehousePlugin, { tokenVerifier })");
+      done(new Error("requireToken() used without app.register(gatehousePlugin, { tokenVerifier })"));
+      return;
     }
-    const result = await guardToken(request, {
+    const guardOptions = {
       verifier,
       scopes,
       ...(settings.realm === undefined ? {} : { realm: settings.realm }),
-    });
-    if (result.ok) {
-      request.gatehouseToken = result.token;
+    };
+    const apply = (result: TokenGuardResult): void => {
+      if (result.ok) {
+        request.gatehouseToken = result.token;
+        done();
+        return;
+      }
+      if (result.cause) {
+        request.log.warn(
+          { code: result.cause.code, status: result.cause.status },
+          "gatehouse: no verdict, failing closed",
+        );
+      } else if (result.reason) {
+        request.log.debug({ reason: result.reason }, "gatehouse: access token refused");
+      }
+      // Answered here: a callback hook that sends a reply does not call done().
+      reply.code(result.status).headers(result.headers).send(result.body);
+    };
+    const fail = (error: unknown) => done(error instanceof Error ? error : new Error(String(error)));
+    let now: TokenGuardResult | null;
+    try {
+      now = guardTokenNow(request, guardOptions);
+      if (now !== null) apply(now);
+    } catch (error) {
+      fail(error);
       return;
     }
-    if (result.cause) {
-      request.log.warn(
-        { code: result.cause.code, status: result.cause.status },
-        "gatehouse: no verdict, failing closed",
-      );
-    } else if (result.reason) {
-      request.log.debug({ reason: result.reason }, "gatehouse: access token refused");
-    }
-    await reply.code(result.status).headers(result.headers).send(result.body);
+    if (now !== null) return;
+    guardToken(request, guardOptions).then((result) => {
+      try {
+        apply(result);
+      } catch (error) {
+        fail(error);
+      }
+    }, fail);
   };
 }

@@ -7,7 +7,7 @@ export { createKeyVerifier } from "./key-verifier.ts";
 export type { ProblemCode, ProblemDocument, ProblemStatus } from "./problems.ts";
 export { PROBLEMS } from "./problems.ts";
 export type { TokenGuardOptions, TokenGuardResult } from "./token-guard.ts";
-export { guardToken } from "./token-guard.ts";
+export { guardToken, guardTokenNow } from "./token-guard.ts";
 export type {
   TokenAlgorithm,
   TokenVerifier,

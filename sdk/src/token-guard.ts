@@ -36,21 +36,8 @@ export type TokenGuardResult =
 const INVALID_TOKEN_DETAIL = "A valid access token is required: send it as `Authorization: Bearer <token>`.";
 const UNAVAILABLE_RETRY_SECONDS = 5;
 
-/**
- * Decides whether a request may pass on a Gatehouse access token: reads the Bearer
- * header (and nothing else), verifies the token locally, and turns every refusal into a
- * status, headers and a problem document ready to send. Framework-free, like `guard()`.
- */
-export async function guardToken(request: RequestLike, options: TokenGuardOptions): Promise<TokenGuardResult> {
-  const scopes = options.scopes ?? [];
-  assertScopes(scopes);
-  const realm = options.realm ?? "api";
-  assertRealm(realm);
-  const withReason = (result: ReturnType<typeof refuse>, reason: TokenFailureReason | null = null) => ({
-    ...result,
-    reason,
-  });
-
+/** What was presented: the token, or the refusal to send when there is none to check. */
+function presentedOrRefusal(request: RequestLike, realm: string): string | TokenGuardResult {
   const presented = presentedToken(request);
   if (presented.kind === "in-url") {
     return withReason(
@@ -75,20 +62,15 @@ export async function guardToken(request: RequestLike, options: TokenGuardOption
       refuse(problem("UNAUTHENTICATED", INVALID_TOKEN_DETAIL), { "www-authenticate": `Bearer realm="${realm}"` }),
     );
   }
+  return presented.token;
+}
 
-  let result: TokenVerifyResult;
-  try {
-    result = await options.verifier.verify(presented.token, { scopes });
-  } catch (error) {
-    if (!(error instanceof VerifierError)) throw error;
-    return withReason(
-      refuse(
-        problem("VERIFIER_UNAVAILABLE", "Credentials cannot be checked right now; retry shortly."),
-        { "retry-after": String(UNAVAILABLE_RETRY_SECONDS) },
-        error,
-      ),
-    );
-  }
+function withReason(result: ReturnType<typeof refuse>, reason: TokenFailureReason | null = null): TokenGuardResult {
+  return { ...result, reason };
+}
+
+/** The verifier's verdict as a guard result: the token, or the status and problem to send. */
+function guardResult(result: TokenVerifyResult, scopes: readonly string[], realm: string): TokenGuardResult {
   if (result.valid) return { ok: true, token: result.token };
   if (result.code === "INSUFFICIENT_SCOPE") {
     return withReason(
@@ -107,4 +89,50 @@ export async function guardToken(request: RequestLike, options: TokenGuardOption
     }),
     result.reason,
   );
+}
+
+function checkedOptions(options: TokenGuardOptions): { scopes: readonly string[]; realm: string } {
+  const scopes = options.scopes ?? [];
+  assertScopes(scopes);
+  const realm = options.realm ?? "api";
+  assertRealm(realm);
+  return { scopes, realm };
+}
+
+/**
+ * Decides whether a request may pass on a Gatehouse access token: reads the Bearer
+ * header (and nothing else), verifies the token locally, and turns every refusal into a
+ * status, headers and a problem document ready to send. Framework-free, like `guard()`.
+ */
+export async function guardToken(request: RequestLike, options: TokenGuardOptions): Promise<TokenGuardResult> {
+  const { scopes, realm } = checkedOptions(options);
+  const presented = presentedOrRefusal(request, realm);
+  if (typeof presented !== "string") return presented;
+  let result: TokenVerifyResult;
+  try {
+    result = await options.verifier.verify(presented, { scopes });
+  } catch (error) {
+    if (!(error instanceof VerifierError)) throw error;
+    return withReason(
+      refuse(
+        problem("VERIFIER_UNAVAILABLE", "Credentials cannot be checked right now; retry shortly."),
+        { "retry-after": String(UNAVAILABLE_RETRY_SECONDS) },
+        error,
+      ),
+    );
+  }
+  return guardResult(result, scopes, realm);
+}
+
+/**
+ * `guardToken`, answered at once when the verifier can answer without I/O
+ * (`TokenVerifier.verifyNow`); null when `guardToken` must be awaited instead.
+ */
+export function guardTokenNow(request: RequestLike, options: TokenGuardOptions): TokenGuardResult | null {
+  const { scopes, realm } = checkedOptions(options);
+  if (!options.verifier.verifyNow) return null;
+  const presented = presentedOrRefusal(request, realm);
+  if (typeof presented !== "string") return presented;
+  const result = options.verifier.verifyNow(presented, { scopes });
+  return result === null ? null : guardResult(result, scopes, realm);
 }

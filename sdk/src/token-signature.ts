@@ -37,6 +37,25 @@ function decodeJsonSegment(segment: string, name: string): JsonObject {
   }
 }
 
+/**
+ * Parsed headers by their exact text. Every token one key signs has the same header, so
+ * decoding and parsing it again for each first-seen token was waste. Bounded: a flood of
+ * distinct headers empties it, costing no more than having no cache. Frozen, because one
+ * parsed header serves many tokens.
+ */
+const parsedHeaders = new Map<string, JsonObject>();
+const PARSED_HEADERS_MAX = 64;
+
+function headerOf(segment: string): JsonObject {
+  let header = parsedHeaders.get(segment);
+  if (header === undefined) {
+    header = Object.freeze(decodeJsonSegment(segment, "JWS header"));
+    if (parsedHeaders.size >= PARSED_HEADERS_MAX) parsedHeaders.clear();
+    parsedHeaders.set(segment, header);
+  }
+  return header;
+}
+
 /** Throws `TokenRefusal("MALFORMED")`. */
 export function parseCompactJws(token: string): CompactJws {
   const firstDot = token.indexOf(".");
@@ -48,7 +67,7 @@ export function parseCompactJws(token: string): CompactJws {
     throw new TokenRefusal("MALFORMED");
   }
   return {
-    header: decodeJsonSegment(token.slice(0, firstDot), "JWS header"),
+    header: headerOf(token.slice(0, firstDot)),
     signingInput: token.slice(0, lastDot),
     payloadSegment: token.slice(firstDot + 1, lastDot),
     signature,

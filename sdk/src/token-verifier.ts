@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import type { JsonObject } from "./assert.ts";
 import { gatehouseURL } from "./base-url.ts";
 import { createJwksKeySource } from "./jwks-key-source.ts";
@@ -102,6 +103,13 @@ export interface TokenVerifier {
    * throws a `VerifierError`, and caller mistakes throw a `TypeError`.
    */
   verify(token: string, options?: TokenVerifyOptions): Promise<TokenVerifyResult>;
+  /**
+   * `verify`, answered at once when no I/O is needed (a token in the verified-token cache,
+   * or any token with `hs256Secret`), and with no revocation check configured; null
+   * otherwise, and then `verify` must be called. The guards use it to skip the promises
+   * of the common case. Same checks, same answers.
+   */
+  verifyNow?(token: string, options?: TokenVerifyOptions): TokenVerifyResult | null;
   readonly stats: Readonly<TokenVerifierStats>;
 }
 
@@ -219,29 +227,48 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   });
 
   async function verifySignature(token: string, now: number): Promise<VerifiedToken | TokenFailureReason> {
+    if (secret) return verifyWithSecret(token, secret, now);
     stats.signatureChecks++;
     let payload: JsonObject;
     try {
       const jws = parseCompactJws(token);
       const { header } = jws;
-      if (secret) {
-        // HS256 with the one configured secret: any other alg (none, an asymmetric one) or
-        // another secret's kid is refused before the HMAC.
-        if (header.alg !== "HS256") throw new TokenRefusal("ALG_NOT_ALLOWED");
-        if (header.kid !== secret.kid) throw new TokenRefusal("UNKNOWN_KEY");
-        payload = checkSignature.withSecret(jws, secret.key);
-      } else {
-        // The algorithm is pinned before any key is looked up (RFC 8725 §3.1): alg none,
-        // HS256 keyed with the public key, PS256 with an RSA key never get further.
-        const alg = algorithms.find((allowed) => allowed === header.alg);
-        if (alg === undefined || resolveKey === null) throw new TokenRefusal("ALG_NOT_ALLOWED");
-        const key = await resolveKey({ alg, kid: header.kid });
-        payload = checkSignature.withJwksKey(jws, key, alg);
-      }
+      // The algorithm is pinned before any key is looked up (RFC 8725 §3.1): alg none,
+      // HS256 keyed with the public key, PS256 with an RSA key never get further.
+      const alg = algorithms.find((allowed) => allowed === header.alg);
+      if (alg === undefined || resolveKey === null) throw new TokenRefusal("ALG_NOT_ALLOWED");
+      const key = await resolveKey({ alg, kid: header.kid });
+      payload = checkSignature.withJwksKey(jws, key, alg);
     } catch (error) {
       if (error instanceof VerifierError) throw error;
       return failureOf(error);
     }
+    return checkedClaims(payload, now);
+  }
+
+  /** HS256 with the one configured secret: synchronous, nothing to fetch. */
+  function verifyWithSecret(
+    token: string,
+    hs256: { key: KeyObject; kid: string },
+    now: number,
+  ): VerifiedToken | TokenFailureReason {
+    stats.signatureChecks++;
+    let payload: JsonObject;
+    try {
+      const jws = parseCompactJws(token);
+      const { header } = jws;
+      // Any other alg (none, an asymmetric one) or another secret's kid is refused before
+      // the HMAC.
+      if (header.alg !== "HS256") throw new TokenRefusal("ALG_NOT_ALLOWED");
+      if (header.kid !== hs256.kid) throw new TokenRefusal("UNKNOWN_KEY");
+      payload = checkSignature.withSecret(jws, hs256.key);
+    } catch (error) {
+      return failureOf(error);
+    }
+    return checkedClaims(payload, now);
+  }
+
+  function checkedClaims(payload: JsonObject, now: number): VerifiedToken | TokenFailureReason {
     let verified: VerifiedToken;
     try {
       verified = parseVerifiedClaims(payload);
@@ -267,9 +294,38 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     return null;
   }
 
+  /** The verdict on an entry that passed every check, against the route's scopes. */
+  function verdict(entry: CachedToken, scopes: readonly string[], cached: boolean): TokenVerifyResult {
+    const missingScopes = scopes.filter((scope) => !entry.token.scopes.includes(scope));
+    if (missingScopes.length > 0) {
+      return { valid: false, code: "INSUFFICIENT_SCOPE", token: entry.token, missingScopes };
+    }
+    return { valid: true, token: entry.token, cached };
+  }
+
   return {
     get stats() {
       return { ...stats };
+    },
+    verifyNow(token, verifyOptions = {}) {
+      // A revocation check is a request to Gatehouse: never answered at once.
+      if (askGatehouse) return null;
+      const scopes = verifyOptions.scopes ?? [];
+      assertScopes(scopes);
+      if (!withinTokenLength(token)) return { valid: false, code: "INVALID_TOKEN", reason: "MALFORMED" };
+      const now = clock();
+      const hit = cache?.get(token, now) ?? null;
+      if (hit) {
+        stats.cacheHits++;
+        return verdict(hit, scopes, true);
+      }
+      if (!secret) return null;
+      if (!hasCompactShape(token)) return { valid: false, code: "INVALID_TOKEN", reason: "MALFORMED" };
+      const verified = verifyWithSecret(token, secret, now);
+      if (typeof verified === "string") return { valid: false, code: "INVALID_TOKEN", reason: verified };
+      const entry: CachedToken = { token: verified, revocation: null };
+      cache?.set(token, entry, now);
+      return verdict(entry, scopes, false);
     },
     async verify(token, verifyOptions = {}) {
       const scopes = verifyOptions.scopes ?? [];
@@ -297,11 +353,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         }
         if (entry.revocation?.state === "revoked") return { valid: false, code: "INVALID_TOKEN", reason: "REVOKED" };
       }
-      const missingScopes = scopes.filter((scope) => !entry.token.scopes.includes(scope));
-      if (missingScopes.length > 0) {
-        return { valid: false, code: "INSUFFICIENT_SCOPE", token: entry.token, missingScopes };
-      }
-      return { valid: true, token: entry.token, cached };
+      return verdict(entry, scopes, cached);
     },
   };
 }

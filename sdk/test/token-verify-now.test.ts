@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { createTokenVerifier, guardToken, guardTokenNow } from "../src/index.ts";
+import { pathCountingFetch, segments, startTokenGatehouse, type TokenGatehouse } from "./support/tokens.ts";
+
+const SECRET = randomBytes(32);
+const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+
+/**
+ * `verifyNow` and `guardTokenNow` answer at once only where no I/O is needed, and then
+ * exactly as `verify` and `guardToken` would; everywhere else they say null.
+ */
+describe("answers without a promise (verifyNow, guardTokenNow)", () => {
+  let rsa: TokenGatehouse;
+  let hs: TokenGatehouse;
+  before(async () => {
+    rsa = await startTokenGatehouse();
+    hs = await startTokenGatehouse({
+      env: { GATEHOUSE_JWT_ALG: "HS256", GATEHOUSE_JWT_HS256_SECRET: SECRET.toString("base64url") },
+    });
+  });
+  after(async () => {
+    await rsa.close();
+    await hs.close();
+  });
+
+  test("JWKS: null until the token was verified once, then the cached verdict, scopes checked each time", async () => {
+    const counting = pathCountingFetch();
+    const verifier = rsa.verifier({ fetch: counting.fetch });
+    const { accessToken, userId } = await rsa.signIn({ scopes: ["payments:read"] });
+    assert.equal(verifier.verifyNow?.(accessToken), null);
+    assert.equal(counting.count("/.well-known/jwks.json"), 0, "verifyNow never fetches");
+    assert.equal((await verifier.verify(accessToken)).valid, true);
+    const now = verifier.verifyNow?.(accessToken, { scopes: ["payments:read"] });
+    assert.ok(now?.valid && now.cached && now.token.sub === userId);
+    assert.deepEqual(
+      verifier.verifyNow?.(accessToken, { scopes: ["payments:write"] }),
+      await verifier.verify(accessToken, { scopes: ["payments:write"] }),
+    );
+    // Malformed input is refused at once, as verify refuses it.
+    assert.deepEqual(verifier.verifyNow?.("x".repeat(20_000)), await verifier.verify("x".repeat(20_000)));
+    assert.equal(guardTokenNow(bearer("a.b.c"), { verifier }), null, "an unknown token needs the JWKS");
+    assert.deepEqual(
+      guardTokenNow(bearer(accessToken), { verifier }),
+      await guardToken(bearer(accessToken), { verifier }),
+    );
+  });
+
+  test("HS256: first-seen tokens are verified at once, with every refusal verify gives", async () => {
+    const verifier = createTokenVerifier({ issuer: hs.issuer, audience: hs.audience, hs256Secret: SECRET });
+    const { accessToken, userId } = await hs.signIn({ scopes: ["payments:read"] });
+    const first = verifier.verifyNow?.(accessToken, { scopes: ["payments:read"] });
+    assert.ok(first?.valid && !first.cached && first.token.sub === userId);
+    const [header, payload, mac] = segments(accessToken);
+    const flipped = `${mac.startsWith("A") ? "B" : "A"}${mac.slice(1)}`;
+    for (const bad of [`${header}.${payload}.${flipped}`, `${header}.${payload}`, `${header}.e30.${mac}`]) {
+      const fresh = () => createTokenVerifier({ issuer: hs.issuer, audience: hs.audience, hs256Secret: SECRET });
+      const now = fresh().verifyNow?.(bad);
+      assert.equal(now?.valid, false, bad);
+      assert.deepEqual(now, await fresh().verify(bad), bad);
+    }
+    const other = createTokenVerifier({ issuer: hs.issuer, audience: hs.audience, hs256Secret: randomBytes(32) });
+    assert.deepEqual(other.verifyNow?.(accessToken), { valid: false, code: "INVALID_TOKEN", reason: "UNKNOWN_KEY" });
+    const refused = guardTokenNow(bearer(accessToken), { verifier, scopes: ["payments:write"] });
+    assert.equal(refused?.ok, false);
+    if (refused && !refused.ok) assert.equal(refused.status, 403);
+    const missing = guardTokenNow({ headers: {} }, { verifier });
+    assert.equal(missing?.ok === false && missing.status, 401);
+  });
+
+  test("with a revocation check, nothing is answered at once: a logged-out token cannot slip through", async () => {
+    const verifier = rsa.verifier({ revocationCheck: { baseUrl: rsa.server.url, ttlMs: 60_000 } });
+    const { accessToken } = await rsa.signIn();
+    assert.equal((await verifier.verify(accessToken)).valid, true);
+    assert.equal(verifier.verifyNow?.(accessToken), null);
+    const hsVerifier = createTokenVerifier({
+      issuer: hs.issuer,
+      audience: hs.audience,
+      hs256Secret: SECRET,
+      revocationCheck: { baseUrl: hs.server.url },
+    });
+    assert.equal(hsVerifier.verifyNow?.((await hs.signIn()).accessToken), null);
+  });
+});
