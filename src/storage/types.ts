@@ -266,7 +266,10 @@ export interface SigningKeyRepository {
 
 export interface RefreshTokenRecord {
   id: string;
-  /** SHA-256 of the token. The token itself is never stored. */
+  /**
+   * SHA-256 of the token's secret (of the whole token for tokens from before migration 5).
+   * The token itself is never stored.
+   */
   digest: Buffer;
   familyId: string;
   userId: string;
@@ -288,23 +291,35 @@ export type RefreshRotation =
   | { outcome: "reused"; record: RefreshTokenRecord }
   | { outcome: "unknown" };
 
+/**
+ * How a presented refresh token names its record: the record's id (time-ordered, so new
+ * rows land at the end of the table's key instead of at a random place) and the digest of
+ * its secret, which must match. Tokens issued before the id was part of the token
+ * (migration 5) have no id: `id` null, found through their digest.
+ */
+export interface RefreshTokenRef {
+  id: string | null;
+  digest: Buffer;
+}
+
 export interface TokenRepository {
   insertRefresh(record: RefreshTokenRecord, audit: AuditEventInput | null): Promise<void>;
-  findRefreshByDigest(digest: Buffer): Promise<RefreshTokenRecord | null>;
+  /** The token `ref` names, if its digest matches. */
+  findRefresh(ref: RefreshTokenRef): Promise<RefreshTokenRecord | null>;
   /**
-   * The token with `digest` and whether its user exists and is active: what a refresh
+   * The token `ref` names and whether its user exists and is active: what a refresh
    * checks before it signs, in one read.
    */
-  findRefreshForRotation(digest: Buffer): Promise<{ record: RefreshTokenRecord; userActive: boolean } | null>;
+  findRefreshForRotation(ref: RefreshTokenRef): Promise<{ record: RefreshTokenRecord; userActive: boolean } | null>;
   /**
-   * The one place a refresh token is spent. In one transaction: marks the token with
-   * `digest` used, but only if it is unused and unrevoked (a conditional write, so of
+   * The one place a refresh token is spent. In one transaction: marks the token `ref`
+   * names used, but only if it is unused and unrevoked (a conditional write, so of
    * many concurrent calls exactly one succeeds), and inserts `replacement`. If the
    * token was spent already (or revoked), revokes its whole family instead and writes
    * `reuseAudit`.
    */
   rotateRefresh(
-    digest: Buffer,
+    ref: RefreshTokenRef,
     replacement: RefreshTokenRecord,
     at: number,
     audits: { rotated: AuditEventInput | null; reused: AuditEventInput | null },

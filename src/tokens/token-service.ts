@@ -13,7 +13,7 @@ import {
   issueAccessToken,
   verifyAccessToken,
 } from "./access-token.ts";
-import { digestOpaqueToken, isOpaqueToken, newOpaqueToken, type RandomBytes } from "./opaque-token.ts";
+import { newRefreshToken, type RandomBytes, refreshTokenRef } from "./opaque-token.ts";
 
 /** The body of a successful sign-in or refresh (RFC 6749 §5.1). */
 export interface TokenResponse {
@@ -73,12 +73,13 @@ export class TokenService {
     family: { id: string; expiresAt: number; clientId: string; scope: string },
     now: number,
   ): { token: string; record: RefreshTokenRecord } {
-    const token = newOpaqueToken(this.randomBytes);
+    const id = newId("rtk", now);
+    const { token, digest } = newRefreshToken(id, this.randomBytes);
     return {
       token,
       record: {
-        id: newId("rtk", now),
-        digest: digestOpaqueToken(token),
+        id,
+        digest,
         familyId: family.id,
         userId,
         clientId: family.clientId,
@@ -156,10 +157,10 @@ export class TokenService {
    * of one token: exactly one wins, and a well-behaved client never races itself.
    */
   async refresh(token: string, context: ActorContext): Promise<IssuedTokens> {
-    if (!isOpaqueToken(token)) this.refuse(context, "MALFORMED", null);
-    const digest = digestOpaqueToken(token);
+    const ref = refreshTokenRef(token);
+    if (ref === null) this.refuse(context, "MALFORMED", null);
     // One read: the token, and whether its user is still active.
-    const found = await this.storage.tokens.findRefreshForRotation(digest);
+    const found = await this.storage.tokens.findRefreshForRotation(ref);
     if (!found) this.refuse(context, "UNKNOWN", null);
     const { record } = found;
     const now = this.clock();
@@ -179,7 +180,7 @@ export class TokenService {
       now,
     );
     const body = await this.response(record.userId, replacement, now);
-    const outcome = await this.storage.tokens.rotateRefresh(digest, replacement.record, now, {
+    const outcome = await this.storage.tokens.rotateRefresh(ref, replacement.record, now, {
       rotated: auditEvent(context, now, {
         action: "token.refresh",
         outcome: "success",

@@ -26,7 +26,8 @@ for (const backend of backends()) {
       assert.equal(response.headers.get("cache-control"), "no-store");
       assert.equal(response.body.token_type, "Bearer");
       assert.equal(response.body.expires_in, 900);
-      assert.match(response.body.refresh_token, /^[A-Za-z0-9_-]{43}$/);
+      // `<record id>.<256-bit secret>` (src/tokens/opaque-token.ts).
+      assert.match(response.body.refresh_token, /^rtk_[0-9a-f]{12}[0-9A-Za-z]{15}\.[A-Za-z0-9_-]{43}$/);
       assert.equal(response.body.access_token.split(".").length, 3);
       assert.equal(response.body.scope, "payments:read profile");
       const who = await me(server, response.body.access_token);

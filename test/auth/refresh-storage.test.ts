@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { newId } from "../../src/lib/ids.ts";
-import type { RefreshTokenRecord, UserRecord } from "../../src/storage/types.ts";
+import type { RefreshTokenRecord, RefreshTokenRef, UserRecord } from "../../src/storage/types.ts";
 import { digestOpaqueToken, newOpaqueToken } from "../../src/tokens/opaque-token.ts";
 import { backends, type TestStore } from "../support/backends.ts";
 
@@ -35,11 +35,11 @@ for (const backend of backends()) {
     });
     after(() => store.dispose());
 
-    function token(familyId: string, digest = digestOpaqueToken(newOpaqueToken())): RefreshTokenRecord {
+    function token(familyId: string, overrides: Partial<RefreshTokenRecord> = {}): RefreshTokenRecord {
       const now = Date.now();
       return {
         id: newId("rtk", now),
-        digest,
+        digest: digestOpaqueToken(newOpaqueToken()),
         familyId,
         userId,
         clientId: "test",
@@ -50,14 +50,16 @@ for (const backend of backends()) {
         usedAt: null,
         replacedBy: null,
         revokedAt: null,
+        ...overrides,
       };
     }
+    const ref = (t: RefreshTokenRecord): RefreshTokenRef => ({ id: t.id, digest: t.digest });
 
     test("many concurrent rotations of different tokens all succeed", async () => {
       const tokens = Array.from({ length: 300 }, (_, i) => token(`fam_many_${i}`));
       for (const t of tokens) await store.storage.tokens.insertRefresh(t, null);
       const outcomes = await Promise.all(
-        tokens.map((t) => store.storage.tokens.rotateRefresh(t.digest, token(t.familyId), Date.now(), NO_AUDIT)),
+        tokens.map((t) => store.storage.tokens.rotateRefresh(ref(t), token(t.familyId), Date.now(), NO_AUDIT)),
       );
       assert.ok(outcomes.every((o) => o.outcome === "rotated"));
     });
@@ -67,27 +69,27 @@ for (const backend of backends()) {
       const b = token("fam_b");
       const c = token("fam_c");
       for (const t of [a, b, c]) await store.storage.tokens.insertRefresh(t, null);
-      // b's replacement reuses c's digest: a unique-key violation, for b alone.
+      // b's replacement reuses c's id: a primary-key violation, for b alone.
       const results = await Promise.allSettled([
-        store.storage.tokens.rotateRefresh(a.digest, token("fam_a"), Date.now(), NO_AUDIT),
-        store.storage.tokens.rotateRefresh(b.digest, token("fam_b", c.digest), Date.now(), NO_AUDIT),
-        store.storage.tokens.rotateRefresh(c.digest, token("fam_c"), Date.now(), NO_AUDIT),
+        store.storage.tokens.rotateRefresh(ref(a), token("fam_a"), Date.now(), NO_AUDIT),
+        store.storage.tokens.rotateRefresh(ref(b), token("fam_b", { id: c.id }), Date.now(), NO_AUDIT),
+        store.storage.tokens.rotateRefresh(ref(c), token("fam_c"), Date.now(), NO_AUDIT),
       ]);
       assert.deepEqual(
         results.map((r) => r.status),
         ["fulfilled", "rejected", "fulfilled"],
       );
-      assert.ok((await store.storage.tokens.findRefreshByDigest(a.digest))?.usedAt);
-      assert.equal((await store.storage.tokens.findRefreshByDigest(b.digest))?.usedAt, null, "b's spend rolled back");
-      assert.ok((await store.storage.tokens.findRefreshByDigest(c.digest))?.usedAt);
+      assert.ok((await store.storage.tokens.findRefresh(ref(a)))?.usedAt);
+      assert.equal((await store.storage.tokens.findRefresh(ref(b)))?.usedAt, null, "b's spend rolled back");
+      assert.ok((await store.storage.tokens.findRefresh(ref(c)))?.usedAt);
     });
 
     test("the same token twice at once: one rotates, the other revokes the family", async () => {
       const t = token("fam_twice");
       await store.storage.tokens.insertRefresh(t, null);
       const outcomes = await Promise.all([
-        store.storage.tokens.rotateRefresh(t.digest, token("fam_twice"), Date.now(), NO_AUDIT),
-        store.storage.tokens.rotateRefresh(t.digest, token("fam_twice"), Date.now(), NO_AUDIT),
+        store.storage.tokens.rotateRefresh(ref(t), token("fam_twice"), Date.now(), NO_AUDIT),
+        store.storage.tokens.rotateRefresh(ref(t), token("fam_twice"), Date.now(), NO_AUDIT),
       ]);
       // Which one wins is up to the backend (SQLite: arrival order; PostgreSQL: row lock).
       assert.deepEqual(outcomes.map((o) => o.outcome).sort(), ["reused", "rotated"]);
@@ -114,9 +116,14 @@ for (const backend of backends()) {
         reused: null,
       });
       const results = await Promise.allSettled([
-        store.storage.tokens.rotateRefresh(a.digest, token("fam_audit_a"), Date.now(), audits("req-audit-a")),
-        // b's replacement reuses a's digest: its rotation fails, and its audit event goes with it.
-        store.storage.tokens.rotateRefresh(b.digest, token("fam_audit_b", a.digest), Date.now(), audits("req-audit-b")),
+        store.storage.tokens.rotateRefresh(ref(a), token("fam_audit_a"), Date.now(), audits("req-audit-a")),
+        // b's replacement reuses a's id: its rotation fails, and its audit event goes with it.
+        store.storage.tokens.rotateRefresh(
+          ref(b),
+          token("fam_audit_b", { id: a.id }),
+          Date.now(),
+          audits("req-audit-b"),
+        ),
       ]);
       assert.deepEqual(
         results.map((r) => r.status),
@@ -131,14 +138,22 @@ for (const backend of backends()) {
     test("findRefreshForRotation reads the token with its user's status", async () => {
       const t = token("fam_read");
       await store.storage.tokens.insertRefresh(t, null);
-      const found = await store.storage.tokens.findRefreshForRotation(t.digest);
-      assert.deepEqual(found, { record: await store.storage.tokens.findRefreshByDigest(t.digest), userActive: true });
-      assert.equal(await store.storage.tokens.findRefreshForRotation(digestOpaqueToken(newOpaqueToken())), null);
+      const found = await store.storage.tokens.findRefreshForRotation(ref(t));
+      assert.deepEqual(found, { record: await store.storage.tokens.findRefresh(ref(t)), userActive: true });
+      assert.equal(await store.storage.tokens.findRefreshForRotation(ref(token("fam_never_stored"))), null);
+      // The right id with another secret's digest finds nothing either.
+      const forged = { id: t.id, digest: digestOpaqueToken(newOpaqueToken()) };
+      assert.equal(await store.storage.tokens.findRefreshForRotation(forged), null);
+      assert.equal(await store.storage.tokens.findRefresh(forged), null);
+      assert.equal(
+        (await store.storage.tokens.rotateRefresh(forged, token("fam_read"), Date.now(), NO_AUDIT)).outcome,
+        "unknown",
+      );
     });
 
     test("an unknown token is reported as unknown", async () => {
       const outcome = await store.storage.tokens.rotateRefresh(
-        digestOpaqueToken(newOpaqueToken()),
+        ref(token("fam_never_stored")),
         token("fam_x"),
         Date.now(),
         NO_AUDIT,
@@ -152,9 +167,9 @@ for (const backend of backends()) {
       await store.storage.users.insert(activeUser(otherId, now), null);
       const t = { ...token("fam_disabled"), userId: otherId };
       await store.storage.tokens.insertRefresh(t, null);
-      assert.equal((await store.storage.tokens.findRefreshForRotation(t.digest))?.userActive, true);
+      assert.equal((await store.storage.tokens.findRefreshForRotation(ref(t)))?.userActive, true);
       await store.storage.users.disable(otherId, Date.now(), null);
-      assert.equal((await store.storage.tokens.findRefreshForRotation(t.digest))?.userActive, false);
+      assert.equal((await store.storage.tokens.findRefreshForRotation(ref(t)))?.userActive, false);
     });
   });
 }

@@ -181,6 +181,21 @@ export const POSTGRES_MIGRATIONS: ReadonlyArray<{ version: number; name: string;
         FOR EACH ROW EXECUTE FUNCTION key_usage_fold_last_use();
     `,
   },
+  {
+    version: 5,
+    name: "refresh tokens keyed by their time-ordered id",
+    // See sqlite/migrations.ts: the primary key's B-tree now grows at its end.
+    sql: `
+      CREATE TABLE refresh_token_legacy_digests (
+        digest BYTEA PRIMARY KEY,
+        id TEXT NOT NULL
+      );
+      INSERT INTO refresh_token_legacy_digests (digest, id) SELECT digest, id FROM refresh_tokens;
+      ALTER TABLE refresh_tokens DROP CONSTRAINT refresh_tokens_pkey;
+      ALTER TABLE refresh_tokens DROP CONSTRAINT refresh_tokens_id_key;
+      ALTER TABLE refresh_tokens ADD PRIMARY KEY (id);
+    `,
+  },
 ];
 
 const LOCK_ID = 0x6761_7465; // "gate"

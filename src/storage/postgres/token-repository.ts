@@ -1,4 +1,11 @@
-import type { AuditEventInput, RefreshRotation, RefreshTokenRecord, TokenRepository } from "../types.ts";
+import type { QueryResult, QueryResultRow } from "pg";
+import type {
+  AuditEventInput,
+  RefreshRotation,
+  RefreshTokenRecord,
+  RefreshTokenRef,
+  TokenRepository,
+} from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 
@@ -70,6 +77,11 @@ export async function revokeUserRefreshTokens(
   );
 }
 
+/** The pool or a transaction's client: what a read needs. */
+interface Runner {
+  query<R extends QueryResultRow>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
+}
+
 export class PostgresTokenRepository implements TokenRepository {
   private readonly database: PostgresDatabase;
   constructor(database: PostgresDatabase) {
@@ -83,46 +95,69 @@ export class PostgresTokenRepository implements TokenRepository {
     });
   }
 
-  async findRefreshByDigest(digest: Buffer): Promise<RefreshTokenRecord | null> {
-    const { rows } = await this.database.query<Row>(`SELECT ${COLUMNS} FROM refresh_tokens WHERE digest = $1`, [
-      digest,
+  /** The record id `ref` names: its own, or for a token from before migration 5, by digest. */
+  private async idOf(client: Runner, ref: RefreshTokenRef): Promise<string | null> {
+    if (ref.id !== null) return ref.id;
+    const { rows } = await client.query<{ id: string }>(
+      "SELECT id FROM refresh_token_legacy_digests WHERE digest = $1",
+      [ref.digest],
+    );
+    return rows[0]?.id ?? null;
+  }
+
+  private async findWith(client: Runner, ref: RefreshTokenRef): Promise<RefreshTokenRecord | null> {
+    const id = await this.idOf(client, ref);
+    if (id === null) return null;
+    const { rows } = await client.query<Row>(`SELECT ${COLUMNS} FROM refresh_tokens WHERE id = $1 AND digest = $2`, [
+      id,
+      ref.digest,
     ]);
     return rows[0] ? toToken(rows[0]) : null;
   }
 
-  async findRefreshForRotation(digest: Buffer): Promise<{ record: RefreshTokenRecord; userActive: boolean } | null> {
+  async findRefresh(ref: RefreshTokenRef): Promise<RefreshTokenRecord | null> {
+    return this.findWith(this.database, ref);
+  }
+
+  async findRefreshForRotation(
+    ref: RefreshTokenRef,
+  ): Promise<{ record: RefreshTokenRecord; userActive: boolean } | null> {
+    const id = await this.idOf(this.database, ref);
+    if (id === null) return null;
     const { rows } = await this.database.query<Row & { status: string | null }>(
       `SELECT ${COLUMNS.split(", ")
         .map((column) => `t.${column}`)
-        .join(", ")}, u.status FROM refresh_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.digest = $1`,
-      [digest],
+        .join(
+          ", ",
+        )}, u.status FROM refresh_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.id = $1 AND t.digest = $2`,
+      [id, ref.digest],
     );
     const row = rows[0];
     return row ? { record: toToken(row), userActive: row.status === "active" } : null;
   }
 
   async rotateRefresh(
-    digest: Buffer,
+    ref: RefreshTokenRef,
     replacement: RefreshTokenRecord,
     at: number,
     audits: { rotated: AuditEventInput | null; reused: AuditEventInput | null },
   ): Promise<RefreshRotation> {
     return this.database.transaction(async (client): Promise<RefreshRotation> => {
+      const id = await this.idOf(client, ref);
+      if (id === null) return { outcome: "unknown" };
       // Under READ COMMITTED a second UPDATE of the same row waits for the first to commit
       // and then re-checks the WHERE clause: it matches nothing, so exactly one wins.
       const spent = await client.query(
-        "UPDATE refresh_tokens SET used_at = $1, replaced_by = $2 WHERE digest = $3 AND used_at IS NULL AND revoked_at IS NULL",
-        [at, replacement.id, digest],
+        "UPDATE refresh_tokens SET used_at = $1, replaced_by = $2 WHERE id = $3 AND digest = $4 AND used_at IS NULL AND revoked_at IS NULL",
+        [at, replacement.id, id, ref.digest],
       );
       if (spent.rowCount === 1) {
         await insert(client, replacement);
         if (audits.rotated) await insertAuditEvents(client, [audits.rotated]);
         return { outcome: "rotated" };
       }
-      const { rows } = await client.query<Row>(`SELECT ${COLUMNS} FROM refresh_tokens WHERE digest = $1`, [digest]);
-      const row = rows[0];
-      if (!row) return { outcome: "unknown" };
-      const record = toToken(row);
+      const record = await this.findWith(client, { id, digest: ref.digest });
+      if (!record) return { outcome: "unknown" };
       await client.query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL", [
         at,
         record.familyId,
@@ -169,6 +204,10 @@ export class PostgresTokenRepository implements TokenRepository {
     await this.database.transaction(async (client) => {
       await client.query("DELETE FROM denied_access_tokens WHERE expires_at < $1", [now]);
       await client.query("DELETE FROM refresh_tokens WHERE family_expires_at < $1", [now]);
+      // Digests of tokens from before migration 5 whose token is gone (pruned, or its user deleted).
+      await client.query(
+        "DELETE FROM refresh_token_legacy_digests l WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.id = l.id)",
+      );
     });
   }
 }

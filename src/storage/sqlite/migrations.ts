@@ -174,6 +174,46 @@ export const SQLITE_MIGRATIONS: ReadonlyArray<{ version: number; name: string; s
       END;
     `,
   },
+  {
+    version: 5,
+    name: "refresh tokens keyed by their time-ordered id",
+    // A refresh token now carries its record's id ("<id>.<secret>"), and the table is
+    // keyed by that id instead of the digest: ids grow with time, so a new token is
+    // written at the end of the key, where the digest put every insert on a random page
+    // (measured: 157 µs of SQLite work per rotation against 26-28 µs). Tokens issued
+    // before keep working until they expire: their digests move to a side table that
+    // nothing new is written to.
+    sql: `
+      CREATE TABLE refresh_tokens_by_id (
+        id TEXT PRIMARY KEY,
+        digest BLOB NOT NULL,
+        family_id TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        client_id TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        family_expires_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER,
+        replaced_by TEXT,
+        revoked_at INTEGER
+      ) STRICT, WITHOUT ROWID;
+      INSERT INTO refresh_tokens_by_id (id, digest, family_id, user_id, client_id, scope, created_at,
+        family_expires_at, expires_at, used_at, replaced_by, revoked_at)
+      SELECT id, digest, family_id, user_id, client_id, scope, created_at, family_expires_at, expires_at,
+        used_at, replaced_by, revoked_at FROM refresh_tokens;
+      CREATE TABLE refresh_token_legacy_digests (
+        digest BLOB PRIMARY KEY,
+        id TEXT NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      INSERT INTO refresh_token_legacy_digests (digest, id) SELECT digest, id FROM refresh_tokens;
+      DROP TABLE refresh_tokens;
+      ALTER TABLE refresh_tokens_by_id RENAME TO refresh_tokens;
+      CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
+      CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id);
+      CREATE INDEX refresh_tokens_expiry ON refresh_tokens (family_expires_at);
+    `,
+  },
 ];
 
 export function migrateSqlite(database: SqliteDatabase): void {

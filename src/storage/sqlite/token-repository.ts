@@ -1,4 +1,10 @@
-import type { AuditEventInput, RefreshRotation, RefreshTokenRecord, TokenRepository } from "../types.ts";
+import type {
+  AuditEventInput,
+  RefreshRotation,
+  RefreshTokenRecord,
+  RefreshTokenRef,
+  TokenRepository,
+} from "../types.ts";
 import { insertAuditEvent } from "./audit-repository.ts";
 import type { SqliteDatabase } from "./database.ts";
 import { GroupCommit } from "./group-commit.ts";
@@ -9,7 +15,7 @@ const INSERT = `INSERT INTO refresh_tokens (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?
 
 const TOKEN_WITH_USER_STATUS = `SELECT ${COLUMNS.split(", ")
   .map((column) => `t.${column}`)
-  .join(", ")}, u.status FROM refresh_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.digest = ?`;
+  .join(", ")}, u.status FROM refresh_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.id = ? AND t.digest = ?`;
 
 type Cell = string | number | Uint8Array | null;
 
@@ -79,23 +85,38 @@ export class SqliteTokenRepository implements TokenRepository {
     });
   }
 
-  async findRefreshByDigest(digest: Buffer): Promise<RefreshTokenRecord | null> {
-    return this.findNow(digest);
+  async findRefresh(ref: RefreshTokenRef): Promise<RefreshTokenRecord | null> {
+    return this.findNow(ref);
   }
 
-  private findNow(digest: Buffer): RefreshTokenRecord | null {
+  /** The record id `ref` names: its own, or for a token from before migration 5, by digest. */
+  private idOf(ref: RefreshTokenRef): string | null {
+    if (ref.id !== null) return ref.id;
     const row = this.database
-      .statement(`SELECT ${COLUMNS} FROM refresh_tokens WHERE digest = ?`, { returnArrays: true })
-      .get(digest) as Cell[] | undefined;
-    return row ? arrayToToken(row, digest) : null;
+      .statement("SELECT id FROM refresh_token_legacy_digests WHERE digest = ?")
+      .get(ref.digest) as { id: string } | undefined;
+    return row?.id ?? null;
   }
 
-  async findRefreshForRotation(digest: Buffer): Promise<{ record: RefreshTokenRecord; userActive: boolean } | null> {
-    const row = this.database.statement(TOKEN_WITH_USER_STATUS, { returnArrays: true }).get(digest) as
+  private findNow(ref: RefreshTokenRef): RefreshTokenRecord | null {
+    const id = this.idOf(ref);
+    if (id === null) return null;
+    const row = this.database
+      .statement(`SELECT ${COLUMNS} FROM refresh_tokens WHERE id = ? AND digest = ?`, { returnArrays: true })
+      .get(id, ref.digest) as Cell[] | undefined;
+    return row ? arrayToToken(row, ref.digest) : null;
+  }
+
+  async findRefreshForRotation(
+    ref: RefreshTokenRef,
+  ): Promise<{ record: RefreshTokenRecord; userActive: boolean } | null> {
+    const id = this.idOf(ref);
+    if (id === null) return null;
+    const row = this.database.statement(TOKEN_WITH_USER_STATUS, { returnArrays: true }).get(id, ref.digest) as
       | Cell[]
       | undefined;
     // The digest read back is the one looked up: no copy of the stored blob.
-    return row ? { record: arrayToToken(row, digest), userActive: row[12] === "active" } : null;
+    return row ? { record: arrayToToken(row, ref.digest), userActive: row[12] === "active" } : null;
   }
 
   /**
@@ -105,33 +126,35 @@ export class SqliteTokenRepository implements TokenRepository {
    * one transaction per rotation.
    */
   rotateRefresh(
-    digest: Buffer,
+    ref: RefreshTokenRef,
     replacement: RefreshTokenRecord,
     at: number,
     audits: { rotated: AuditEventInput | null; reused: AuditEventInput | null },
   ): Promise<RefreshRotation> {
-    return this.rotations.run(() => this.rotateNow(digest, replacement, at, audits));
+    return this.rotations.run(() => this.rotateNow(ref, replacement, at, audits));
   }
 
   private rotateNow(
-    digest: Buffer,
+    ref: RefreshTokenRef,
     replacement: RefreshTokenRecord,
     at: number,
     audits: { rotated: AuditEventInput | null; reused: AuditEventInput | null },
   ): RefreshRotation {
     // The conditional write is the whole race protection: of many requests presenting
     // the same token, exactly one sees `changes === 1`.
+    const id = this.idOf(ref);
+    if (id === null) return { outcome: "unknown" };
     const spent = this.database
       .statement(
-        "UPDATE refresh_tokens SET used_at = ?, replaced_by = ? WHERE digest = ? AND used_at IS NULL AND revoked_at IS NULL",
+        "UPDATE refresh_tokens SET used_at = ?, replaced_by = ? WHERE id = ? AND digest = ? AND used_at IS NULL AND revoked_at IS NULL",
       )
-      .run(at, replacement.id, digest);
+      .run(at, replacement.id, id, ref.digest);
     if (spent.changes === 1) {
       this.insertNow(replacement);
       if (audits.rotated) insertAuditEvent(this.database, audits.rotated);
       return { outcome: "rotated" };
     }
-    const record = this.findNow(digest);
+    const record = this.findNow({ id, digest: ref.digest });
     if (!record) return { outcome: "unknown" };
     this.database
       .statement("UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL")
@@ -173,6 +196,12 @@ export class SqliteTokenRepository implements TokenRepository {
     this.database.transaction(() => {
       this.database.statement("DELETE FROM denied_access_tokens WHERE expires_at < ?").run(now);
       this.database.statement("DELETE FROM refresh_tokens WHERE family_expires_at < ?").run(now);
+      // Digests of tokens from before migration 5 whose token is gone (pruned, or its user deleted).
+      this.database
+        .statement(
+          "DELETE FROM refresh_token_legacy_digests WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.id = refresh_token_legacy_digests.id)",
+        )
+        .run();
     });
   }
 }
