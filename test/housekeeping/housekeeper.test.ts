@@ -1,36 +1,14 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Housekeeper } from "../../src/housekeeping/housekeeper.ts";
-import { digestKey, generateKey, keyHint } from "../../src/keys/key-format.ts";
 import { manualClock } from "../../src/lib/clock.ts";
-import { newId } from "../../src/lib/ids.ts";
-import type { ApiKeyRecord, AuditEventInput } from "../../src/storage/types.ts";
+import type { AuditEventInput } from "../../src/storage/types.ts";
 import { backends, type TestStore } from "../support/backends.ts";
+import { keyRecord } from "../support/key-records.ts";
 
 const DAY = 86_400_000;
 
-function key(createdAt: number, fields: Partial<ApiKeyRecord>): ApiKeyRecord {
-  const secret = generateKey("gate");
-  return {
-    id: newId("key", createdAt),
-    digest: digestKey(secret),
-    hint: keyHint(secret),
-    name: "k",
-    scopes: [],
-    permissions: [],
-    ownerId: null,
-    metadata: null,
-    rateLimit: null,
-    createdAt,
-    expiresAt: createdAt + 90 * DAY,
-    revokedAt: null,
-    revokedReason: null,
-    replacedBy: null,
-    rotatedFrom: null,
-    lastUsedAt: null,
-    ...fields,
-  };
-}
+const key = keyRecord;
 
 const audit = (at: number): AuditEventInput => ({
   at,

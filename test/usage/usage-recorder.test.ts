@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { digestKey, generateKey, keyHint } from "../../src/keys/key-format.ts";
 import { newId } from "../../src/lib/ids.ts";
 import type { Storage, UsageIncrement } from "../../src/storage/types.ts";
 import { UsageRecorder } from "../../src/usage/usage-recorder.ts";
 import { backends, type TestStore } from "../support/backends.ts";
+import { keyRecord } from "../support/key-records.ts";
 
 const MINUTE = 60_000;
 const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);
@@ -104,29 +104,9 @@ for (const backend of backends()) {
 
     test("the last valid use of each key travels with its counts", async () => {
       const recorder = new UsageRecorder(store.storage, { intervalMs: 0 });
-      const key = generateKey("gate");
-      const keyId = newId("key", T0);
-      await store.storage.keys.insert(
-        {
-          id: keyId,
-          digest: digestKey(key),
-          hint: keyHint(key),
-          name: "k",
-          scopes: [],
-          permissions: [],
-          ownerId: null,
-          metadata: null,
-          rateLimit: null,
-          createdAt: T0,
-          expiresAt: T0 + 86_400_000,
-          revokedAt: null,
-          revokedReason: null,
-          replacedBy: null,
-          rotatedFrom: null,
-          lastUsedAt: null,
-        },
-        null,
-      );
+      const record = keyRecord(T0);
+      const keyId = record.id;
+      await store.storage.keys.insert(record, null);
       recorder.record(keyId, "VALID", T0 + 10);
       recorder.record(keyId, "VALID", T0 + 30);
       recorder.record(keyId, "VALID", T0 + 20);
