@@ -2,36 +2,23 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import pg from "pg";
-import { digestKey, generateKey, keyHint } from "../../src/keys/key-format.ts";
 import { newId } from "../../src/lib/ids.ts";
 import { PostgresStorage } from "../../src/storage/postgres/postgres-storage.ts";
 import { SqliteStorage } from "../../src/storage/sqlite/sqlite-storage.ts";
 import type { ApiKeyRecord, AuditEventInput, IndexedKey, Storage } from "../../src/storage/types.ts";
 import { backends, TEST_DATABASE_URL, type TestStore } from "../support/backends.ts";
+import { keyRecord } from "../support/key-records.ts";
 
 const NOW = Date.UTC(2026, 0, 1);
 
 function record(overrides: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
-  const key = generateKey("gate");
-  return {
-    id: newId("key", NOW),
-    digest: digestKey(key),
-    hint: keyHint(key),
-    name: "k",
+  return keyRecord(NOW, {
     scopes: ["a:read"],
-    permissions: [],
-    ownerId: null,
     metadata: { team: "x", nested: { n: 1 } },
     rateLimit: { limit: 10, windowSeconds: 60 },
-    createdAt: NOW,
     expiresAt: NOW + 86_400_000,
-    revokedAt: null,
-    revokedReason: null,
-    replacedBy: null,
-    rotatedFrom: null,
-    lastUsedAt: null,
     ...overrides,
-  };
+  });
 }
 
 function event(action: string, targetId: string | null = null): AuditEventInput {
