@@ -139,18 +139,18 @@ export function requireToken(options: { scopes?: readonly string[] } = {}) {
     let now: TokenGuardResult | null;
     try {
       now = guardTokenNow(request, guardOptions);
-      if (now !== null) apply(now);
     } catch (error) {
       fail(error);
       return;
     }
-    if (now !== null) return;
-    guardToken(request, guardOptions).then((result) => {
-      try {
-        apply(result);
-      } catch (error) {
-        fail(error);
-      }
-    }, fail);
+    // Outside the try: `done()` runs the rest of the request, whose errors are Fastify's.
+    if (now !== null) {
+      apply(now);
+      return;
+    }
+    guardToken(request, guardOptions)
+      .then(apply, fail)
+      // Only reached if answering itself threw; never a second done().
+      .catch((error: unknown) => request.log.error({ err: error }, "gatehouse: answering the request failed"));
   };
 }
