@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import Fastify from "fastify";
+import { gatehousePlugin, requireToken } from "../src/fastify.ts";
 import { createTokenVerifier, guardToken, guardTokenNow } from "../src/index.ts";
 import { pathCountingFetch, segments, startTokenGatehouse, type TokenGatehouse } from "./support/tokens.ts";
 
@@ -67,6 +69,34 @@ describe("answers without a promise (verifyNow, guardTokenNow)", () => {
     if (refused && !refused.ok) assert.equal(refused.status, 403);
     const missing = guardTokenNow({ headers: {} }, { verifier });
     assert.equal(missing?.ok === false && missing.status, 401);
+  });
+
+  test("requireToken answers HS256 tokens on the synchronous path: 200, 401, 403 as always", async () => {
+    const app = Fastify({ logger: false });
+    const verifier = createTokenVerifier({ issuer: hs.issuer, audience: hs.audience, hs256Secret: SECRET });
+    await app.register(gatehousePlugin, { tokenVerifier: verifier });
+    app.get("/read", { preHandler: requireToken({ scopes: ["payments:read"] }) }, async (request) => ({
+      sub: request.gatehouseToken?.sub,
+    }));
+    app.get("/write", { preHandler: requireToken({ scopes: ["payments:write"] }) }, async () => ({ reached: true }));
+    try {
+      const { accessToken, userId } = await hs.signIn({ scopes: ["payments:read"] });
+      const call = (url: string, token: string) =>
+        app.inject({ method: "GET", url, headers: { authorization: `Bearer ${token}` } });
+      const ok = await call("/read", accessToken);
+      assert.equal(ok.statusCode, 200);
+      assert.deepEqual(JSON.parse(ok.body), { sub: userId });
+      const [header, payload, mac] = segments(accessToken);
+      const forged = await call("/read", `${header}.${payload}.${mac.startsWith("A") ? "B" : "A"}${mac.slice(1)}`);
+      assert.equal(forged.statusCode, 401);
+      assert.equal(JSON.parse(forged.body).code, "INVALID_TOKEN");
+      const scoped = await call("/write", accessToken);
+      assert.equal(scoped.statusCode, 403);
+      assert.equal(JSON.parse(scoped.body).code, "INSUFFICIENT_SCOPE");
+      assert.equal(verifier.stats.signatureChecks, 2, "the valid token was checked once, then cached");
+    } finally {
+      await app.close();
+    }
   });
 
   test("with a revocation check, nothing is answered at once: a logged-out token cannot slip through", async () => {
