@@ -142,20 +142,68 @@ export class PostgresTokenRepository implements TokenRepository {
     at: number,
     audits: { rotated: AuditEventInput | null; reused: AuditEventInput | null },
   ): Promise<RefreshRotation> {
+    const id = await this.idOf(this.database, ref);
+    if (id === null) return { outcome: "unknown" };
+    // The common case in one statement, so one round trip instead of five (BEGIN, spend,
+    // insert, audit, COMMIT): a statement is a transaction of its own, and its data-modifying
+    // CTEs see the spend's RETURNING, so the successor and the audit event are written only
+    // if the spend happened. Under READ COMMITTED a second UPDATE of the same row waits for
+    // the first to commit and then re-checks its WHERE clause: it matches nothing, so
+    // exactly one wins.
+    const audit = audits.rotated;
+    const { rows } = await this.database.query<{ spent: number }>(
+      `WITH spent AS (
+         UPDATE refresh_tokens SET used_at = $1, replaced_by = $2
+         WHERE id = $3 AND digest = $4 AND used_at IS NULL AND revoked_at IS NULL
+         RETURNING id
+       ), successor AS (
+         INSERT INTO refresh_tokens (${COLUMNS})
+         SELECT $5::bytea, $2::text, $6::text, $7::text, $8::text, $9::text, $10::bigint, $11::bigint, $12::bigint,
+                NULL::bigint, NULL::text, NULL::bigint
+         WHERE EXISTS (SELECT 1 FROM spent)
+       )${
+         audit
+           ? `, audited AS (
+         INSERT INTO audit_events (at, actor, action, target_type, target_id, outcome, ip, user_agent, request_id, detail)
+         SELECT $13::bigint, $14::text, $15::text, $16::text, $17::text, $18::text, $19::text, $20::text, $21::text, $22::jsonb
+         WHERE EXISTS (SELECT 1 FROM spent)
+       )`
+           : ""
+       }
+       SELECT count(*)::int AS spent FROM spent`,
+      [
+        at,
+        replacement.id,
+        id,
+        ref.digest,
+        replacement.digest,
+        replacement.familyId,
+        replacement.userId,
+        replacement.clientId,
+        replacement.scope,
+        replacement.createdAt,
+        replacement.familyExpiresAt,
+        replacement.expiresAt,
+        ...(audit
+          ? [
+              audit.at,
+              audit.actor,
+              audit.action,
+              audit.targetType,
+              audit.targetId,
+              audit.outcome,
+              audit.ip,
+              audit.userAgent,
+              audit.requestId,
+              audit.detail === null ? null : JSON.stringify(audit.detail),
+            ]
+          : []),
+      ],
+    );
+    if (rows[0]?.spent === 1) return { outcome: "rotated" };
+    // Spent already, revoked, or unknown: the rare way, in a transaction of its own. What
+    // it finds cannot have changed in between (a spent or revoked token stays so).
     return this.database.transaction(async (client): Promise<RefreshRotation> => {
-      const id = await this.idOf(client, ref);
-      if (id === null) return { outcome: "unknown" };
-      // Under READ COMMITTED a second UPDATE of the same row waits for the first to commit
-      // and then re-checks the WHERE clause: it matches nothing, so exactly one wins.
-      const spent = await client.query(
-        "UPDATE refresh_tokens SET used_at = $1, replaced_by = $2 WHERE id = $3 AND digest = $4 AND used_at IS NULL AND revoked_at IS NULL",
-        [at, replacement.id, id, ref.digest],
-      );
-      if (spent.rowCount === 1) {
-        await insert(client, replacement);
-        if (audits.rotated) await insertAuditEvents(client, [audits.rotated]);
-        return { outcome: "rotated" };
-      }
       const record = await this.findWith(client, { id, digest: ref.digest });
       if (!record) return { outcome: "unknown" };
       await client.query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL", [
