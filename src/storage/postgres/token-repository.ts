@@ -6,7 +6,7 @@ import type {
   RefreshTokenRef,
   TokenRepository,
 } from "../types.ts";
-import { insertAuditEvents } from "./audit-repository.ts";
+import { AUDIT_COLUMN_TYPES, AUDIT_COLUMNS, auditValues, insertAuditEvents } from "./audit-repository.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 
 const COLUMNS =
@@ -44,23 +44,48 @@ function toToken(row: Row): RefreshTokenRecord {
   };
 }
 
+/** A token's values in COLUMNS order. */
+function tokenValues(record: RefreshTokenRecord): unknown[] {
+  return [
+    record.digest,
+    record.id,
+    record.familyId,
+    record.userId,
+    record.clientId,
+    record.scope,
+    record.createdAt,
+    record.familyExpiresAt,
+    record.expiresAt,
+    record.usedAt,
+    record.replacedBy,
+    record.revokedAt,
+  ];
+}
+/** COLUMNS' types, for statements that select parameters rather than insert VALUES. */
+const COLUMN_TYPES = [
+  "bytea",
+  "text",
+  "text",
+  "text",
+  "text",
+  "text",
+  "bigint",
+  "bigint",
+  "bigint",
+  "bigint",
+  "text",
+  "bigint",
+];
+
+/** `$from::type, …` for parameters numbered from `from`, one per type. */
+function typedParameters(types: readonly string[], from: number): string {
+  return types.map((type, i) => `$${from + i}::${type}`).join(", ");
+}
+
 async function insert(client: Queryable, record: RefreshTokenRecord): Promise<void> {
   await client.query(
-    `INSERT INTO refresh_tokens (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-    [
-      record.digest,
-      record.id,
-      record.familyId,
-      record.userId,
-      record.clientId,
-      record.scope,
-      record.createdAt,
-      record.familyExpiresAt,
-      record.expiresAt,
-      record.usedAt,
-      record.replacedBy,
-      record.revokedAt,
-    ],
+    `INSERT INTO refresh_tokens (${COLUMNS}) VALUES (${COLUMN_TYPES.map((_, i) => `$${i + 1}`).join(", ")})`,
+    tokenValues(record),
   );
 }
 
@@ -151,6 +176,7 @@ export class PostgresTokenRepository implements TokenRepository {
     // the first to commit and then re-checks its WHERE clause: it matches nothing, so
     // exactly one wins.
     const audit = audits.rotated;
+    const auditFrom = 5 + COLUMN_TYPES.length;
     const { rows } = await this.database.query<{ spent: number }>(
       `WITH spent AS (
          UPDATE refresh_tokens SET used_at = $1, replaced_by = $2
@@ -158,47 +184,17 @@ export class PostgresTokenRepository implements TokenRepository {
          RETURNING id
        ), successor AS (
          INSERT INTO refresh_tokens (${COLUMNS})
-         SELECT $5::bytea, $2::text, $6::text, $7::text, $8::text, $9::text, $10::bigint, $11::bigint, $12::bigint,
-                NULL::bigint, NULL::text, NULL::bigint
-         WHERE EXISTS (SELECT 1 FROM spent)
+         SELECT ${typedParameters(COLUMN_TYPES, 5)} WHERE EXISTS (SELECT 1 FROM spent)
        )${
          audit
            ? `, audited AS (
-         INSERT INTO audit_events (at, actor, action, target_type, target_id, outcome, ip, user_agent, request_id, detail)
-         SELECT $13::bigint, $14::text, $15::text, $16::text, $17::text, $18::text, $19::text, $20::text, $21::text, $22::jsonb
-         WHERE EXISTS (SELECT 1 FROM spent)
+         INSERT INTO audit_events (${AUDIT_COLUMNS})
+         SELECT ${typedParameters(AUDIT_COLUMN_TYPES, auditFrom)} WHERE EXISTS (SELECT 1 FROM spent)
        )`
            : ""
        }
        SELECT count(*)::int AS spent FROM spent`,
-      [
-        at,
-        replacement.id,
-        id,
-        ref.digest,
-        replacement.digest,
-        replacement.familyId,
-        replacement.userId,
-        replacement.clientId,
-        replacement.scope,
-        replacement.createdAt,
-        replacement.familyExpiresAt,
-        replacement.expiresAt,
-        ...(audit
-          ? [
-              audit.at,
-              audit.actor,
-              audit.action,
-              audit.targetType,
-              audit.targetId,
-              audit.outcome,
-              audit.ip,
-              audit.userAgent,
-              audit.requestId,
-              audit.detail === null ? null : JSON.stringify(audit.detail),
-            ]
-          : []),
-      ],
+      [at, replacement.id, id, ref.digest, ...tokenValues(replacement), ...(audit ? auditValues(audit) : [])],
     );
     if (rows[0]?.spent === 1) return { outcome: "rotated" };
     // Spent already, revoked, or unknown: the rare way, in a transaction of its own. What
