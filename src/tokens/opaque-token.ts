@@ -1,5 +1,6 @@
 import { hash } from "node:crypto";
 import { pooledRandomBytes } from "../lib/random-pool.ts";
+import type { RefreshTokenRef } from "../storage/types.ts";
 
 export type RandomBytes = (size: number) => Buffer;
 
@@ -42,7 +43,7 @@ export function newRefreshToken(
 }
 
 /** Where storage finds the record a refresh token names; null when it is not a refresh token. */
-export function refreshTokenRef(token: string): { id: string | null; digest: Buffer } | null {
+export function refreshTokenRef(token: string): RefreshTokenRef | null {
   const match = REFRESH_TOKEN.exec(token);
   if (match) return { id: match[1] as string, digest: digestOpaqueToken(match[2] as string) };
   return isOpaqueToken(token) ? { id: null, digest: digestOpaqueToken(token) } : null;

@@ -1,27 +1,14 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { newId } from "../../src/lib/ids.ts";
-import type { RefreshTokenRecord, RefreshTokenRef, UserRecord } from "../../src/storage/types.ts";
+import type { RefreshTokenRecord, RefreshTokenRef } from "../../src/storage/types.ts";
 import { digestOpaqueToken, newOpaqueToken } from "../../src/tokens/opaque-token.ts";
 import { backends, type TestStore } from "../support/backends.ts";
+import { userRecord } from "../support/records.ts";
 
 const NO_AUDIT = { rotated: null, reused: null };
 
-/** An active user row with a placeholder hash (no sign-in happens here). */
-function activeUser(id: string, now: number): UserRecord {
-  return {
-    id,
-    email: `${randomBytes(4).toString("hex")}@example.com`,
-    passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
-    scopes: [],
-    status: "active",
-    createdAt: now,
-    updatedAt: now,
-    disabledAt: null,
-    passwordChangedAt: now,
-  };
-}
+const activeUser = userRecord;
 
 for (const backend of backends()) {
   describe(`refresh token storage contract (${backend.name})`, () => {

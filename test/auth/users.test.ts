@@ -3,6 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { hash, parseOptions } from "@node-rs/argon2";
 import { CLI_ACTOR } from "../../src/audit/context.ts";
 import { backends } from "../support/backends.ts";
+import { userRecord } from "../support/records.ts";
 import type { TestServer } from "../support/server.ts";
 import { auditEvents, createUser, login, STRONG_PASSWORD, startAuthServer, uniqueEmail } from "./support.ts";
 
@@ -134,17 +135,7 @@ for (const backend of backends()) {
       });
       const now = Date.now();
       await server.gatehouse.storage.users.insert(
-        {
-          id: `usr_${now.toString(16).padStart(12, "0")}legacyuser00001`,
-          email,
-          passwordHash: old,
-          scopes: [],
-          status: "active",
-          createdAt: now,
-          updatedAt: now,
-          disabledAt: null,
-          passwordChangedAt: now,
-        },
+        userRecord(`usr_${now.toString(16).padStart(12, "0")}legacyuser00001`, now, { email, passwordHash: old }),
         null,
       );
       await login(server, { email, password: "legacy passphrase, old params" });

@@ -4,7 +4,7 @@ import { Housekeeper } from "../../src/housekeeping/housekeeper.ts";
 import { manualClock } from "../../src/lib/clock.ts";
 import type { AuditEventInput } from "../../src/storage/types.ts";
 import { backends, type TestStore } from "../support/backends.ts";
-import { keyRecord } from "../support/key-records.ts";
+import { keyRecord } from "../support/records.ts";
 
 const DAY = 86_400_000;
 

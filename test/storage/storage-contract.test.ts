@@ -7,7 +7,7 @@ import { PostgresStorage } from "../../src/storage/postgres/postgres-storage.ts"
 import { SqliteStorage } from "../../src/storage/sqlite/sqlite-storage.ts";
 import type { ApiKeyRecord, AuditEventInput, IndexedKey, Storage } from "../../src/storage/types.ts";
 import { backends, TEST_DATABASE_URL, type TestStore } from "../support/backends.ts";
-import { keyRecord } from "../support/key-records.ts";
+import { keyRecord } from "../support/records.ts";
 
 const NOW = Date.UTC(2026, 0, 1);
 

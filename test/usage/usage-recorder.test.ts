@@ -4,7 +4,7 @@ import { newId } from "../../src/lib/ids.ts";
 import type { Storage, UsageIncrement } from "../../src/storage/types.ts";
 import { UsageRecorder } from "../../src/usage/usage-recorder.ts";
 import { backends, type TestStore } from "../support/backends.ts";
-import { keyRecord } from "../support/key-records.ts";
+import { keyRecord } from "../support/records.ts";
 
 const MINUTE = 60_000;
 const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);
