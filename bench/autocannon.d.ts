@@ -29,6 +29,8 @@ declare module "autocannon" {
     overallRate?: number;
     pipelining?: number;
     duration?: number;
+    /** Stop after this many requests (instead of after `duration`). */
+    amount?: number;
     timeout?: number;
     requests?: Request[];
   }

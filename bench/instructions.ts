@@ -11,20 +11,23 @@
  * load generator, which the CPU ratio of `npm run bench` does include). So this ratio says
  * how much of the work is ours and Fastify's, not how fast the route is.
  *
- * Counts keep falling for a while as V8 optimizes (measured with 50,000 warm-up requests,
- * three rounds of 10,000: bare 105k, 81k, 80k; Gatehouse 229k, 211k, 194k), so the figure
- * reported is the last round's, and two versions must be compared with the same settings.
+ * The first round after the warm-up still runs high as V8 optimizes, so the figure reported
+ * is the last round's. Measured three times (50,000 warm-up requests, rounds of 10,000):
+ * the bare route's last rounds were 80-82k instructions per request, Gatehouse's 194-216k
+ * (its rounds move by up to ~20%, with its garbage collections and usage writes). Compare
+ * two versions with the same settings, and repeat before trusting a few percent.
  *
  * BENCH_REQUESTS (per round, default 10,000), BENCH_ROUNDS (default 3), BENCH_WARMUP
  * (requests, default 50,000). Needs valgrind (on every machine kind here). ~7 minutes.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { Agent, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
 import { shebangNodeFlags } from "../test/support/node-flags.ts";
+import { requestTemplate, type Template } from "./load.ts";
 import { generateKeys, SEED_SCOPES, seed } from "./seed.ts";
 import { gatehouseBin } from "./servers.ts";
 
@@ -90,47 +93,21 @@ function callgrind(server: Server, command: string[]): void {
   if (result.status !== 0) throw new Error(`callgrind_control ${command.join(" ")}: ${result.stderr}`);
 }
 
-/** Sends `count` verify requests over CONNECTIONS keep-alive connections; all must be 200. */
-async function drive(url: string, count: number, body: () => string, authorization: string | null): Promise<void> {
-  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
-  let started = 0;
-  let failed = 0;
-  await new Promise<void>((resolve) => {
-    let finished = 0;
-    const next = () => {
-      if (started >= count) return;
-      started++;
-      const headers: Record<string, string> = { "content-type": "application/json" };
-      if (authorization) headers.authorization = authorization;
-      const req = request(`${url}/v1/keys/verify`, { method: "POST", agent, headers }, (res) => {
-        res.resume();
-        res.on("end", () => {
-          if (res.statusCode !== 200) failed++;
-          if (++finished === count) resolve();
-          else next();
-        });
-      });
-      req.end(body());
-    };
-    for (let i = 0; i < CONNECTIONS; i++) next();
-  });
-  agent.destroy();
+/** Sends `count` requests over CONNECTIONS connections; all must be answered 2xx. */
+async function drive(url: string, count: number, template: Template): Promise<void> {
+  const result = await autocannon({ url, connections: CONNECTIONS, amount: count, timeout: 60, requests: [template] });
+  const failed = result.non2xx + result.errors + result.timeouts;
   if (failed > 0) throw new Error(`${failed} of ${count} requests failed`);
 }
 
 /** Instructions per request, measured `rounds` times after a warm-up. */
-async function measureServer(
-  name: string,
-  server: Server,
-  body: () => string,
-  authorization: string | null,
-): Promise<number[]> {
+async function measureServer(name: string, server: Server, template: Template): Promise<number[]> {
   callgrind(server, ["-i", "on"]);
-  await drive(server.url, warmup, body, authorization);
+  await drive(server.url, warmup, template);
   const perRequest: number[] = [];
   for (let round = 0; round < rounds; round++) {
     callgrind(server, ["-z"]);
-    await drive(server.url, requests, body, authorization);
+    await drive(server.url, requests, template);
     callgrind(server, ["-d"]);
     // Dumps are numbered: the newest file of this server's dumps.
     const dumps = spawnSync("sh", ["-c", `ls -t ${server.outFile}.* | head -1`], { encoding: "utf8" }).stdout.trim();
@@ -153,12 +130,12 @@ function stop(server: Server): Promise<void> {
 
 const generated = generateKeys(keyCount);
 const data = await seed(generated);
-const keys = generated.keys;
-const body = () =>
-  `{"key":"${keys[Math.floor(Math.random() * keys.length)]}","scopes":${JSON.stringify(SEED_SCOPES.slice(0, 1))}}`;
+// The requests of `npm run bench`: random stored keys, the caller's key in Authorization
+// (the bare route ignores it).
+const template = requestTemplate(data.serviceKey, generated.keys, SEED_SCOPES.slice(0, 1));
 try {
   const bare = await underCallgrind([join(ROOT, "bench/baseline-server.ts")], process.env, "stdout");
-  const bareCounts = await measureServer("bare Fastify", bare, body, null);
+  const bareCounts = await measureServer("bare Fastify", bare, template);
   await stop(bare);
 
   const port = 20_000 + Math.floor(Math.random() * 20_000);
@@ -173,7 +150,7 @@ try {
     },
     `http://127.0.0.1:${port}`,
   );
-  const gatehouseCounts = await measureServer("Gatehouse", gatehouse, body, `Bearer ${data.serviceKey}`);
+  const gatehouseCounts = await measureServer("Gatehouse", gatehouse, template);
   await stop(gatehouse);
 
   // The last round: the most warmed-up (see the header).
