@@ -3,6 +3,8 @@ import { existsSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { SqliteDatabase } from "../../src/storage/sqlite/database.ts";
+import { migrateSqlite } from "../../src/storage/sqlite/migrations.ts";
+import { SqliteUsageRepository } from "../../src/storage/sqlite/usage-repository.ts";
 import { WalCheckpointer } from "../../src/storage/sqlite/wal-checkpointer.ts";
 import { tempDir } from "../support/backends.ts";
 
@@ -64,6 +66,39 @@ test("the worker starts only once writes are heavy; a quiet store keeps SQLite's
     database.close();
   }
   assert.equal(checkpointer.running, false);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("usage flushes, however large, do not start the worker; writes of requests do", async () => {
+  const dir = tempDir();
+  const path = join(dir, "wal.db");
+  const database = new SqliteDatabase(path);
+  migrateSqlite(database);
+  const checkpointer = new WalCheckpointer(database, path, { startAfterChanges: 50, probeIntervalMs: 5 });
+  try {
+    const usage = new SqliteUsageRepository(database);
+    for (let flush = 0; flush < 5; flush++) {
+      await usage.add(
+        Array.from({ length: 2_000 }, (_, i) => ({
+          keyId: `key_${flush}_${i}`,
+          bucket: 0,
+          outcome: "VALID",
+          count: 1,
+        })),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(checkpointer.running, false, "10,000 usage rows started the worker");
+    assert.equal(database.statement("PRAGMA wal_autocheckpoint").get()?.wal_autocheckpoint, 1000);
+    database.db.exec("CREATE TABLE t (v INTEGER)");
+    database.transaction(() => {
+      for (let i = 0; i < 100; i++) database.statement("INSERT INTO t (v) VALUES (?)").run(i);
+    });
+    await eventually(() => checkpointer.running, "the worker started");
+  } finally {
+    await checkpointer.stop();
+    database.close();
+  }
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -10,6 +10,12 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 export class SqliteDatabase {
   readonly db: DatabaseSync;
   private readonly statements = new Map<string, StatementSync>();
+  /**
+   * Rows written by background batches (the usage counts, flushed once a second off the
+   * request path), which the WAL checkpointer leaves out when it decides whether writes
+   * are heavy enough to start its thread (wal-checkpointer.ts says why).
+   */
+  backgroundChanges = 0;
 
   constructor(path: string) {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });

@@ -17,6 +17,7 @@ export class SqliteUsageRepository implements UsageRepository {
       );
       for (const row of increments) statement.run(row.keyId, row.bucket, row.outcome, row.count, row.lastAt ?? null);
     });
+    this.database.backgroundChanges += increments.length;
   }
 
   async read(keyId: string, since: number, until: number): Promise<UsageRow[]> {
