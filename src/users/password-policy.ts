@@ -1,5 +1,4 @@
-import { ZxcvbnFactory } from "@zxcvbn-ts/core";
-import * as common from "@zxcvbn-ts/language-common";
+import type { ZxcvbnFactory } from "@zxcvbn-ts/core";
 
 /** Longest password accepted: long passphrases are welcome, megabytes of input are not. */
 export const MAX_PASSWORD_LENGTH = 1024;
@@ -25,7 +24,7 @@ const MESSAGES: Record<PasswordRejection, (policy: { minLength: number }) => str
 export class PasswordPolicy {
   readonly minLength: number;
   private readonly minScore: number;
-  private estimatorInstance: ZxcvbnFactory | undefined;
+  private estimatorInstance: Promise<ZxcvbnFactory> | undefined;
 
   constructor(options: { minLength: number; minScore: number }) {
     this.minLength = options.minLength;
@@ -33,16 +32,27 @@ export class PasswordPolicy {
   }
 
   /**
-   * Built on first use: its ranked dictionaries take tens of megabytes, which a
+   * Loaded and built on first use: the dictionaries' module alone holds ~3 MB of heap once
+   * imported, and the ranked dictionaries built from it tens of megabytes, which a
    * deployment that only verifies API keys should not pay for.
    */
-  private get estimator(): ZxcvbnFactory {
-    this.estimatorInstance ??= new ZxcvbnFactory({
-      dictionary: { ...common.dictionary },
-      graphs: common.adjacencyGraphs,
-      // Only the first 256 characters are estimated (it is quadratic); a passphrase that
-      // long is not weak for lack of the rest. The whole password is still hashed.
-      maxLength: 256,
+  private estimator(): Promise<ZxcvbnFactory> {
+    this.estimatorInstance ??= (async () => {
+      const [{ ZxcvbnFactory }, common] = await Promise.all([
+        import("@zxcvbn-ts/core"),
+        import("@zxcvbn-ts/language-common"),
+      ]);
+      return new ZxcvbnFactory({
+        dictionary: { ...common.dictionary },
+        graphs: common.adjacencyGraphs,
+        // Only the first 256 characters are estimated (it is quadratic); a passphrase that
+        // long is not weak for lack of the rest. The whole password is still hashed.
+        maxLength: 256,
+      });
+    })();
+    // A failed import is not cached: the next check tries again.
+    this.estimatorInstance.catch(() => {
+      this.estimatorInstance = undefined;
     });
     return this.estimatorInstance;
   }
@@ -53,7 +63,7 @@ export class PasswordPolicy {
   }
 
   /** Why the password is refused, or null when it is acceptable. */
-  check(password: string, context: { email: string | null }): PasswordRejection | null {
+  async check(password: string, context: { email: string | null }): Promise<PasswordRejection | null> {
     const normalised = PasswordPolicy.normalise(password);
     const length = [...normalised].length;
     if (length < this.minLength) return "TOO_SHORT";
@@ -63,7 +73,7 @@ export class PasswordPolicy {
       const local = context.email.split("@")[0] ?? "";
       inputs.push(context.email, local, ...context.email.split(/[@.+_-]/).filter((part) => part.length >= 3));
     }
-    const result = this.estimator.check(normalised, inputs);
+    const result = (await this.estimator()).check(normalised, inputs);
     return result.score < this.minScore ? "TOO_COMMON" : null;
   }
 

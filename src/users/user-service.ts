@@ -41,14 +41,14 @@ export class UserService {
     return email;
   }
 
-  private assertAcceptable(password: string, email: string | null): void {
-    const rejection = this.policy.check(password, { email });
+  private async assertAcceptable(password: string, email: string | null): Promise<void> {
+    const rejection = await this.policy.check(password, { email });
     if (rejection) throw new PasswordRejectedError(rejection, this.policy.message(rejection));
   }
 
   private async newRecord(input: NewUser): Promise<UserRecord> {
     const email = this.email(input.email);
-    this.assertAcceptable(input.password, email);
+    await this.assertAcceptable(input.password, email);
     const now = this.clock();
     return {
       id: newId("usr", now),
@@ -176,7 +176,7 @@ export class UserService {
     const user = await this.get(userId);
     const checked = await this.hasher.verify(user.passwordHash, PasswordPolicy.normalise(change.currentPassword));
     if (!checked.ok) return false;
-    this.assertAcceptable(change.newPassword, user.email);
+    await this.assertAcceptable(change.newPassword, user.email);
     const now = this.clock();
     const changed = await this.storage.users.changePassword(
       userId,
