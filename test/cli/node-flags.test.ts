@@ -22,6 +22,16 @@ test("the shebang of bin/gatehouse.js turns off V8's allocation-site pretenuring
   assert.ok(flags.includes("--no-allocation-site-pretenuring"), `flags: ${flags.join(" ")}`);
 });
 
+// A heap limit near Gatehouse's needs (a live heap of ~30 MB) makes V8 collect the old
+// generation sooner: with V8's default limit it let garbage promoted under load pile up to
+// ~20 MB before its first full collection (docs/deployment.md).
+test("the shebang of bin/gatehouse.js caps V8's old generation", () => {
+  assert.ok(
+    flags.some((flag) => /^--max-old-space-size=\d+$/.test(flag)),
+    `flags: ${flags.join(" ")}`,
+  );
+});
+
 test("npm start runs the server with the shebang's node flags", () => {
   const scripts: unknown = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).scripts;
   assert.equal((scripts as Record<string, string>).start, ["node", ...flags, "bin/gatehouse.js", "serve"].join(" "));
