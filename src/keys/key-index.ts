@@ -12,6 +12,12 @@ import { PACKED_ID_BYTES, packId, unpackId } from "./packed-id.ts";
 const HELD_DIGEST_BYTES = 16;
 const EMPTY = -1;
 const FIRST_CAPACITY = 1024;
+/** Expiry in whole seconds for "no expiry"; the milliseconds are kept apart. */
+const NEVER = 0xffffffff;
+/** The first expiry (in 2106) the columns cannot hold. */
+const LAST_EXPIRY = NEVER * 1000;
+/** Numbers of interned values fit 16 bits until there are more than this many. */
+const NARROW_LIMIT = 0xffff;
 
 interface Profile {
   scopes: readonly string[];
@@ -73,14 +79,25 @@ export class KeyIndex {
   private readonly free: number[] = [];
   private digests = Buffer.alloc(0);
   private ids = Buffer.alloc(0);
-  private expires = new Float64Array(0);
-  /** Scopes, permissions and rate-limit policy together: few distinct combinations. */
-  private profiles = new Uint32Array(0);
-  private owners = new Uint32Array(0);
+  /**
+   * Expiry as whole seconds (NEVER for none) and the milliseconds beyond: 6 bytes a key
+   * instead of a float's 8, exact to the millisecond until 2106 (keys live 10 years at most).
+   */
+  private expirySeconds = new Uint32Array(0);
+  private expiryMillis = new Uint16Array(0);
+  /**
+   * Scopes, permissions and rate-limit policy together: few distinct combinations. Both
+   * number columns are 16-bit until a number needs more (`widen`).
+   */
+  private profiles: Uint16Array | Uint32Array = new Uint16Array(0);
+  private owners: Uint16Array | Uint32Array = new Uint16Array(0);
   private windows = new Uint32Array(0);
   private counts = new Uint32Array(0);
   private slots = new Int32Array(0);
-  private mask = 0;
+  /** Number of slots: any size, not a power of two, so the table is just over 1/MAX_LOAD of the keys. */
+  private slotCount = 0;
+  /** slotCount / 2^32. */
+  private scale = 0;
   /** Revocation times are rare (revoked keys leave the index; these are grace periods). */
   private readonly revoked = new Map<number, number>();
   private readonly oddIds = new Map<number, string>();
@@ -105,7 +122,8 @@ export class KeyIndex {
     const b = digest.readUInt32LE(4);
     const c = digest.readUInt32LE(8);
     const d = digest.readUInt32LE(12);
-    let slot = a & this.mask;
+    const count = this.slotCount;
+    let slot = this.slotOf(a);
     for (;;) {
       const record = slots[slot] as number;
       if (record === EMPTY) return -1;
@@ -117,13 +135,32 @@ export class KeyIndex {
         (digests.readUInt32LE(at + 8) ^ c) |
         (digests.readUInt32LE(at + 12) ^ d);
       if (differ === 0) return record;
-      slot = (slot + 1) & this.mask;
+      slot = slot + 1 === count ? 0 : slot + 1;
     }
   }
 
-  /** Adds the key, or updates it in place (its rate-limit window carries on). */
+  /**
+   * The home slot of a digest whose first four bytes are `a`: the 32-bit value scaled to
+   * the table's size (Lemire's multiply-shift, in place of a mask). `a` times the scale is
+   * one rounding of an exact product, so it is the same for the same `a`, and below
+   * `slotCount`.
+   */
+  private slotOf(a: number): number {
+    return Math.floor(a * this.scale);
+  }
+
+  /**
+   * Adds the key, or updates it in place (its rate-limit window carries on). A key that
+   * expires after 2106 is not held (a miss sends verification to storage).
+   */
   upsert(key: IndexedKey): void {
     if (key.digest.length !== 32) throw new Error("a key digest has 32 bytes");
+    if (key.expiresAt !== null && key.expiresAt >= LAST_EXPIRY) {
+      // Beyond what the expiry columns hold (configuration bounds lifetimes to 10 years):
+      // such a key is left to storage, where a verification finds it, a little slower.
+      this.remove(key.digest);
+      return;
+    }
     let record = this.find(key.digest);
     if (record < 0) {
       record = this.allocate();
@@ -183,8 +220,8 @@ export class KeyIndex {
   }
 
   expiresAt(record: number): number | null {
-    const at = this.expires[record] as number;
-    return at === Number.POSITIVE_INFINITY ? null : at;
+    const seconds = this.expirySeconds[record] as number;
+    return seconds === NEVER ? null : seconds * 1000 + (this.expiryMillis[record] as number);
   }
 
   revokedAt(record: number): number | null {
@@ -197,7 +234,8 @@ export class KeyIndex {
       const revokedAt = this.revoked.get(record);
       if (revokedAt !== undefined && revokedAt <= now) return "revoked";
     }
-    return (this.expires[record] as number) <= now ? "expired" : "active";
+    const seconds = this.expirySeconds[record] as number;
+    return seconds !== NEVER && seconds * 1000 + (this.expiryMillis[record] as number) <= now ? "expired" : "active";
   }
 
   /**
@@ -223,12 +261,12 @@ export class KeyIndex {
   private write(record: number, key: IndexedKey): void {
     if (packId(key.id, this.ids, record * ID_BYTES)) this.oddIds.delete(record);
     else this.oddIds.set(record, key.id);
-    this.expires[record] = key.expiresAt ?? Number.POSITIVE_INFINITY;
+    this.setExpiry(record, key.expiresAt);
     if (key.revokedAt === null) this.revoked.delete(record);
     else this.revoked.set(record, key.revokedAt);
     const policy = key.rateLimit;
     const profileName = `${JSON.stringify(key.scopes)}|${JSON.stringify(key.permissions)}|${policy ? `${policy.limit}/${policy.windowSeconds}` : ""}`;
-    this.profiles[record] = this.profileInterner.number(
+    const profile = this.profileInterner.number(
       profileName,
       Object.freeze({
         scopes: Object.freeze([...key.scopes]),
@@ -236,7 +274,23 @@ export class KeyIndex {
         rateLimit: policy ? Object.freeze({ limit: policy.limit, windowSeconds: policy.windowSeconds }) : null,
       }),
     );
-    this.owners[record] = key.ownerId === null ? 0 : this.ownerInterner.number(key.ownerId, key.ownerId);
+    if (profile > NARROW_LIMIT && this.profiles instanceof Uint16Array) this.profiles = widen(this.profiles);
+    this.profiles[record] = profile;
+    const owner = key.ownerId === null ? 0 : this.ownerInterner.number(key.ownerId, key.ownerId);
+    if (owner > NARROW_LIMIT && this.owners instanceof Uint16Array) this.owners = widen(this.owners);
+    this.owners[record] = owner;
+  }
+
+  private setExpiry(record: number, expiresAt: number | null): void {
+    if (expiresAt === null) {
+      this.expirySeconds[record] = NEVER;
+      this.expiryMillis[record] = 0;
+      return;
+    }
+    const at = Math.max(0, Math.trunc(expiresAt));
+    const seconds = Math.floor(at / 1000);
+    this.expirySeconds[record] = seconds;
+    this.expiryMillis[record] = at - seconds * 1000;
   }
 
   private isFree(record: number): boolean {
@@ -255,21 +309,25 @@ export class KeyIndex {
   }
 
   private home(record: number): number {
-    return this.digests.readUInt32LE(record * HELD_DIGEST_BYTES) & this.mask;
+    return this.slotOf(this.digests.readUInt32LE(record * HELD_DIGEST_BYTES));
+  }
+
+  private next(slot: number): number {
+    return slot + 1 === this.slotCount ? 0 : slot + 1;
   }
 
   private place(record: number): void {
     let slot = this.home(record);
-    while (this.slots[slot] !== EMPTY) slot = (slot + 1) & this.mask;
+    while (this.slots[slot] !== EMPTY) slot = this.next(slot);
     this.slots[slot] = record;
   }
 
   /** Backward-shift deletion: linear probing stays correct without tombstones. */
   private unplace(record: number): void {
     let slot = this.home(record);
-    while (this.slots[slot] !== record) slot = (slot + 1) & this.mask;
+    while (this.slots[slot] !== record) slot = this.next(slot);
     let hole = slot;
-    let next = (hole + 1) & this.mask;
+    let next = this.next(hole);
     for (;;) {
       const moving = this.slots[next] as number;
       if (moving === EMPTY) break;
@@ -280,14 +338,14 @@ export class KeyIndex {
         this.slots[hole] = moving;
         hole = next;
       }
-      next = (next + 1) & this.mask;
+      next = this.next(next);
     }
     this.slots[hole] = EMPTY;
     this.digests.fill(0, record * HELD_DIGEST_BYTES, (record + 1) * HELD_DIGEST_BYTES);
   }
 
   private grow(capacity: number): void {
-    const copy = <T extends Float64Array | Uint32Array>(from: T, make: (n: number) => T, fill?: number): T => {
+    const copy = <T extends Uint16Array | Uint32Array>(from: T, make: (n: number) => T, fill?: number): T => {
       const to = make(capacity);
       if (fill !== undefined) to.fill(fill);
       to.set(from);
@@ -299,16 +357,27 @@ export class KeyIndex {
     const ids = Buffer.alloc(capacity * ID_BYTES);
     this.ids.copy(ids);
     this.ids = ids;
-    this.expires = copy(this.expires, (n) => new Float64Array(n), Number.POSITIVE_INFINITY);
-    this.profiles = copy(this.profiles, (n) => new Uint32Array(n));
-    this.owners = copy(this.owners, (n) => new Uint32Array(n));
+    this.expirySeconds = copy(this.expirySeconds, (n) => new Uint32Array(n), NEVER);
+    this.expiryMillis = copy(this.expiryMillis, (n) => new Uint16Array(n));
+    this.profiles = copy(this.profiles, (n) =>
+      this.profiles instanceof Uint16Array ? new Uint16Array(n) : new Uint32Array(n),
+    );
+    this.owners = copy(this.owners, (n) =>
+      this.owners instanceof Uint16Array ? new Uint16Array(n) : new Uint32Array(n),
+    );
     this.windows = copy(this.windows, (n) => new Uint32Array(n));
     this.counts = copy(this.counts, (n) => new Uint32Array(n));
     this.capacity = capacity;
-    let slots = 1;
-    while (slots * MAX_LOAD < capacity) slots *= 2;
-    this.slots = new Int32Array(slots).fill(EMPTY);
-    this.mask = slots - 1;
+    this.slotCount = Math.ceil(capacity / MAX_LOAD);
+    this.scale = this.slotCount / 4294967296;
+    this.slots = new Int32Array(this.slotCount).fill(EMPTY);
     for (let record = 0; record < this.used; record++) if (!this.isFree(record)) this.place(record);
   }
+}
+
+/** The same numbers in a 32-bit column, once one needs more than 16 bits. */
+function widen(from: Uint16Array | Uint32Array): Uint32Array {
+  const to = new Uint32Array(from.length);
+  to.set(from);
+  return to;
 }

@@ -93,6 +93,38 @@ describe("KeyIndex", () => {
     assert.equal(index.revokedAt(record), null);
   });
 
+  test("expiry is kept to the millisecond in 6 bytes; none is null; past 2106 is left to storage", () => {
+    const index = new KeyIndex();
+    const exact = key({ expiresAt: NOW + 10 * 365 * 86_400_000 + 999 });
+    const never = key({ expiresAt: null });
+    index.upsert(exact);
+    index.upsert(never);
+    const record = index.find(exact.digest);
+    assert.equal(index.expiresAt(record), exact.expiresAt);
+    assert.equal(index.status(record, (exact.expiresAt as number) - 1), "active");
+    assert.equal(index.status(record, exact.expiresAt as number), "expired");
+    assert.equal(index.expiresAt(index.find(never.digest)), null);
+    assert.equal(index.status(index.find(never.digest), Number.MAX_SAFE_INTEGER), "active");
+    const far = key({ expiresAt: Date.UTC(2107, 0, 1) });
+    index.upsert(far);
+    assert.equal(index.find(far.digest), -1);
+    // Also when a key already held is moved past it.
+    index.upsert({ ...exact, expiresAt: far.expiresAt });
+    assert.equal(index.find(exact.digest), -1);
+    assert.equal(index.size, 1);
+  });
+
+  test("owners and profiles past 65,535 distinct values widen their columns and keep every number", () => {
+    const index = new KeyIndex();
+    const keys = Array.from({ length: 70_000 }, (_, i) => key({ ownerId: `acct_${i}`, scopes: [`s${i}:read`] }));
+    for (const k of keys) index.upsert(k);
+    for (const [i, k] of keys.entries()) {
+      const record = index.find(k.digest);
+      assert.equal(index.ownerId(record), `acct_${i}`);
+      assert.deepEqual(index.scopes(record), [`s${i}:read`]);
+    }
+  });
+
   test("ids of any other shape are kept whole", () => {
     const index = new KeyIndex();
     const long = key({ id: `key_${"x".repeat(60)}` });
