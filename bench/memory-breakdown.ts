@@ -13,8 +13,18 @@
  * - `files`: SQLite's shared-memory index and other mapped files.
  *
  * BENCH_KEYS, BENCH_DURATION (s of load, default 10), BENCH_NODE_ARGS (e.g. `--trace-gc`).
+ *
+ * To compare settings, BENCH_VARIANTS runs one server after another on copies of the same
+ * seeded store: variants separated by `;`, each a list of node flags and NAME=value
+ * settings for the server, `base` for none; e.g.
+ * `BENCH_VARIANTS="base;--max-old-space-size=4096;GATEHOUSE_USAGE_FLUSH_MS=5000;base"`.
+ * Alternate them (the machine drifts) and repeat. BENCH_SEED_DIR keeps the seeded store
+ * there and reuses it on later runs (its keys expire 30 days after seeding), which saves
+ * the ~40 s of seeding a million keys.
  */
-import { readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { measure, requestTemplate } from "./load.ts";
 import { generateKeys, SEED_SCOPES, seed } from "./seed.ts";
 import { memoryOf, pinSelf, startGatehouse } from "./servers.ts";
@@ -53,18 +63,57 @@ function report(label: string, pid: number): void {
 }
 
 pinSelf("server-core");
-const data = await seed(generateKeys(keyCount));
-process.stdout.write(`seeded ${keyCount} keys in ${data.seedSeconds.toFixed(0)} s\n`);
-const gatehouse = await startGatehouse(data.dataDir);
-try {
-  report("after start", gatehouse.pid);
-  const template = requestTemplate(data.serviceKey, data.keys, SEED_SCOPES.slice(0, 1));
-  const load = await measure(gatehouse, template, { connections: 50, pipelining: 1, durationSeconds });
-  process.stdout.write(
-    `verify load: ${load.requestsPerSecond.toFixed(0)} req/s for ${durationSeconds} s, ${load.cpuMicrosPerRequest?.toFixed(0)} µs of CPU per request, non-2xx ${load.non2xx}\n`,
-  );
-  report("after the load", gatehouse.pid);
-} finally {
-  await gatehouse.stop();
+const seedDir = process.env.BENCH_SEED_DIR;
+const variants = (process.env.BENCH_VARIANTS ?? "base").split(";").map((variant) => variant.trim());
+
+/** The seeded store (kept in BENCH_SEED_DIR when set) and the keys to load it with. */
+async function seeded(): Promise<{ store: string; serviceKey: string; keys: string[]; keep: boolean }> {
+  const meta = seedDir ? join(seedDir, "keys.json") : null;
+  if (seedDir && meta && existsSync(meta)) {
+    const saved = JSON.parse(readFileSync(meta, "utf8")) as { serviceKey: string; keys: string[] };
+    if (saved.keys.length === keyCount) {
+      process.stdout.write(`reusing the ${keyCount} keys seeded in ${seedDir}\n`);
+      return { store: join(seedDir, "store"), ...saved, keep: true };
+    }
+  }
+  const data = await seed(generateKeys(keyCount));
+  process.stdout.write(`seeded ${keyCount} keys in ${data.seedSeconds.toFixed(0)} s\n`);
+  if (!seedDir || !meta) return { store: data.dataDir, serviceKey: data.serviceKey, keys: data.keys, keep: false };
+  rmSync(seedDir, { recursive: true, force: true });
+  cpSync(data.dataDir, join(seedDir, "store"), { recursive: true });
+  writeFileSync(meta, JSON.stringify({ serviceKey: data.serviceKey, keys: data.keys }));
   rmSync(data.dataDir, { recursive: true, force: true });
+  return { store: join(seedDir, "store"), serviceKey: data.serviceKey, keys: data.keys, keep: true };
+}
+
+const data = await seeded();
+const template = requestTemplate(data.serviceKey, data.keys, SEED_SCOPES.slice(0, 1));
+const extraArgs = process.env.BENCH_NODE_ARGS ?? "";
+try {
+  for (const variant of variants) {
+    const tokens = variant === "base" || variant === "" ? [] : variant.split(/\s+/);
+    const env = Object.fromEntries(
+      tokens.filter((token) => /^[A-Z][A-Z0-9_]*=/.test(token)).map((token) => token.split(/=(.*)/s).slice(0, 2)),
+    );
+    // servers.ts reads BENCH_NODE_ARGS when it starts a server.
+    process.env.BENCH_NODE_ARGS = [extraArgs, ...tokens.filter((token) => token.startsWith("-"))].join(" ").trim();
+    // Every server gets a fresh copy: a run's usage writes must not reach the next one.
+    const dataDir = mkdtempSync(join(tmpdir(), "gatehouse-memory-"));
+    cpSync(data.store, dataDir, { recursive: true });
+    const gatehouse = await startGatehouse(dataDir, { env });
+    try {
+      if (variants.length > 1) process.stdout.write(`\n== ${variant}\n`);
+      report("after start", gatehouse.pid);
+      const load = await measure(gatehouse, template, { connections: 50, pipelining: 1, durationSeconds });
+      process.stdout.write(
+        `verify load: ${load.requestsPerSecond.toFixed(0)} req/s for ${durationSeconds} s, ${load.cpuMicrosPerRequest?.toFixed(0)} µs of CPU per request, p99 ${load.p99Ms} ms, non-2xx ${load.non2xx}\n`,
+      );
+      report("after the load", gatehouse.pid);
+    } finally {
+      await gatehouse.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }
+} finally {
+  if (!data.keep) rmSync(data.store, { recursive: true, force: true });
 }
