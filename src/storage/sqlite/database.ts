@@ -12,10 +12,26 @@ export class SqliteDatabase {
   private readonly statements = new Map<string, StatementSync>();
   /**
    * Rows written by background batches (the usage counts, flushed once a second off the
-   * request path), which the WAL checkpointer leaves out when it decides whether writes
-   * are heavy enough to start its thread (wal-checkpointer.ts says why).
+   * request path, and housekeeping's purges), which the WAL checkpointer leaves out when
+   * it decides whether writes are heavy enough to start its thread (wal-checkpointer.ts
+   * says why).
    */
   backgroundChanges = 0;
+
+  /** Rows changed by this connection so far, rows changed by triggers included. */
+  totalChanges(): number {
+    return Number(this.statement("SELECT total_changes() AS n").get()?.n ?? 0);
+  }
+
+  /** Runs `work` (synchronous) and counts every row it changed as background work. */
+  background<T>(work: () => T): T {
+    const before = this.totalChanges();
+    try {
+      return work();
+    } finally {
+      this.backgroundChanges += this.totalChanges() - before;
+    }
+  }
 
   constructor(path: string) {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });

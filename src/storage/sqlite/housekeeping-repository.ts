@@ -19,6 +19,10 @@ export class SqliteHousekeepingRepository implements HousekeepingRepository {
   }
 
   async purge(target: PurgeTarget, before: number, limit: number): Promise<number> {
-    return Number(this.database.statement(STATEMENTS[target]).run(before, limit).changes);
+    // Background work, like the usage flush: a large purge (with the rows its triggers
+    // change) must not start the WAL checkpointer's thread for the life of the process.
+    return this.database.background(() =>
+      Number(this.database.statement(STATEMENTS[target]).run(before, limit).changes),
+    );
   }
 }

@@ -9,15 +9,16 @@ export class SqliteUsageRepository implements UsageRepository {
 
   async add(increments: readonly UsageIncrement[]): Promise<void> {
     if (increments.length === 0) return;
-    this.database.transaction(() => {
-      const statement = this.database.statement(
-        `INSERT INTO key_usage (key_id, bucket, outcome, count, last_at) VALUES (?, ?, ?, ?, ?)
+    this.database.background(() =>
+      this.database.transaction(() => {
+        const statement = this.database.statement(
+          `INSERT INTO key_usage (key_id, bucket, outcome, count, last_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (key_id, bucket, outcome) DO UPDATE SET count = count + excluded.count,
            last_at = CASE WHEN last_at IS NULL OR excluded.last_at > last_at THEN excluded.last_at ELSE last_at END`,
-      );
-      for (const row of increments) statement.run(row.keyId, row.bucket, row.outcome, row.count, row.lastAt ?? null);
-    });
-    this.database.backgroundChanges += increments.length;
+        );
+        for (const row of increments) statement.run(row.keyId, row.bucket, row.outcome, row.count, row.lastAt ?? null);
+      }),
+    );
   }
 
   async read(keyId: string, since: number, until: number): Promise<UsageRow[]> {

@@ -64,8 +64,8 @@ const DEFAULT_START_AFTER_CHANGES = 100;
  *
  * The worker starts once writes are steady (by default 100 changed rows within a second,
  * e.g. ~30 sign-ins or refresh rotations a second): a quiet store keeps SQLite's own
- * checkpoints and no extra thread. Rows of background batches (usage counts) do not
- * count: with 1,000,000 keys verified at ~15,000 a second, the usage flush writes ~15,000
+ * checkpoints and no extra thread. Rows of background batches (usage counts,
+ * housekeeping's purges) do not count: with 1,000,000 keys verified at ~15,000 a second, the usage flush writes ~15,000
  * rows a second, and with the worker off the verify load kept the same requests/s, CPU
  * per request and p99 (8-11 ms against 9), while the thread cost 15-23 MB of RSS
  * (`bench/memory-breakdown.ts`). What the thread protects is the latency of requests
@@ -111,8 +111,7 @@ export class WalCheckpointer {
 
   /** Rows changed by this connection, less those of background batches. */
   private totalChanges(): number {
-    const all = Number(this.database.statement("SELECT total_changes() AS n").get()?.n ?? 0);
-    return all - this.database.backgroundChanges;
+    return this.database.totalChanges() - this.database.backgroundChanges;
   }
 
   private start(): void {
