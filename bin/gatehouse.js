@@ -4,9 +4,18 @@
 // life of the process; with the cache warm (every start after the first), no TypeScript
 // is compiled and that compiler is never loaded, and startup is faster. The cache lives
 // beside the code, owned by whoever installed it (not in a shared /tmp directory).
-import { enableCompileCache } from "node:module";
 import { join } from "node:path";
 
+// Checked before anything else loads: on an older Node the first error would otherwise be
+// an obscure one about a missing export or a .ts file.
+const major = Number(process.versions.node.split(".")[0]);
+if (major < 24) {
+  console.error(
+    `Gatehouse needs Node.js 24 or later; this is Node.js ${process.version}. Install Node 24 (see .nvmrc), then run the command again.`,
+  );
+  process.exit(1);
+}
+const { enableCompileCache } = await import("node:module");
 enableCompileCache(join(import.meta.dirname, "..", "node_modules", ".cache", "gatehouse-compile"));
 const { main } = await import("../src/cli/main.ts");
 

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -41,4 +42,16 @@ test("the container runs the server with the shebang's node flags", () => {
   const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync(join(ROOT, "Dockerfile"), "utf8"))?.[1];
   assert.ok(entrypoint, "Dockerfile has an exec-form ENTRYPOINT");
   assert.deepEqual(JSON.parse(entrypoint), ["node", ...flags, "bin/gatehouse.js"]);
+});
+
+// The machine's own Node (20 here) is what a new user may run `npm start` with first.
+const olderNode = ["/usr/bin/node", "/usr/local/bin/node"].find((path) => {
+  const version = spawnSync(path, ["--version"], { encoding: "utf8" }).stdout?.trim() ?? "";
+  return /^v\d+/.test(version) && Number(version.slice(1).split(".")[0]) < 24;
+});
+
+test("on a Node older than 24, the CLI says which Node it needs", { skip: olderNode === undefined }, () => {
+  const run = spawnSync(olderNode as string, [join(ROOT, "bin", "gatehouse.js"), "--help"], { encoding: "utf8" });
+  assert.equal(run.status, 1);
+  assert.match(run.stderr, /Gatehouse needs Node\.js 24 or later; this is Node\.js v\d+/);
 });
