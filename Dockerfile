@@ -32,5 +32,5 @@ HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # SIGTERM reaches node directly (no shell): in-flight requests finish and counters flush.
 # The young-generation cap is the shebang's of bin/gatehouse.js (see docs/deployment.md).
-ENTRYPOINT ["node", "--max-semi-space-size=4", "--max-old-space-size=256", "--no-allocation-site-pretenuring", "bin/gatehouse.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=4", "--max-old-space-size=1024", "--no-allocation-site-pretenuring", "bin/gatehouse.js"]
 CMD ["serve"]

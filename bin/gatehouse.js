@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4 --max-old-space-size=256 --no-allocation-site-pretenuring
+#!/usr/bin/env -S node --max-semi-space-size=4 --max-old-space-size=1024 --no-allocation-site-pretenuring
 // The one JavaScript file: it turns on Node's compile cache before any TypeScript loads.
 // Node strips types with a WebAssembly compiler that, once loaded, holds ~18 MB for the
 // life of the process; with the cache warm (every start after the first), no TypeScript
