@@ -1,33 +1,16 @@
+import { AUDIT_COLUMNS, auditColumnValues } from "../audit-columns.ts";
 import type { AuditEvent, AuditEventInput, AuditQuery, AuditRepository } from "../types.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 
-/** The columns an event is written to, in the order of `auditValues`. */
-export const AUDIT_COLUMNS = "at, actor, action, target_type, target_id, outcome, ip, user_agent, request_id, detail";
-/** Their types, for statements that select parameters rather than insert VALUES. */
+/** AUDIT_COLUMNS' types, for statements that select parameters rather than insert VALUES. */
 export const AUDIT_COLUMN_TYPES = ["bigint", "text", "text", "text", "text", "text", "text", "text", "text", "jsonb"];
-
-/** An event's values in AUDIT_COLUMNS order. */
-export function auditValues(event: AuditEventInput): unknown[] {
-  return [
-    event.at,
-    event.actor,
-    event.action,
-    event.targetType,
-    event.targetId,
-    event.outcome,
-    event.ip,
-    event.userAgent,
-    event.requestId,
-    event.detail === null ? null : JSON.stringify(event.detail),
-  ];
-}
 
 /** Inserts events with one statement; callers pass their transaction's client. */
 export async function insertAuditEvents(client: Queryable, events: readonly AuditEventInput[]): Promise<void> {
   if (events.length === 0) return;
   const values: unknown[] = [];
   const rows = events.map((event, i) => {
-    values.push(...auditValues(event));
+    values.push(...auditColumnValues(event));
     const base = i * AUDIT_COLUMN_TYPES.length;
     return `(${AUDIT_COLUMN_TYPES.map((_, j) => `$${base + j + 1}`).join(", ")})`;
   });

@@ -1,4 +1,6 @@
 import type { QueryResult, QueryResultRow } from "pg";
+import { AUDIT_COLUMNS, auditColumnValues } from "../audit-columns.ts";
+import { TOKEN_COLUMNS as COLUMNS, tokenColumnValues } from "../token-columns.ts";
 import type {
   AuditEventInput,
   RefreshRotation,
@@ -6,11 +8,8 @@ import type {
   RefreshTokenRef,
   TokenRepository,
 } from "../types.ts";
-import { AUDIT_COLUMN_TYPES, AUDIT_COLUMNS, auditValues, insertAuditEvents } from "./audit-repository.ts";
+import { AUDIT_COLUMN_TYPES, insertAuditEvents } from "./audit-repository.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
-
-const COLUMNS =
-  "digest, id, family_id, user_id, client_id, scope, created_at, family_expires_at, expires_at, used_at, replaced_by, revoked_at";
 
 interface Row {
   digest: Buffer;
@@ -44,23 +43,6 @@ function toToken(row: Row): RefreshTokenRecord {
   };
 }
 
-/** A token's values in COLUMNS order. */
-function tokenValues(record: RefreshTokenRecord): unknown[] {
-  return [
-    record.digest,
-    record.id,
-    record.familyId,
-    record.userId,
-    record.clientId,
-    record.scope,
-    record.createdAt,
-    record.familyExpiresAt,
-    record.expiresAt,
-    record.usedAt,
-    record.replacedBy,
-    record.revokedAt,
-  ];
-}
 /** COLUMNS' types, for statements that select parameters rather than insert VALUES. */
 const COLUMN_TYPES = [
   "bytea",
@@ -85,7 +67,7 @@ function typedParameters(types: readonly string[], from: number): string {
 async function insert(client: Queryable, record: RefreshTokenRecord): Promise<void> {
   await client.query(
     `INSERT INTO refresh_tokens (${COLUMNS}) VALUES (${COLUMN_TYPES.map((_, i) => `$${i + 1}`).join(", ")})`,
-    tokenValues(record),
+    tokenColumnValues(record),
   );
 }
 
@@ -194,7 +176,14 @@ export class PostgresTokenRepository implements TokenRepository {
            : ""
        }
        SELECT count(*)::int AS spent FROM spent`,
-      [at, replacement.id, id, ref.digest, ...tokenValues(replacement), ...(audit ? auditValues(audit) : [])],
+      [
+        at,
+        replacement.id,
+        id,
+        ref.digest,
+        ...tokenColumnValues(replacement),
+        ...(audit ? auditColumnValues(audit) : []),
+      ],
     );
     if (rows[0]?.spent === 1) return { outcome: "rotated" };
     // Spent already, revoked, or unknown: the rare way, in a transaction of its own. What

@@ -1,25 +1,12 @@
+import { AUDIT_COLUMNS, auditColumnValues } from "../audit-columns.ts";
 import type { AuditEvent, AuditEventInput, AuditQuery, AuditRepository } from "../types.ts";
 import type { SqliteDatabase } from "./database.ts";
 
-const INSERT = `INSERT INTO audit_events (at, actor, action, target_type, target_id, outcome, ip, user_agent, request_id, detail)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+const INSERT = `INSERT INTO audit_events (${AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
 /** Inserts one event on the current connection; callers wrap it in their transaction. */
 export function insertAuditEvent(database: SqliteDatabase, event: AuditEventInput): void {
-  database
-    .statement(INSERT)
-    .run(
-      event.at,
-      event.actor,
-      event.action,
-      event.targetType,
-      event.targetId,
-      event.outcome,
-      event.ip,
-      event.userAgent,
-      event.requestId,
-      event.detail === null ? null : JSON.stringify(event.detail),
-    );
+  database.statement(INSERT).run(...auditColumnValues(event));
 }
 
 type Row = Record<string, string | number | null>;

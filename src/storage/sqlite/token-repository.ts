@@ -1,3 +1,4 @@
+import { TOKEN_COLUMNS as COLUMNS, tokenColumnValues } from "../token-columns.ts";
 import type {
   AuditEventInput,
   RefreshRotation,
@@ -9,8 +10,6 @@ import { insertAuditEvent } from "./audit-repository.ts";
 import type { SqliteDatabase } from "./database.ts";
 import { GroupCommit } from "./group-commit.ts";
 
-const COLUMNS =
-  "digest, id, family_id, user_id, client_id, scope, created_at, family_expires_at, expires_at, used_at, replaced_by, revoked_at";
 const INSERT = `INSERT INTO refresh_tokens (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
 const TOKEN_WITH_USER_STATUS = `SELECT ${COLUMNS.split(", ")
@@ -60,22 +59,7 @@ export class SqliteTokenRepository implements TokenRepository {
   }
 
   private insertNow(record: RefreshTokenRecord): void {
-    this.database
-      .statement(INSERT)
-      .run(
-        record.digest,
-        record.id,
-        record.familyId,
-        record.userId,
-        record.clientId,
-        record.scope,
-        record.createdAt,
-        record.familyExpiresAt,
-        record.expiresAt,
-        record.usedAt,
-        record.replacedBy,
-        record.revokedAt,
-      );
+    this.database.statement(INSERT).run(...tokenColumnValues(record));
   }
 
   async insertRefresh(record: RefreshTokenRecord, audit: AuditEventInput | null): Promise<void> {
