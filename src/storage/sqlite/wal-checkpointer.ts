@@ -65,11 +65,11 @@ const DEFAULT_START_AFTER_CHANGES = 100;
  * The worker starts once writes are steady (by default 100 changed rows within a second,
  * e.g. ~30 sign-ins or refresh rotations a second): a quiet store keeps SQLite's own
  * checkpoints and no extra thread. Rows of background batches (usage counts,
- * housekeeping's purges) do not count: with 1,000,000 keys verified at ~15,000 a second, the usage flush writes ~15,000
- * rows a second, and with the worker off the verify load kept the same requests/s, CPU
- * per request and p99 (8-11 ms against 9), while the thread cost 15-23 MB of RSS
- * (`bench/memory-breakdown.ts`). What the thread protects is the latency of requests
- * that write, such as sign-ins and refreshes.
+ * housekeeping's purges) do not count: with 1,000,000 keys verified at ~15,000 a second,
+ * the usage flush writes ~15,000 rows a second, and with the worker off the verify load
+ * kept the same requests/s, CPU per request and p99 (8-11 ms against 9), while the thread
+ * cost 15-23 MB of RSS (`bench/memory-breakdown.ts`). What the thread protects is the
+ * latency of requests that write, such as sign-ins and refreshes.
  *
  * Durability is unchanged: a transaction is durable (per `synchronous`) once its commit
  * is in the WAL, whoever copies it back later.
