@@ -20,6 +20,11 @@ export interface KeyCountResult {
   gatehousePeakRssMB: number | null;
 }
 
+/** The bare route against itself doing `extraWorkMicros` more per request (bench/run.ts). */
+export interface WorkCeiling extends PairedResult {
+  extraWorkMicros: number;
+}
+
 export interface AuthResults {
   signIns: SignInResult;
   refresh: RefreshResult;
@@ -50,6 +55,8 @@ export interface BenchResults {
   /** One-minute load average before and after: above ~2 on 2 cores, others were busy too. */
   machineLoad: { before: number; after: number };
   results: KeyCountResult[];
+  /** Null in results written before it was measured, or when the keys part did not run. */
+  workCeiling?: WorkCeiling | null;
   auth: AuthResults | null;
   postgres: PostgresResults | null;
   /** Parts that failed (the rest of the run went on). */
@@ -158,6 +165,13 @@ export function summarise(results: BenchResults) {
       );
     }
     lines.push("");
+    const ceiling = results.workCeiling;
+    if (ceiling) {
+      lines.push(
+        `Yardstick, same run: the bare route made to spin ${ceiling.extraWorkMicros} µs more per request (and nothing else) costs ${fixed(ceiling.subject.cpuMicrosPerRequest, 0)} µs of CPU a request against ${fixed(ceiling.reference.cpuMicrosPerRequest, 0)}: CPU ratio **${x(ceiling.ratio.cpuNormalised)}**, requests/s ratio ${x(ceiling.ratio.requestsPerSecond)}. On this machine that is the best a server doing ${ceiling.extraWorkMicros} µs more than the bare route can show (docs/benchmarks.md, "The yardstick").`,
+        "",
+      );
+    }
   }
 
   if (auth) {

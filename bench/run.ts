@@ -53,6 +53,7 @@ import {
   type KeyCountResult,
   type PostgresResults,
   summarise,
+  type WorkCeiling,
   writeResults,
 } from "./report.ts";
 import { type GeneratedKeys, generateKeys, SEED_SCOPES, seed, seedPostgres } from "./seed.ts";
@@ -106,6 +107,8 @@ log(
   `bench: parts ${[...parts].join(", ")}; ${rounds} round(s) of ${load.durationSeconds}s; ${load.connections} connections; taskset ${pinned ? "on" : "off"}`,
 );
 const paired = { load, rounds, warmupSeconds, log };
+/** What the work-ceiling reference adds to the bare route per request. */
+const EXTRA_WORK_MICROS = 5;
 
 async function checkVerify(server: ServerProcess, template: Template, expectValid: boolean) {
   const request = template.setupRequest?.({}) ?? {};
@@ -278,6 +281,7 @@ async function attempt(part: string, work: () => Promise<void>): Promise<void> {
 
 const baseline = await startBaseline();
 const keyResults: KeyCountResult[] = [];
+let workCeiling: WorkCeiling | null = null;
 let auth: AuthResults | null = null;
 let postgres: PostgresResults | null = null;
 /** Databases created by this run, dropped at its end whatever happens. */
@@ -315,6 +319,25 @@ try {
         }
       });
   }
+
+  if (parts.has("keys"))
+    await attempt("work ceiling", async () => {
+      // The yardstick for the verify ratio: the same bare route spinning EXTRA_WORK_MICROS
+      // more per request, measured like Gatehouse. On a 2-core VM the extra work costs
+      // more than itself (the load generator idles more, and every response then wakes
+      // it), so this ratio is the best any server doing that much more can show here.
+      const spinning = await startBaseline(EXTRA_WORK_MICROS);
+      try {
+        const template = requestTemplate("unused", ["unused"], SEED_SCOPES.slice(0, 1));
+        const result = await pairedRounds(
+          { reference: { target: baseline, template }, subject: { target: spinning, template } },
+          { ...paired, label: `bare route + ${EXTRA_WORK_MICROS} µs` },
+        );
+        workCeiling = { extraWorkMicros: EXTRA_WORK_MICROS, ...result };
+      } finally {
+        await spinning.stop();
+      }
+    });
 
   if (parts.has("auth"))
     await attempt("auth", async () => {
@@ -433,6 +456,7 @@ const report: BenchResults = {
   load: { ...load, rounds, warmupSeconds, signInSeconds, pinnedCores: pinned && hasTaskset },
   machineLoad: { before: loadBefore, after: loadavg()[0] as number },
   results: keyResults,
+  workCeiling,
   auth,
   postgres,
   failures,

@@ -167,8 +167,9 @@ export async function startGatehouse(
   return { url, pid: child.pid as number, stop: stopper(child) };
 }
 
-export async function startBaseline(): Promise<ServerProcess> {
-  return startScript("bench/baseline-server.ts", {});
+/** The bare route; `extraWorkMicros` makes its verify route spin that long per request. */
+export async function startBaseline(extraWorkMicros = 0): Promise<ServerProcess> {
+  return startScript("bench/baseline-server.ts", { BENCH_EXTRA_WORK_MICROS: String(extraWorkMicros) });
 }
 
 /** Resident and peak resident set size in MB, from /proc (Linux only; null elsewhere). */
