@@ -122,7 +122,7 @@ export function createGatehouse(options: {
     audit,
     changes,
     ...(activeKeys ? { active: activeKeys } : {}),
-    onOutcome: countVerification(metrics),
+    onOutcome: (outcome) => metrics.countVerification(outcome),
   });
   const keyring = new SigningKeyring({
     storage,
@@ -188,18 +188,5 @@ export function createGatehouse(options: {
       })();
       return stopped;
     },
-  };
-}
-
-/** Counts verdicts through one labelled child per outcome: no label lookup per verification. */
-function countVerification(metrics: Metrics): (outcome: string) => void {
-  const counters = new Map<string, { inc(): void }>();
-  return (outcome) => {
-    let counter = counters.get(outcome);
-    if (counter === undefined) {
-      counter = metrics.verifications.labels({ outcome });
-      counters.set(outcome, counter);
-    }
-    counter.inc();
   };
 }

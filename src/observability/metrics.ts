@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { PostgresStorage } from "../storage/postgres/postgres-storage.ts";
 import type { Storage } from "../storage/types.ts";
+import { CounterTally, type TallySeries } from "./counter-tally.ts";
 
 /**
  * Prometheus metrics. One registry per app (not prom-client's global), so several
@@ -14,6 +15,9 @@ export class Metrics {
   readonly verifications: Counter<"outcome">;
   readonly rateLimitRejections: Counter<"where">;
   readonly tokensIssued: Counter<"kind">;
+  /** Per-request counts, handed to `requests` and `verifications` when scraped. */
+  private readonly requestTally = new CounterTally<"method" | "route" | "status">();
+  private readonly verificationTally = new CounterTally<"outcome">();
 
   constructor(storage: Storage) {
     const registers = [this.registry];
@@ -23,6 +27,7 @@ export class Metrics {
       help: "HTTP requests answered, by route template and status",
       labelNames: ["method", "route", "status"],
       registers,
+      collect: () => this.requestTally.drainInto(this.requests),
     });
     this.latency = new Histogram({
       name: "gatehouse_http_request_duration_seconds",
@@ -36,6 +41,7 @@ export class Metrics {
       help: "API key verifications by outcome (VALID or the failure code)",
       labelNames: ["outcome"],
       registers,
+      collect: () => this.verificationTally.drainInto(this.verifications),
     });
     this.rateLimitRejections = new Counter({
       name: "gatehouse_rate_limit_rejections_total",
@@ -65,6 +71,11 @@ export class Metrics {
     }
   }
 
+  /** Counts one key verification by its verdict (VALID or the failure code). */
+  countVerification(outcome: string): void {
+    this.verificationTally.seriesFor(outcome, () => ({ outcome })).pending++;
+  }
+
   /**
    * Counts every response by its route template (never the raw URL: ids would explode
    * cardinality). A callback hook (no promise per request), and the labelled children are
@@ -79,13 +90,14 @@ export class Metrics {
       const key = `${status} ${request.method} ${route}`;
       let child = children.get(key);
       if (child === undefined) {
+        const method = request.method;
         child = {
-          requests: this.requests.labels(request.method, route, String(status)),
-          latency: this.latency.labels(request.method, route),
+          requests: this.requestTally.seriesFor(key, () => ({ method, route, status: String(status) })),
+          latency: this.latency.labels(method, route),
         };
         children.set(key, child);
       }
-      child.requests.inc();
+      child.requests.pending++;
       child.latency.observe(reply.elapsedTime / 1000);
       if (status === 429) httpRejections.inc();
       done();
@@ -94,7 +106,7 @@ export class Metrics {
 }
 
 interface ResponseMetrics {
-  requests: Counter.Internal;
+  requests: TallySeries;
   latency: Histogram.Internal<"method" | "route">;
 }
 

@@ -29,7 +29,16 @@ const VerifyAnswer = Type.Object({
  * verdict; only the caller's own authentication can fail the request.
  */
 function answer(result: VerifyResult) {
-  return result.valid ? { ...result, expiresAt: iso(result.expiresAt) } : result;
+  if (!result.valid) return result;
+  // Spelled out rather than spread: one object of one shape for the serializer.
+  return {
+    valid: true,
+    keyId: result.keyId,
+    ownerId: result.ownerId,
+    scopes: result.scopes,
+    expiresAt: iso(result.expiresAt),
+    ratelimit: result.ratelimit,
+  };
 }
 
 export function verifyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): FastifyPluginAsyncTypebox {
