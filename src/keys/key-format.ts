@@ -20,6 +20,11 @@ export const DEFAULT_KEY_PREFIX = "gate";
 
 const PREFIX_PATTERN = /^[a-z][a-z0-9]{1,11}$/;
 
+/** Characters in a key with this prefix: `<prefix>_`, the random part, the checksum. */
+export function keyLength(prefix: string): number {
+  return prefix.length + 1 + RANDOM_CHARS + CHECKSUM_CHARS;
+}
+
 export function assertValidPrefix(prefix: string): void {
   if (!PREFIX_PATTERN.test(prefix)) {
     throw new TypeError("key prefix must be 2–12 lowercase letters or digits, starting with a letter");

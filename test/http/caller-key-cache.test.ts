@@ -42,6 +42,19 @@ for (const backend of backends()) {
       assert.equal((await verifyAs(caller.key)).status, 403);
     });
 
+    test("a key of the right length that differs from a remembered caller's by one character is refused", async () => {
+      const caller = await serviceKey();
+      assert.equal((await verifyAs(caller.key)).status, 200);
+      const last = caller.key.at(-1) === "A" ? "B" : "A";
+      for (const altered of [caller.key.slice(0, -1) + last, `x${caller.key.slice(1)}`, caller.key.replace("_", "-")]) {
+        assert.equal(altered.length, caller.key.length);
+        const answer = await verifyAs(altered);
+        assert.equal(answer.status, 401, altered);
+        assert.equal(answer.body.code, "UNAUTHENTICATED");
+      }
+      assert.equal((await verifyAs(caller.key)).status, 200);
+    });
+
     test("rotating the caller's key without a grace period refuses the old key at once", async () => {
       const caller = await serviceKey();
       assert.equal((await verifyAs(caller.key)).status, 200);
