@@ -8,6 +8,7 @@ import { KeyService } from "./keys/key-service.ts";
 import { KeyVerifier } from "./keys/key-verifier.ts";
 import { type ChangeFeed, LocalChangeFeed } from "./lib/change-feed.ts";
 import { type Clock, systemClock } from "./lib/clock.ts";
+import type { IssuedKind } from "./observability/issued.ts";
 import { Metrics } from "./observability/metrics.ts";
 import { KeyRateLimiter, type LimiterFactory } from "./ratelimit/key-rate-limiter.ts";
 import { SessionService } from "./sessions/session-service.ts";
@@ -91,6 +92,8 @@ export function createGatehouse(options: {
       if (event.kind === "reset" || event.topic === "key") void activeKeys.catchUp().catch(() => {});
     });
   }
+  const metrics = new Metrics(storage);
+  const onIssued = (kind: IssuedKind) => metrics.countIssued(kind);
   const keys = new KeyService({
     storage,
     policy: config.keys,
@@ -104,8 +107,8 @@ export function createGatehouse(options: {
       await activeKeys?.catchUp().catch((error) => options.log?.warn({ err: error }, "key index catch-up failed"));
     },
     ...(options.randomBytes ? { randomBytes: options.randomBytes } : {}),
+    onIssued,
   });
-  const metrics = new Metrics(storage);
   const housekeeper = new Housekeeper({
     storage,
     clock,
@@ -137,8 +140,16 @@ export function createGatehouse(options: {
     policy: new PasswordPolicy(config.auth.password),
     clock,
   });
-  const tokens = new TokenService({ storage, keyring, audit, clock, issuer: config.issuer, auth: config.auth });
-  const sessions = new SessionService({ storage, clock, settings: config.auth });
+  const tokens = new TokenService({
+    storage,
+    keyring,
+    audit,
+    clock,
+    issuer: config.issuer,
+    auth: config.auth,
+    onIssued,
+  });
+  const sessions = new SessionService({ storage, clock, settings: config.auth, onIssued });
   const loginThrottle = new LoginThrottle(config.auth.login, { factory: options.limiterFactory });
   let authTimer: NodeJS.Timeout | undefined;
   if (background) {

@@ -2,6 +2,7 @@ import { type ActorContext, auditEvent } from "../audit/context.ts";
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from "../errors/gatehouse-error.ts";
 import type { Clock } from "../lib/clock.ts";
 import { newId } from "../lib/ids.ts";
+import type { OnIssued } from "../observability/issued.ts";
 import type { ApiKeyRecord, KeyUpdate, RateLimitPolicy, Storage } from "../storage/types.ts";
 import { digestKey, generateKey, keyHint, type RandomBytes } from "./key-format.ts";
 import type { KeyPolicy } from "./key-policy.ts";
@@ -43,6 +44,7 @@ export class KeyService {
   private readonly clock: Clock;
   private readonly randomBytes: RandomBytes | undefined;
   private readonly onChange: (keyId: string) => void | Promise<void>;
+  private readonly onIssued: OnIssued;
 
   constructor(options: {
     storage: Storage;
@@ -54,12 +56,14 @@ export class KeyService {
      * the operation answers only once it has settled.
      */
     onChange?: (keyId: string) => void | Promise<void>;
+    onIssued?: OnIssued;
   }) {
     this.storage = options.storage;
     this.policy = options.policy;
     this.clock = options.clock;
     this.randomBytes = options.randomBytes;
     this.onChange = options.onChange ?? (() => {});
+    this.onIssued = options.onIssued ?? (() => {});
   }
 
   private assertMayGrant(caller: Caller, permissions: readonly string[]): void {
@@ -135,6 +139,7 @@ export class KeyService {
         detail: { hint: created.record.hint, scopes: created.record.scopes, permissions },
       }),
     );
+    this.onIssued("api_key");
     await this.onChange(created.record.id);
     return created;
   }
@@ -254,6 +259,7 @@ export class KeyService {
       }),
     );
     if (!rotated) throw new ConflictError("Only an active key that has not been rotated already can be rotated.");
+    this.onIssued("api_key");
     await this.onChange(id);
     const previous = await this.get(id);
     return { ...created, previous: { id, expiresAt: previous.expiresAt, revokedAt: previous.revokedAt } };

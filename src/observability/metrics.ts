@@ -3,6 +3,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 import type { PostgresStorage } from "../storage/postgres/postgres-storage.ts";
 import type { Storage } from "../storage/types.ts";
 import { CounterTally, type TallySeries } from "./counter-tally.ts";
+import type { IssuedKind } from "./issued.ts";
 
 /**
  * Prometheus metrics. One registry per app (not prom-client's global), so several
@@ -18,6 +19,7 @@ export class Metrics {
   /** Per-request counts, handed to `requests` and `verifications` when scraped. */
   private readonly requestTally = new CounterTally<"method" | "route" | "status">();
   private readonly verificationTally = new CounterTally<"outcome">();
+  private readonly issuedTally = new CounterTally<"kind">();
 
   constructor(storage: Storage) {
     const registers = [this.registry];
@@ -54,6 +56,7 @@ export class Metrics {
       help: "Credentials issued, by kind (api_key, access_token, refresh_token, session)",
       labelNames: ["kind"],
       registers,
+      collect: () => this.issuedTally.drainInto(this.tokensIssued),
     });
     if (isPostgres(storage)) {
       const pool = storage.database.pool;
@@ -69,6 +72,11 @@ export class Metrics {
         },
       });
     }
+  }
+
+  /** Counts one credential issued (a sign-in issues an access and a refresh token). */
+  countIssued(kind: IssuedKind): void {
+    this.issuedTally.seriesFor(kind, () => ({ kind })).pending++;
   }
 
   /** Counts one key verification by its verdict (VALID or the failure code). */

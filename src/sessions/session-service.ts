@@ -3,6 +3,7 @@ import { type ActorContext, auditEvent } from "../audit/context.ts";
 import type { AuthConfig } from "../config/auth-config.ts";
 import type { Clock } from "../lib/clock.ts";
 import { newId } from "../lib/ids.ts";
+import type { OnIssued } from "../observability/issued.ts";
 import type { SessionRecord, Storage, UserRecord } from "../storage/types.ts";
 import { digestOpaqueToken, isOpaqueToken, newOpaqueToken, type RandomBytes } from "../tokens/opaque-token.ts";
 
@@ -26,13 +27,16 @@ export class SessionService {
   private readonly clock: Clock;
   private readonly settings: Pick<AuthConfig, "sessionSeconds" | "sessionIdleSeconds">;
   private readonly randomBytes: RandomBytes | undefined;
+  private readonly onIssued: OnIssued;
 
   constructor(options: {
     storage: Storage;
     clock: Clock;
     settings: Pick<AuthConfig, "sessionSeconds" | "sessionIdleSeconds">;
     randomBytes?: RandomBytes;
+    onIssued?: OnIssued;
   }) {
+    this.onIssued = options.onIssued ?? (() => {});
     this.storage = options.storage;
     this.clock = options.clock;
     this.settings = options.settings;
@@ -71,6 +75,7 @@ export class SessionService {
         detail: { session: session.id },
       }),
     );
+    this.onIssued("session");
     return { secret, session };
   }
 

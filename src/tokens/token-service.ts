@@ -4,6 +4,7 @@ import type { AuthConfig } from "../config/auth-config.ts";
 import { InvalidGrantError, InvalidTokenError } from "../errors/gatehouse-error.ts";
 import type { Clock } from "../lib/clock.ts";
 import { newId } from "../lib/ids.ts";
+import type { OnIssued } from "../observability/issued.ts";
 import type { SigningKeyring } from "../signing/keyring.ts";
 import type { RefreshTokenRecord, Storage, UserRecord } from "../storage/types.ts";
 import {
@@ -44,6 +45,7 @@ export class TokenService {
   private readonly clock: Clock;
   private readonly randomBytes: RandomBytes | undefined;
   private readonly auth: AuthConfig;
+  private readonly onIssued: OnIssued;
   readonly settings: AccessTokenSettings;
 
   constructor(options: {
@@ -54,8 +56,10 @@ export class TokenService {
     issuer: string;
     auth: AuthConfig;
     randomBytes?: RandomBytes;
+    onIssued?: OnIssued;
   }) {
     this.storage = options.storage;
+    this.onIssued = options.onIssued ?? (() => {});
     this.keyring = options.keyring;
     this.audit = options.audit;
     this.clock = options.clock;
@@ -92,6 +96,12 @@ export class TokenService {
         revokedAt: null,
       },
     };
+  }
+
+  /** A sign-in or a rotation stored: one access token and one refresh token issued. */
+  private countIssued(): void {
+    this.onIssued("access_token");
+    this.onIssued("refresh_token");
   }
 
   private async response(userId: string, refresh: { token: string; record: RefreshTokenRecord }, now: number) {
@@ -134,6 +144,7 @@ export class TokenService {
         detail: { family: family.id },
       }),
     );
+    this.countIssued();
     return { body, familyId: family.id, refreshExpiresAt: refresh.record.expiresAt };
   }
 
@@ -191,6 +202,7 @@ export class TokenService {
       reused: this.reuseEvent(record, now, context),
     });
     if (outcome.outcome !== "rotated") throw new InvalidGrantError();
+    this.countIssued();
     return { body, familyId: record.familyId, refreshExpiresAt: replacement.record.expiresAt };
   }
 
