@@ -16,7 +16,7 @@ export class Metrics {
   readonly verifications: Counter<"outcome">;
   readonly rateLimitRejections: Counter<"where">;
   readonly tokensIssued: Counter<"kind">;
-  /** Per-request counts, handed to `requests` and `verifications` when scraped. */
+  /** Counts kept in plain numbers where they happen, handed to the counters above when scraped. */
   private readonly requestTally = new CounterTally<"method" | "route" | "status">();
   private readonly verificationTally = new CounterTally<"outcome">();
   private readonly issuedTally = new CounterTally<"kind">();
