@@ -183,13 +183,19 @@ export function memoryOf(pid: number): { rssMB: number; peakRssMB: number } | nu
   }
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
-export function cpuSecondsOf(pid: number): number | null {
+/** CPU seconds a process has used so far in user and in system mode, from /proc/<pid>/stat. */
+export function cpuTimesOf(pid: number): { user: number; system: number } | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
   } catch {
     return null;
   }
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+export function cpuSecondsOf(pid: number): number | null {
+  const times = cpuTimesOf(pid);
+  return times === null ? null : times.user + times.system;
 }

@@ -11,9 +11,8 @@
  * request, whatever it does. docs/benchmarks.md, "The yardstick", has the figures.
  * BENCH_REPEAT (default 2) runs the whole list again; ~20 s a point.
  */
-import { readFileSync } from "node:fs";
 import { measure, requestTemplate, type Template } from "./load.ts";
-import { pinSelf, startBaseline } from "./servers.ts";
+import { cpuTimesOf, pinSelf, startBaseline } from "./servers.ts";
 
 const points = (process.env.BENCH_WORK_MICROS ?? "1,2,3,5,10,20,40").split(",").map(Number);
 const repeat = Number(process.env.BENCH_REPEAT ?? 2);
@@ -24,18 +23,14 @@ pinSelf();
 // (its speed decides where extra work starts to show); the bare route only parses them.
 const template: Template = requestTemplate(`gate_${"0".repeat(49)}`, [`gate_${"1".repeat(49)}`], ["payments:read"]);
 
-function cpuOf(pid: number): { user: number; system: number } {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
-}
-
 async function point(micros: number) {
   const server = await startBaseline(micros);
   try {
     await measure(server, template, { ...load, durationSeconds: 2 });
-    const before = cpuOf(server.pid);
+    const before = cpuTimesOf(server.pid);
     const result = await measure(server, template, load);
-    const after = cpuOf(server.pid);
+    const after = cpuTimesOf(server.pid);
+    if (before === null || after === null) throw new Error("CPU time needs /proc (Linux)");
     const per = (seconds: number) => (seconds * 1e6) / Math.max(1, result.requests);
     return {
       requestsPerSecond: result.requestsPerSecond,

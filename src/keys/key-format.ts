@@ -84,7 +84,7 @@ export function isWellFormedKey(candidate: unknown, prefix: string): candidate i
   if (typeof candidate !== "string") return false;
   const start = prefix.length + 1;
   const split = start + RANDOM_CHARS;
-  if (candidate.length !== split + CHECKSUM_CHARS) return false;
+  if (candidate.length !== keyLength(prefix)) return false;
   if (!candidate.startsWith(prefix) || candidate.charCodeAt(prefix.length) !== 95 /* _ */) return false;
   let checksum = 0;
   for (let i = start; i < candidate.length; i++) {
