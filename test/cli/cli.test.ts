@@ -186,9 +186,21 @@ describe("gatehouse CLI", () => {
     assert.equal(reissued.code, 0, reissued.stderr);
     const second = JSON.parse(reissued.stdout).adminKey;
     assert.notEqual(second, adminKey);
+    // For scripts (`ADMIN=$(gatehouse init --key-only)`): the key alone on stdout, and on a
+    // store initialised already, nothing on stdout and advice that can be pasted as it is.
+    const refused = await cli(["init", "--key-only"], env);
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stdout, "");
+    assert.match(refused.stderr, /run: gatehouse init --new-admin-key --key-only$/m);
+    const third = await cli(["init", "--new-admin-key", "--key-only"], env);
+    assert.equal(third.code, 0, third.stderr);
+    assert.match(third.stdout, /^gate_[0-9A-Za-z]{49}\n$/);
+    const both = await cli(["init", "--json", "--key-only"], env);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /one of --json and --key-only[\s\S]*Usage: gatehouse init/);
     const server = await serve(env);
     try {
-      for (const key of [adminKey, second]) {
+      for (const key of [adminKey, second, third.stdout.trim()]) {
         const keys = await call(`${server.url}/v1/keys`, key);
         assert.equal(keys.status, 200);
       }

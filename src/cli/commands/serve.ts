@@ -64,7 +64,10 @@ export const serveCommand: Command = {
     try {
       await app.listen({ port: config.port, host: config.host });
     } catch (error) {
-      io.err(`gatehouse serve: cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`);
+      const inUse = (error as { code?: unknown }).code === "EADDRINUSE";
+      io.err(
+        `gatehouse serve: cannot listen on ${config.host}:${config.port}: ${(error as Error).message}${inUse ? ". Another process holds the port: stop it, or choose another with GATEHOUSE_PORT" : ""}`,
+      );
       await gatehouse.stop();
       return 1;
     }
