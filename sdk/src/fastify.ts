@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { guard } from "./guard.ts";
-import { assertScopes } from "./key-shape.ts";
+import { checkedScopeList } from "./key-shape.ts";
 import type { KeyVerifier } from "./key-verifier.ts";
-import { guardToken, guardTokenNow, type TokenGuardResult } from "./token-guard.ts";
+import { guardToken, guardTokenNow, type TokenGuardOptions, type TokenGuardResult } from "./token-guard.ts";
 import type { TokenVerifier } from "./token-verifier.ts";
 import type { VerifiedToken } from "./verified-token.ts";
 import type { VerifiedKey } from "./verify-result.ts";
@@ -70,8 +70,7 @@ export const gatehousePlugin: FastifyPluginAsync<GatehousePluginOptions> = Objec
  * declared, so a typo fails at start-up rather than on the first request.
  */
 export function requireKey(options: { scopes?: readonly string[] } = {}) {
-  const scopes = [...(options.scopes ?? [])];
-  assertScopes(scopes);
+  const scopes = checkedScopeList(options.scopes);
   return async function requireGatehouseKey(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const settings: GatehousePluginOptions | undefined = request.server.gatehouseGuard;
     const verifier = settings?.verifier;
@@ -100,8 +99,10 @@ export function requireKey(options: { scopes?: readonly string[] } = {}) {
  * same 401; the reason is logged at debug level, never sent.
  */
 export function requireToken(options: { scopes?: readonly string[] } = {}) {
-  const scopes = [...(options.scopes ?? [])];
-  assertScopes(scopes);
+  // Checked and frozen once, here: the verifier then skips checking it on every request.
+  const scopes = checkedScopeList(options.scopes);
+  // The guard's options, made once per plugin registration rather than per request.
+  let prepared: { settings: GatehousePluginOptions; options: TokenGuardOptions } | null = null;
   /**
    * A callback hook, not an async one: a token the verifier can answer at once (cached,
    * or HS256) lets the request through without a promise; anything else awaits `guardToken`.
@@ -113,11 +114,13 @@ export function requireToken(options: { scopes?: readonly string[] } = {}) {
       done(new Error("requireToken() used without app.register(gatehousePlugin, { tokenVerifier })"));
       return;
     }
-    const guardOptions = {
-      verifier,
-      scopes,
-      ...(settings.realm === undefined ? {} : { realm: settings.realm }),
-    };
+    if (prepared?.settings !== settings) {
+      prepared = {
+        settings,
+        options: { verifier, scopes, ...(settings.realm === undefined ? {} : { realm: settings.realm }) },
+      };
+    }
+    const guardOptions = prepared.options;
     const apply = (result: TokenGuardResult): void => {
       if (result.ok) {
         request.gatehouseToken = result.token;

@@ -26,13 +26,30 @@ export function containsKeyShape(text: string): boolean {
 const SCOPE_NAME = /^[!#-[\]-~]{1,128}$/;
 export const MAX_SCOPES = 64;
 
+/**
+ * Frozen scope lists that passed `assertScopes`: a guard checks its route's list once and
+ * freezes it, and the verifier, which checks what it is given on every call, then finds
+ * it here instead of testing each name again. Only frozen lists: they cannot change after
+ * the check.
+ */
+const checkedScopeLists = new WeakSet<readonly string[]>();
+
 /** Caller mistake, so a TypeError (thrown when a route is declared, not per request). */
 export function assertScopes(scopes: unknown): asserts scopes is readonly string[] {
   if (!Array.isArray(scopes)) throw new TypeError("scopes must be an array of scope names");
+  if (checkedScopeLists.has(scopes)) return;
   if (scopes.length > MAX_SCOPES) throw new TypeError(`at most ${MAX_SCOPES} scopes may be required`);
   for (const scope of scopes) {
     if (typeof scope !== "string" || !SCOPE_NAME.test(scope)) {
       throw new TypeError(`invalid scope name ${JSON.stringify(scope)}: 1–128 visible ASCII characters, no " or \\`);
     }
   }
+  if (Object.isFrozen(scopes)) checkedScopeLists.add(scopes);
+}
+
+/** `scopes` checked and frozen: what a guard keeps for its route. */
+export function checkedScopeList(scopes: readonly string[] | undefined): readonly string[] {
+  const list = Object.freeze([...(scopes ?? [])]);
+  assertScopes(list);
+  return list;
 }

@@ -18,9 +18,14 @@ export function refuse(
   };
 }
 
+/** The last realm that passed: nearly always the same one, call after call. */
+let checkedRealm: string | null = null;
+
 /** The realm goes inside a quoted-string of WWW-Authenticate (RFC 9110 §11.5), so no quote or backslash. */
 export function assertRealm(realm: string): void {
+  if (checkedRealm !== null && realm === checkedRealm) return;
   if (typeof realm !== "string" || !REALM.test(realm)) {
     throw new TypeError('realm must be 1–128 visible ASCII characters or spaces, without " or \\');
   }
+  checkedRealm = realm;
 }

@@ -93,6 +93,7 @@ function guardResult(result: TokenVerifyResult, scopes: readonly string[], realm
 
 function checkedOptions(options: TokenGuardOptions): { scopes: readonly string[]; realm: string } {
   const scopes = options.scopes ?? [];
+  // Cheap for a frozen list already checked (a guard's own): see `assertScopes`.
   assertScopes(scopes);
   const realm = options.realm ?? "api";
   assertRealm(realm);

@@ -41,9 +41,10 @@ function boundedString(value: unknown, name: string): asserts value is string {
 }
 
 /**
- * Checks the claims jose has already verified the signature of. jose checks iss, aud,
- * exp, nbf and iat and that sub and jti are present; this checks their types, so nothing
- * downstream trusts a shape it was not shown. Throws `TypeError`.
+ * Checks the claims of a token whose signature, `iss`, `aud` and required claims are
+ * already checked (token-signature.ts; the verifier checks the times): this checks their
+ * types, so nothing downstream trusts a shape it was not shown. Takes ownership of
+ * `payload`, which becomes the frozen `claims`. Throws `TypeError`.
  */
 export function parseVerifiedClaims(payload: JsonObject): VerifiedToken {
   const { iss, sub, aud, iat, exp, jti, scope, client_id: clientId, sid } = payload;
@@ -58,10 +59,13 @@ export function parseVerifiedClaims(payload: JsonObject): VerifiedToken {
   if (scope !== undefined) assertString(scope, "scope");
   if (clientId !== undefined) boundedString(clientId, "client_id");
   if (sid !== undefined) boundedString(sid, "sid");
-  const claims: AccessTokenClaims = { ...payload, iss, sub, aud, iat, exp, jti };
-  return deepFreeze({
+  // The payload is this call's own (parsed from the token just now), so it becomes the
+  // claims as it is, without a copy.
+  const claims = payload as AccessTokenClaims;
+  freezeClaims(claims);
+  return Object.freeze({
     sub,
-    scopes: typeof scope === "string" ? scope.split(" ").filter((item) => item.length > 0) : [],
+    scopes: Object.freeze(typeof scope === "string" ? scope.split(" ").filter((item) => item.length > 0) : []),
     jti,
     sid: typeof sid === "string" ? sid : null,
     expiresAt: exp * 1000,
@@ -69,11 +73,23 @@ export function parseVerifiedClaims(payload: JsonObject): VerifiedToken {
   });
 }
 
-/** Frozen once when cached, so a route cannot change what the next request sees. */
-function deepFreeze<T>(value: T): T {
-  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const member of Object.values(value)) deepFreeze(member);
+/**
+ * Frozen once when cached, so a route cannot change what the next request sees. Claims
+ * are nearly all strings and numbers: only the objects among them (an `aud` list, a
+ * deployment's own structured claims) are walked.
+ */
+function freezeClaims(claims: AccessTokenClaims): void {
+  Object.freeze(claims);
+  for (const name in claims) {
+    const value = claims[name];
+    if (typeof value === "object" && value !== null) deepFreeze(value);
   }
-  return value;
+}
+
+function deepFreeze(value: object): void {
+  if (Object.isFrozen(value)) return;
+  Object.freeze(value);
+  for (const member of Object.values(value)) {
+    if (typeof member === "object" && member !== null) deepFreeze(member);
+  }
 }

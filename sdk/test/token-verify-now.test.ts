@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import Fastify from "fastify";
 import { gatehousePlugin, requireToken } from "../src/fastify.ts";
 import { createTokenVerifier, guardToken, guardTokenNow } from "../src/index.ts";
-import { pathCountingFetch, segments, startTokenGatehouse, type TokenGatehouse } from "./support/tokens.ts";
+import { b64, pathCountingFetch, segments, startTokenGatehouse, type TokenGatehouse } from "./support/tokens.ts";
 
 const SECRET = randomBytes(32);
 const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
@@ -69,6 +69,43 @@ describe("answers without a promise (verifyNow, guardTokenNow)", () => {
     if (refused && !refused.ok) assert.equal(refused.status, 403);
     const missing = guardTokenNow({ headers: {} }, { verifier });
     assert.equal(missing?.ok === false && missing.status, 401);
+  });
+
+  test("checks remembered for speed still catch every caller mistake, call after call", async () => {
+    const verifier = createTokenVerifier({ issuer: hs.issuer, audience: hs.audience, hs256Secret: SECRET });
+    const { accessToken } = await hs.signIn({ scopes: ["payments:read"] });
+    const frozen = Object.freeze(["payments:read"]);
+    for (let i = 0; i < 2; i++) {
+      assert.equal(guardTokenNow(bearer(accessToken), { verifier, scopes: frozen, realm: "api" })?.ok, true);
+      // A mutable list is checked on every call: the same names pass, and a bad one added later throws.
+      const mutable = ["payments:read"];
+      assert.equal(verifier.verifyNow?.(accessToken, { scopes: mutable })?.valid, true);
+      mutable.push("has space");
+      assert.throws(() => verifier.verifyNow?.(accessToken, { scopes: mutable }), TypeError);
+      assert.throws(() => guardTokenNow(bearer(accessToken), { verifier, scopes: frozen, realm: 'a"b' }), TypeError);
+      assert.throws(() => guardTokenNow(bearer(accessToken), { verifier, realm: 42 as unknown as string }), TypeError);
+      assert.throws(() => guardTokenNow(bearer(accessToken), { verifier, scopes: Object.freeze(["x y"]) }), TypeError);
+    }
+  });
+
+  test("a verified token is frozen all the way down: a route cannot change what the next request sees", async () => {
+    const verifier = createTokenVerifier({ issuer: hs.issuer, audience: [hs.audience, "other"], hs256Secret: SECRET });
+    const { accessToken } = await hs.signIn({ scopes: ["payments:read"] });
+    // The same claims with a list audience and a structured claim of a deployment's own, re-signed with the secret.
+    const [header, payload] = segments(accessToken);
+    const claims = JSON.parse(Buffer.from(payload, "base64url").toString());
+    const input = `${header}.${b64({ ...claims, aud: [hs.audience], tenant: { id: "t1", roles: ["admin"] } })}`;
+    const token = `${input}.${createHmac("sha256", SECRET).update(input).digest("base64url")}`;
+    const result = verifier.verifyNow?.(token);
+    assert.ok(result?.valid, JSON.stringify(result));
+    const { claims: verified } = result.token;
+    const tenant = verified.tenant as { id: string; roles: string[] };
+    for (const part of [result.token, result.token.scopes, verified, verified.aud, tenant, tenant.roles]) {
+      assert.ok(Object.isFrozen(part), JSON.stringify(part));
+    }
+    assert.deepEqual(tenant, { id: "t1", roles: ["admin"] });
+    const again = verifier.verifyNow?.(token);
+    assert.ok(again?.valid && again.cached);
   });
 
   test("requireToken answers HS256 tokens on the synchronous path: 200, 401, 403 as always", async () => {
