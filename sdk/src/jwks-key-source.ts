@@ -1,3 +1,4 @@
+import { KeyObject } from "node:crypto";
 import { createRemoteJWKSet, customFetch, errors } from "jose";
 import { assertObject } from "./assert.ts";
 import { KID } from "./token-shape.ts";
@@ -78,7 +79,28 @@ export function createJwksKeySource(options: JwksKeySourceOptions) {
   /** The header members that select a key: nothing else of the token reaches jose. */
   type KeyHeader = { alg: string; kid: string };
 
-  async function keyFromSet(header: KeyHeader): Promise<CryptoKey> {
+  /**
+   * Keys jose selected, by kid, as node KeyObjects (what the signature check takes), so
+   * a token under a kid seen before needs neither jose nor a promise (`resolveNow`). An
+   * entry serves only while jose's copy of the JWKS is fresh and has not been replaced
+   * since: every reload is awaited here and then bumps `generation`, which empties the
+   * memo, and an entry is written only if no reload completed while it was looked up.
+   * Bounded by the JWKS itself: only keys jose found are kept.
+   */
+  const memo = new Map<string, { alg: string; key: KeyObject }>();
+  let generation = 0;
+
+  async function reload(): Promise<void> {
+    try {
+      await remoteKeys.reload();
+    } finally {
+      generation++;
+      memo.clear();
+    }
+  }
+
+  async function keyFromSet(header: KeyHeader): Promise<KeyObject> {
+    const seen = generation;
     let key: unknown;
     try {
       key = await remoteKeys(header);
@@ -89,23 +111,45 @@ export function createJwksKeySource(options: JwksKeySourceOptions) {
     }
     // jose 6 imports JWKs as WebCrypto keys; anything else is a jose change to look at, not a verdict.
     if (!(key instanceof CryptoKey)) throw new TypeError("jose returned a JWKS key that is not a CryptoKey");
-    return key;
+    const keyObject = KeyObject.from(key);
+    if (seen === generation) memo.set(header.kid, { alg: header.alg, key: keyObject });
+    return keyObject;
   }
 
-  /** The JWKS key for a token's `kid` and (already pinned) `alg`. */
-  return async function resolveKey(header: { alg: string; kid?: unknown }): Promise<CryptoKey> {
-    const { alg, kid } = header;
-    if (typeof kid !== "string" || !KID.test(kid)) throw new TokenRefusal("UNKNOWN_KEY");
-    try {
-      return await keyFromSet({ alg, kid });
-    } catch (error) {
-      if (!(error instanceof TokenRefusal && error.unknownKid)) throw error;
-    }
-    // A kid we have not seen: Gatehouse may have rotated. Refetch, at most once per floor;
-    // concurrent requests share one fetch (jose keeps one in flight).
-    if (clock() - lastFetchAt < refetchFloorMs) throw new TokenRefusal("UNKNOWN_KEY");
-    lastFetchAt = clock();
-    await remoteKeys.reload();
-    return keyFromSet({ alg, kid });
+  return {
+    /** The JWKS key for a token's `kid` and (already pinned) `alg`. */
+    async resolve(header: { alg: string; kid?: unknown }): Promise<KeyObject> {
+      const { alg, kid } = header;
+      if (typeof kid !== "string" || !KID.test(kid)) throw new TokenRefusal("UNKNOWN_KEY");
+      // Stale or never fetched: reloaded here (not inside jose's lookup), so the memo knows.
+      // A failure other than ours is no key for this token, as when jose reloaded by itself.
+      // With a max age of 0 jose refetches inside every lookup anyway (and `resolveNow`
+      // never answers, the copy never being fresh): a reload here would fetch twice.
+      if (!remoteKeys.fresh && options.cacheMaxAgeMs > 0) {
+        await reload().catch((error: unknown) => {
+          throw error instanceof VerifierError ? error : new TokenRefusal("UNKNOWN_KEY");
+        });
+      }
+      try {
+        return await keyFromSet({ alg, kid });
+      } catch (error) {
+        if (!(error instanceof TokenRefusal && error.unknownKid)) throw error;
+      }
+      // A kid we have not seen: Gatehouse may have rotated. Refetch, at most once per floor;
+      // concurrent requests share one fetch (jose keeps one in flight).
+      if (clock() - lastFetchAt < refetchFloorMs) throw new TokenRefusal("UNKNOWN_KEY");
+      lastFetchAt = clock();
+      await reload();
+      return keyFromSet({ alg, kid });
+    },
+    /**
+     * `resolve`, answered at once for a kid already resolved under the same `alg` from the
+     * JWKS jose holds now, while that copy is fresh; null otherwise (then `resolve`).
+     */
+    resolveNow(header: { alg: string; kid?: unknown }): KeyObject | null {
+      if (typeof header.kid !== "string" || !remoteKeys.fresh) return null;
+      const known = memo.get(header.kid);
+      return known !== undefined && known.alg === header.alg ? known.key : null;
+    },
   };
 }

@@ -1,4 +1,4 @@
-import { createHash, createHmac, createSecretKey, KeyObject, timingSafeEqual, verify } from "node:crypto";
+import { createHash, createHmac, createSecretKey, type KeyObject, timingSafeEqual, verify } from "node:crypto";
 import { assertObject, type JsonObject } from "./assert.ts";
 import type { TokenAlgorithm } from "./token-verifier.ts";
 import { TokenRefusal } from "./token-verify-result.ts";
@@ -183,10 +183,8 @@ export function hs256Secret(value: string | Uint8Array): { key: KeyObject; kid: 
   return { key: createSecretKey(bytes), kid: hs256KeyId(bytes) };
 }
 
-/** `verifySignedJws` for JWKS keys jose imported, each made a KeyObject once. */
+/** `verifySignedJws` with the verifier's pins, fixed once. */
 export function createSignatureCheck(pins: SignaturePins) {
-  // node's KeyObject for each JWKS key, made once (dropped with the key when jose refetches).
-  const keyObjects = new WeakMap<CryptoKey, KeyObject>();
   // The audience list made once, not per token.
   const pinned: SignaturePins = {
     ...pins,
@@ -194,13 +192,9 @@ export function createSignatureCheck(pins: SignaturePins) {
   };
 
   return {
-    withJwksKey(jws: CompactJws, key: CryptoKey, alg: TokenAlgorithm): JsonObject {
-      let keyObject = keyObjects.get(key);
-      if (!keyObject) {
-        keyObject = KeyObject.from(key);
-        keyObjects.set(key, keyObject);
-      }
-      return verifySignedJws(jws, keyObject, alg, pinned);
+    /** A JWKS key (as the key source hands it over) under the pinned `alg`. */
+    withKey(jws: CompactJws, key: KeyObject, alg: TokenAlgorithm): JsonObject {
+      return verifySignedJws(jws, key, alg, pinned);
     },
     /** HS256 with the shared secret (never from a JWKS). */
     withSecret(jws: CompactJws, secret: KeyObject): JsonObject {

@@ -105,9 +105,10 @@ export interface TokenVerifier {
   verify(token: string, options?: TokenVerifyOptions): Promise<TokenVerifyResult>;
   /**
    * `verify`, answered at once when no I/O is needed (a token in the verified-token cache,
-   * or any token with `hs256Secret`), and with no revocation check configured; null
-   * otherwise, and then `verify` must be called. The guards use it to skip the promises
-   * of the common case. Same checks, same answers.
+   * any token with `hs256Secret`, or a token whose kid this verifier has already resolved
+   * from the JWKS it holds now), and with no revocation check configured; null otherwise,
+   * and then `verify` must be called. The guards use it to skip the promises of the
+   * common case. Same checks, same answers.
    */
   verifyNow?(token: string, options?: TokenVerifyOptions): TokenVerifyResult | null;
   readonly stats: Readonly<TokenVerifierStats>;
@@ -205,7 +206,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       })
     : null;
 
-  const resolveKey = secret
+  const keys = secret
     ? null
     : createJwksKeySource({
         jwksUri,
@@ -235,13 +236,41 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       const { header } = jws;
       // The algorithm is pinned before any key is looked up (RFC 8725 §3.1): alg none,
       // HS256 keyed with the public key, PS256 with an RSA key never get further.
-      const alg = algorithms.find((allowed) => allowed === header.alg);
-      if (alg === undefined || resolveKey === null) throw new TokenRefusal("ALG_NOT_ALLOWED");
-      const key = await resolveKey({ alg, kid: header.kid });
-      payload = checkSignature.withJwksKey(jws, key, alg);
+      const alg = pinnedAlgorithm(header.alg);
+      if (alg === undefined || keys === null) throw new TokenRefusal("ALG_NOT_ALLOWED");
+      const key = await keys.resolve({ alg, kid: header.kid });
+      payload = checkSignature.withKey(jws, key, alg);
     } catch (error) {
       if (error instanceof VerifierError) throw error;
       return failureOf(error);
+    }
+    return checkedClaims(payload, now);
+  }
+
+  function pinnedAlgorithm(alg: unknown): TokenAlgorithm | undefined {
+    return algorithms.find((allowed) => allowed === alg);
+  }
+
+  /**
+   * `verifySignature` without a promise, for a token whose key is already in hand (a kid
+   * seen before, from the JWKS as it is now): the same checks in the same order, so the
+   * same answers. Null when the key is not in hand (or the alg is not allowed: the
+   * asynchronous way words that refusal), and then `verifySignature` must answer.
+   */
+  function verifyWithKnownKey(token: string, now: number): VerifiedToken | TokenFailureReason | null {
+    if (keys === null) return null;
+    let payload: JsonObject;
+    try {
+      const jws = parseCompactJws(token);
+      const alg = pinnedAlgorithm(jws.header.alg);
+      const key = alg === undefined ? null : keys.resolveNow({ alg, kid: jws.header.kid });
+      if (alg === undefined || key === null) return null;
+      stats.signatureChecks++;
+      payload = checkSignature.withKey(jws, key, alg);
+    } catch (error) {
+      // Only refusals come from here (no I/O, so no VerifierError); a bug is not an answer.
+      if (!(error instanceof TokenRefusal)) throw error;
+      return error.reason;
     }
     return checkedClaims(payload, now);
   }
@@ -319,9 +348,9 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         stats.cacheHits++;
         return verdict(hit, scopes, true);
       }
-      if (!secret) return null;
       if (!hasCompactShape(token)) return { valid: false, code: "INVALID_TOKEN", reason: "MALFORMED" };
-      const verified = verifyWithSecret(token, secret, now);
+      const verified = secret ? verifyWithSecret(token, secret, now) : verifyWithKnownKey(token, now);
+      if (verified === null) return null;
       if (typeof verified === "string") return { valid: false, code: "INVALID_TOKEN", reason: verified };
       const entry: CachedToken = { token: verified, revocation: null };
       cache?.set(token, entry, now);

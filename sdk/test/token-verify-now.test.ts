@@ -42,11 +42,51 @@ describe("answers without a promise (verifyNow, guardTokenNow)", () => {
     );
     // Malformed input is refused at once, as verify refuses it.
     assert.deepEqual(verifier.verifyNow?.("x".repeat(20_000)), await verifier.verify("x".repeat(20_000)));
-    assert.equal(guardTokenNow(bearer("a.b.c"), { verifier }), null, "an unknown token needs the JWKS");
+    assert.deepEqual(guardTokenNow(bearer("a.b.c"), { verifier }), await guardToken(bearer("a.b.c"), { verifier }));
     assert.deepEqual(
       guardTokenNow(bearer(accessToken), { verifier }),
       await guardToken(bearer(accessToken), { verifier }),
     );
+  });
+
+  test("JWKS: a new token under a kid already resolved is checked at once, with the answers verify gives", async () => {
+    const counting = pathCountingFetch();
+    const verifier = rsa.verifier({ fetch: counting.fetch });
+    const first = await rsa.signIn({ scopes: ["payments:read"] });
+    assert.equal((await verifier.verify(first.accessToken)).valid, true);
+    const fetches = counting.count("/.well-known/jwks.json");
+    const second = await rsa.signIn({ scopes: ["payments:read"] });
+    const now = verifier.verifyNow?.(second.accessToken, { scopes: ["payments:read"] });
+    assert.ok(now?.valid && !now.cached && now.token.sub === second.userId, JSON.stringify(now));
+    const [header, payload, signature] = segments((await rsa.signIn()).accessToken);
+    const claims = JSON.parse(Buffer.from(payload, "base64url").toString());
+    const wrongs = [
+      `${header}.${payload}.${signature.startsWith("A") ? "B" : "A"}${signature.slice(1)}`, // BAD_SIGNATURE
+      `${header}.${b64({ ...claims, sub: "usr_admin" })}.${signature}`, // claims changed under the signature
+      `${b64({ alg: "HS256", typ: "at+jwt", kid: JSON.parse(Buffer.from(header, "base64url").toString()).kid })}.${payload}.${signature}`,
+    ];
+    for (const wrong of wrongs) {
+      const at = verifier.verifyNow?.(wrong);
+      assert.equal(at?.valid ?? false, false, wrong);
+      // The alg HS256 is not allowed: not answered at once, and verify words the refusal.
+      if (at !== null) assert.deepEqual(at, await verifier.verify(wrong), wrong);
+    }
+    assert.equal(counting.count("/.well-known/jwks.json"), fetches, "no fetch for a kid already resolved");
+    // A kid never resolved: only the JWKS can say.
+    const unknownKid = `${b64({ alg: "RS256", typ: "at+jwt", kid: "x".repeat(43) })}.${payload}.${signature}`;
+    assert.equal(verifier.verifyNow?.(unknownKid), null);
+  });
+
+  test("JWKS: nothing is checked at once from a copy of the JWKS that is no longer fresh", async () => {
+    // cacheMaxAgeMs 0: every use finds jose's copy stale, so every new token goes the way that refetches.
+    const counting = pathCountingFetch();
+    const verifier = rsa.verifier({ fetch: counting.fetch, jwks: { cacheMaxAgeMs: 0 } });
+    assert.equal((await verifier.verify((await rsa.signIn()).accessToken)).valid, true);
+    const { accessToken } = await rsa.signIn();
+    assert.equal(verifier.verifyNow?.(accessToken), null);
+    const before = counting.count("/.well-known/jwks.json");
+    assert.equal((await verifier.verify(accessToken)).valid, true);
+    assert.equal(counting.count("/.well-known/jwks.json"), before + 1);
   });
 
   test("HS256: first-seen tokens are verified at once, with every refusal verify gives", async () => {
