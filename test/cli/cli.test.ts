@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -191,7 +192,7 @@ describe("gatehouse CLI", () => {
     const refused = await cli(["init", "--key-only"], env);
     assert.equal(refused.code, 1);
     assert.equal(refused.stdout, "");
-    assert.match(refused.stderr, /run: gatehouse init --new-admin-key --key-only$/m);
+    assert.match(refused.stderr, /run: npx gatehouse init --new-admin-key --key-only$/m);
     const third = await cli(["init", "--new-admin-key", "--key-only"], env);
     assert.equal(third.code, 0, third.stderr);
     assert.match(third.stdout, /^gate_[0-9A-Za-z]{49}\n$/);
@@ -210,6 +211,21 @@ describe("gatehouse CLI", () => {
     }
   });
 
+  test("serve on a port another process holds: one line that names GATEHOUSE_PORT, exit 1", async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+    try {
+      const address = holder.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      const run = await cli(["serve"], { ...env, GATEHOUSE_PORT: String(port) });
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(run.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*GATEHOUSE_PORT`));
+      assert.doesNotMatch(run.stderr, NO_STACK);
+    } finally {
+      holder.close();
+    }
+  });
+
   test("keys create, list, rotate and revoke", async () => {
     const created = await cli(["keys", "create", "--name", "ci", "--scope", "a", "--scope", "b", "--json"], env);
     assert.equal(created.code, 0, created.stderr);
@@ -222,7 +238,16 @@ describe("gatehouse CLI", () => {
       .split("\n")
       .map((line) => JSON.parse(line));
     const row = rows.find((r) => r.id === id);
-    assert.deepEqual(row, { id, name: "ci", hint: keyHint(key), status: "active", scopes: ["a", "b"] });
+    assert.deepEqual(row, {
+      id,
+      name: "ci",
+      hint: keyHint(key),
+      status: "active",
+      scopes: ["a", "b"],
+      permissions: [],
+    });
+    // The admin key shows what it may do, in JSON and in text.
+    assert.ok(rows.some((r) => r.name === "admin" && r.permissions.includes("keys:verify")));
     assert.ok(!listed.stdout.includes(key), "list never prints a key");
     assert.ok(!listed.stdout.includes(adminKey));
 
@@ -243,6 +268,7 @@ describe("gatehouse CLI", () => {
     assert.equal(after.find((r) => r.id === next.id)?.status, "revoked");
     const text = await cli(["keys", "list"], env);
     assert.match(text.stdout, new RegExp(`${next.id}\\s+${keyHint(next.key)}\\s+revoked`));
+    assert.match(text.stdout, /\badmin\b.*\[\]\s+permissions: .*\bkeys:verify\b/);
   });
 
   test("keys created, rotated and revoked by the CLI while serve runs: the server follows them", async () => {

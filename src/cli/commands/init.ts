@@ -25,7 +25,7 @@ export const initCommand: Command = {
         const existing = await gatehouse.storage.meta.get(INITIALISED);
         if (existing !== null && !values["new-admin-key"]) {
           io.err(
-            `This store (${describeStore(gatehouse.config)}) was initialised at ${existing}. Its admin key was shown then and is not stored. To issue another admin key, run: gatehouse init --new-admin-key${format}`,
+            `This store (${describeStore(gatehouse.config)}) was initialised at ${existing}. Its admin key was shown then and is not stored. To issue another admin key, run: npx gatehouse init --new-admin-key${format}`,
           );
           return 1;
         }

@@ -86,10 +86,21 @@ const list: Command = {
         const status = keyStatus(record, now);
         if (values.json) {
           io.out(
-            JSON.stringify({ id: record.id, name: record.name, hint: record.hint, status, scopes: record.scopes }),
+            JSON.stringify({
+              id: record.id,
+              name: record.name,
+              hint: record.hint,
+              status,
+              scopes: record.scopes,
+              permissions: record.permissions,
+            }),
           );
         } else {
-          io.out(`${record.id}  ${record.hint}  ${status.padEnd(7)}  ${record.name}  [${record.scopes.join(" ")}]`);
+          // Permissions only where a key has any: an admin key must not look like one with no rights.
+          const permissions = record.permissions.length > 0 ? `  permissions: ${record.permissions.join(" ")}` : "";
+          io.out(
+            `${record.id}  ${record.hint}  ${status.padEnd(7)}  ${record.name}  [${record.scopes.join(" ")}]${permissions}`,
+          );
         }
       }
       return 0;

@@ -66,7 +66,7 @@ export const serveCommand: Command = {
     } catch (error) {
       const inUse = (error as { code?: unknown }).code === "EADDRINUSE";
       io.err(
-        `gatehouse serve: cannot listen on ${config.host}:${config.port}: ${(error as Error).message}${inUse ? ". Another process holds the port: stop it, or choose another with GATEHOUSE_PORT" : ""}`,
+        `gatehouse serve: cannot listen on ${config.host}:${config.port}: ${(error as Error).message}${inUse ? ". Stop the process that holds it, or choose another port with GATEHOUSE_PORT" : ""}`,
       );
       await gatehouse.stop();
       return 1;
