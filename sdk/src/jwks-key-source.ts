@@ -89,6 +89,10 @@ export function createJwksKeySource(options: JwksKeySourceOptions) {
    */
   const memo = new Map<string, { alg: string; key: KeyObject }>();
   let generation = 0;
+  // node's KeyObject for each key jose imported, made once (dropped with the key when jose
+  // refetches): the lookups that miss the memo, such as every one at `cacheMaxAgeMs: 0`,
+  // reuse it.
+  const keyObjects = new WeakMap<CryptoKey, KeyObject>();
 
   async function reload(): Promise<void> {
     try {
@@ -111,7 +115,11 @@ export function createJwksKeySource(options: JwksKeySourceOptions) {
     }
     // jose 6 imports JWKs as WebCrypto keys; anything else is a jose change to look at, not a verdict.
     if (!(key instanceof CryptoKey)) throw new TypeError("jose returned a JWKS key that is not a CryptoKey");
-    const keyObject = KeyObject.from(key);
+    let keyObject = keyObjects.get(key);
+    if (keyObject === undefined) {
+      keyObject = KeyObject.from(key);
+      keyObjects.set(key, keyObject);
+    }
     if (seen === generation) memo.set(header.kid, { alg: header.alg, key: keyObject });
     return keyObject;
   }

@@ -62,7 +62,7 @@ export function parseVerifiedClaims(payload: JsonObject): VerifiedToken {
   // The payload is this call's own (parsed from the token just now), so it becomes the
   // claims as it is, without a copy.
   const claims = payload as AccessTokenClaims;
-  freezeClaims(claims);
+  deepFreeze(claims);
   return Object.freeze({
     sub,
     scopes: Object.freeze(typeof scope === "string" ? scope.split(" ").filter((item) => item.length > 0) : []),
@@ -78,14 +78,6 @@ export function parseVerifiedClaims(payload: JsonObject): VerifiedToken {
  * are nearly all strings and numbers: only the objects among them (an `aud` list, a
  * deployment's own structured claims) are walked.
  */
-function freezeClaims(claims: AccessTokenClaims): void {
-  Object.freeze(claims);
-  for (const name in claims) {
-    const value = claims[name];
-    if (typeof value === "object" && value !== null) deepFreeze(value);
-  }
-}
-
 function deepFreeze(value: object): void {
   if (Object.isFrozen(value)) return;
   Object.freeze(value);
