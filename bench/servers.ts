@@ -3,7 +3,7 @@
  * process) core 1, when `taskset` is available, so neither steals the other's CPU.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus } from "node:os";
 import { join } from "node:path";
@@ -183,15 +183,33 @@ export function memoryOf(pid: number): { rssMB: number; peakRssMB: number } | nu
   }
 }
 
+/** The name and CPU seconds (user, system) in a /proc `stat` line; ticks are USER_HZ, 100 on Linux. */
+function parseStat(stat: string): { name: string; user: number; system: number } {
+  // After the name (in parentheses, which may hold spaces): state first, utime and stime 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return {
+    name: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
+    user: Number(fields[11]) / 100,
+    system: Number(fields[12]) / 100,
+  };
+}
+
 /** CPU seconds a process has used so far in user and in system mode, from /proc/<pid>/stat. */
 export function cpuTimesOf(pid: number): { user: number; system: number } | null {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
+    const { user, system } = parseStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
+    return { user, system };
   } catch {
     return null;
   }
+}
+
+/** CPU seconds of each thread of a process so far, with the thread's name and id (Linux). */
+export function threadCpuTimesOf(pid: number): Array<{ tid: number; name: string; user: number; system: number }> {
+  return readdirSync(`/proc/${pid}/task`).map((tid) => ({
+    tid: Number(tid),
+    ...parseStat(readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8")),
+  }));
 }
 
 /** CPU seconds (user + system) a process has used so far. */

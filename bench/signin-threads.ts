@@ -7,26 +7,21 @@
  * `npm run bench` prints: whatever the other threads spend per sign-in is CPU the hashes
  * cannot have. Linux only. GATEHOUSE_* variables reach the server.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createBenchUser, LOGIN_ENV, loginTemplate } from "./auth-part.ts";
 import { measure } from "./load.ts";
-import { initStore, pinSelf, placeServer, startGatehouse } from "./servers.ts";
+import { initStore, pinSelf, placeServer, startGatehouse, threadCpuTimesOf } from "./servers.ts";
 
-const TICK_MICROS = 1_000_000 / 100; // USER_HZ: 100 on Linux
-
-/** CPU ticks per thread group: "main", "libuv-worker", and the other threads by name. */
-function threadTicks(pid: number): Map<string, { user: number; system: number }> {
+/** CPU seconds per thread group: "main" (the event loop), "libuv-worker", and the other threads by name. */
+function threadTimes(pid: number): Map<string, { user: number; system: number }> {
   const groups = new Map<string, { user: number; system: number }>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-    const name = tid === String(pid) ? "main" : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    // Fields after the name: state is the first; utime and stime are the 12th and 13th.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  for (const thread of threadCpuTimesOf(pid)) {
+    const name = thread.tid === pid ? "main" : thread.name;
     const group = groups.get(name) ?? { user: 0, system: 0 };
-    group.user += Number(fields[11]);
-    group.system += Number(fields[12]);
+    group.user += thread.user;
+    group.system += thread.system;
     groups.set(name, group);
   }
   return groups;
@@ -44,10 +39,10 @@ try {
   // Warm-up: JIT, pool threads, prepared statements.
   await measure(gatehouse, loginTemplate(email), { connections: 8, pipelining: 1, durationSeconds: 2 });
   for (let round = 0; round < rounds; round++) {
-    const before = threadTicks(gatehouse.pid);
+    const before = threadTimes(gatehouse.pid);
     const run = await measure(gatehouse, loginTemplate(email), { connections: 16, pipelining: 1, durationSeconds: 8 });
-    const after = threadTicks(gatehouse.pid);
-    const perSignIn = (ticks: number) => Math.round((ticks * TICK_MICROS) / Math.max(1, run.requests));
+    const after = threadTimes(gatehouse.pid);
+    const perSignIn = (seconds: number) => Math.round((seconds * 1e6) / Math.max(1, run.requests));
     const parts: string[] = [];
     for (const [name, end] of after) {
       const start = before.get(name) ?? { user: 0, system: 0 };
