@@ -57,6 +57,8 @@ export interface BenchResults {
   results: KeyCountResult[];
   /** Null in results written before it was measured, or when the keys part did not run. */
   workCeiling?: WorkCeiling | null;
+  /** Fastify with Gatehouse's settings and none of its work (bench/framework-floor-server.ts). */
+  frameworkFloor?: PairedResult | null;
   auth: AuthResults | null;
   postgres: PostgresResults | null;
   /** Parts that failed (the rest of the run went on). */
@@ -169,6 +171,13 @@ export function summarise(results: BenchResults) {
     if (ceiling) {
       lines.push(
         `Yardstick, same run: the bare route made to spin ${ceiling.extraWorkMicros} µs more per request (and nothing else) costs ${fixed(ceiling.subject.cpuMicrosPerRequest, 0)} µs of CPU a request against ${fixed(ceiling.reference.cpuMicrosPerRequest, 0)}: CPU ratio **${x(ceiling.ratio.cpuNormalised)}**, requests/s ratio ${x(ceiling.ratio.requestsPerSecond)}. On this machine that is the best a server doing ${ceiling.extraWorkMicros} µs more than the bare route can show (docs/benchmarks.md, "The yardstick").`,
+        "",
+      );
+    }
+    const floor = results.frameworkFloor;
+    if (floor) {
+      lines.push(
+        `Framework floor, same run: the verify route with Gatehouse's Fastify settings, hooks, schemas and headers and none of its work (no caller authentication, no key check, no counting; bench/framework-floor-server.ts) costs ${fixed(floor.subject.cpuMicrosPerRequest, 0)} µs of CPU a request against ${fixed(floor.reference.cpuMicrosPerRequest, 0)}: CPU ratio **${x(floor.ratio.cpuNormalised)}**, requests/s ratio ${x(floor.ratio.requestsPerSecond)}. Gatehouse's own work must fit between this and the target.`,
         "",
       );
     }

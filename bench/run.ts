@@ -40,7 +40,7 @@ import {
 } from "./auth-part.ts";
 import { type JwtModeResult, measureJwtGuard } from "./jwt-part.ts";
 import { type LoadOptions, requestTemplate, type Template } from "./load.ts";
-import { pairedRounds, unpairedRatio } from "./paired.ts";
+import { type PairedResult, pairedRounds, unpairedRatio } from "./paired.ts";
 import {
   createPostgresEnvironment,
   measureNodes,
@@ -66,6 +66,7 @@ import {
   type ServerProcess,
   startBaseline,
   startGatehouse,
+  startScript,
 } from "./servers.ts";
 
 function envInt(name: string, fallback: number): number {
@@ -282,6 +283,7 @@ async function attempt(part: string, work: () => Promise<void>): Promise<void> {
 const baseline = await startBaseline();
 const keyResults: KeyCountResult[] = [];
 let workCeiling: WorkCeiling | null = null;
+let frameworkFloor: PairedResult | null = null;
 let auth: AuthResults | null = null;
 let postgres: PostgresResults | null = null;
 /** Databases created by this run, dropped at its end whatever happens. */
@@ -336,6 +338,23 @@ try {
         workCeiling = { extraWorkMicros: EXTRA_WORK_MICROS, ...result };
       } finally {
         await spinning.stop();
+      }
+    });
+
+  if (parts.has("keys"))
+    await attempt("framework floor", async () => {
+      // The verify route as Gatehouse's Fastify settings, hooks and schemas make it, with
+      // none of Gatehouse's work (bench/framework-floor-server.ts): what the framework
+      // alone takes of the verify target's budget on this machine.
+      const floor = await startScript("bench/framework-floor-server.ts", {});
+      try {
+        const template = requestTemplate("unused", [`gate_${"0".repeat(49)}`], SEED_SCOPES.slice(0, 1));
+        frameworkFloor = await pairedRounds(
+          { reference: { target: baseline, template }, subject: { target: floor, template } },
+          { ...paired, label: "framework floor" },
+        );
+      } finally {
+        await floor.stop();
       }
     });
 
@@ -457,6 +476,7 @@ const report: BenchResults = {
   machineLoad: { before: loadBefore, after: loadavg()[0] as number },
   results: keyResults,
   workCeiling,
+  frameworkFloor,
   auth,
   postgres,
   failures,

@@ -5,7 +5,7 @@ import type { VerifyResult } from "../../keys/key-verifier.ts";
 import { type FailedAuthGuard, requirePermissions } from "../authenticate.ts";
 import { iso, RateLimitState, ScopeName } from "../schemas.ts";
 
-const VerifyBody = Type.Object(
+export const VerifyBody = Type.Object(
   {
     // Any string up to a sane size: a malformed key is an answer (MALFORMED), not a 400.
     key: Type.String({ maxLength: 512 }),
@@ -14,7 +14,7 @@ const VerifyBody = Type.Object(
   { additionalProperties: false },
 );
 
-const VerifyAnswer = Type.Object({
+export const VerifyAnswer = Type.Object({
   valid: Type.Boolean(),
   code: Type.Optional(Type.String()),
   keyId: Type.Optional(Type.String()),
