@@ -108,6 +108,7 @@ export function createGatehouse(options: {
     },
     ...(options.randomBytes ? { randomBytes: options.randomBytes } : {}),
     onIssued,
+    recordRefusal: (event) => audit.record(event),
   });
   const housekeeper = new Housekeeper({
     storage,

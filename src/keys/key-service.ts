@@ -3,7 +3,7 @@ import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from ".
 import type { Clock } from "../lib/clock.ts";
 import { newId } from "../lib/ids.ts";
 import type { OnIssued } from "../observability/issued.ts";
-import type { ApiKeyRecord, KeyUpdate, RateLimitPolicy, Storage } from "../storage/types.ts";
+import type { ApiKeyRecord, AuditEventInput, KeyUpdate, RateLimitPolicy, Storage } from "../storage/types.ts";
 import { digestKey, generateKey, keyHint, type RandomBytes } from "./key-format.ts";
 import type { KeyPolicy } from "./key-policy.ts";
 import { keyStatus } from "./key-status.ts";
@@ -33,6 +33,14 @@ export interface Caller {
   permissions: readonly string[] | null;
 }
 
+/** What a refused attempt was: the action it tried, and the key it aimed at, if any. */
+interface Attempt {
+  action: "key.create" | "key.update" | "key.revoke" | "key.rotate";
+  targetId: string | null;
+  /** Safe detail to keep with the refusal (field names, never values or secrets). */
+  detail?: Record<string, unknown>;
+}
+
 /**
  * API key management: create, read, change, rotate, revoke. Knows nothing of HTTP.
  * A caller may only grant, change or act on keys whose permissions it holds itself,
@@ -45,6 +53,7 @@ export class KeyService {
   private readonly randomBytes: RandomBytes | undefined;
   private readonly onChange: (keyId: string) => void | Promise<void>;
   private readonly onIssued: OnIssued;
+  private readonly recordRefusal: (event: AuditEventInput) => void;
 
   constructor(options: {
     storage: Storage;
@@ -57,6 +66,11 @@ export class KeyService {
      */
     onChange?: (keyId: string) => void | Promise<void>;
     onIssued?: OnIssued;
+    /**
+     * Takes the audit events of refused attempts. A refusal changes nothing, so it has no
+     * transaction to ride in; it goes to the batched audit log like a failed verification.
+     */
+    recordRefusal: (event: AuditEventInput) => void;
   }) {
     this.storage = options.storage;
     this.policy = options.policy;
@@ -64,12 +78,27 @@ export class KeyService {
     this.randomBytes = options.randomBytes;
     this.onChange = options.onChange ?? (() => {});
     this.onIssued = options.onIssued ?? (() => {});
+    this.recordRefusal = options.recordRefusal;
   }
 
-  private assertMayGrant(caller: Caller, permissions: readonly string[]): void {
+  /**
+   * Refuses, and audits, an attempt to grant or act on permissions the caller lacks: an
+   * escalation attempt is exactly what the audit log is there to show.
+   */
+  private assertMayGrant(caller: Caller, permissions: readonly string[], attempt: Attempt): void {
     if (caller.permissions === null) return;
     const missing = missingPermissions(caller.permissions, permissions);
-    if (missing.length > 0) throw new ForbiddenError(missing);
+    if (missing.length === 0) return;
+    this.recordRefusal(
+      auditEvent(caller.context, this.clock(), {
+        action: attempt.action,
+        outcome: "failure",
+        targetType: "key",
+        targetId: attempt.targetId,
+        detail: { code: "FORBIDDEN", missing, ...attempt.detail },
+      }),
+    );
+    throw new ForbiddenError(missing);
   }
 
   private expiryFor(expiresInSeconds: number | null | undefined, now: number): number | null {
@@ -115,7 +144,7 @@ export class KeyService {
   async create(input: CreateKeyInput, caller: Caller): Promise<CreatedKey> {
     const now = this.clock();
     const permissions = [...new Set(input.permissions ?? [])];
-    this.assertMayGrant(caller, permissions);
+    this.assertMayGrant(caller, permissions, { action: "key.create", targetId: null });
     const created = this.newRecord(
       {
         name: input.name,
@@ -155,15 +184,16 @@ export class KeyService {
   }
 
   /** Loads a key the caller is allowed to act on. */
-  private async manageable(id: string, caller: Caller): Promise<ApiKeyRecord> {
+  private async manageable(id: string, caller: Caller, attempt: Attempt): Promise<ApiKeyRecord> {
     const record = await this.get(id);
-    this.assertMayGrant(caller, record.permissions);
+    this.assertMayGrant(caller, record.permissions, attempt);
     return record;
   }
 
   async update(id: string, changes: KeyUpdate, caller: Caller): Promise<ApiKeyRecord> {
-    await this.manageable(id, caller);
-    if (changes.permissions) this.assertMayGrant(caller, changes.permissions);
+    const attempt: Attempt = { action: "key.update", targetId: id, detail: { fields: Object.keys(changes) } };
+    await this.manageable(id, caller, attempt);
+    if (changes.permissions) this.assertMayGrant(caller, changes.permissions, attempt);
     const now = this.clock();
     const normalised: KeyUpdate = {
       ...changes,
@@ -187,7 +217,7 @@ export class KeyService {
   }
 
   async revoke(id: string, reason: string, caller: Caller): Promise<ApiKeyRecord> {
-    await this.manageable(id, caller);
+    await this.manageable(id, caller, { action: "key.revoke", targetId: id });
     const now = this.clock();
     const record = await this.storage.keys.revoke(
       id,
@@ -216,7 +246,7 @@ export class KeyService {
     options: { gracePeriodSeconds: number; expiresInSeconds?: number | null },
     caller: Caller,
   ): Promise<CreatedKey & { previous: { id: string; expiresAt: number | null; revokedAt: number | null } }> {
-    const old = await this.manageable(id, caller);
+    const old = await this.manageable(id, caller, { action: "key.rotate", targetId: id });
     const now = this.clock();
     if (options.gracePeriodSeconds > this.policy.maxGracePeriodSeconds) {
       throw new ValidationError(`gracePeriodSeconds may be at most ${this.policy.maxGracePeriodSeconds}.`);
