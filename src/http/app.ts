@@ -1,14 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from "fastify";
 import type { DestinationStream } from "pino";
 import { auditEvent } from "../audit/context.ts";
 import { GatehouseError, NotFoundError } from "../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../gatehouse.ts";
-import { keyHint, keyPattern } from "../keys/key-format.ts";
+import { keyAnywherePattern, keyHint } from "../keys/key-format.ts";
 import { FailedAuthGuard, requestContext } from "./authenticate.ts";
-import { errorHandler, sendProblem } from "./problem.ts";
+import { clientErrorProblem, errorHandler, sendProblem } from "./problem.ts";
 import { auditRoutes } from "./routes/audit.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { authSessionRoutes } from "./routes/auth-session.ts";
@@ -33,7 +33,7 @@ export function buildApp(
   } = {},
 ): FastifyInstance {
   const { config } = gatehouse;
-  const keyInUrl = keyPattern(config.keys.prefix, "");
+  const keyInUrl = keyAnywherePattern(config.keys.prefix);
   const https = config.tls ? { key: readFileSync(config.tls.keyFile), cert: readFileSync(config.tls.certFile) } : null;
   // `https: null` is plain HTTP. The HTTPS server type only differs in `raw`; we type the
   // instance as the default server so routes need no generic juggling.
@@ -57,10 +57,12 @@ export function buildApp(
     return503OnClosing: true,
     // Errors Fastify raises before routing (a URL that does not decode) get our problem
     // document too, not Fastify's own JSON.
+    clientErrorHandler: clientErrorProblem,
+    // A URL that does not decode may still carry a key: that is refused as such.
     frameworkErrors: (error, request, reply) => {
       reply.header("x-request-id", request.id);
       reply.header("cache-control", "no-store");
-      return errorHandler(error, request, reply);
+      return errorHandler(refuseCredentialInUrl(request) ?? error, request, reply);
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -75,6 +77,29 @@ export function buildApp(
     sendProblem(reply, new NotFoundError(`No route for ${request.method} ${redactPath(request.url, keyInUrl)}.`)),
   );
 
+  /**
+   * A credential in a URL ends up in proxy logs, browser history and Referer headers:
+   * refused loudly so the client is fixed, and recorded so the key can be rotated. Null
+   * when the URL carries none.
+   */
+  function refuseCredentialInUrl(request: FastifyRequest): GatehouseError | null {
+    const url = request.url;
+    const match = url.length > 20 ? keyInUrl.exec(percentDecodedAscii(url)) : null;
+    const queryAt = url.indexOf("?");
+    if (!match && !(queryAt >= 0 && CREDENTIAL_PARAMS.test(url.slice(queryAt)))) return null;
+    gatehouse.audit.record(
+      auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
+        action: "auth.credential_in_url",
+        outcome: "failure",
+        detail: match ? { hint: keyHint(match[0]) } : null,
+      }),
+    );
+    return new GatehouseError(
+      "KEY_IN_URL",
+      "Credentials must not be sent in the URL (they leak into logs and history). Send the key in the Authorization header, and rotate it if it was sent this way before.",
+    );
+  }
+
   const hsts = https || config.trustedProxies.length > 0;
   // A callback hook, not an async one: it runs on every request, and this saves a promise.
   app.addHook("onRequest", (request, reply, done) => {
@@ -82,27 +107,7 @@ export function buildApp(
     reply.header("cache-control", "no-store");
     reply.header("x-content-type-options", "nosniff");
     if (hsts) reply.header("strict-transport-security", "max-age=63072000; includeSubDomains");
-    // A credential in a URL ends up in proxy logs, browser history and Referer headers.
-    // Refuse it loudly so the client is fixed, and record it so the key can be rotated.
-    const url = request.url;
-    const match = url.length > 20 ? keyInUrl.exec(decodeURIComponentSafe(url)) : null;
-    const queryAt = url.indexOf("?");
-    if (match || (queryAt >= 0 && CREDENTIAL_PARAMS.test(url.slice(queryAt)))) {
-      gatehouse.audit.record(
-        auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
-          action: "auth.credential_in_url",
-          outcome: "failure",
-          detail: match ? { hint: keyHint(match[0]) } : null,
-        }),
-      );
-      return done(
-        new GatehouseError(
-          "KEY_IN_URL",
-          "Credentials must not be sent in the URL (they leak into logs and history). Send the key in the Authorization header, and rotate it if it was sent this way before.",
-        ),
-      );
-    }
-    done();
+    done(refuseCredentialInUrl(request) ?? undefined);
   });
 
   gatehouse.metrics.install(app);
@@ -120,18 +125,22 @@ export function buildApp(
   return app;
 }
 
-function decodeURIComponentSafe(value: string): string {
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    return value;
-  }
+/**
+ * The URL with every percent-escape of an ASCII character decoded, and nothing else
+ * touched. A key is ASCII, so this finds one however it was escaped, and unlike
+ * decodeURIComponent it cannot fail: one malformed escape elsewhere in the URL must not
+ * hide a key from the check.
+ */
+function percentDecodedAscii(url: string): string {
+  return url.includes("%")
+    ? url.replace(/%([0-7][0-9A-Fa-f])/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)))
+    : url;
 }
 
 /** The path of a URL for logs and messages: no query string, and any key as its hint. */
 function redactPath(url: string, keyInUrl: RegExp): string {
   const path = url.split("?")[0] ?? "";
-  const decoded = decodeURIComponentSafe(path);
+  const decoded = percentDecodedAscii(path);
   if (!keyInUrl.test(decoded)) return path;
   return decoded.replace(new RegExp(keyInUrl.source, "g"), (key) => keyHint(key));
 }

@@ -65,6 +65,18 @@ export function keyPattern(prefix: string, flags = "g"): RegExp {
   return new RegExp(`(?<![A-Za-z0-9_])${prefix}_[0-9A-Za-z]{${RANDOM_CHARS + CHECKSUM_CHARS}}(?![A-Za-z0-9_])`, flags);
 }
 
+/**
+ * Finds anything shaped like a key, wherever it sits, even inside a longer token: for
+ * refusing and redacting credentials in URLs and logs, where a key glued to other
+ * characters (`/x<key>`, a broken percent-escape before it) must not slip through. Too
+ * eager for scanning free text (that is `keyPattern`); here a false match only costs a
+ * refused URL or a redacted log line.
+ */
+export function keyAnywherePattern(prefix: string, flags = ""): RegExp {
+  assertValidPrefix(prefix);
+  return new RegExp(`${prefix}_[0-9A-Za-z]{${RANDOM_CHARS + CHECKSUM_CHARS}}`, flags);
+}
+
 const MAX_RANDOM = encodeBase62((1n << 256n) - 1n, RANDOM_CHARS);
 const MAX_RANDOM_FIRST = MAX_RANDOM.charCodeAt(0);
 

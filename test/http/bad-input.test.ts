@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { connect } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { ERROR_CODES } from "../../src/errors/codes.ts";
 import { generateKey } from "../../src/keys/key-format.ts";
@@ -352,6 +353,11 @@ for (const backend of backends()) {
         `/v1/keys/${encodeURIComponent(key).replace("_", "%5F")}`,
         `/healthz?x=${key}`,
         `/nowhere/${key}`,
+        // Glued to other characters, or after an escape that does not decode: still a key.
+        `/v1/keys/x${key}`,
+        `/nowhere/x${key}y`,
+        `/v1/keys/%E0%A4%A${key}`,
+        `/v1/keys/_${encodeURIComponent(key).replace("_", "%5F")}`,
       ];
       for (const path of paths) {
         for (const credential of [server.adminKey, null]) {
@@ -369,6 +375,45 @@ for (const backend of backends()) {
       assert.ok(audit.body.data.length >= paths.length);
       assert.ok(!audit.text.includes(key));
       assert.ok(audit.text.includes(`${key.slice(0, 9)}…${key.slice(-4)}`), "the audit keeps the hint");
+    });
+
+    test("what Node's HTTP parser refuses is a problem document too, and the connection closes", async () => {
+      const { hostname, port } = new URL(server.url);
+      const cases = [
+        // A 20 KB bearer token: over Node's 16 KiB header limit.
+        {
+          raw: `GET /v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${"a".repeat(20_000)}\r\n\r\n`,
+          status: 431,
+          code: "HEADERS_TOO_LARGE",
+        },
+        {
+          raw: "GET /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+          status: 400,
+          code: "VALIDATION_FAILED",
+        },
+        { raw: "NOT A REQUEST\r\n\r\n", status: 400, code: "VALIDATION_FAILED" },
+      ];
+      for (const { raw, status, code } of cases) {
+        const answer = await new Promise<string>((resolve, reject) => {
+          const socket = connect(Number(port), hostname, () => socket.end(raw));
+          let text = "";
+          socket.on("data", (chunk) => {
+            text += chunk.toString();
+          });
+          socket.on("close", () => resolve(text));
+          socket.on("error", reject);
+        });
+        const [head = "", body = ""] = answer.split("\r\n\r\n");
+        assert.match(head, new RegExp(`^HTTP/1.1 ${status} `), code);
+        assert.match(head, /content-type: application\/problem\+json/i);
+        assert.match(head, /connection: close/i);
+        const problem = JSON.parse(body);
+        assert.equal(problem.code, code);
+        assert.equal(problem.status, status);
+        assert.equal(problem.status, ERROR_CODES[code as keyof typeof ERROR_CODES].status);
+        assert.ok(!body.includes("aaaa"), "the answer does not echo the header");
+      }
+      assert.equal((await send(server, "GET", "/healthz")).status, 200, "the server goes on");
     });
 
     test("an unknown route is a 404 problem", async () => {
@@ -396,6 +441,8 @@ for (const backend of backends()) {
       await send(server, "GET", `/v1/keys?api_key=${key}`);
       await send(server, "GET", `/v1/keys/${key}`);
       await send(server, "GET", `/v1/keys/${encodeURIComponent(key).replace("_", "%5F")}`);
+      await send(server, "GET", `/nope/x${key}`);
+      await send(server, "GET", `/v1/keys/%E0%A4%A${key}`);
       await send(server, "GET", "/v1/keys", { key });
       await send(server, "GET", "/v1/keys", { key: null, headers: { authorization: `Basic ${key}` } });
       await send(server, "GET", "/v1/keys", { key: null, headers: { "x-api-key": key, cookie: `k=${key}` } });
