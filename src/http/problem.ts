@@ -1,3 +1,5 @@
+import { STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { ERROR_CODES, type ErrorCode } from "../errors/codes.ts";
 import { GatehouseError } from "../errors/gatehouse-error.ts";
@@ -17,6 +19,30 @@ export function sendProblem(reply: FastifyReply, error: GatehouseError): Fastify
       requestId: reply.request.id,
       ...error.extensions,
     });
+}
+
+/**
+ * Fastify's `clientErrorHandler`: what Node's HTTP parser refuses before there is a
+ * request (headers over its size limit, a request that never finishes arriving, a
+ * malformed request line or Content-Length) gets a problem document too, written to the
+ * socket by hand because no reply exists yet, then the connection is closed.
+ */
+export function clientErrorProblem(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  const [code, detail]: [ErrorCode, string] =
+    error.code === "HPE_HEADER_OVERFLOW"
+      ? ["HEADERS_TOO_LARGE", "The request headers exceed 16 KiB. Send shorter headers."]
+      : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? ["REQUEST_TIMEOUT", "The request did not arrive in time."]
+        : ["VALIDATION_FAILED", "The request is not valid HTTP."];
+  const { status, title } = ERROR_CODES[code];
+  const body = JSON.stringify({ type: `urn:gatehouse:error:${code}`, title, status, detail, code });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
 }
 
 const FASTIFY_CODES: Record<string, [ErrorCode, string]> = {
