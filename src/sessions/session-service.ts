@@ -7,8 +7,12 @@ import type { OnIssued } from "../observability/issued.ts";
 import type { SessionRecord, Storage, UserRecord } from "../storage/types.ts";
 import { digestOpaqueToken, isOpaqueToken, newOpaqueToken, type RandomBytes } from "../tokens/opaque-token.ts";
 
-/** Touch the session in storage at most this often (idle timeout precision). */
-const TOUCH_EVERY_MS = 60_000;
+/**
+ * Use is written to storage at most once a minute, and at least ten times per idle
+ * window: a session then idles out no more than a tenth of its limit early. (Once a
+ * minute alone let a session on the 60-second minimum expire while in use.)
+ */
+const TOUCH_AT_MOST_EVERY_MS = 60_000;
 
 export interface ActiveSession {
   session: SessionRecord;
@@ -87,7 +91,8 @@ export class SessionService {
     if (!session || session.revokedAt !== null || now >= session.expiresAt || now >= session.idleExpiresAt) return null;
     const user = await this.storage.users.findById(session.userId);
     if (user?.status !== "active") return null;
-    if (now - session.lastSeenAt >= TOUCH_EVERY_MS) {
+    const touchEvery = Math.min(TOUCH_AT_MOST_EVERY_MS, (this.settings.sessionIdleSeconds * 1000) / 10);
+    if (now - session.lastSeenAt >= touchEvery) {
       const idleExpiresAt = Math.min(now + this.settings.sessionIdleSeconds * 1000, session.expiresAt);
       await this.storage.sessions.touch(session.id, now, idleExpiresAt);
     }

@@ -261,4 +261,29 @@ for (const backend of backends()) {
       assert.equal((await browserCall(server, "GET", "/auth/me", other)).status, 401);
     });
   });
+
+  describe(`cookie sessions with the shortest idle timeout (${backend.name})`, () => {
+    const clock = manualClock(Date.now());
+    let server: TestServer;
+    before(async () => {
+      server = await startAuthServer(backend, {
+        clock,
+        env: { GATEHOUSE_ALLOWED_ORIGINS: ORIGIN, GATEHOUSE_SESSION_IDLE_SECONDS: "60" },
+      });
+    });
+    after(() => server.close());
+
+    test("a session used every 10 seconds never idles out; 61 seconds without use ends it", async () => {
+      const user = await createUser(server);
+      const browser = await signIn(server, user);
+      // Use was once recorded at most every 60 s, so with a 60 s idle limit a busy
+      // session expired between two records.
+      for (let second = 10; second <= 180; second += 10) {
+        clock.advance(10_000);
+        assert.equal((await browserCall(server, "GET", "/auth/me", browser)).status, 200, `at ${second} s`);
+      }
+      clock.advance(61_000);
+      assert.equal((await browserCall(server, "GET", "/auth/me", browser)).status, 401);
+    });
+  });
 }
