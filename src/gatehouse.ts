@@ -135,9 +135,12 @@ export function createGatehouse(options: {
     accessTokenSeconds: config.auth.accessTokenSeconds,
     clock,
   });
+  const hasher = new PasswordHasher(config.auth.password.argon2);
+  // In the background: the first unknown account must not pay for making the dummy hash.
+  hasher.warm().catch(() => {});
   const users = new UserService({
     storage,
-    hasher: new PasswordHasher(config.auth.password.argon2),
+    hasher,
     policy: new PasswordPolicy(config.auth.password),
     clock,
   });
@@ -151,7 +154,10 @@ export function createGatehouse(options: {
     onIssued,
   });
   const sessions = new SessionService({ storage, clock, settings: config.auth, onIssued });
-  const loginThrottle = new LoginThrottle(config.auth.login, { factory: options.limiterFactory });
+  const loginThrottle = new LoginThrottle(config.auth.login, {
+    factory: options.limiterFactory,
+    pairKey: () => keyring.derivedKey("login throttle pairs"),
+  });
   let authTimer: NodeJS.Timeout | undefined;
   if (background) {
     // Hourly: rotate the signing key when it is due, and drop spent tokens and sessions.

@@ -53,4 +53,22 @@ describe("PasswordHasher: at most maxConcurrent hashes at once, so a pool thread
     ]);
     assert.deepEqual(hasher.load, { running: 0, waiting: 0 });
   });
+
+  test("a check against a hash with other parameters runs a check under today's beside it, so it answers no sooner than an unknown account's", async () => {
+    const weak = new PasswordHasher({ memoryKiB: 1024, timeCost: 1, parallelism: 1 });
+    const today = new PasswordHasher({ memoryKiB: 2048, timeCost: 2, parallelism: 1 });
+    await today.warm();
+    const stored = await weak.hash("correct horse battery staple");
+    const current = await today.hash("correct horse battery staple");
+    assert.equal(today.dummyCheckCount, 0);
+    assert.deepEqual(await today.verify(stored, "wrong"), { ok: false, rehash: false });
+    assert.equal(today.dummyCheckCount, 1);
+    assert.deepEqual(await today.verify(stored, "correct horse battery staple"), { ok: true, rehash: true });
+    assert.equal(today.dummyCheckCount, 2);
+    assert.deepEqual(await today.verify(current, "wrong"), { ok: false, rehash: false });
+    assert.equal(today.dummyCheckCount, 2, "a hash with today's parameters needs no company");
+    await today.burn("unknown account");
+    assert.equal(today.dummyCheckCount, 3);
+    assert.deepEqual(today.load, { running: 0, waiting: 0 });
+  });
 });
