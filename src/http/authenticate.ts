@@ -137,6 +137,7 @@ function admit(
   outcome: RateLimitOutcome,
 ): RateLimitedError | null {
   const headers = rateLimitHeaders(outcome, policy, gatehouse.clock());
+  gatehouse.verifier.countCallerUse(key.id, outcome.allowed ? "VALID" : "RATE_LIMITED");
   if (!outcome.allowed) return new RateLimitedError(Number(headers["retry-after"]), headers);
   reply.headers(headers);
   request.principal = { key, context };
@@ -152,6 +153,9 @@ function authenticateFully(gatehouse: Gatehouse, guard: FailedAuthGuard, permiss
     if (!resolution?.ok) {
       await guard.fail(request.ip);
       const code = resolution?.code ?? "MISSING";
+      if (resolution?.record && (code === "EXPIRED" || code === "REVOKED")) {
+        gatehouse.verifier.countCallerUse(resolution.record.id, code);
+      }
       gatehouse.audit.record(
         auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
           action: "auth.api_key",

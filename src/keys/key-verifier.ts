@@ -173,6 +173,15 @@ export class KeyVerifier {
     return { record, indexed };
   }
 
+  /**
+   * Counts a use of a key that calls Gatehouse's own API (an admin or service key), as a
+   * verification counts the key it checks: so `lastUsedAt` and the usage endpoint show
+   * that the key is in use. Outcome as verify would name it.
+   */
+  countCallerUse(keyId: string, outcome: "VALID" | "RATE_LIMITED" | "EXPIRED" | "REVOKED"): void {
+    this.usage.record(keyId, outcome, this.clock());
+  }
+
   /** Charges one use to a key found by `knownCaller`. */
   chargeKnown(indexed: number, policy: RateLimitPolicy): RateLimitOutcome {
     return this.take(indexed, policy, this.clock());

@@ -187,6 +187,26 @@ for (const backend of backends()) {
       assert.equal(lifetime, 90 * 86400 * 1000);
     });
 
+    test("a key that calls Gatehouse's own API is counted too: its uses, refusals and last use", async () => {
+      const service = await server.call("POST", "/v1/keys", { name: "svc", scopes: [], permissions: ["keys:verify"] });
+      assert.equal(service.status, 201);
+      const { body: customer } = await server.call("POST", "/v1/keys", { name: "customer", scopes: ["a"] });
+      for (let i = 0; i < 3; i++) {
+        const r = await server.call("POST", "/v1/keys/verify", { key: customer.key }, { key: service.body.key });
+        assert.equal(r.body.valid, true);
+      }
+      assert.equal((await server.call("POST", `/v1/keys/${service.body.id}/revoke`, {})).status, 200);
+      const refused = await server.call("POST", "/v1/keys/verify", { key: customer.key }, { key: service.body.key });
+      assert.equal(refused.status, 401);
+      const usage = await server.call("GET", `/v1/keys/${service.body.id}/usage?interval=day`);
+      const totals: Record<string, number> = {};
+      for (const bucket of usage.body.buckets)
+        for (const [k, v] of Object.entries(bucket.counts)) totals[k] = (totals[k] ?? 0) + (v as number);
+      assert.deepEqual(totals, { VALID: 3, REVOKED: 1 });
+      const key = await server.call("GET", `/v1/keys/${service.body.id}`);
+      assert.ok(Date.parse(key.body.lastUsedAt) > 0, "an admin or service key in use does not look unused");
+    });
+
     test("usage is counted per outcome and last use is kept", async () => {
       const { body } = await server.call("POST", "/v1/keys", { name: "u", scopes: ["a"] });
       await verify(body.key, ["a"]);
