@@ -36,6 +36,13 @@ export interface AuthConfig {
     freeFailuresPerIp: number;
     /** Delays double with each further failure, up to this. */
     maxDelaySeconds: number;
+    /**
+     * How long an address stays known for an account after a sign-in from it; a known
+     * address is not refused by the account's own brake (src/users/login-throttle.ts).
+     * At most 24: the in-memory store expires entries with a timer, and Node's timers
+     * cannot reach 25 days (2^31 ms).
+     */
+    knownAddressDays: number;
   };
 }
 
@@ -125,6 +132,7 @@ export function loadAuthConfig(
   const freeFailuresPerAccount = integer("GATEHOUSE_LOGIN_FREE_FAILURES_PER_ACCOUNT", 5, 1, 1000);
   const freeFailuresPerIp = integer("GATEHOUSE_LOGIN_FREE_FAILURES_PER_IP", 20, 1, 100_000);
   const maxDelaySeconds = integer("GATEHOUSE_LOGIN_MAX_DELAY_SECONDS", 900, 1, 86400);
+  const knownAddressDays = integer("GATEHOUSE_LOGIN_KNOWN_ADDRESS_DAYS", 21, 1, 24);
 
   return {
     masterKey,
@@ -139,6 +147,6 @@ export function loadAuthConfig(
     password: { minLength, minScore, argon2: { memoryKiB, timeCost, parallelism } },
     signupEnabled,
     allowedOrigins,
-    login: { freeFailuresPerAccount, freeFailuresPerIp, maxDelaySeconds },
+    login: { freeFailuresPerAccount, freeFailuresPerIp, maxDelaySeconds, knownAddressDays },
   };
 }

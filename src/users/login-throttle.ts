@@ -1,3 +1,4 @@
+import { createHmac } from "node:crypto";
 import { type RateLimiterAbstract, RateLimiterMemory, type RateLimiterRes } from "rate-limiter-flexible";
 import type { AuthConfig } from "../config/auth-config.ts";
 import { StorageUnavailableError } from "../errors/gatehouse-error.ts";
@@ -18,13 +19,37 @@ async function unavailableOnError<T>(work: Promise<T>): Promise<T> {
 /** Failures are forgotten a day after the last one. */
 const FAILURE_MEMORY_SECONDS = 86_400;
 
+/** Who is trying: the account (normalised email, whether or not it exists) and the client address. */
+export interface LoginSubject {
+  account: string;
+  ip: string;
+}
+
+interface SubjectKeys {
+  account: string;
+  ip: string;
+  /** The account seen from this address, as a keyed digest (see `pairKey`). */
+  pair: string;
+}
+
 /**
- * Brute-force brakes for sign-in, counted per account (normalised email, whether or not
- * it exists) and per client address. The first failures are free; each one after that
- * doubles the wait (1 s, 2 s, 4 s, … up to the configured maximum) before the next
- * attempt is even checked. Waits end by themselves and a success clears the account's
- * count, so nobody can lock a victim out for good; the per-address count is not cleared
- * by a success, so one valid account does not reset an attacker's budget.
+ * Brute-force brakes for sign-in, counted per account, per client address, and per
+ * (account, address) pair. The first failures are free; each one after that doubles the
+ * wait (1 s, 2 s, 4 s, … up to the configured maximum) before the next attempt is even
+ * checked. Waits end by themselves.
+ *
+ * The account count (all addresses together) stops guessing from many addresses, but a
+ * block on it alone would let anyone keep the owner out by failing every few minutes. So,
+ * as OWASP's "device cookie" scheme does with a cookie, a sign-in remembers its address
+ * as known for the account, and the account's block refuses only addresses it does not
+ * know: the owner keeps signing in from where they usually do, braked only by the pair's
+ * and the address's own counts. The pair gets the account's free failures, so a known
+ * address has the budget any address had before the account was blocked.
+ *
+ * A refused attempt counts as a failure of its address, so polling during a wait is not
+ * free: it spends the address's budget and pushes its own wait out. A success clears the
+ * account's and the pair's counts; the address count is not cleared, so one valid account
+ * does not reset an attacker's budget.
  *
  * Counters live in memory, or in Redis when the deployment has one (the limiter factory
  * of the runtime), so that every node brakes the same attacker.
@@ -32,10 +57,29 @@ const FAILURE_MEMORY_SECONDS = 86_400;
 export class LoginThrottle {
   private readonly failures: RateLimiterAbstract;
   private readonly blocks: RateLimiterAbstract;
+  private readonly known: RateLimiterAbstract;
   private readonly settings: AuthConfig["login"];
+  private readonly pairKeySource: () => Buffer;
+  private pairKeyValue: Buffer | undefined;
 
-  constructor(settings: AuthConfig["login"], options: { factory?: LimiterFactory | undefined } = {}) {
+  constructor(
+    settings: AuthConfig["login"],
+    options: {
+      factory?: LimiterFactory | undefined;
+      /**
+       * Key of the pair digests (called once, on first use). Every node must use the same
+       * one; keyed so the store does not hold a readable record of who signs in from where.
+       */
+      pairKey: () => Buffer;
+    },
+  ) {
+    // The in-memory store expires entries with setTimeout, which fires at once (with only
+    // a warning) past 2^31 - 1 ms: a longer memory would forget every address at once.
+    if (settings.knownAddressDays * 86_400_000 > 2 ** 31 - 1) {
+      throw new TypeError("knownAddressDays must be at most 24 (Node timers stop at 2^31 ms)");
+    }
     this.settings = settings;
+    this.pairKeySource = options.pairKey;
     const factory: LimiterFactory =
       options.factory ??
       ((policy, keyPrefix) =>
@@ -45,42 +89,75 @@ export class LoginThrottle {
       "login-failures",
     );
     this.blocks = factory({ limit: 1, windowSeconds: 1 }, "login-blocks");
+    this.known = factory({ limit: 1, windowSeconds: this.knownSeconds }, "login-known");
   }
 
-  private static keys(subject: { account: string; ip: string }): { account: string; ip: string } {
-    return { account: `account:${subject.account}`, ip: `ip:${subject.ip}` };
+  private get knownSeconds(): number {
+    return this.settings.knownAddressDays * 86_400;
   }
 
-  /** Seconds to wait before another attempt for this account or from this address; 0: go ahead. */
-  async retryAfter(subject: { account: string; ip: string }): Promise<number> {
-    const keys = LoginThrottle.keys(subject);
-    const [account, ip] = await unavailableOnError(
-      Promise.all([this.blocks.get(keys.account), this.blocks.get(keys.ip)]),
+  private keys(subject: LoginSubject): SubjectKeys {
+    this.pairKeyValue ??= this.pairKeySource();
+    const pair = createHmac("sha256", this.pairKeyValue)
+      .update(`${subject.account}\0${subject.ip}`)
+      .digest("base64url");
+    return { account: `account:${subject.account}`, ip: `ip:${subject.ip}`, pair: `pair:${pair}` };
+  }
+
+  /**
+   * Seconds to wait before this attempt may be checked; 0: go ahead. A refusal (more
+   * than 0) has already been counted against the address.
+   */
+  async admit(subject: LoginSubject): Promise<number> {
+    const keys = this.keys(subject);
+    const [account, ip, pair, known] = await unavailableOnError(
+      Promise.all([
+        this.blocks.get(keys.account),
+        this.blocks.get(keys.ip),
+        this.blocks.get(keys.pair),
+        this.known.get(keys.pair),
+      ]),
     );
     const wait = (res: RateLimiterRes | null) => (res && res.consumedPoints > 1 ? res.msBeforeNext : 0);
-    return Math.ceil(Math.max(wait(account), wait(ip)) / 1000);
+    const isKnown = known !== null && known.consumedPoints > 0;
+    const ms = Math.max(isKnown ? 0 : wait(account), wait(ip), wait(pair));
+    if (ms === 0) return 0;
+    const charged = await unavailableOnError(this.count(keys.ip, this.settings.freeFailuresPerIp));
+    return Math.max(Math.ceil(ms / 1000), charged);
   }
 
-  async failure(subject: { account: string; ip: string }): Promise<void> {
-    const keys = LoginThrottle.keys(subject);
+  async failure(subject: LoginSubject): Promise<void> {
+    const keys = this.keys(subject);
     await unavailableOnError(
       Promise.all([
         this.count(keys.account, this.settings.freeFailuresPerAccount),
+        this.count(keys.pair, this.settings.freeFailuresPerAccount),
         this.count(keys.ip, this.settings.freeFailuresPerIp),
       ]),
     );
   }
 
-  private async count(key: string, free: number): Promise<void> {
+  /** Counts one failure for `key`; returns the wait it starts in seconds (0: none). */
+  private async count(key: string, free: number): Promise<number> {
     const res = await this.failures.penalty(key, 1);
     const over = res.consumedPoints - free;
-    if (over <= 0) return;
+    if (over <= 0) return 0;
     const seconds = Math.min(2 ** Math.min(over - 1, 30), this.settings.maxDelaySeconds);
     await this.blocks.block(key, seconds);
+    return seconds;
   }
 
-  async success(subject: { account: string; ip: string }): Promise<void> {
-    const keys = LoginThrottle.keys(subject);
-    await unavailableOnError(Promise.all([this.failures.delete(keys.account), this.blocks.delete(keys.account)]));
+  /** The password was right: clear the account's and the pair's counts, and remember the address. */
+  async success(subject: LoginSubject): Promise<void> {
+    const keys = this.keys(subject);
+    await unavailableOnError(
+      Promise.all([
+        this.failures.delete(keys.account),
+        this.blocks.delete(keys.account),
+        this.failures.delete(keys.pair),
+        this.blocks.delete(keys.pair),
+        this.known.set(keys.pair, 1, this.knownSeconds),
+      ]),
+    );
   }
 }

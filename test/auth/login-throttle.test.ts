@@ -8,29 +8,83 @@ import { createRedisClient } from "../../src/storage/redis/redis-client.ts";
 import { redisLimiterFactory } from "../../src/storage/redis/redis-rate-limiter.ts";
 import { LoginThrottle } from "../../src/users/login-throttle.ts";
 
-const SETTINGS = { freeFailuresPerAccount: 2, freeFailuresPerIp: 1000, maxDelaySeconds: 8 };
+const SETTINGS = { freeFailuresPerAccount: 2, freeFailuresPerIp: 1000, maxDelaySeconds: 8, knownAddressDays: 24 };
+/** Every node of a deployment derives the same pair key from the master key. */
+const PAIR_KEY = randomBytes(32);
+const OPTIONS = { pairKey: () => PAIR_KEY };
+
+const freshAccount = (label: string) => `${label}-${randomBytes(4).toString("hex")}@example.com`;
 
 describe("login throttle (in memory)", () => {
   test("free failures, then doubling waits capped at the maximum; success clears the account", async () => {
-    const throttle = new LoginThrottle(SETTINGS);
+    const throttle = new LoginThrottle(SETTINGS, OPTIONS);
     const subject = { account: `a-${randomBytes(4).toString("hex")}@example.com`, ip: "203.0.113.7" };
     const waits: number[] = [];
     for (let i = 0; i < 7; i++) {
       await throttle.failure(subject);
-      waits.push(await throttle.retryAfter(subject));
+      waits.push(await throttle.admit(subject));
     }
     assert.deepEqual(waits, [0, 0, 1, 2, 4, 8, 8]);
     await throttle.success(subject);
-    assert.equal(await throttle.retryAfter(subject), 0);
+    assert.equal(await throttle.admit(subject), 0);
   });
 
   test("the per-address count is not cleared by a success on some account", async () => {
-    const throttle = new LoginThrottle({ ...SETTINGS, freeFailuresPerAccount: 1000, freeFailuresPerIp: 1 });
+    const throttle = new LoginThrottle({ ...SETTINGS, freeFailuresPerAccount: 1000, freeFailuresPerIp: 1 }, OPTIONS);
     const ip = "198.51.100.9";
     await throttle.failure({ account: "x@example.com", ip });
     await throttle.failure({ account: "y@example.com", ip });
     await throttle.success({ account: "z@example.com", ip });
-    assert.equal(await throttle.retryAfter({ account: "fresh@example.com", ip }), 1);
+    // Blocked for 1 s by the second failure; asking again counts too, so the wait is now 2 s.
+    assert.equal(await throttle.admit({ account: "fresh@example.com", ip }), 2);
+  });
+
+  test("an account blocked by failures elsewhere admits an address it was signed in from, and only that", async () => {
+    const throttle = new LoginThrottle({ ...SETTINGS, maxDelaySeconds: 900 }, OPTIONS);
+    const account = freshAccount("owner");
+    await throttle.success({ account, ip: "192.0.2.10" });
+    // Let due timers run: a memory longer than Node's timers can hold once expired here.
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    // Failures from many addresses: the account's count grows past its free failures.
+    for (let i = 0; i < 6; i++) await throttle.failure({ account, ip: `198.51.100.${i}` });
+    assert.equal(await throttle.admit({ account, ip: "192.0.2.10" }), 0);
+    assert.equal(await throttle.admit({ account, ip: "203.0.113.99" }), 8);
+    // Known for this account only.
+    await throttle.success({ account: freshAccount("other"), ip: "203.0.113.99" });
+    assert.equal(await throttle.admit({ account, ip: "203.0.113.99" }), 8);
+  });
+
+  test("at a known address the pair's own waits grow, blocked account or not", async () => {
+    const throttle = new LoginThrottle(SETTINGS, OPTIONS);
+    const subject = { account: freshAccount("pair"), ip: "192.0.2.20" };
+    await throttle.success(subject);
+    for (let i = 0; i < 4; i++) await throttle.failure({ account: subject.account, ip: `198.51.100.${i}` });
+    const waits: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      waits.push(await throttle.admit(subject));
+      await throttle.failure(subject);
+    }
+    waits.push(await throttle.admit(subject));
+    // The pair counts only its own failures: free twice, then 1 s, 2 s, 4 s, 8 s (the cap).
+    assert.deepEqual(waits, [0, 0, 0, 1, 2, 4, 8]);
+  });
+
+  test("a memory of known addresses longer than Node's timers can hold is refused", () => {
+    assert.throws(() => new LoginThrottle({ ...SETTINGS, knownAddressDays: 25 }, OPTIONS), TypeError);
+  });
+
+  test("a refused attempt counts against its address: polling during a wait spends its budget", async () => {
+    const throttle = new LoginThrottle({ ...SETTINGS, freeFailuresPerIp: 3, maxDelaySeconds: 900 }, OPTIONS);
+    const account = freshAccount("victim");
+    for (let i = 0; i < 8; i++) await throttle.failure({ account, ip: `198.51.100.${i}` });
+    const attacker = "203.0.113.66";
+    const waits: number[] = [];
+    for (let i = 0; i < 10; i++) waits.push(await throttle.admit({ account, ip: attacker }));
+    // The account's 32 s wait, until the address's own wait (1 s from the 4th refusal,
+    // doubling with each one after) outgrows it.
+    assert.deepEqual(waits, [32, 32, 32, 32, 32, 32, 32, 32, 32, 64]);
+    // The address is now braked for every account, not only the blocked one.
+    assert.equal(await throttle.admit({ account: freshAccount("fresh"), ip: attacker }), 64 * 2);
   });
 });
 
@@ -49,8 +103,8 @@ describe("login throttle shared through Redis", () => {
   test("failures on one node brake the same account on another", async (t) => {
     if (!available) return t.skip("no Redis on 127.0.0.1:6379");
     const factory = redisLimiterFactory(client, { failClosed: true });
-    const nodeA = new LoginThrottle(SETTINGS, { factory });
-    const nodeB = new LoginThrottle(SETTINGS, { factory });
+    const nodeA = new LoginThrottle(SETTINGS, { ...OPTIONS, factory });
+    const nodeB = new LoginThrottle(SETTINGS, { ...OPTIONS, factory });
     // Fresh names: Redis outlives the test run.
     const subject = {
       account: `shared-${randomBytes(4).toString("hex")}@example.com`,
@@ -58,11 +112,27 @@ describe("login throttle shared through Redis", () => {
     };
     await nodeA.failure(subject);
     await nodeA.failure(subject);
-    assert.equal(await nodeB.retryAfter(subject), 0);
+    assert.equal(await nodeB.admit(subject), 0);
     await nodeA.failure(subject);
-    assert.equal(await nodeB.retryAfter(subject), 1);
+    assert.equal(await nodeB.admit(subject), 1);
     await nodeB.success(subject);
-    assert.equal(await nodeA.retryAfter(subject), 0);
+    assert.equal(await nodeA.admit(subject), 0);
+  });
+
+  test("an address known on one node is known on the other; the store keeps only a digest of it", async (t) => {
+    if (!available) return t.skip("no Redis on 127.0.0.1:6379");
+    const factory = redisLimiterFactory(client, { failClosed: true });
+    const nodeA = new LoginThrottle(SETTINGS, { ...OPTIONS, factory });
+    const nodeB = new LoginThrottle(SETTINGS, { ...OPTIONS, factory });
+    const account = freshAccount("known");
+    const home = `2001:db8:1::${randomBytes(2).toString("hex")}`;
+    await nodeA.success({ account, ip: home });
+    for (let i = 0; i < 3; i++) await nodeA.failure({ account, ip: `2001:db8:2::${randomBytes(2).toString("hex")}` });
+    assert.equal(await nodeB.admit({ account, ip: home }), 0);
+    assert.equal(await nodeB.admit({ account, ip: `2001:db8:3::${randomBytes(2).toString("hex")}` }), 1);
+    const remembered = await client.keys("login-known:*");
+    assert.ok(remembered.length > 0);
+    assert.ok(remembered.every((key) => !key.includes(home) && !key.includes(account)));
   });
 });
 
@@ -75,10 +145,11 @@ describe("login throttle when its shared store fails", () => {
     broken.penalty = fail;
     broken.block = fail;
     broken.delete = fail;
-    const throttle = new LoginThrottle(SETTINGS, { factory: () => broken });
+    broken.set = fail;
+    const throttle = new LoginThrottle(SETTINGS, { ...OPTIONS, factory: () => broken });
     const subject = { account: "x@example.com", ip: "192.0.2.9" };
     for (const call of [
-      () => throttle.retryAfter(subject),
+      () => throttle.admit(subject),
       () => throttle.failure(subject),
       () => throttle.success(subject),
     ]) {

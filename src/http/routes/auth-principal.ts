@@ -198,8 +198,9 @@ export async function authenticateUser(gatehouse: Gatehouse, request: FastifyReq
 }
 
 /**
- * Password sign-in shared by /auth/login and /auth/session: throttled per account and
- * per address, one answer for every failure, every attempt audited (never the password).
+ * Password sign-in shared by /auth/login and /auth/session: throttled per account, per
+ * address and per pair (src/users/login-throttle.ts), one answer for every failure, every
+ * attempt audited (never the password).
  */
 export async function signInWithPassword(
   gatehouse: Gatehouse,
@@ -220,7 +221,10 @@ export async function signInWithPassword(
         detail: { method, ...detail },
       }),
     );
-  const wait = await gatehouse.loginThrottle.retryAfter(subject);
+  // Before the password, so a refusal costs no argon2. An account under attack still
+  // admits the addresses its owner signed in from, so an attacker elsewhere cannot keep
+  // the owner out.
+  const wait = await gatehouse.loginThrottle.admit(subject);
   if (wait > 0) {
     record("failure", { reason: "THROTTLED", retryAfter: wait }, null);
     throw new RateLimitedError(wait);

@@ -151,9 +151,23 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
       async (request, reply) => {
         const principal = await authenticateUser(gatehouse, request);
         const subject = { account: principal.user.email, ip: request.ip };
-        // A stolen token must not become a way to guess the current password.
-        const wait = await gatehouse.loginThrottle.retryAfter(subject);
-        if (wait > 0) throw new RateLimitedError(wait);
+        // A stolen token must not become a way to guess the current password; the same
+        // brakes as sign-in, so an attack from elsewhere does not stop the owner either.
+        const refuse = (reason: "THROTTLED" | "WRONG_PASSWORD", detail: Record<string, unknown> = {}) =>
+          gatehouse.audit.record(
+            auditEvent(principal.context, gatehouse.clock(), {
+              action: "user.password_change",
+              outcome: "failure",
+              targetType: "user",
+              targetId: principal.user.id,
+              detail: { reason, ...detail },
+            }),
+          );
+        const wait = await gatehouse.loginThrottle.admit(subject);
+        if (wait > 0) {
+          refuse("THROTTLED", { retryAfter: wait });
+          throw new RateLimitedError(wait);
+        }
         const changed = await gatehouse.users.changePassword(
           principal.user.id,
           { currentPassword: request.body.currentPassword, newPassword: request.body.newPassword },
@@ -164,17 +178,11 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
         );
         if (!changed) {
           await gatehouse.loginThrottle.failure(subject);
-          gatehouse.audit.record(
-            auditEvent(principal.context, gatehouse.clock(), {
-              action: "user.password_change",
-              outcome: "failure",
-              targetType: "user",
-              targetId: principal.user.id,
-              detail: { reason: "WRONG_PASSWORD" },
-            }),
-          );
+          refuse("WRONG_PASSWORD");
           throw new InvalidCredentialsError();
         }
+        // The current password was right from this address: as good as a sign-in from it.
+        await gatehouse.loginThrottle.success(subject);
         return reply.code(204).send();
       },
     );
