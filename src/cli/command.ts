@@ -25,6 +25,8 @@ export interface Command {
   summary: string;
   usage: string;
   options: Record<string, OptionSpec>;
+  /** Printed at the end of --help: what the output and exit codes mean. */
+  epilog?: string;
   /** Returns the exit code. */
   run(args: { values: Record<string, unknown>; positionals: string[] }, io: CliIO): Promise<number>;
 }
@@ -49,6 +51,7 @@ export function helpText(command: Command): string {
     }
   }
   lines.push(`  ${"-h, --help".padEnd(30)} show this help`);
+  if (command.epilog) lines.push("", command.epilog);
   return lines.join("\n");
 }
 

@@ -1,48 +1,149 @@
-import { createReadStream } from "node:fs";
+import { createReadStream, type Dirent, type Stats } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { isWellFormedKey, keyPattern } from "../keys/key-format.ts";
+import { isWellFormedKey, keyLength, keyPattern } from "../keys/key-format.ts";
 
 export interface Finding {
+  kind: "key";
   path: string;
   line: number;
   column: number;
   key: string;
 }
 
-const SKIP_DIRS = new Set([".git", "node_modules", ".hg", ".svn"]);
-const MAX_FILE_BYTES = 20 * 1024 * 1024;
+/** A path the scan did not read, and why: a scan must never pass over a file in silence. */
+export interface Skipped {
+  kind: "skipped";
+  path: string;
+  reason: string;
+}
 
-async function* files(path: string): AsyncGenerator<string> {
-  const info = await stat(path);
-  if (info.isFile()) {
-    if (info.size <= MAX_FILE_BYTES) yield path;
+export type ScanEvent = Finding | Skipped;
+
+// Not read, but reported. Version-control stores keep most of their history in packed,
+// zlib-compressed objects, where a key is not visible as text: scanning them would only
+// suggest a check that was not made (scan a checkout of each revision, or use a
+// history-aware scanner). Dependencies are other people's code, and large.
+const SKIP_DIRS = new Map([
+  [".git", "version-control store (its packed objects are compressed, so keys in them cannot be seen)"],
+  [".hg", "version-control store (its history is compressed, so keys in it cannot be seen)"],
+  [".svn", "version-control store"],
+  ["node_modules", "installed dependencies"],
+]);
+
+// Symbolic links inside a tree are not followed: they can loop, or lead out of the tree
+// being scanned (to a home directory, to `/`). A path given on the command line is
+// followed, since the caller chose it.
+const SYMLINK_REASON = "symbolic link (not followed: links can loop or lead outside the tree)";
+
+/** Read size; memory stays at about this much per file, whatever the file's size. */
+export const DEFAULT_CHUNK_CHARS = 1024 * 1024;
+
+async function* entries(path: string): AsyncGenerator<ScanEvent | { kind: "file"; path: string }> {
+  let info: Stats;
+  try {
+    info = await stat(path);
+  } catch (error) {
+    yield { kind: "skipped", path, reason: `cannot be read (${(error as NodeJS.ErrnoException).code ?? "error"})` };
     return;
   }
-  if (!info.isDirectory()) return;
-  for (const entry of await readdir(path, { withFileTypes: true })) {
-    if (entry.isDirectory() && SKIP_DIRS.has(entry.name)) continue;
-    if (entry.isSymbolicLink()) continue;
-    yield* files(join(path, entry.name));
+  if (info.isFile()) {
+    yield { kind: "file", path };
+    return;
+  }
+  if (!info.isDirectory()) {
+    // A FIFO or device could block the scan forever or never end.
+    yield { kind: "skipped", path, reason: "not a regular file or directory" };
+    return;
+  }
+  let listing: Dirent[];
+  try {
+    listing = await readdir(path, { withFileTypes: true });
+  } catch (error) {
+    yield { kind: "skipped", path, reason: `cannot be read (${(error as NodeJS.ErrnoException).code ?? "error"})` };
+    return;
+  }
+  for (const entry of listing) {
+    const child = join(path, entry.name);
+    const skipDir = entry.isDirectory() ? SKIP_DIRS.get(entry.name) : undefined;
+    if (skipDir) yield { kind: "skipped", path: child, reason: skipDir };
+    else if (entry.isSymbolicLink()) yield { kind: "skipped", path: child, reason: SYMLINK_REASON };
+    else yield* entries(child);
   }
 }
 
 /**
- * Finds Gatehouse keys in files: candidates by pattern, kept only when the checksum
- * matches, so random strings of the right shape are not reported.
+ * Scans one file in chunks, however large, with bounded memory. Each window is the tail
+ * of the previous one (a key's length and the character before it) plus the next chunk,
+ * so a key split across two chunks is found whole, once.
  */
-export async function* scanForKeys(paths: readonly string[], prefix: string): AsyncGenerator<Finding> {
+async function* scanFile(path: string, prefix: string, chunkChars: number): AsyncGenerator<Finding> {
   const pattern = keyPattern(prefix);
+  const carryChars = keyLength(prefix) + 1;
+  // latin1 maps each byte to one character, so character offsets are byte offsets and a
+  // chunk boundary never splits a character. Keys are ASCII, found the same in UTF-8 text.
+  const stream = createReadStream(path, { encoding: "latin1", highWaterMark: chunkChars });
+  let carry = "";
+  let windowStart = 0; // offset in the file of the window's first character
+  let line = 1;
+  let lineStart = 0;
+  let counted = 0; // newlines are counted up to here
+  const countLinesTo = (window: string, offset: number) => {
+    let i = window.indexOf("\n", counted - windowStart);
+    while (i !== -1 && windowStart + i < offset) {
+      line++;
+      lineStart = windowStart + i + 1;
+      i = window.indexOf("\n", i + 1);
+    }
+    counted = offset;
+  };
+  const findings = function* (window: string, atEnd: boolean): Generator<Finding> {
+    for (const match of window.matchAll(pattern)) {
+      // Each candidate is judged in the one window that holds it and both neighbours. At
+      // the start of a carried-over window the left neighbour is lost (the previous window,
+      // which had it, judged that candidate); at the end of a window the key may go on into
+      // the next chunk. So nothing is reported twice, and nothing from half a token.
+      if (match.index === 0 && windowStart > 0) continue;
+      if (match.index + match[0].length === window.length && !atEnd) continue;
+      if (!isWellFormedKey(match[0], prefix)) continue;
+      const start = windowStart + match.index;
+      countLinesTo(window, start);
+      yield { kind: "key", path, line, column: start - lineStart + 1, key: match[0] };
+    }
+  };
+  for await (const chunk of stream as AsyncIterable<string>) {
+    const window = carry + chunk;
+    yield* findings(window, false);
+    const next = Math.max(0, window.length - carryChars);
+    countLinesTo(window, windowStart + next);
+    carry = window.slice(next);
+    windowStart += next;
+  }
+  yield* findings(carry, true);
+}
+
+/**
+ * Finds Gatehouse keys in files: candidates by pattern, kept only when the checksum
+ * matches, so random strings of the right shape are not reported. Every path not read is
+ * reported as `skipped`, with the reason.
+ */
+export async function* scanForKeys(
+  paths: readonly string[],
+  options: { prefix: string; chunkChars?: number },
+): AsyncGenerator<ScanEvent> {
+  const chunkChars = options.chunkChars ?? DEFAULT_CHUNK_CHARS;
   for (const root of paths) {
-    for await (const path of files(root)) {
-      const lines = createInterface({ input: createReadStream(path, { encoding: "latin1" }), crlfDelay: Infinity });
-      let number = 0;
-      for await (const text of lines) {
-        number++;
-        for (const match of text.matchAll(pattern)) {
-          if (isWellFormedKey(match[0], prefix)) yield { path, line: number, column: match.index + 1, key: match[0] };
-        }
+    for await (const entry of entries(root)) {
+      if (entry.kind !== "file") {
+        yield entry;
+        continue;
+      }
+      try {
+        yield* scanFile(entry.path, options.prefix, chunkChars);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (typeof code !== "string") throw error;
+        yield { kind: "skipped", path: entry.path, reason: `cannot be read (${code})` };
       }
     }
   }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -366,11 +366,13 @@ describe("gatehouse CLI", () => {
 
       const json = await cli(["keys", "scan", repo, "--json"], env);
       assert.equal(json.code, 1, json.stderr);
-      const findings = json.stdout
+      const lines = json.stdout
         .trim()
         .split("\n")
-        .map((line) => JSON.parse(line))
-        .sort((a, b) => a.path.localeCompare(b.path));
+        .map((line) => JSON.parse(line));
+      // One object per finding, then the summary, which counts the paths not read.
+      assert.deepEqual(lines.at(-1), { summary: { found: 3, live: 1, skipped: 2 } });
+      const findings = lines.slice(0, -1).sort((a, b) => a.path.localeCompare(b.path));
       assert.deepEqual(findings, [
         { path: join(repo, ".env"), line: 2, column: 15, key: keyHint(live.key), status: "live" },
         {
@@ -385,7 +387,12 @@ describe("gatehouse CLI", () => {
       const text = await cli(["keys", "scan", repo], env);
       assert.equal(text.code, 1);
       assert.match(text.stdout, new RegExp(`\\.env:2:15\\s+${keyHint(live.key)}\\s+live`));
-      assert.match(text.stderr, /3 key\(s\) found, 1 live/);
+      assert.match(text.stderr, /3 key\(s\) found, 1 live, 2 path\(s\) skipped/);
+      // The live key in .git and in node_modules is not read, but the scan says so.
+      for (const output of [json.stderr, text.stderr]) {
+        assert.ok(output.includes(`skipped ${join(repo, ".git")}: version-control store`), output);
+        assert.ok(output.includes(`skipped ${join(repo, "node_modules")}: installed dependencies`), output);
+      }
       for (const output of [json.stdout, json.stderr, text.stdout, text.stderr]) {
         for (const key of [live.key, dead.key, unknown, wrongChecksum]) {
           assert.ok(!output.includes(key), "a scan never prints a whole key");
@@ -400,12 +407,52 @@ describe("gatehouse CLI", () => {
       // A single file works too, and a file with no keys finds nothing.
       const single = await cli(["keys", "scan", join(repo, "notes.md"), "--json"], env);
       assert.equal(single.code, 0);
-      assert.equal(single.stdout.trim().split("\n").length, 1);
+      assert.equal(single.stdout.trim().split("\n").length, 2, "one finding and the summary");
       writeFileSync(join(repo, "empty.txt"), `${wrongChecksum}\n`);
       const none = await cli(["keys", "scan", join(repo, "empty.txt")], env);
       assert.equal(none.code, 0);
       assert.equal(none.stdout, "");
       assert.match(none.stderr, /0 key\(s\) found, 0 live/);
+    } finally {
+      rmSync(repo, { recursive: true, force: true });
+    }
+  });
+
+  // Regression: --offline exited 0 whatever it found, so a CI job using it passed with
+  // keys committed; and a key behind a symbolic link was passed over without a word.
+  test("keys scan --offline exits 1 on any well-formed key, and names every path it skips", async () => {
+    const committed = generateKey("gate");
+    const repo = tempDir("gatehouse-scan-offline-");
+    try {
+      mkdirSync(join(repo, "src"));
+      writeFileSync(join(repo, "src", "clean.ts"), "export const answer = 42;\n");
+      writeFileSync(join(repo, "outside.env"), `KEY=${committed}\n`);
+      symlinkSync(join(repo, "outside.env"), join(repo, "src", "linked.env"));
+      // Only clean files and a link: nothing read holds a key, so exit 0, but the link is named.
+      const clean = await cli(["keys", "scan", join(repo, "src"), "--offline"], env);
+      assert.equal(clean.code, 0, clean.stderr);
+      assert.ok(clean.stderr.includes(`skipped ${join(repo, "src", "linked.env")}: symbolic link`), clean.stderr);
+      assert.match(clean.stderr, /0 key\(s\) found, 0 live, 1 path\(s\) skipped/);
+      // A well-formed key, state unknown offline: a leak.
+      writeFileSync(join(repo, "src", "config.ts"), `export const key = "${committed}";\n`);
+      const text = await cli(["keys", "scan", join(repo, "src"), "--offline"], env);
+      assert.equal(text.code, 1, text.stderr);
+      assert.match(text.stdout, /config\.ts:1:21\s+\S+\s+unchecked/);
+      const json = await cli(["keys", "scan", join(repo, "src"), "--offline", "--json"], env);
+      assert.equal(json.code, 1, json.stderr);
+      const lines = json.stdout
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line));
+      assert.equal(lines[0].status, "unchecked");
+      assert.deepEqual(lines.at(-1), { summary: { found: 1, live: 0, skipped: 1 } });
+      for (const output of [text.stdout, text.stderr, json.stdout, json.stderr]) {
+        assert.ok(!output.includes(committed.slice(9, 49)), "a scan never prints a whole key");
+      }
+      // The exit codes are documented where an operator looks.
+      const help = await cli(["keys", "scan", "--help"], env);
+      assert.match(help.stdout, /Exit codes:/);
+      assert.match(help.stdout, /with --offline any well-formed key/);
     } finally {
       rmSync(repo, { recursive: true, force: true });
     }

@@ -154,12 +154,25 @@ const rotate: Command = {
 
 const scan: Command = {
   name: "keys scan",
-  summary: "Find Gatehouse keys in files and report which are live. Exits 1 when a live key is found.",
+  summary: "Find Gatehouse keys in files and report which are live. Exits 1 when a leak is found.",
   usage: "keys scan <path>… [--json] [--offline]",
   options: {
-    json: { type: "boolean", description: "print one JSON object per finding" },
-    offline: { type: "boolean", description: "do not open the store; report format matches only" },
+    json: { type: "boolean", description: "print one JSON object per finding, then a summary object" },
+    offline: {
+      type: "boolean",
+      description: "do not open the store; every well-formed key counts as a leak",
+    },
   },
+  epilog: [
+    "Every path not read (version-control stores, dependencies, symbolic links inside the",
+    "tree, unreadable files) is named on stderr with the reason.",
+    "",
+    "Exit codes:",
+    "  0  no leak: no key found, or (checked against the store) none of them live",
+    "  1  a leak: a live key, or with --offline any well-formed key (its state is unknown);",
+    "     also when the configuration or the store cannot be opened",
+    "  2  usage error",
+  ].join("\n"),
   async run({ values, positionals }, io) {
     if (positionals.length === 0) throw new UsageError("give at least one file or directory");
     const missing = positionals.filter((path) => !existsSync(path));
@@ -167,25 +180,34 @@ const scan: Command = {
     const report = async (lookup: ((key: string) => Promise<string>) | null, prefix: string) => {
       let live = 0;
       let found = 0;
-      for await (const finding of scanForKeys(positionals, prefix)) {
+      let skipped = 0;
+      for await (const event of scanForKeys(positionals, { prefix })) {
+        if (event.kind === "skipped") {
+          skipped++;
+          io.err(`skipped ${event.path}: ${event.reason}`);
+          continue;
+        }
         found++;
-        const status = lookup ? await lookup(finding.key) : "unchecked";
+        const status = lookup ? await lookup(event.key) : "unchecked";
         if (status === "live") live++;
-        const where = `${finding.path}:${finding.line}:${finding.column}`;
+        const where = `${event.path}:${event.line}:${event.column}`;
         if (values.json)
           io.out(
             JSON.stringify({
-              path: finding.path,
-              line: finding.line,
-              column: finding.column,
-              key: redactKey(finding.key),
+              path: event.path,
+              line: event.line,
+              column: event.column,
+              key: redactKey(event.key),
               status,
             }),
           );
-        else io.out(`${where}  ${redactKey(finding.key)}  ${status}`);
+        else io.out(`${where}  ${redactKey(event.key)}  ${status}`);
       }
-      if (!values.json) io.err(`${found} key(s) found, ${live} live`);
-      return live > 0 ? 1 : 0;
+      if (values.json) io.out(JSON.stringify({ summary: { found, live, skipped } }));
+      else io.err(`${found} key(s) found, ${live} live, ${skipped} path(s) skipped`);
+      // Offline, a well-formed key's state is unknown: it may be live, so it is a leak
+      // until checked. A CI job that runs --offline must fail on a committed key.
+      return (lookup ? live : found) > 0 ? 1 : 0;
     };
     if (values.offline) {
       const { configOrReport } = await import("../context.ts");
