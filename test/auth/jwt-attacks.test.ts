@@ -78,6 +78,13 @@ describe(`JWT attacks against /auth/me (${backend?.name ?? "none"})`, { skip: ba
     assert.equal(reference.challenge, 'Bearer realm="gatehouse", error="invalid_token"');
   });
 
+  test("no credential at all is a challenge without an error code (RFC 6750 §3.1)", async () => {
+    const response = await server.call("GET", "/auth/me", undefined, { key: null });
+    assert.equal(response.status, 401);
+    assert.equal(response.headers.get("www-authenticate"), 'Bearer realm="gatehouse"');
+    assert.equal(response.body.code, "UNAUTHENTICATED");
+  });
+
   test("a token signed by the server with its own key passes (the harness itself is sound)", async () => {
     assert.equal((await me(server, await signWithServerKey({}, {}))).status, 200);
   });

@@ -6,6 +6,7 @@ import {
   InvalidCredentialsError,
   InvalidTokenError,
   RateLimitedError,
+  UnauthenticatedError,
 } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
 import { SessionService } from "../../sessions/session-service.ts";
@@ -152,11 +153,14 @@ export function assertAllowedOrigin(gatehouse: Gatehouse, request: FastifyReques
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
+const NO_CREDENTIAL = "Sign in first: send an access token as `Authorization: Bearer <token>`, or the session cookie.";
+
 /**
  * Authenticates a user by `Authorization: Bearer <access token>`, else the access-token
  * cookie, else the session cookie. Unsafe methods authenticated by a cookie also pass
- * the CSRF check. Any failure is
- * one InvalidTokenError (401, `WWW-Authenticate: Bearer error="invalid_token"`).
+ * the CSRF check. Any credential that fails is one InvalidTokenError (401,
+ * `WWW-Authenticate: Bearer error="invalid_token"`); none at all is UNAUTHENTICATED (401,
+ * the challenge alone).
  */
 export async function authenticateUser(gatehouse: Gatehouse, request: FastifyRequest): Promise<UserPrincipal> {
   const anonymous = requestContext(request, "anonymous");
@@ -176,11 +180,12 @@ export async function authenticateUser(gatehouse: Gatehouse, request: FastifyReq
     return { via: "bearer", transport: "cookie", user, claims, context: requestContext(request, `user:${user.id}`) };
   }
   const secret = readCookie(request, SESSION_COOKIE);
-  const active = secret === null ? null : await gatehouse.sessions.resolve(secret);
+  // No credential at all is not an invalid one: RFC 6750 §3.1 asks for the challenge
+  // without an error code then (the SDK answers the same way).
+  if (secret === null) throw new UnauthenticatedError(NO_CREDENTIAL);
+  const active = await gatehouse.sessions.resolve(secret);
   if (!active) {
-    if (secret !== null) {
-      gatehouse.audit.record(auditEvent(anonymous, gatehouse.clock(), { action: "auth.session", outcome: "failure" }));
-    }
+    gatehouse.audit.record(auditEvent(anonymous, gatehouse.clock(), { action: "auth.session", outcome: "failure" }));
     throw new InvalidTokenError();
   }
   if (!SAFE_METHODS.has(request.method)) {
