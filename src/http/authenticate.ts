@@ -41,7 +41,8 @@ export function bearerToken(request: FastifyRequest): string | null {
 /**
  * Guards against credential guessing from one address: failed authentications are
  * counted per IP, and past the limit the address gets 429 for a short block. The block
- * ends by itself, so nobody can lock a victim out for good.
+ * ends by itself, so nobody can lock a victim out for good, and a key already known to be
+ * valid is let through it (see `requirePermissions`).
  */
 export class FailedAuthGuard {
   static readonly MAX_FAILURES = 30;
@@ -110,7 +111,12 @@ export function requirePermissions(
 ): preHandlerHookHandler {
   const full = authenticateFully(gatehouse, guard, permissions);
   return function authenticate(request, reply, done) {
-    const presented = guard.mayBeBlocked(request.ip) ? null : bearerToken(request);
+    // A key this node has let in lately, still active, passes even from an address
+    // blocked for failures: the block stops guessing and the storage reads it would cost,
+    // and must not let one bad client behind a shared address (a NAT, a Kubernetes node)
+    // shut out every service there. Anything else from a blocked address is refused
+    // before it is looked up (see the full way below).
+    const presented = bearerToken(request);
     const known = presented === null ? null : gatehouse.verifier.knownCaller(presented);
     if (known === null || missingPermissions(known.record.permissions, permissions).length > 0) {
       full(request, reply).then(() => done(), done);
@@ -147,8 +153,10 @@ function admit(
 function authenticateFully(gatehouse: Gatehouse, guard: FailedAuthGuard, permissions: readonly Permission[]) {
   return async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const blocked = await guard.blockedFor(request.ip);
-    if (blocked > 0) throw new RateLimitedError(blocked);
     const presented = bearerToken(request);
+    if (blocked > 0 && (presented === null || !gatehouse.verifier.admittedRecently(presented))) {
+      throw new RateLimitedError(blocked);
+    }
     const resolution = presented === null ? null : await gatehouse.verifier.resolveCaller(presented);
     if (!resolution?.ok) {
       await guard.fail(request.ip);

@@ -13,6 +13,9 @@ import { digestKey, digestKeyInto, isWellFormedKey, keyHint, keyLength } from ".
 import type { KeyPolicy } from "./key-policy.ts";
 import { keyStatus } from "./key-status.ts";
 
+const ADMITTED_FOR_MS = 10 * 60_000;
+const ADMITTED_MAX = 10_000;
+
 export type VerifyFailureCode =
   | "MALFORMED"
   | "NOT_FOUND"
@@ -58,6 +61,8 @@ export class KeyVerifier {
   private readonly onOutcome: (outcome: "VALID" | VerifyFailureCode) => void;
   /** Only with a change feed: without one, nothing would tell the cache a key changed. */
   private readonly callers: CallerKeyCache | null;
+  /** Digests of caller keys let in lately, oldest first (see `admittedRecently`). */
+  private readonly admitted = new Map<string, number>();
   private readonly active: ActiveKeys | null;
   /** The digest of the key being looked up in the index, rewritten by every lookup. */
   private readonly digest = Buffer.alloc(32);
@@ -126,8 +131,25 @@ export class KeyVerifier {
     const record = await this.storage.keys.findByDigest(digest);
     if (!record || !timingSafeEqual(record.digest, digest)) return { ok: false, code: "NOT_FOUND", record: null };
     const resolution = this.judge(record, now);
-    if (resolution.ok) this.callers.set(name, record, now);
+    if (resolution.ok) {
+      this.callers.set(name, record, now);
+      this.admitted.delete(name);
+      this.admitted.set(name, now);
+      if (this.admitted.size > ADMITTED_MAX) this.admitted.delete(this.admitted.keys().next().value as string);
+    }
     return resolution;
+  }
+
+  /**
+   * True when this presented key authenticated a call on this node in the last ten
+   * minutes (it is then worth a lookup even from an address blocked for failures; the
+   * lookup still checks that it is active). Only digests are kept, at most 10,000.
+   */
+  admittedRecently(presented: string): boolean {
+    if (presented.length !== keyLength(this.policy.prefix)) return false;
+    const name = digestKey(presented).toString("base64");
+    const at = this.admitted.get(name);
+    return at !== undefined && this.clock() - at < ADMITTED_FOR_MS;
   }
 
   private judge(record: ApiKeyRecord, now: number): Resolution {

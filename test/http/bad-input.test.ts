@@ -481,5 +481,27 @@ for (const backend of backends()) {
       // Health checks need no credential and are not blocked.
       assert.equal((await send(server, "GET", "/healthz", { key: null })).status, 200);
     });
+
+    test("a key already let in passes a blocked address; keys it has not seen are refused there", async () => {
+      const own = await startServer(backend);
+      try {
+        const fresh = await send(own, "POST", "/v1/keys", {
+          body: json({ name: "unused", scopes: [], permissions: ["keys:read"] }),
+        });
+        assert.equal(fresh.status, 201);
+        // The admin key has been let in (just now); the new key never has.
+        for (let i = 0; i < 30; i++)
+          assert.equal((await send(own, "GET", "/v1/keys", { key: generateKey("gate") })).status, 401);
+        assert.equal((await send(own, "GET", "/v1/keys", { key: generateKey("gate") })).status, 429);
+        assert.equal((await send(own, "GET", "/v1/keys", { key: fresh.body.key })).status, 429);
+        assert.equal((await send(own, "GET", "/v1/keys?limit=1")).status, 200, "the admin key behind the same address");
+        // Past the caller cache's second, the key is looked up again, and still let in.
+        await new Promise((resolve) => setTimeout(resolve, 1100));
+        assert.equal((await send(own, "GET", "/v1/keys?limit=1")).status, 200, "after the cache forgot it");
+        assert.equal((await send(own, "GET", "/v1/keys", { key: generateKey("gate") })).status, 429);
+      } finally {
+        await own.close();
+      }
+    });
   });
 }
