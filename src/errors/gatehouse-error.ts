@@ -33,9 +33,13 @@ export class GatehouseError extends Error {
 }
 
 export class ValidationError extends GatehouseError {
+  /** Each problem by field (a JSON pointer into the input); empty when only `detail` says it. */
+  readonly errors: ReadonlyArray<{ path: string; message: string }>;
+
   constructor(detail: string, errors?: Array<{ path: string; message: string }>) {
     super("VALIDATION_FAILED", detail, errors ? { extensions: { errors } } : {});
     this.name = "ValidationError";
+    this.errors = errors ?? [];
   }
 }
 

@@ -1,17 +1,27 @@
 import type { FastifyRequest } from "fastify";
 import { type Static, type TSchema, Type } from "typebox";
 import { ValidationError } from "../errors/gatehouse-error.ts";
+import {
+  MAX_PERMISSIONS,
+  MAX_SCOPES,
+  RATE_LIMIT_MAX,
+  RATE_WINDOW_MAX_SECONDS,
+  SCOPE_MAX_CHARS,
+  SCOPE_PATTERN,
+} from "../keys/key-rules.ts";
 import { keyStatus } from "../keys/key-status.ts";
 import type { ApiKeyRecord } from "../storage/types.ts";
 
+// The limits are the domain's (src/keys/key-rules.ts): the schema answers first, with the
+// same rules the key service applies to every caller.
 /** Scope names: what OAuth allows in a scope token, minus the quote and backslash. */
-export const ScopeName = Type.String({ minLength: 1, maxLength: 128, pattern: "^[!#-\\[\\]-~]+$" });
-export const Scopes = Type.Array(ScopeName, { maxItems: 64 });
-export const Permissions = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 32 });
+export const ScopeName = Type.String({ minLength: 1, maxLength: SCOPE_MAX_CHARS, pattern: SCOPE_PATTERN });
+export const Scopes = Type.Array(ScopeName, { maxItems: MAX_SCOPES });
+export const Permissions = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: MAX_PERMISSIONS });
 export const RateLimitBody = Type.Object(
   {
-    limit: Type.Integer({ minimum: 1, maximum: 1_000_000_000 }),
-    windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400 }),
+    limit: Type.Integer({ minimum: 1, maximum: RATE_LIMIT_MAX }),
+    windowSeconds: Type.Integer({ minimum: 1, maximum: RATE_WINDOW_MAX_SECONDS }),
   },
   { additionalProperties: false },
 );

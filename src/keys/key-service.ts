@@ -6,6 +6,7 @@ import type { OnIssued } from "../observability/issued.ts";
 import type { ApiKeyRecord, AuditEventInput, KeyUpdate, RateLimitPolicy, Storage } from "../storage/types.ts";
 import { digestKey, generateKey, keyHint, type RandomBytes } from "./key-format.ts";
 import type { KeyPolicy } from "./key-policy.ts";
+import { assertValidKeyFields, MIN_LIFETIME_SECONDS } from "./key-rules.ts";
 import { keyStatus } from "./key-status.ts";
 import { missingPermissions } from "./permissions.ts";
 
@@ -142,6 +143,9 @@ export class KeyService {
   }
 
   async create(input: CreateKeyInput, caller: Caller): Promise<CreatedKey> {
+    // Checked here, not only in the HTTP schema, so the CLI and init store only keys the
+    // API would have accepted.
+    assertValidKeyFields(input);
     const now = this.clock();
     const permissions = [...new Set(input.permissions ?? [])];
     this.assertMayGrant(caller, permissions, { action: "key.create", targetId: null });
@@ -191,6 +195,7 @@ export class KeyService {
   }
 
   async update(id: string, changes: KeyUpdate, caller: Caller): Promise<ApiKeyRecord> {
+    assertValidKeyFields(changes);
     const attempt: Attempt = { action: "key.update", targetId: id, detail: { fields: Object.keys(changes) } };
     await this.manageable(id, caller, attempt);
     if (changes.permissions) this.assertMayGrant(caller, changes.permissions, attempt);
@@ -246,6 +251,7 @@ export class KeyService {
     options: { gracePeriodSeconds: number; expiresInSeconds?: number | null },
     caller: Caller,
   ): Promise<CreatedKey & { previous: { id: string; expiresAt: number | null; revokedAt: number | null } }> {
+    if (options.expiresInSeconds !== undefined) assertValidKeyFields({ expiresInSeconds: options.expiresInSeconds });
     const old = await this.manageable(id, caller, { action: "key.rotate", targetId: id });
     const now = this.clock();
     if (options.gracePeriodSeconds > this.policy.maxGracePeriodSeconds) {
@@ -254,13 +260,17 @@ export class KeyService {
     if (keyStatus(old, now) !== "active" || old.replacedBy !== null) {
       throw new ConflictError("Only an active key that has not been rotated already can be rotated.");
     }
-    // The replacement gets the lifetime the old key was given, unless told otherwise.
+    // The replacement gets the lifetime the old key was given, unless told otherwise, within
+    // today's bounds (a key made before the minimum existed may have had less).
     const lifetime =
       options.expiresInSeconds !== undefined
         ? options.expiresInSeconds
         : old.expiresAt === null
           ? null
-          : Math.min(Math.round((old.expiresAt - old.createdAt) / 1000), this.policy.maxLifetimeSeconds);
+          : Math.max(
+              MIN_LIFETIME_SECONDS,
+              Math.min(Math.round((old.expiresAt - old.createdAt) / 1000), this.policy.maxLifetimeSeconds),
+            );
     const created = this.newRecord(
       {
         name: old.name,

@@ -319,11 +319,27 @@ describe("gatehouse CLI", () => {
   });
 
   test("keys commands report mistakes in one line, without a stack trace", async () => {
+    const count = async () => (await cli(["keys", "list", "--json"], env)).stdout.trim().split("\n").length;
+    const before = await count();
     const cases: Array<[string[], number, RegExp]> = [
       [["keys", "create"], 2, /--name is required/],
       [["keys", "create", "--name", "x", "--permission", "root"], 2, /unknown permission/],
       [["keys", "create", "--name", "x", "--expires-in", "soon"], 2, /whole number/],
-      [["keys", "create", "--name", "x", "--expires-in", "999999999"], 1, /expiresInSeconds may be at most/],
+      [["keys", "create", "--name", "x", "--expires-in", "999999999"], 2, /expiresInSeconds may be at most/],
+      // The API's rules hold for the CLI too (the key service checks them), told in its flags.
+      [
+        ["keys", "create", "--name", "x", "--expires-in", "0"],
+        2,
+        /--expires-in must be a whole number of seconds, at least 60/,
+      ],
+      [["keys", "create", "--name", "x", "--expires-in", "10"], 2, /--expires-in must be .* at least 60/],
+      [["keys", "create", "--name", ""], 2, /--name must not be empty/],
+      [["keys", "create", "--name", "x", "--owner", ""], 2, /--owner must not be empty/],
+      [
+        ["keys", "create", "--name", "x", "--scope", "a b", "--scope", ""],
+        2,
+        /--scope "a b" must be printable ASCII without spaces, quotes or backslashes; --scope "" must not be empty/,
+      ],
       [["keys", "rotate", "key_nope"], 2, /--grace is required/],
       [["keys", "revoke"], 2, /exactly one key id/],
       [["keys", "revoke", "key_doesnotexist"], 1, /No key with id key_doesnotexist/],
@@ -338,6 +354,7 @@ describe("gatehouse CLI", () => {
       assert.match(r.stderr, message, args.join(" "));
       assert.doesNotMatch(r.stderr, NO_STACK, args.join(" "));
     }
+    assert.equal(await count(), before, "no refused create stored a key");
     // A revoked key cannot be rotated: a conflict, reported plainly.
     const { id } = JSON.parse((await cli(["keys", "create", "--name", "gone", "--json"], env)).stdout);
     await cli(["keys", "revoke", id], env);

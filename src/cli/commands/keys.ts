@@ -1,8 +1,8 @@
 import { existsSync } from "node:fs";
 import { CLI_ACTOR } from "../../audit/context.ts";
+import { ValidationError } from "../../errors/gatehouse-error.ts";
 import { digestKey, redactKey } from "../../keys/key-format.ts";
 import { keyStatus } from "../../keys/key-status.ts";
-import { isPermission } from "../../keys/permissions.ts";
 import { scanForKeys } from "../../leaks/key-scanner.ts";
 import { type CliIO, type Command, runCommand, UsageError } from "../command.ts";
 import { describeStore, withGatehouse } from "../context.ts";
@@ -16,6 +16,28 @@ function integerOption(value: unknown, name: string): number | undefined {
   return Number(value);
 }
 
+/** The option of `keys create` that sets each field the key service checks. */
+const CREATE_FLAGS: Record<string, string> = {
+  name: "--name",
+  scopes: "--scope",
+  permissions: "--permission",
+  ownerId: "--owner",
+  expiresInSeconds: "--expires-in",
+  rateLimit: "--rate-limit",
+};
+
+function createUsageError(error: ValidationError, scopes: readonly string[]): UsageError {
+  if (error.errors.length === 0) return new UsageError(error.detail);
+  const lines = error.errors.map(({ path, message }) => {
+    const [, field = "", index] = path.split("/");
+    const flag = CREATE_FLAGS[field] ?? field;
+    // Name the scope by its value: `--scope` may be given many times.
+    const scope = field === "scopes" && index !== undefined ? scopes[Number(index)] : undefined;
+    return scope === undefined ? `${flag} ${message}` : `${flag} ${JSON.stringify(scope)} ${message}`;
+  });
+  return new UsageError(lines.join("; "));
+}
+
 const create: Command = {
   name: "keys create",
   summary: "Create an API key and print it (once).",
@@ -25,7 +47,7 @@ const create: Command = {
     name: { type: "string", description: "a label for the key" },
     scope: { type: "string", multiple: true, description: "a scope to grant (repeatable)" },
     permission: { type: "string", multiple: true, description: "a Gatehouse admin permission (repeatable)" },
-    "expires-in": { type: "string", description: "lifetime in seconds (default: the maximum)" },
+    "expires-in": { type: "string", description: "lifetime in seconds, at least 60 (default: the maximum)" },
     owner: { type: "string", description: "owner id to record" },
     "rate-limit": { type: "string", description: "<limit>/<window seconds>, e.g. 100/60 (default: the server's)" },
     json: { type: "boolean", description: "print JSON" },
@@ -43,21 +65,26 @@ const create: Command = {
       rateLimit = { limit, windowSeconds };
     }
     const permissions = (values.permission as string[] | undefined) ?? [];
-    const unknown = permissions.filter((p) => !isPermission(p));
-    if (unknown.length > 0) throw new UsageError(`unknown permission(s): ${unknown.join(", ")}`);
+    const scopes = (values.scope as string[] | undefined) ?? [];
     const expires = integerOption(values["expires-in"], "expires-in");
     return withGatehouse(io, async (gatehouse) => {
-      const { record, key } = await gatehouse.keys.create(
-        {
-          name: values.name as string,
-          scopes: (values.scope as string[] | undefined) ?? [],
-          permissions,
-          ...(expires !== undefined ? { expiresInSeconds: expires } : {}),
-          ...(typeof values.owner === "string" ? { ownerId: values.owner } : {}),
-          ...(rateLimit ? { rateLimit } : {}),
-        },
-        OPERATOR,
-      );
+      const { record, key } = await gatehouse.keys
+        .create(
+          {
+            name: values.name as string,
+            scopes,
+            permissions,
+            ...(expires !== undefined ? { expiresInSeconds: expires } : {}),
+            ...(typeof values.owner === "string" ? { ownerId: values.owner } : {}),
+            ...(rateLimit ? { rateLimit } : {}),
+          },
+          OPERATOR,
+        )
+        .catch((error: unknown) => {
+          // The key service holds the rules (the API's too); here they are told in flags.
+          if (error instanceof ValidationError) throw createUsageError(error, scopes);
+          throw error;
+        });
       const expiresAt = record.expiresAt === null ? null : new Date(record.expiresAt).toISOString();
       if (values.json) {
         io.out(JSON.stringify({ id: record.id, key, hint: record.hint, scopes: record.scopes, expiresAt }));

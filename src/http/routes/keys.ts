@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "typebox";
 import { ValidationError } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
+import { MIN_LIFETIME_SECONDS, NAME_MAX_CHARS, OWNER_ID_MAX_CHARS } from "../../keys/key-rules.ts";
 import { isPermission } from "../../keys/permissions.ts";
 import { type FailedAuthGuard, type Principal, requirePermissions } from "../authenticate.ts";
 import {
@@ -17,8 +18,9 @@ import {
   Scopes,
 } from "../schemas.ts";
 
-const Name = Type.String({ minLength: 1, maxLength: 200 });
-const OwnerId = Type.String({ minLength: 1, maxLength: 200 });
+const Name = Type.String({ minLength: 1, maxLength: NAME_MAX_CHARS });
+const OwnerId = Type.String({ minLength: 1, maxLength: OWNER_ID_MAX_CHARS });
+const Lifetime = Type.Integer({ minimum: MIN_LIFETIME_SECONDS });
 const IdParams = Type.Object({ id: KeyId });
 
 const CreateBody = Type.Object(
@@ -26,7 +28,7 @@ const CreateBody = Type.Object(
     name: Name,
     scopes: Scopes,
     permissions: Type.Optional(Permissions),
-    expiresInSeconds: Type.Optional(Type.Union([Type.Integer({ minimum: 60 }), Type.Null()])),
+    expiresInSeconds: Type.Optional(Type.Union([Lifetime, Type.Null()])),
     rateLimit: Type.Optional(RateLimitBody),
     ownerId: Type.Optional(OwnerId),
     metadata: Type.Optional(Metadata),
@@ -164,7 +166,7 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
           body: Type.Object(
             {
               gracePeriodSeconds: Type.Integer({ minimum: 0 }),
-              expiresInSeconds: Type.Optional(Type.Union([Type.Integer({ minimum: 60 }), Type.Null()])),
+              expiresInSeconds: Type.Optional(Type.Union([Lifetime, Type.Null()])),
             },
             { additionalProperties: false },
           ),
