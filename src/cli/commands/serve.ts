@@ -1,6 +1,7 @@
 import { createGatehouse } from "../../gatehouse.ts";
 import { buildApp } from "../../http/app.ts";
 import { lowerThreadPoolPriority } from "../../lib/thread-pool-priority.ts";
+import { keepTickObjectShape } from "../../lib/tick-shape.ts";
 import { openRuntime } from "../../runtime.ts";
 import type { Command } from "../command.ts";
 import { configOrReport } from "../context.ts";
@@ -61,6 +62,7 @@ export const serveCommand: Command = {
     };
     process.once("SIGTERM", () => void shutdown("SIGTERM"));
     process.once("SIGINT", () => void shutdown("SIGINT"));
+    keepTickObjectShape();
     try {
       await app.listen({ port: config.port, host: config.host });
     } catch (error) {
