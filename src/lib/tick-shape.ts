@@ -13,10 +13,10 @@ const kept: object[] = [];
  * when a major GC finds no tick object alive at that moment, the shape is collected, the
  * next tick makes a new one, and the optimized `nextTick` ends up calling into V8's
  * runtime for every tick (`Runtime_DefineKeyedOwnPropertyInLiteral`, map migrations).
- * Measured on `POST /v1/keys/verify` (docs/benchmarks.md, "Eighth session"): about half of
- * the server processes fell into that path, where it was ~11% of all instructions; with
- * the shape held alive, none did. It depends on GC timing, which is why otherwise equal
- * runs of the same server differed.
+ * Measured on `POST /v1/keys/verify` (docs/benchmarks.md, "Eighth session"): 6 of 16
+ * server processes fell into that path natively (5 of 6 under callgrind), where it was
+ * ~11% of all instructions; with the shape held alive, none of 9 did. It depends on GC
+ * timing, which is one reason otherwise equal runs of the same server differed.
  *
  * How: an async hook sees the tick objects made while it is enabled; it is enabled for two
  * ticks at start and disabled at once, so no hook runs while serving.
