@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from "fastify";
+import type { FastifyReply, FastifyRequest, preValidationHookHandler } from "fastify";
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { type ActorContext, auditEvent } from "../audit/context.ts";
 import { ForbiddenError, RateLimitedError, UnauthenticatedError } from "../errors/gatehouse-error.ts";
@@ -96,9 +96,11 @@ export class FailedAuthGuard {
 }
 
 /**
- * preHandler for admin routes: authenticates the bearer key, checks it holds every
+ * The guard of admin routes: authenticates the bearer key, checks it holds every
  * permission the route needs, and charges the call to the key's own rate limit.
- * Every failure gives the same 401; the audit log keeps the reason.
+ * Every failure gives the same 401; the audit log keeps the reason. Routes run it as a
+ * preValidation hook, before their JSON schemas: a caller who may not call the route
+ * learns nothing about what it accepts.
  *
  * A callback hook rather than an async one: a known caller whose key and counters are in
  * memory (nearly every call of a busy resource server) is let through without a single
@@ -108,7 +110,7 @@ export function requirePermissions(
   gatehouse: Gatehouse,
   guard: FailedAuthGuard,
   permissions: readonly Permission[],
-): preHandlerHookHandler {
+): preValidationHookHandler {
   const full = authenticateFully(gatehouse, guard, permissions);
   return function authenticate(request, reply, done) {
     // A key this node has let in lately, still active, passes even from an address

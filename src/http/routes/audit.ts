@@ -12,7 +12,7 @@ export function auditRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fasti
     app.get(
       "/v1/audit",
       {
-        preHandler: requirePermissions(gatehouse, guard, ["audit:read"]),
+        preValidation: requirePermissions(gatehouse, guard, ["audit:read"]),
         schema: {
           querystring: Type.Object(
             {

@@ -89,7 +89,7 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
 
     app.post(
       "/v1/keys",
-      { preHandler: write, schema: { body: CreateBody, response: { 201: CreatedView } } },
+      { preValidation: write, schema: { body: CreateBody, response: { 201: CreatedView } } },
       async (request, reply) => {
         checkMetadata(request.body.metadata);
         checkPermissionNames(request.body.permissions);
@@ -113,7 +113,7 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
     app.get(
       "/v1/keys",
       {
-        preHandler: read,
+        preValidation: read,
         schema: {
           querystring: Type.Object(
             { limit: Type.Optional(LimitParam), cursor: Type.Optional(Cursor), ownerId: Type.Optional(OwnerId) },
@@ -142,13 +142,13 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
 
     app.get(
       "/v1/keys/:id",
-      { preHandler: read, schema: { params: IdParams, response: { 200: KeyView } } },
+      { preValidation: read, schema: { params: IdParams, response: { 200: KeyView } } },
       async (request) => keyView(await gatehouse.keys.get(request.params.id), gatehouse.clock()),
     );
 
     app.patch(
       "/v1/keys/:id",
-      { preHandler: write, schema: { params: IdParams, body: PatchBody, response: { 200: KeyView } } },
+      { preValidation: write, schema: { params: IdParams, body: PatchBody, response: { 200: KeyView } } },
       async (request) => {
         checkMetadata(request.body.metadata);
         checkPermissionNames(request.body.permissions);
@@ -160,7 +160,7 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
     app.post(
       "/v1/keys/:id/rotate",
       {
-        preHandler: write,
+        preValidation: write,
         schema: {
           params: IdParams,
           body: Type.Object(
@@ -204,7 +204,7 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
     // schema would refuse a request that has none.
     app.post(
       "/v1/keys/:id/revoke",
-      { preHandler: write, schema: { params: IdParams, response: { 200: KeyView } } },
+      { preValidation: write, schema: { params: IdParams, response: { 200: KeyView } } },
       async (request) => {
         const body = request.body ?? {};
         if (!matchesSchema(request, RevokeBody, body))

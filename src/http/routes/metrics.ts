@@ -11,7 +11,7 @@ export function metricsRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fas
   return async (app) => {
     app.get(
       "/metrics",
-      { preHandler: requirePermissions(gatehouse, guard, ["metrics:read"]) },
+      { preValidation: requirePermissions(gatehouse, guard, ["metrics:read"]) },
       async (_request, reply) => {
         reply.type(gatehouse.metrics.registry.contentType);
         return gatehouse.metrics.registry.metrics();

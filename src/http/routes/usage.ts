@@ -14,7 +14,7 @@ export function usageRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fasti
     app.get(
       "/v1/keys/:id/usage",
       {
-        preHandler: requirePermissions(gatehouse, guard, ["keys:read"]),
+        preValidation: requirePermissions(gatehouse, guard, ["keys:read"]),
         schema: {
           params: Type.Object({ id: KeyId }),
           querystring: Type.Object(

@@ -48,7 +48,7 @@ export function userRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastif
     app.post(
       "/v1/users",
       {
-        preHandler: write,
+        preValidation: write,
         schema: {
           body: Type.Object(
             {
@@ -71,7 +71,7 @@ export function userRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastif
     app.get(
       "/v1/users",
       {
-        preHandler: read,
+        preValidation: read,
         schema: {
           querystring: Type.Object(
             { limit: Type.Optional(LimitParam), cursor: Type.Optional(Cursor) },
@@ -98,17 +98,17 @@ export function userRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastif
 
     app.get(
       "/v1/users/:id",
-      { preHandler: read, schema: { params: IdParams, response: { 200: UserView } } },
+      { preValidation: read, schema: { params: IdParams, response: { 200: UserView } } },
       async (request) => userView(await gatehouse.users.get(request.params.id)),
     );
 
     app.post(
       "/v1/users/:id/disable",
-      { preHandler: write, schema: { params: IdParams, response: { 200: UserView } } },
+      { preValidation: write, schema: { params: IdParams, response: { 200: UserView } } },
       async (request) => userView(await gatehouse.users.disable(request.params.id, context(request.principal))),
     );
 
-    app.delete("/v1/users/:id", { preHandler: write, schema: { params: IdParams } }, async (request, reply) => {
+    app.delete("/v1/users/:id", { preValidation: write, schema: { params: IdParams } }, async (request, reply) => {
       await gatehouse.users.delete(request.params.id, context(request.principal));
       return reply.code(204).send();
     });
@@ -116,7 +116,7 @@ export function userRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastif
     app.get(
       "/v1/users/:id/sessions",
       {
-        preHandler: read,
+        preValidation: read,
         schema: { params: IdParams, response: { 200: Type.Object({ data: Type.Array(SessionView) }) } },
       },
       async (request) => {
@@ -129,7 +129,7 @@ export function userRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastif
     app.delete(
       "/v1/users/:id/sessions",
       {
-        preHandler: write,
+        preValidation: write,
         schema: { params: IdParams, response: { 200: Type.Object({ endedSessions: Type.Integer() }) } },
       },
       async (request) => {

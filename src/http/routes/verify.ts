@@ -46,7 +46,7 @@ export function verifyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fast
     app.post(
       "/v1/keys/verify",
       {
-        preHandler: requirePermissions(gatehouse, guard, ["keys:verify"]),
+        preValidation: requirePermissions(gatehouse, guard, ["keys:verify"]),
         schema: { body: VerifyBody, response: { 200: VerifyAnswer } },
       },
       // Not async: an active key in the in-memory index is verified synchronously, and
