@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { backends } from "../support/backends.ts";
+import { type Backend, backends } from "../support/backends.ts";
 import type { TestServer } from "../support/server.ts";
 import { auditEvents, createUser, login, startAuthServer, uniqueEmail } from "./support.ts";
 
@@ -27,18 +27,26 @@ async function failFromManyAddresses(server: TestServer, account: string, count:
   for (let i = 0; i < count; i++) await server.gatehouse.loginThrottle.failure({ account, ip: `10.9.0.${i}` });
 }
 
+/**
+ * A server behind a trusted proxy (so X-Forwarded-For names the client), with 3 free
+ * failures per account and `freePerIp` per address.
+ */
+function startBrakedServer(backend: Backend, freePerIp: number): Promise<TestServer> {
+  return startAuthServer(backend, {
+    env: {
+      GATEHOUSE_TRUSTED_PROXIES: "127.0.0.1",
+      GATEHOUSE_LOGIN_FREE_FAILURES_PER_ACCOUNT: "3",
+      GATEHOUSE_LOGIN_FREE_FAILURES_PER_IP: String(freePerIp),
+      GATEHOUSE_LOGIN_MAX_DELAY_SECONDS: "900",
+    },
+  });
+}
+
 for (const backend of backends()) {
   describe(`an attack on one account does not lock its owner out (${backend.name})`, () => {
     let server: TestServer;
     before(async () => {
-      server = await startAuthServer(backend, {
-        env: {
-          GATEHOUSE_TRUSTED_PROXIES: "127.0.0.1",
-          GATEHOUSE_LOGIN_FREE_FAILURES_PER_ACCOUNT: "3",
-          GATEHOUSE_LOGIN_FREE_FAILURES_PER_IP: "1000",
-          GATEHOUSE_LOGIN_MAX_DELAY_SECONDS: "900",
-        },
-      });
+      server = await startBrakedServer(backend, 1000);
     });
     after(() => server.close());
 
@@ -113,14 +121,7 @@ for (const backend of backends()) {
   describe(`polling during a block is not free (${backend.name})`, () => {
     let server: TestServer;
     before(async () => {
-      server = await startAuthServer(backend, {
-        env: {
-          GATEHOUSE_TRUSTED_PROXIES: "127.0.0.1",
-          GATEHOUSE_LOGIN_FREE_FAILURES_PER_ACCOUNT: "3",
-          GATEHOUSE_LOGIN_FREE_FAILURES_PER_IP: "5",
-          GATEHOUSE_LOGIN_MAX_DELAY_SECONDS: "900",
-        },
-      });
+      server = await startBrakedServer(backend, 5);
     });
     after(() => server.close());
 
