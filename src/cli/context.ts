@@ -40,11 +40,14 @@ export function describeStore(config: GatehouseConfig): string {
 export async function withGatehouse(
   io: CliIO,
   work: (gatehouse: Gatehouse) => Promise<number>,
-  options: { create?: boolean } = {},
+  options: {
+    create?: boolean /** Appended to the message for a missing store: what else the command can do. */;
+    withoutStore?: string;
+  } = {},
 ): Promise<number> {
   const config = configOrReport(io);
   if (!config) return 1;
-  const missing = `No initialised Gatehouse store at ${describeStore(config)}. Run \`gatehouse init\` first, or point GATEHOUSE_DATA_DIR (or GATEHOUSE_DATABASE_URL) at your store.`;
+  const missing = `No initialised Gatehouse store at ${describeStore(config)}. Run \`gatehouse init\` first, or point GATEHOUSE_DATA_DIR (or GATEHOUSE_DATABASE_URL) at your store.${options.withoutStore ? ` ${options.withoutStore}` : ""}`;
   if (!options.create && !config.databaseUrl && !existsSync(join(config.dataDir, "gatehouse.db"))) {
     io.err(missing);
     return 1;

@@ -466,6 +466,10 @@ describe("gatehouse CLI", () => {
       for (const output of [text.stdout, text.stderr, json.stdout, json.stderr]) {
         assert.ok(!output.includes(committed.slice(9, 49)), "a scan never prints a whole key");
       }
+      // Without a store, the online scan says how to scan without one.
+      const storeless = await cli(["keys", "scan", join(repo, "src")], { GATEHOUSE_DATA_DIR: join(repo, "no-store") });
+      assert.equal(storeless.code, 1);
+      assert.match(storeless.stderr, /No initialised Gatehouse store[\s\S]*add --offline/);
       // The exit codes are documented where an operator looks.
       const help = await cli(["keys", "scan", "--help"], env);
       assert.match(help.stdout, /Exit codes:/);

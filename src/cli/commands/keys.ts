@@ -241,16 +241,19 @@ const scan: Command = {
       const config = configOrReport(io);
       return config ? report(null, config.keys.prefix) : 1;
     }
-    return withGatehouse(io, (gatehouse) =>
-      report(async (key) => {
-        const record = await gatehouse.storage.keys.findByDigest(digestKey(key));
-        if (!record) return "unknown";
-        const status = keyStatus(record, gatehouse.clock());
-        return status === "active" ? "live" : status;
-      }, gatehouse.config.keys.prefix).then((code) => {
-        if (!values.json) io.err(`(checked against ${describeStore(gatehouse.config)})`);
-        return code;
-      }),
+    return withGatehouse(
+      io,
+      (gatehouse) =>
+        report(async (key) => {
+          const record = await gatehouse.storage.keys.findByDigest(digestKey(key));
+          if (!record) return "unknown";
+          const status = keyStatus(record, gatehouse.clock());
+          return status === "active" ? "live" : status;
+        }, gatehouse.config.keys.prefix).then((code) => {
+          if (!values.json) io.err(`(checked against ${describeStore(gatehouse.config)})`);
+          return code;
+        }),
+      { withoutStore: "To scan without a store, add --offline (every key found then counts as a leak)." },
     );
   },
 };
