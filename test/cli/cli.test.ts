@@ -206,8 +206,30 @@ describe("gatehouse CLI", () => {
         assert.equal(keys.status, 200);
       }
       assert.equal((await call(`${server.url}/v1/keys`, generateKey("gate"))).status, 401);
+      for (let i = 0; i < 100 && !server.output().includes("Gatehouse is ready"); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.ok(server.output().includes("Gatehouse is ready"));
+      assert.ok(!server.output().includes("No admin key exists yet"), "an initialised store gets no such warning");
     } finally {
       assert.equal(await server.stop(), 0);
+    }
+  });
+
+  test("serve on a new store says that no admin key exists yet, and how to make one", async () => {
+    const fresh = tempDir("gatehouse-fresh-store-");
+    try {
+      const server = await serve({ GATEHOUSE_DATA_DIR: fresh, GATEHOUSE_LOG_LEVEL: "info" });
+      try {
+        for (let i = 0; i < 100 && !server.output().includes("No admin key"); i++) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        assert.match(server.output(), /No admin key exists yet: run `npx gatehouse init --json`/);
+      } finally {
+        assert.equal(await server.stop(), 0);
+      }
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
     }
   });
 

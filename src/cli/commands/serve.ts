@@ -4,7 +4,7 @@ import { lowerThreadPoolPriority } from "../../lib/thread-pool-priority.ts";
 import { keepTickObjectShape } from "../../lib/tick-shape.ts";
 import { openRuntime } from "../../runtime.ts";
 import type { Command } from "../command.ts";
-import { configOrReport } from "../context.ts";
+import { configOrReport, INITIALISED } from "../context.ts";
 
 export const serveCommand: Command = {
   name: "serve",
@@ -85,6 +85,10 @@ export const serveCommand: Command = {
       },
       "Gatehouse is ready",
     );
+    if ((await storage.meta.get(INITIALISED)) === null) {
+      // A first start: every admin route needs a key that does not exist yet.
+      app.log.warn("No admin key exists yet: run `npx gatehouse init --json` in the Gatehouse folder to create one.");
+    }
     // Keep running until a signal arrives.
     await new Promise(() => {});
     return 0;
