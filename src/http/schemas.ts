@@ -91,11 +91,20 @@ export const Problem = Type.Object(
   { additionalProperties: true },
 );
 
+/**
+ * ISO 8601 as RFC 3339 writes it: a date, or a date and time with its offset (a time
+ * without one would be read in the server's own zone). Date.parse alone also takes "0"
+ * (the year 2000) and other guesses.
+ */
+const ISO_INSTANT = /^[+-]?\d{4,6}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/i;
+
 /** Parses an ISO 8601 timestamp from the query parameter `name`, or says which one is wrong. */
 export function parseInstant(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
-  const ms = Date.parse(value);
-  if (Number.isNaN(ms)) throw new ValidationError(`${name} must be an ISO 8601 timestamp, e.g. 2026-01-31T00:00:00Z.`);
+  const ms = ISO_INSTANT.test(value) ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(ms)) {
+    throw new ValidationError(`${name} must be an ISO 8601 timestamp with its offset, e.g. 2026-01-31T00:00:00Z.`);
+  }
   return ms;
 }
 

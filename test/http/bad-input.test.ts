@@ -181,11 +181,28 @@ for (const backend of backends()) {
         "/v1/keys?cursor=%27%20OR%201%3D1",
         "/v1/keys/not-an-id",
         "/v1/audit?since=yesterday",
+        // Date.parse would read these as 2000-01-01, 2001-01-01 and local time.
+        "/v1/audit?since=0",
+        "/v1/audit?until=1",
+        "/v1/audit?since=2026-01-31T00:00:00",
+        "/v1/audit?since=Jan%201%202026",
         "/v1/audit?outcome=maybe",
       ]) {
         const r = await send(server, "GET", path);
         assert.equal(r.status, 400, path);
         assert.equal(r.body.code, "VALIDATION_FAILED", path);
+      }
+    });
+
+    test("since and until take dates and date-times with their offset", async () => {
+      for (const value of [
+        "2026-01-31",
+        "2026-01-31T00:00:00Z",
+        "2026-01-31T00:00:00.123+02:00",
+        "2026-01-31t10:20z",
+      ]) {
+        const r = await send(server, "GET", `/v1/audit?since=${encodeURIComponent(value)}&limit=1`);
+        assert.equal(r.status, 200, value);
       }
     });
 
