@@ -260,6 +260,8 @@ describe("gatehouse CLI", () => {
       .split("\n")
       .map((line) => JSON.parse(line));
     const row = rows.find((r) => r.id === id);
+    const expiresAt = JSON.parse(created.stdout).expiresAt;
+    assert.match(expiresAt, /^\d{4}-\d{2}-\d{2}T/);
     assert.deepEqual(row, {
       id,
       name: "ci",
@@ -267,7 +269,14 @@ describe("gatehouse CLI", () => {
       status: "active",
       scopes: ["a", "b"],
       permissions: [],
+      expiresAt,
     });
+    // In text, the expiry date stands beside the status.
+    const listedText = await cli(["keys", "list"], env);
+    assert.match(
+      listedText.stdout,
+      new RegExp(`^${id}  \\S+  active   ${expiresAt.slice(0, 10)}  ci  \\[a b\\]$`, "m"),
+    );
     // The admin key shows what it may do, in JSON and in text.
     assert.ok(rows.some((r) => r.name === "admin" && r.permissions.includes("keys:verify")));
     assert.ok(!listed.stdout.includes(key), "list never prints a key");

@@ -120,13 +120,17 @@ const list: Command = {
               status,
               scopes: record.scopes,
               permissions: record.permissions,
+              expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt).toISOString(),
             }),
           );
         } else {
           // Permissions only where a key has any: an admin key must not look like one with no rights.
           const permissions = record.permissions.length > 0 ? `  permissions: ${record.permissions.join(" ")}` : "";
+          // The expiry date up front: keys (the admin key too) expire, and this is where one looks.
+          const expires =
+            record.expiresAt === null ? "no expiry " : new Date(record.expiresAt).toISOString().slice(0, 10);
           io.out(
-            `${record.id}  ${record.hint}  ${status.padEnd(7)}  ${record.name}  [${record.scopes.join(" ")}]${permissions}`,
+            `${record.id}  ${record.hint}  ${status.padEnd(7)}  ${expires}  ${record.name}  [${record.scopes.join(" ")}]${permissions}`,
           );
         }
       }
