@@ -41,7 +41,8 @@ export async function withGatehouse(
   io: CliIO,
   work: (gatehouse: Gatehouse) => Promise<number>,
   options: {
-    create?: boolean /** Appended to the message for a missing store: what else the command can do. */;
+    create?: boolean;
+    /** Appended to the message for a missing store: what else the command can do. */
     withoutStore?: string;
   } = {},
 ): Promise<number> {

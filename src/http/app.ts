@@ -55,10 +55,10 @@ export function buildApp(
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     return503OnClosing: true,
-    // Errors Fastify raises before routing (a URL that does not decode) get our problem
-    // document too, not Fastify's own JSON.
+    // What Node's HTTP parser refuses before there is a request gets a problem document.
     clientErrorHandler: clientErrorProblem,
-    // A URL that does not decode may still carry a key: that is refused as such.
+    // Errors Fastify raises before routing (a URL that does not decode) get our problem
+    // document too, not Fastify's own JSON; such a URL may still carry a key, refused as such.
     frameworkErrors: (error, request, reply) => {
       reply.header("x-request-id", request.id);
       reply.header("cache-control", "no-store");

@@ -144,8 +144,9 @@ function admit(
   policy: RateLimitPolicy,
   outcome: RateLimitOutcome,
 ): RateLimitedError | null {
-  const headers = rateLimitHeaders(outcome, policy, gatehouse.clock());
-  gatehouse.verifier.countCallerUse(key.id, outcome.allowed ? "VALID" : "RATE_LIMITED");
+  const now = gatehouse.clock();
+  const headers = rateLimitHeaders(outcome, policy, now);
+  gatehouse.verifier.countCallerUse(key.id, outcome.allowed ? "VALID" : "RATE_LIMITED", now);
   if (!outcome.allowed) return new RateLimitedError(Number(headers["retry-after"]), headers);
   reply.headers(headers);
   request.principal = { key, context };

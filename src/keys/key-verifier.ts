@@ -200,8 +200,8 @@ export class KeyVerifier {
    * verification counts the key it checks: so `lastUsedAt` and the usage endpoint show
    * that the key is in use. Outcome as verify would name it.
    */
-  countCallerUse(keyId: string, outcome: "VALID" | "RATE_LIMITED" | "EXPIRED" | "REVOKED"): void {
-    this.usage.record(keyId, outcome, this.clock());
+  countCallerUse(keyId: string, outcome: "VALID" | "RATE_LIMITED" | "EXPIRED" | "REVOKED", at = this.clock()): void {
+    this.usage.record(keyId, outcome, at);
   }
 
   /** Charges one use to a key found by `knownCaller`. */
