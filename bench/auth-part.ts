@@ -142,6 +142,8 @@ export interface SignInResult {
   bare: Measurement;
   /** Sign-ins per second ÷ the measured hashing limit. */
   ofLimit: number;
+  /** With paired rounds (bench/run.ts): every round's share of its own limit, in order. */
+  roundsOfLimit?: number[];
   probeRate: number;
   /** Other routes at a steady rate, alone and while sign-ins run. */
   probes: Array<{ path: string; alone: Measurement; duringSignIns: Measurement }>;

@@ -51,7 +51,14 @@ export interface BenchResults {
   startedAt: string;
   finishedAt: string;
   parts: string[];
-  load: LoadOptions & { rounds: number; warmupSeconds: number; signInSeconds: number; pinnedCores: boolean };
+  load: LoadOptions & {
+    rounds: number;
+    warmupSeconds: number;
+    signInSeconds: number;
+    /** Absent in results from before the sign-ins were measured in paired rounds. */
+    signInRounds?: number;
+    pinnedCores: boolean;
+  };
   /** One-minute load average before and after: above ~2 on 2 cores, others were busy too. */
   machineLoad: { before: number; after: number };
   results: KeyCountResult[];
@@ -147,7 +154,7 @@ export function summarise(results: BenchResults) {
     "",
     `- Date: ${results.startedAt} to ${results.finishedAt}; parts: ${results.parts.join(", ")}`,
     `- Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGB} GB, ${m.os}; Node ${m.node}`,
-    `- Load: autocannon, ${results.load.connections} connections, pipelining ${results.load.pipelining}, ${results.load.rounds} paired round(s) of ${results.load.durationSeconds}s after ${results.load.warmupSeconds}s warm-up; sign-ins ${results.load.signInSeconds}s; server on core 0, load generator on core 1: ${results.load.pinnedCores ? "yes (taskset)" : "no"} (sign-ins, refresh rotations and the cluster part use any core)`,
+    `- Load: autocannon, ${results.load.connections} connections, pipelining ${results.load.pipelining}, ${results.load.rounds} paired round(s) of ${results.load.durationSeconds}s after ${results.load.warmupSeconds}s warm-up; sign-ins ${results.load.signInRounds ?? 1} round(s) of ${results.load.signInSeconds}s, each after a measurement of the hashing limit, median round reported; server on core 0, load generator on core 1: ${results.load.pinnedCores ? "yes (taskset)" : "no"} (sign-ins, refresh rotations and the cluster part use any core)`,
     `- Machine load average (1 min) before/after: ${results.machineLoad.before.toFixed(1)} / ${results.machineLoad.after.toFixed(1)} (2 cores: above ~2, other work shared the cores and requests/s understate every server)`,
     "- Paired rounds: reference (bare route) then subject, back to back; per-server figures are the median round, ratios the median of per-round ratios. CPU µs/req is the server's CPU time per answered request; the CPU ratio (reference µs/req ÷ subject µs/req) is the throughput ratio with a core each, and depends far less on how busy the machine was.",
     "",
@@ -314,7 +321,7 @@ function signInTable(entries: ReadonlyArray<readonly [string, SignInResult]>): s
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...entries.map(
       ([name, s]) =>
-        `| ${name} | ${s.limit.hashMs.toFixed(1)} | ${s.limit.hashesPerSecond.toFixed(1)} | ${s.limit.fromHashTime.toFixed(1)} | ${s.signIns.requestsPerSecond.toFixed(1)} | **${(s.ofLimit * 100).toFixed(0)}%** | ${fixed(s.signIns.cpuMicrosPerRequest, 0)} | ${s.signIns.p99Ms} | ${s.signIns.non2xx + s.signIns.errors} | ${int(s.bare.requestsPerSecond)} | ${(s.signIns.requestsPerSecond / s.bare.requestsPerSecond).toFixed(4)}x | ${s.probes.map((p) => `${p.path} ${p.alone.p99Ms} / ${p.duringSignIns.p99Ms}`).join("; ")} |`,
+        `| ${name} | ${s.limit.hashMs.toFixed(1)} | ${s.limit.hashesPerSecond.toFixed(1)} | ${s.limit.fromHashTime.toFixed(1)} | ${s.signIns.requestsPerSecond.toFixed(1)} | **${(s.ofLimit * 100).toFixed(0)}%**${s.roundsOfLimit && s.roundsOfLimit.length > 1 ? ` (rounds: ${s.roundsOfLimit.map((share) => `${(share * 100).toFixed(0)}%`).join(", ")})` : ""} | ${fixed(s.signIns.cpuMicrosPerRequest, 0)} | ${s.signIns.p99Ms} | ${s.signIns.non2xx + s.signIns.errors} | ${int(s.bare.requestsPerSecond)} | ${(s.signIns.requestsPerSecond / s.bare.requestsPerSecond).toFixed(4)}x | ${s.probes.map((p) => `${p.path} ${p.alone.p99Ms} / ${p.duringSignIns.p99Ms}`).join("; ")} |`,
     ),
   ];
 }
