@@ -26,6 +26,8 @@ export interface LoginSubject {
 }
 
 interface SubjectKeys {
+  /** What the keys were made from. */
+  subject: LoginSubject;
   account: string;
   ip: string;
   /** The account seen from this address, as a keyed digest (see `pairKey`). */
@@ -61,6 +63,13 @@ export class LoginThrottle {
   private readonly settings: AuthConfig["login"];
   private readonly pairKeySource: () => Buffer;
   private pairKeyValue: Buffer | undefined;
+  /**
+   * Each attempt's keys, made once: the same subject goes to `admit` and then to `success`
+   * or `failure`, and the pair's HMAC, computed on the event loop while argon2 fills the
+   * cores, was ~6% of a sign-in's event-loop time when made twice (docs/benchmarks.md,
+   * ninth session).
+   */
+  private readonly subjectKeys = new WeakMap<LoginSubject, SubjectKeys>();
 
   constructor(
     settings: AuthConfig["login"],
@@ -97,11 +106,22 @@ export class LoginThrottle {
   }
 
   private keys(subject: LoginSubject): SubjectKeys {
+    const known = this.subjectKeys.get(subject);
+    // Made for this very object, so for the same account and address (a caller that
+    // changed the object's fields in between gets fresh keys).
+    if (known && known.subject.account === subject.account && known.subject.ip === subject.ip) return known;
     this.pairKeyValue ??= this.pairKeySource();
     const pair = createHmac("sha256", this.pairKeyValue)
       .update(`${subject.account}\0${subject.ip}`)
       .digest("base64url");
-    return { account: `account:${subject.account}`, ip: `ip:${subject.ip}`, pair: `pair:${pair}` };
+    const keys = {
+      subject: { account: subject.account, ip: subject.ip },
+      account: `account:${subject.account}`,
+      ip: `ip:${subject.ip}`,
+      pair: `pair:${pair}`,
+    };
+    this.subjectKeys.set(subject, keys);
+    return keys;
   }
 
   /**
