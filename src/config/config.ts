@@ -35,13 +35,22 @@ export interface GatehouseConfig {
   housekeepingIntervalSeconds: number;
 }
 
-/** One message per mistake, naming the variable, so an operator fixes them all at once. */
+/**
+ * One message per mistake, naming the variable, so an operator fixes them all at once.
+ * Warnings (unknown GATEHOUSE_ names) come after them under their own heading: they did
+ * not refuse the start, but a misspelling is often the cause of a problem listed above.
+ */
 export class ConfigError extends Error {
   readonly problems: string[];
-  constructor(problems: string[]) {
-    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  readonly warnings: string[];
+  constructor(problems: string[], warnings: string[] = []) {
+    const list = (items: string[]) => items.map((item) => `  - ${item}`).join("\n");
+    super(
+      `Invalid configuration:\n${list(problems)}${warnings.length > 0 ? `\nAlso, perhaps the cause:\n${list(warnings)}` : ""}`,
+    );
     this.name = "ConfigError";
     this.problems = problems;
+    this.warnings = warnings;
   }
 }
 
@@ -265,7 +274,7 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
   const warnings = Object.keys(env)
     .filter((name) => name.startsWith("GATEHOUSE_") && !known.has(name) && !name.startsWith("GATEHOUSE_TEST_"))
     .map((name) => `${name} is not a Gatehouse setting and is ignored (misspelt?)`);
-  if (problems.length > 0 || auth === null) throw new ConfigError([...problems, ...warnings]);
+  if (problems.length > 0 || auth === null) throw new ConfigError(problems, warnings);
   return {
     warnings,
     port,

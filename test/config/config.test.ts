@@ -124,13 +124,20 @@ describe("loadConfig", () => {
     assert.equal(config.port, 9001);
   });
 
-  test("when the start is refused, unknown GATEHOUSE_ variables are listed with the problems", () => {
+  test("when the start is refused, unknown GATEHOUSE_ variables are listed after the problems, as warnings", () => {
     assert.throws(
       () => loadConfig({ GATEHOUSE_PORT: "99999", GATEHOUSE_MASTERKEY: "x" }),
       (error: unknown) => {
         assert.ok(error instanceof ConfigError);
-        assert.ok(error.problems.some((p) => p.startsWith("GATEHOUSE_PORT")));
-        assert.ok(error.problems.includes("GATEHOUSE_MASTERKEY is not a Gatehouse setting and is ignored (misspelt?)"));
+        assert.equal(error.problems.length, 1);
+        assert.ok(error.problems[0]?.startsWith("GATEHOUSE_PORT"));
+        const warning = "GATEHOUSE_MASTERKEY is not a Gatehouse setting and is ignored (misspelt?)";
+        assert.deepEqual(error.warnings, [warning]);
+        // The message lists the warning under its own heading, after the problems.
+        const lines = error.message.split("\n");
+        assert.equal(lines[0], "Invalid configuration:");
+        assert.ok(lines[1]?.startsWith("  - GATEHOUSE_PORT"));
+        assert.deepEqual(lines.slice(2), ["Also, perhaps the cause:", `  - ${warning}`]);
         return true;
       },
     );
