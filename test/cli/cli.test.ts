@@ -224,7 +224,7 @@ describe("gatehouse CLI", () => {
         for (let i = 0; i < 100 && !server.output().includes("No admin key"); i++) {
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
-        assert.match(server.output(), /No admin key exists yet: run `npx gatehouse init --json`/);
+        assert.match(server.output(), /No admin key exists yet: run `npx gatehouse init --key-only`/);
       } finally {
         assert.equal(await server.stop(), 0);
       }

@@ -87,7 +87,9 @@ export const serveCommand: Command = {
     );
     if ((await storage.meta.get(INITIALISED)) === null) {
       // A first start: every admin route needs a key that does not exist yet.
-      app.log.warn("No admin key exists yet: run `npx gatehouse init --json` in the Gatehouse folder to create one.");
+      app.log.warn(
+        "No admin key exists yet: run `npx gatehouse init --key-only` in the Gatehouse folder to create one (`--json` for JSON).",
+      );
     }
     // Keep running until a signal arrives.
     await new Promise(() => {});
