@@ -255,6 +255,42 @@ export class TokenService {
     throw new InvalidTokenError();
   }
 
+  /**
+   * Ends the sign-in a refresh token belongs to, for a client whose access token has
+   * expired (an app left idle for 15 minutes still has to be able to log out). The token
+   * must be one Gatehouse issued, secret and all (found by its id and digest, as a refresh
+   * is), so nobody can end another user's sign-in with a made-up one. Spent, revoked or
+   * expired tokens end their family too: that is what the client asked for. Answers
+   * nothing either way, as RFC 7009 revocation does; an unknown token is audited.
+   */
+  async logoutWithRefreshToken(token: string, context: ActorContext): Promise<void> {
+    const now = this.clock();
+    const ref = refreshTokenRef(token);
+    const found = ref === null ? null : await this.storage.tokens.findRefreshForRotation(ref);
+    if (!found) {
+      this.audit.record(
+        auditEvent(context, now, {
+          action: "token.logout",
+          outcome: "failure",
+          detail: { reason: ref === null ? "MALFORMED" : "UNKNOWN", via: "refresh_token" },
+        }),
+      );
+      return;
+    }
+    const { record } = found;
+    await this.storage.tokens.revokeFamily(
+      record.familyId,
+      { at: now, denyJti: null },
+      auditEvent(context, now, {
+        action: "token.logout",
+        outcome: "success",
+        targetType: "user",
+        targetId: record.userId,
+        detail: { family: record.familyId, via: "refresh_token" },
+      }),
+    );
+  }
+
   /** Ends the sign-in: revokes the refresh family and denies this access token until it expires. */
   async logout(claims: AccessTokenClaims, context: ActorContext): Promise<void> {
     const now = this.clock();

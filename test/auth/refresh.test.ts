@@ -115,6 +115,55 @@ for (const backend of backends()) {
       assert.equal((await refresh(server, other.refresh_token)).status, 200);
     });
 
+    test("logout with the refresh token in the body; with a valid access token too, that one is denied as well", async () => {
+      const user = await createUser(server);
+      const tokens = await login(server, user);
+      const other = await login(server, user);
+      const out = await server.call(
+        "POST",
+        "/auth/logout",
+        { refresh_token: tokens.refresh_token },
+        { key: tokens.access_token },
+      );
+      assert.equal(out.status, 204);
+      assert.equal((await me(server, tokens.access_token)).status, 401);
+      assert.equal((await refresh(server, tokens.refresh_token)).status, 400);
+      const { decodeJwt } = await import("jose");
+      assert.equal(await server.gatehouse.storage.tokens.isJtiDenied(String(decodeJwt(tokens.access_token).jti)), true);
+      assert.equal((await me(server, other.access_token)).status, 200);
+      const events = await auditEvents(server, `action=token.logout&targetId=${user.id}`);
+      assert.ok(events.some((event) => event.outcome === "success" && event.detail?.via === "refresh_token"));
+    });
+
+    test("logout with a made-up refresh token (a real id, another secret) or a malformed one ends nothing", async () => {
+      const user = await createUser(server);
+      const tokens = await login(server, user);
+      const [id] = tokens.refresh_token.split(".");
+      const forged = `${id}.${"A".repeat(43)}`;
+      for (const token of [forged, "not-a-token"]) {
+        const out = await server.call("POST", "/auth/logout", { refresh_token: token }, { key: null });
+        // Answered as a real logout would be (RFC 7009 §2.2): the client's aim is met either way.
+        assert.equal(out.status, 204, token);
+      }
+      assert.equal((await me(server, tokens.access_token)).status, 200);
+      assert.equal((await refresh(server, tokens.refresh_token)).status, 200);
+      const failures = (await auditEvents(server, "action=token.logout&outcome=failure")).map((e) => e.detail?.reason);
+      assert.ok(failures.includes("UNKNOWN") && failures.includes("MALFORMED"), JSON.stringify(failures));
+    });
+
+    test("logout's body holds only refresh_token, a string: anything else is a 400 problem", async () => {
+      const user = await createUser(server);
+      const tokens = await login(server, user);
+      for (const body of [{ refresh_token: 42 }, { refresh_token: "" }, { x: 1 }]) {
+        const out = await server.call("POST", "/auth/logout", body, { key: tokens.access_token });
+        assert.equal(out.status, 400, JSON.stringify(body));
+        assert.equal(out.headers.get("content-type"), "application/problem+json; charset=utf-8");
+        assert.equal(out.body.code, "VALIDATION_FAILED");
+      }
+      // Nothing was ended by the refused requests.
+      assert.equal((await me(server, tokens.access_token)).status, 200);
+    });
+
     test("disabling a user ends their refresh tokens and access at once", async () => {
       const user = await createUser(server);
       const tokens = await login(server, user);
@@ -134,6 +183,22 @@ for (const backend of backends()) {
       });
     });
     after(() => server.close());
+
+    test("an app whose access token has expired logs out with its refresh token, without refreshing first", async () => {
+      const user = await createUser(server);
+      const tokens = await login(server, user);
+      clock.advance(16 * 60_000);
+      assert.equal((await me(server, tokens.access_token)).status, 401, "the access token has expired");
+      // The expired access token is sent along, as a client would: it changes nothing.
+      const out = await server.call(
+        "POST",
+        "/auth/logout",
+        { refresh_token: tokens.refresh_token },
+        { key: tokens.access_token },
+      );
+      assert.equal(out.status, 204);
+      assert.equal((await refresh(server, tokens.refresh_token)).status, 400);
+    });
 
     test("idle limit: a token unused for longer than the idle limit is refused", async () => {
       const user = await createUser(server);

@@ -4,10 +4,12 @@ import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { Type } from "typebox";
 import { auditEvent } from "../../audit/context.ts";
 import {
+  GatehouseError,
   InvalidCredentialsError,
   InvalidGrantError,
   InvalidTokenError,
   RateLimitedError,
+  ValidationError,
 } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
 import type { IssuedTokens } from "../../tokens/token-service.ts";
@@ -44,6 +46,7 @@ const RefreshBody = Type.Object(
   { refresh_token: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })) },
   { additionalProperties: false },
 );
+const LogoutBody = RefreshBody;
 
 /** Cookie delivery: 204, the two cookies, and the sign-in's CSRF token for unsafe requests. */
 function sendTokenCookiesFor(gatehouse: Gatehouse) {
@@ -115,12 +118,34 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
       return sendTokenCookies(reply, await gatehouse.tokens.refresh(cookie, context));
     });
 
+    // Logout here ends a token sign-in; cookie sessions end with DELETE /auth/session. The
+    // credential is the access token, or the refresh token in the body: an app whose access
+    // token has expired must still be able to log out without refreshing first.
     app.post("/auth/logout", async (request, reply) => {
-      const principal = await authenticateUser(gatehouse, request);
-      // Logout here ends a token sign-in; cookie sessions end with DELETE /auth/session.
-      if (principal.via !== "bearer") throw new InvalidTokenError();
-      await gatehouse.tokens.logout(principal.claims, principal.context);
-      if (principal.transport === "cookie") reply.header("set-cookie", clearTokenCookies());
+      const body = request.body ?? {};
+      if (!matchesSchema(request, LogoutBody, body)) {
+        throw new ValidationError("The body, when there is one, holds only `refresh_token` (a string).");
+      }
+      if (body.refresh_token === undefined) {
+        const principal = await authenticateUser(gatehouse, request);
+        if (principal.via !== "bearer") throw new InvalidTokenError();
+        await gatehouse.tokens.logout(principal.claims, principal.context);
+        if (principal.transport === "cookie") reply.header("set-cookie", clearTokenCookies());
+        return reply.code(204).send();
+      }
+      // An access token sent along is denied too when it is still valid; an expired or
+      // refused one changes nothing (the refresh token decides).
+      const principal = await authenticateUser(gatehouse, request).catch((error: unknown) => {
+        if (error instanceof GatehouseError && error.status < 500) return null;
+        throw error;
+      });
+      const context = principal?.context ?? requestContext(request, "anonymous");
+      if (principal?.via === "bearer") await gatehouse.tokens.logout(principal.claims, context);
+      // Answered alike whether or not the token was known (RFC 7009 §2.2).
+      await gatehouse.tokens.logoutWithRefreshToken(body.refresh_token, context);
+      if (principal?.via === "bearer" && principal.transport === "cookie") {
+        reply.header("set-cookie", clearTokenCookies());
+      }
       return reply.code(204).send();
     });
 
