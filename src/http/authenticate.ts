@@ -127,7 +127,7 @@ export function requirePermissions(
     const policy = gatehouse.verifier.policyOf(known.record);
     const ratelimit = gatehouse.verifier.chargeKnown(known.indexed, policy);
     const context = requestContext(request, `key:${known.record.id}`);
-    done(admit(gatehouse, request, reply, known.record, context, policy, ratelimit) ?? undefined);
+    done(admit(gatehouse, request, reply, known.record, context, policy, ratelimit, known.indexed) ?? undefined);
   };
 }
 
@@ -143,10 +143,12 @@ function admit(
   context: ActorContext,
   policy: RateLimitPolicy,
   outcome: RateLimitOutcome,
+  /** The key's record in the key index, when the fast way found it there. */
+  indexed = -1,
 ): RateLimitedError | null {
   const now = gatehouse.clock();
   const headers = rateLimitHeaders(outcome, policy, now);
-  gatehouse.verifier.countCallerUse(key.id, outcome.allowed ? "VALID" : "RATE_LIMITED", now);
+  gatehouse.verifier.countCallerUse(key.id, outcome.allowed ? "VALID" : "RATE_LIMITED", now, indexed);
   if (!outcome.allowed) return new RateLimitedError(Number(headers["retry-after"]), headers);
   reply.headers(headers);
   request.principal = { key, context };

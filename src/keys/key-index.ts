@@ -203,6 +203,17 @@ export class KeyIndex {
     return odd ?? unpackId(this.ids, record * ID_BYTES);
   }
 
+  /**
+   * Copies the record's packed id (keys/packed-id.ts) into `out`; false when the id is not
+   * of the standard form and so is not held packed. For counting uses by the bytes
+   * already at hand, without making the id a string and parsing it back.
+   */
+  copyPackedId(record: number, out: Buffer): boolean {
+    if (this.oddIds.size > 0 && this.oddIds.has(record)) return false;
+    this.ids.copy(out, 0, record * ID_BYTES, (record + 1) * ID_BYTES);
+    return true;
+  }
+
   scopes(record: number): readonly string[] {
     return (this.profileInterner.values[this.profiles[record] as number] as Profile).scopes;
   }

@@ -12,6 +12,7 @@ import { CallerKeyCache } from "./caller-key-cache.ts";
 import { digestKey, digestKeyInto, isWellFormedKey, keyHint, keyLength } from "./key-format.ts";
 import type { KeyPolicy } from "./key-policy.ts";
 import { keyStatus } from "./key-status.ts";
+import { PACKED_ID_BYTES } from "./packed-id.ts";
 
 const ADMITTED_FOR_MS = 10 * 60_000;
 const ADMITTED_MAX = 10_000;
@@ -66,6 +67,8 @@ export class KeyVerifier {
   private readonly active: ActiveKeys | null;
   /** The digest of the key being looked up in the index, rewritten by every lookup. */
   private readonly digest = Buffer.alloc(32);
+  /** The packed id of the key being counted, rewritten by every count (see `packedIdOf`). */
+  private readonly packedId = Buffer.alloc(PACKED_ID_BYTES);
 
   constructor(options: {
     storage: Storage;
@@ -200,8 +203,22 @@ export class KeyVerifier {
    * verification counts the key it checks: so `lastUsedAt` and the usage endpoint show
    * that the key is in use. Outcome as verify would name it.
    */
-  countCallerUse(keyId: string, outcome: "VALID" | "RATE_LIMITED" | "EXPIRED" | "REVOKED", at = this.clock()): void {
-    this.usage.record(keyId, outcome, at);
+  countCallerUse(
+    keyId: string,
+    outcome: "VALID" | "RATE_LIMITED" | "EXPIRED" | "REVOKED",
+    at = this.clock(),
+    /** The key's index record, when `knownCaller` found it. */
+    indexed = -1,
+  ): void {
+    this.usage.record(keyId, outcome, at, indexed >= 0 ? this.packedIdOf(indexed) : null);
+  }
+
+  /**
+   * The packed id of an index record (in a buffer the next call overwrites), or null when
+   * the index does not hold it packed: the usage count then parses the id string instead.
+   */
+  private packedIdOf(record: number): Buffer | null {
+    return (this.active as ActiveKeys).index.copyPackedId(record, this.packedId) ? this.packedId : null;
   }
 
   /** Charges one use to a key found by `knownCaller`. */
@@ -246,6 +263,7 @@ export class KeyVerifier {
       requiredScopes,
       context,
       now,
+      record,
     );
   }
 
@@ -297,11 +315,13 @@ export class KeyVerifier {
     requiredScopes: readonly string[],
     context: ActorContext,
     now: number,
+    /** The key's index record, when it was verified from the index. */
+    indexed = -1,
   ): VerifyResult {
     let code: VerifyFailureCode | null = null;
     if (!ratelimit.allowed) code = "RATE_LIMITED";
     else if (!requiredScopes.every((scope) => key.scopes.includes(scope))) code = "INSUFFICIENT_SCOPE";
-    this.usage.record(key.id, code ?? "VALID", now);
+    this.usage.record(key.id, code ?? "VALID", now, code === null && indexed >= 0 ? this.packedIdOf(indexed) : null);
     if (code !== null) {
       this.audit.record(
         auditEvent(context, now, {

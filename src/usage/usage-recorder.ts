@@ -91,11 +91,19 @@ export class UsageRecorder {
     }
   }
 
-  /** On every verification: no allocation for a valid use, one map lookup otherwise. */
-  record(keyId: string, outcome: string, at: number): void {
+  /**
+   * On every verification: no allocation for a valid use, one map lookup otherwise.
+   * `packed`: the key's id already packed (keys/packed-id.ts), when the caller has it (the
+   * key index does), which saves parsing `keyId` back into those bytes.
+   */
+  record(keyId: string, outcome: string, at: number, packed: Buffer | null = null): void {
     const bucket = at - (at % MINUTE);
     if (outcome === VALID) {
       if (bucket !== this.validBucket) this.closeValidMinute(bucket);
+      if (packed !== null) {
+        this.valid.addPacked(packed, at);
+        return;
+      }
       if (this.valid.add(keyId, at)) return;
     }
     let tally = this.tallies.get(keyId);

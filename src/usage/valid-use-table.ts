@@ -37,8 +37,20 @@ export class ValidUseTable {
    * form Gatehouse gives its keys: the caller counts those some other way.
    */
   add(keyId: string, at: number): boolean {
+    if (!packId(keyId, this.scratch, 0)) return false;
+    this.countScratch(at);
+    return true;
+  }
+
+  /** Counts one valid use of the key whose packed id (PACKED_ID_BYTES) is in `packed`. */
+  addPacked(packed: Buffer, at: number): void {
+    packed.copy(this.scratch, 0, 0, PACKED_ID_BYTES);
+    this.countScratch(at);
+  }
+
+  /** Counts one use of the id in `scratch`. */
+  private countScratch(at: number): void {
     const scratch = this.scratch;
-    if (!packId(keyId, scratch, 0)) return false;
     if ((this.size + 1) * 2 > this.slots.length) this.grow(Math.max(FIRST_CAPACITY, this.capacity * 2));
     let slot = scratch.readUInt32LE(8) & this.mask;
     for (;;) {
@@ -49,12 +61,12 @@ export class ValidUseTable {
         this.counts[fresh] = 1;
         this.lastUses[fresh] = at;
         this.slots[slot] = fresh;
-        return true;
+        return;
       }
       if (this.holds(entry)) {
         this.counts[entry] = (this.counts[entry] as number) + 1;
         if (at > (this.lastUses[entry] as number)) this.lastUses[entry] = at;
-        return true;
+        return;
       }
       slot = (slot + 1) & this.mask;
     }

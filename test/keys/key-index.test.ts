@@ -53,6 +53,23 @@ describe("KeyIndex", () => {
     assert.equal(index.find(randomBytes(32)), -1);
   });
 
+  test("copyPackedId gives the bytes of the record's id, and false for an id not held packed", () => {
+    const index = new KeyIndex();
+    const standard = key();
+    const odd = key({ id: "key_bulk00001" });
+    index.upsert(standard);
+    index.upsert(odd);
+    const out = Buffer.alloc(PACKED_ID_BYTES);
+    assert.equal(index.copyPackedId(index.find(standard.digest), out), true);
+    assert.equal(unpackId(out, 0), standard.id);
+    out.fill(7);
+    assert.equal(index.copyPackedId(index.find(odd.digest), out), false);
+    assert.ok(
+      out.every((byte) => byte === 7),
+      "nothing written for an odd id",
+    );
+  });
+
   test("a digest differing anywhere in its first 128 bits is not a match", () => {
     const index = new KeyIndex();
     const k = key();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { PACKED_ID_BYTES, packId } from "../../src/keys/packed-id.ts";
 import { newId } from "../../src/lib/ids.ts";
 import type { Storage, UsageIncrement } from "../../src/storage/types.ts";
 import { UsageRecorder } from "../../src/usage/usage-recorder.ts";
@@ -99,6 +100,19 @@ for (const backend of backends()) {
       use(500);
       await recorder.flush();
       assert.deepEqual(await stored(storage, keyIds), model.counts);
+      await recorder.stop();
+    });
+
+    test("a valid use counted by its packed id adds to the same count as one counted by the id string", async () => {
+      const recorder = new UsageRecorder(store.storage, { intervalMs: 0 });
+      const keyId = newId("key", T0);
+      const packed = Buffer.alloc(PACKED_ID_BYTES);
+      assert.equal(packId(keyId, packed, 0), true);
+      recorder.record(keyId, "VALID", T0 + 1, packed);
+      recorder.record(keyId, "VALID", T0 + 2);
+      recorder.record(keyId, "VALID", T0 + 3, packed);
+      await recorder.flush();
+      assert.deepEqual(await stored(store.storage, [keyId]), new Map([[`${keyId}|${T0}|VALID`, 3]]));
       await recorder.stop();
     });
 
