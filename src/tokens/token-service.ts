@@ -259,9 +259,10 @@ export class TokenService {
    * Ends the sign-in a refresh token belongs to, for a client whose access token has
    * expired (an app left idle for 15 minutes still has to be able to log out). The token
    * must be one Gatehouse issued, secret and all (found by its id and digest, as a refresh
-   * is), so nobody can end another user's sign-in with a made-up one. Spent, revoked or
-   * expired tokens end their family too: that is what the client asked for. Answers
-   * nothing either way, as RFC 7009 revocation does; an unknown token is audited.
+   * is), so nobody can end another user's sign-in with a made-up one. Revoked or expired
+   * tokens end their family too: that is what the client asked for; a spent one does as
+   * well, and is audited as a refresh-token reuse. Answers nothing either way, as RFC 7009
+   * revocation does; an unknown token is audited.
    */
   async logoutWithRefreshToken(token: string, context: ActorContext): Promise<void> {
     const now = this.clock();
@@ -278,17 +279,19 @@ export class TokenService {
       return;
     }
     const { record } = found;
-    await this.storage.tokens.revokeFamily(
-      record.familyId,
-      { at: now, denyJti: null },
-      auditEvent(context, now, {
-        action: "token.logout",
-        outcome: "success",
-        targetType: "user",
-        targetId: record.userId,
-        detail: { family: record.familyId, via: "refresh_token" },
-      }),
-    );
+    // A spent token is a replay whatever the route: recorded as the probable theft it is
+    // (someone holding an old token of the family), not as the user logging out.
+    const audit =
+      record.usedAt !== null
+        ? this.reuseEvent(record, now, context)
+        : auditEvent(context, now, {
+            action: "token.logout",
+            outcome: "success",
+            targetType: "user",
+            targetId: record.userId,
+            detail: { family: record.familyId, via: "refresh_token" },
+          });
+    await this.storage.tokens.revokeFamily(record.familyId, { at: now, denyJti: null }, audit);
   }
 
   /** Ends the sign-in: revokes the refresh family and denies this access token until it expires. */

@@ -151,17 +151,52 @@ for (const backend of backends()) {
       assert.ok(failures.includes("UNKNOWN") && failures.includes("MALFORMED"), JSON.stringify(failures));
     });
 
-    test("logout's body holds only refresh_token, a string: anything else is a 400 problem", async () => {
+    test("logout with the refresh token alone ends its sign-in, that sign-in's access tokens included", async () => {
       const user = await createUser(server);
       const tokens = await login(server, user);
-      for (const body of [{ refresh_token: 42 }, { refresh_token: "" }, { x: 1 }]) {
+      const other = await login(server, user);
+      const out = await server.call("POST", "/auth/logout", { refresh_token: tokens.refresh_token }, { key: null });
+      assert.equal(out.status, 204);
+      // The access token was not sent; it is refused all the same, by its sign-in (sid).
+      assert.equal((await me(server, tokens.access_token)).status, 401);
+      assert.equal((await refresh(server, tokens.refresh_token)).status, 400);
+      assert.equal((await me(server, other.access_token)).status, 200);
+    });
+
+    test("logout with a spent refresh token ends the family and is recorded as a probable theft", async () => {
+      const user = await createUser(server);
+      const first = await login(server, user);
+      const second = await refresh(server, first.refresh_token);
+      assert.equal(second.status, 200);
+      const out = await server.call("POST", "/auth/logout", { refresh_token: first.refresh_token }, { key: null });
+      assert.equal(out.status, 204);
+      assert.equal((await me(server, second.body.access_token)).status, 401);
+      assert.equal((await refresh(server, second.body.refresh_token)).status, 400);
+      const reuse = await auditEvents(server, `action=token.refresh_reuse&targetId=${user.id}`);
+      assert.equal(reuse.length, 1);
+      assert.equal(reuse[0]?.detail?.probableTheft, true);
+    });
+
+    test("logout: a refresh_token that is not a string is a 400 problem; other members are ignored", async () => {
+      const user = await createUser(server);
+      const tokens = await login(server, user);
+      for (const body of [{ refresh_token: 42 }, { refresh_token: "" }, { refresh_token: null }]) {
         const out = await server.call("POST", "/auth/logout", body, { key: tokens.access_token });
         assert.equal(out.status, 400, JSON.stringify(body));
         assert.equal(out.headers.get("content-type"), "application/problem+json; charset=utf-8");
         assert.equal(out.body.code, "VALIDATION_FAILED");
+        assert.equal(out.body.errors?.[0]?.path, "/refresh_token");
       }
-      // Nothing was ended by the refused requests.
-      assert.equal((await me(server, tokens.access_token)).status, 200);
+      assert.equal((await me(server, tokens.access_token)).status, 200, "nothing ended by a refused request");
+      // Members logout does not read (RFC 7009's names, say) do not stop it.
+      const out = await server.call(
+        "POST",
+        "/auth/logout",
+        { token: "whatever", token_type_hint: "refresh_token" },
+        { key: tokens.access_token },
+      );
+      assert.equal(out.status, 204);
+      assert.equal((await me(server, tokens.access_token)).status, 401);
     });
 
     test("disabling a user ends their refresh tokens and access at once", async () => {

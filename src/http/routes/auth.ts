@@ -46,7 +46,14 @@ const RefreshBody = Type.Object(
   { refresh_token: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })) },
   { additionalProperties: false },
 );
-const LogoutBody = RefreshBody;
+/**
+ * Other members are ignored, as a revocation endpoint ignores parameters it does not know
+ * (RFC 7009 §2.1): a client that sends more than we read must still be logged out.
+ */
+const LogoutBody = Type.Object(
+  { refresh_token: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })) },
+  { additionalProperties: true },
+);
 
 /** Cookie delivery: 204, the two cookies, and the sign-in's CSRF token for unsafe requests. */
 function sendTokenCookiesFor(gatehouse: Gatehouse) {
@@ -124,7 +131,9 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
     app.post("/auth/logout", async (request, reply) => {
       const body = request.body ?? {};
       if (!matchesSchema(request, LogoutBody, body)) {
-        throw new ValidationError("The body, when there is one, holds only `refresh_token` (a string).");
+        throw new ValidationError("refresh_token, when sent, must be a refresh token (a string).", [
+          { path: "/refresh_token", message: "must be a string of 1 to 512 characters" },
+        ]);
       }
       if (body.refresh_token === undefined) {
         const principal = await authenticateUser(gatehouse, request);
