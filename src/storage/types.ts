@@ -302,6 +302,19 @@ export interface RefreshTokenRef {
   digest: Buffer;
 }
 
+/** A password sign-in that handed out tokens (a refresh token family), while it can still refresh. */
+export interface TokenSignIn {
+  familyId: string;
+  clientId: string;
+  scope: string;
+  /** The oldest of its tokens still stored: the sign-in itself, unless housekeeping pruned it. */
+  startedAt: number;
+  /** When its current refresh token was issued. */
+  lastRefreshedAt: number;
+  /** When its current refresh token stops working unless used (idle limit, capped by the family's end). */
+  expiresAt: number;
+}
+
 export interface TokenRepository {
   insertRefresh(record: RefreshTokenRecord, audit: AuditEventInput | null): Promise<void>;
   /** The token `ref` names, if its digest matches. */
@@ -331,6 +344,11 @@ export interface TokenRepository {
     audit: AuditEventInput | null,
   ): Promise<void>;
   isFamilyRevoked(familyId: string): Promise<boolean>;
+  /**
+   * The user's sign-ins whose current refresh token is unspent, unrevoked and unexpired at
+   * `now`, most recently refreshed first, at most `limit`.
+   */
+  listActiveSignIns(userId: string, now: number, limit: number): Promise<TokenSignIn[]>;
   isJtiDenied(jti: string): Promise<boolean>;
   /** Deletes expired refresh tokens and denylist entries. */
   prune(now: number): Promise<void>;

@@ -6,7 +6,7 @@ import type { Clock } from "../lib/clock.ts";
 import { newId } from "../lib/ids.ts";
 import type { OnIssued } from "../observability/issued.ts";
 import type { SigningKeyring } from "../signing/keyring.ts";
-import type { RefreshTokenRecord, Storage, UserRecord } from "../storage/types.ts";
+import type { RefreshTokenRecord, Storage, TokenSignIn, UserRecord } from "../storage/types.ts";
 import {
   type AccessTokenClaims,
   AccessTokenError,
@@ -292,6 +292,35 @@ export class TokenService {
             detail: { family: record.familyId, via: "refresh_token" },
           });
     await this.storage.tokens.revokeFamily(record.familyId, { at: now, denyJti: null }, audit);
+  }
+
+  /** The user's token sign-ins that can still refresh, most recently refreshed first (at most 100). */
+  listSignIns(userId: string): Promise<TokenSignIn[]> {
+    return this.storage.tokens.listActiveSignIns(userId, this.clock(), 100);
+  }
+
+  /**
+   * Ends one of the user's own token sign-ins (from a list of their devices, say): its
+   * refresh token family is revoked, and so its access tokens at Gatehouse. False when
+   * it is not the user's, or can no longer refresh anyway.
+   */
+  async endSignIn(userId: string, familyId: string, context: ActorContext): Promise<boolean> {
+    const now = this.clock();
+    // Ownership and liveness in one read; a user with more live sign-ins than this is not real.
+    const active = await this.storage.tokens.listActiveSignIns(userId, now, 10_000);
+    if (!active.some((signIn) => signIn.familyId === familyId)) return false;
+    await this.storage.tokens.revokeFamily(
+      familyId,
+      { at: now, denyJti: null },
+      auditEvent(context, now, {
+        action: "token.logout",
+        outcome: "success",
+        targetType: "user",
+        targetId: userId,
+        detail: { family: familyId, via: "sign_in_list" },
+      }),
+    );
+    return true;
   }
 
   /** Ends the sign-in: revokes the refresh family and denies this access token until it expires. */

@@ -8,6 +8,7 @@ import {
   InvalidCredentialsError,
   InvalidGrantError,
   InvalidTokenError,
+  NotFoundError,
   RateLimitedError,
   ValidationError,
 } from "../../errors/gatehouse-error.ts";
@@ -80,6 +81,17 @@ export const TokenResponse = Type.Object({
   refresh_token: Type.String(),
   scope: Type.String(),
 });
+
+const SignInView = Type.Object({
+  id: Type.String({ description: "the sign-in's refresh token family; `sid` in its access tokens" }),
+  clientId: Type.String(),
+  scope: Type.String(),
+  startedAt: Type.String(),
+  lastRefreshedAt: Type.String(),
+  expiresAt: Type.String({ description: "when its refresh token stops working unless used" }),
+  current: Type.Boolean({ description: "the sign-in of the access token this request came with" }),
+});
+const SignInId = Type.String({ minLength: 1, maxLength: 64, pattern: "^fam_[0-9A-Za-z]+$" });
 
 const Me = Type.Object({
   sub: Type.String(),
@@ -155,6 +167,36 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
       if (principal?.via === "bearer" && principal.transport === "cookie") {
         reply.header("set-cookie", clearTokenCookies());
       }
+      return reply.code(204).send();
+    });
+
+    // A user's token sign-ins (their apps and devices), as GET /auth/sessions lists cookie
+    // sessions: listed and ended by the user, with any credential of theirs.
+    app.get(
+      "/auth/sign-ins",
+      { schema: { response: { 200: Type.Object({ data: Type.Array(SignInView) }) } } },
+      async (request) => {
+        const principal = await authenticateUser(gatehouse, request);
+        const current = principal.via === "bearer" ? principal.claims.sid : null;
+        const signIns = await gatehouse.tokens.listSignIns(principal.user.id);
+        return {
+          data: signIns.map((signIn) => ({
+            id: signIn.familyId,
+            clientId: signIn.clientId,
+            scope: signIn.scope,
+            startedAt: new Date(signIn.startedAt).toISOString(),
+            lastRefreshedAt: new Date(signIn.lastRefreshedAt).toISOString(),
+            expiresAt: new Date(signIn.expiresAt).toISOString(),
+            current: signIn.familyId === current,
+          })),
+        };
+      },
+    );
+
+    app.delete("/auth/sign-ins/:id", { schema: { params: Type.Object({ id: SignInId }) } }, async (request, reply) => {
+      const principal = await authenticateUser(gatehouse, request);
+      const ended = await gatehouse.tokens.endSignIn(principal.user.id, request.params.id, principal.context);
+      if (!ended) throw new NotFoundError("No such active sign-in.");
       return reply.code(204).send();
     });
 

@@ -7,6 +7,7 @@ import type {
   RefreshTokenRecord,
   RefreshTokenRef,
   TokenRepository,
+  TokenSignIn,
 } from "../types.ts";
 import { AUDIT_COLUMN_TYPES, insertAuditEvents } from "./audit-repository.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
@@ -218,6 +219,32 @@ export class PostgresTokenRepository implements TokenRepository {
       }
       if (audit) await insertAuditEvents(client, [audit]);
     });
+  }
+
+  async listActiveSignIns(userId: string, now: number, limit: number): Promise<TokenSignIn[]> {
+    const { rows } = await this.database.query<{
+      family_id: string;
+      client_id: string;
+      scope: string;
+      created_at: string;
+      expires_at: string;
+      started_at: string;
+    }>(
+      `SELECT t.family_id, t.client_id, t.scope, t.created_at, least(t.expires_at, t.family_expires_at) AS expires_at,
+         (SELECT min(f.created_at) FROM refresh_tokens f WHERE f.family_id = t.family_id) AS started_at
+       FROM refresh_tokens t
+       WHERE t.user_id = $1 AND t.used_at IS NULL AND t.revoked_at IS NULL AND t.expires_at > $2 AND t.family_expires_at > $2
+       ORDER BY t.created_at DESC LIMIT $3`,
+      [userId, now, limit],
+    );
+    return rows.map((row) => ({
+      familyId: row.family_id,
+      clientId: row.client_id,
+      scope: row.scope,
+      lastRefreshedAt: Number(row.created_at),
+      expiresAt: Number(row.expires_at),
+      startedAt: Number(row.started_at),
+    }));
   }
 
   async isFamilyRevoked(familyId: string): Promise<boolean> {

@@ -5,6 +5,7 @@ import type {
   RefreshTokenRecord,
   RefreshTokenRef,
   TokenRepository,
+  TokenSignIn,
 } from "../types.ts";
 import { insertAuditEvent } from "./audit-repository.ts";
 import type { SqliteDatabase } from "./database.ts";
@@ -49,6 +50,13 @@ export function revokeUserRefreshTokens(
     )
     .run(at, userId, keepFamilyId);
 }
+
+const ACTIVE_SIGN_INS = `
+  SELECT t.family_id, t.client_id, t.scope, t.created_at, min(t.expires_at, t.family_expires_at),
+    (SELECT min(f.created_at) FROM refresh_tokens f WHERE f.family_id = t.family_id)
+  FROM refresh_tokens t
+  WHERE t.user_id = ? AND t.used_at IS NULL AND t.revoked_at IS NULL AND t.expires_at > ? AND t.family_expires_at > ?
+  ORDER BY t.created_at DESC LIMIT ?`;
 
 export class SqliteTokenRepository implements TokenRepository {
   private readonly database: SqliteDatabase;
@@ -163,6 +171,20 @@ export class SqliteTokenRepository implements TokenRepository {
       }
       if (audit) insertAuditEvent(this.database, audit);
     });
+  }
+
+  async listActiveSignIns(userId: string, now: number, limit: number): Promise<TokenSignIn[]> {
+    const rows = this.database
+      .statement(ACTIVE_SIGN_INS, { returnArrays: true })
+      .all(userId, now, now, limit) as unknown as Cell[][];
+    return rows.map((row) => ({
+      familyId: row[0] as string,
+      clientId: row[1] as string,
+      scope: row[2] as string,
+      lastRefreshedAt: Number(row[3]),
+      expiresAt: Number(row[4]),
+      startedAt: Number(row[5]),
+    }));
   }
 
   async isFamilyRevoked(familyId: string): Promise<boolean> {
