@@ -8,6 +8,9 @@ import { auditEvents, createUser, login, me, startAuthServer } from "./support.t
 
 const refresh = (server: TestServer, token: string) =>
   server.call("POST", "/auth/refresh", { refresh_token: token }, { key: null });
+/** Logout with a refresh token in the body, and an access token (or none) in the header. */
+const logoutWith = (server: TestServer, refreshToken: string, accessToken: string | null) =>
+  server.call("POST", "/auth/logout", { refresh_token: refreshToken }, { key: accessToken });
 
 for (const backend of backends()) {
   describe(`refresh token rotation and logout (${backend.name})`, () => {
@@ -119,12 +122,7 @@ for (const backend of backends()) {
       const user = await createUser(server);
       const tokens = await login(server, user);
       const other = await login(server, user);
-      const out = await server.call(
-        "POST",
-        "/auth/logout",
-        { refresh_token: tokens.refresh_token },
-        { key: tokens.access_token },
-      );
+      const out = await logoutWith(server, tokens.refresh_token, tokens.access_token);
       assert.equal(out.status, 204);
       assert.equal((await me(server, tokens.access_token)).status, 401);
       assert.equal((await refresh(server, tokens.refresh_token)).status, 400);
@@ -141,7 +139,7 @@ for (const backend of backends()) {
       const [id] = tokens.refresh_token.split(".");
       const forged = `${id}.${"A".repeat(43)}`;
       for (const token of [forged, "not-a-token"]) {
-        const out = await server.call("POST", "/auth/logout", { refresh_token: token }, { key: null });
+        const out = await logoutWith(server, token, null);
         // Answered as a real logout would be (RFC 7009 §2.2): the client's aim is met either way.
         assert.equal(out.status, 204, token);
       }
@@ -155,7 +153,7 @@ for (const backend of backends()) {
       const user = await createUser(server);
       const tokens = await login(server, user);
       const other = await login(server, user);
-      const out = await server.call("POST", "/auth/logout", { refresh_token: tokens.refresh_token }, { key: null });
+      const out = await logoutWith(server, tokens.refresh_token, null);
       assert.equal(out.status, 204);
       // The access token was not sent; it is refused all the same, by its sign-in (sid).
       assert.equal((await me(server, tokens.access_token)).status, 401);
@@ -168,7 +166,7 @@ for (const backend of backends()) {
       const first = await login(server, user);
       const second = await refresh(server, first.refresh_token);
       assert.equal(second.status, 200);
-      const out = await server.call("POST", "/auth/logout", { refresh_token: first.refresh_token }, { key: null });
+      const out = await logoutWith(server, first.refresh_token, null);
       assert.equal(out.status, 204);
       assert.equal((await me(server, second.body.access_token)).status, 401);
       assert.equal((await refresh(server, second.body.refresh_token)).status, 400);
@@ -225,12 +223,7 @@ for (const backend of backends()) {
       clock.advance(16 * 60_000);
       assert.equal((await me(server, tokens.access_token)).status, 401, "the access token has expired");
       // The expired access token is sent along, as a client would: it changes nothing.
-      const out = await server.call(
-        "POST",
-        "/auth/logout",
-        { refresh_token: tokens.refresh_token },
-        { key: tokens.access_token },
-      );
+      const out = await logoutWith(server, tokens.refresh_token, tokens.access_token);
       assert.equal(out.status, 204);
       assert.equal((await refresh(server, tokens.refresh_token)).status, 400);
     });
