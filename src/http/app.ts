@@ -7,6 +7,7 @@ import { auditEvent } from "../audit/context.ts";
 import { GatehouseError, NotFoundError } from "../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../gatehouse.ts";
 import { keyAnywherePattern, keyHint } from "../keys/key-format.ts";
+import { REFRESH_TOKEN_ANYWHERE } from "../tokens/opaque-token.ts";
 import { FailedAuthGuard, requestContext } from "./authenticate.ts";
 import { clientErrorProblem, errorHandler, sendProblem } from "./problem.ts";
 import { auditRoutes } from "./routes/audit.ts";
@@ -22,7 +23,7 @@ import { userRoutes } from "./routes/users.ts";
 import { verifyRoutes } from "./routes/verify.ts";
 
 /** Query parameter names that carry credentials in other products; refused here. */
-const CREDENTIAL_PARAMS = /(?:^|[?&])(?:api[_-]?key|apikey|access_token|token|key)=/i;
+const CREDENTIAL_PARAMS = /(?:^|[?&])(?:api[_-]?key|apikey|access_token|refresh_token|token|key)=/i;
 
 export function buildApp(
   gatehouse: Gatehouse,
@@ -84,14 +85,17 @@ export function buildApp(
    */
   function refuseCredentialInUrl(request: FastifyRequest): GatehouseError | null {
     const url = request.url;
-    const match = url.length > 20 ? keyInUrl.exec(percentDecodedAscii(url)) : null;
+    const decoded = url.length > 20 ? percentDecodedAscii(url) : null;
+    const match = decoded === null ? null : keyInUrl.exec(decoded);
+    // A refresh token is as much a credential as a key; its id part is not secret.
+    const refresh = decoded === null || match ? null : REFRESH_TOKEN_ANYWHERE.exec(decoded);
     const queryAt = url.indexOf("?");
-    if (!match && !(queryAt >= 0 && CREDENTIAL_PARAMS.test(url.slice(queryAt)))) return null;
+    if (!match && !refresh && !(queryAt >= 0 && CREDENTIAL_PARAMS.test(url.slice(queryAt)))) return null;
     gatehouse.audit.record(
       auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
         action: "auth.credential_in_url",
         outcome: "failure",
-        detail: match ? { hint: keyHint(match[0]) } : null,
+        detail: match ? { hint: keyHint(match[0]) } : refresh ? { refreshTokenId: refresh[1] } : null,
       }),
     );
     return new GatehouseError(
@@ -141,6 +145,8 @@ function percentDecodedAscii(url: string): string {
 function redactPath(url: string, keyInUrl: RegExp): string {
   const path = url.split("?")[0] ?? "";
   const decoded = percentDecodedAscii(path);
-  if (!keyInUrl.test(decoded)) return path;
-  return decoded.replace(new RegExp(keyInUrl.source, "g"), (key) => keyHint(key));
+  if (!keyInUrl.test(decoded) && !REFRESH_TOKEN_ANYWHERE.test(decoded)) return path;
+  return decoded
+    .replace(new RegExp(keyInUrl.source, "g"), (key) => keyHint(key))
+    .replace(new RegExp(REFRESH_TOKEN_ANYWHERE.source, "g"), (_, id: string) => `${id}.…`);
 }

@@ -53,6 +53,7 @@ const FASTIFY_CODES: Record<string, [ErrorCode, string]> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: ["VALIDATION_FAILED", "Content-Length does not match the body."],
   FST_ERR_CTP_INVALID_TYPE: ["UNSUPPORTED_MEDIA_TYPE", "The content type is not valid."],
   FST_ERR_BAD_URL: ["VALIDATION_FAILED", "The URL is not valid."],
+  FST_ERR_MAX_PARAM_LENGTH: ["VALIDATION_FAILED", "A part of the path is longer than any id this API uses."],
   FST_ERR_ASYNC_CONSTRAINT: ["VALIDATION_FAILED", "The request could not be routed."],
 };
 

@@ -42,6 +42,12 @@ export function newRefreshToken(
   return { token: `${id}.${secret}`, digest: digestOpaqueToken(secret) };
 }
 
+/**
+ * A refresh token wherever it sits in a text (a URL, say), with its id (not secret) as
+ * group 1: for refusing and redacting credentials in URLs, as keys are.
+ */
+export const REFRESH_TOKEN_ANYWHERE = /(rtk_[0-9a-f]{12}[0-9A-Za-z]{15})\.[A-Za-z0-9_-]{43}/;
+
 /** Where storage finds the record a refresh token names; null when it is not a refresh token. */
 export function refreshTokenRef(token: string): RefreshTokenRef | null {
   const match = REFRESH_TOKEN.exec(token);

@@ -399,6 +399,35 @@ for (const backend of backends()) {
       assert.ok(audit.text.includes(`${key.slice(0, 9)}…${key.slice(-4)}`), "the audit keeps the hint");
     });
 
+    test("a refresh token in the URL is refused as a key is, and kept out of the logs", async () => {
+      const id = "rtk_0123456789abABCDEFGHIJKLMNO";
+      const secret = `${"Zy9_-".repeat(8)}abc`;
+      const token = `${id}.${secret}`;
+      const paths = [
+        `/auth/sign-ins/${token}`,
+        `/nowhere/x${token}`,
+        "/auth/me?refresh_token=abc",
+        `/healthz?r=${token}`,
+      ];
+      for (const path of paths) {
+        const r = await send(server, "GET", path, { key: null });
+        assert.equal(r.status, 400, path);
+        assert.equal(r.body.code, "KEY_IN_URL", path);
+        assert.ok(!r.text.includes(secret), "the answer does not echo the secret");
+      }
+      assert.ok(!logs.some((line) => line.includes(secret)), "no log line holds the secret");
+      const audit = await send(server, "GET", "/v1/audit?action=auth.credential_in_url&limit=100");
+      assert.ok(!audit.text.includes(secret));
+      assert.ok(audit.text.includes(id), "the audit keeps the token's id, which is not secret");
+    });
+
+    test("a path segment longer than any id is a 400 that says so", async () => {
+      const r = await send(server, "GET", `/v1/keys/key_${"a".repeat(150)}`);
+      assert.equal(r.status, 400);
+      assert.equal(r.body.code, "VALIDATION_FAILED");
+      assert.match(r.body.detail, /longer than any id/);
+    });
+
     test("what Node's HTTP parser refuses is a problem document too, and the connection closes", async () => {
       const { hostname, port } = new URL(server.url);
       const cases = [
