@@ -175,6 +175,15 @@ for (const backend of backends()) {
       assert.equal(reuse[0]?.detail?.probableTheft, true);
     });
 
+    test("logout with no credential at all says what it takes, the refresh token included", async () => {
+      for (const body of [undefined, {}]) {
+        const out = await server.call("POST", "/auth/logout", body, { key: null });
+        assert.equal(out.status, 401);
+        assert.equal(out.body.code, "UNAUTHENTICATED");
+        assert.match(out.body.detail, /refresh_token/);
+      }
+    });
+
     test("logout: a refresh_token that is not a string is a 400 problem; other members are ignored", async () => {
       const user = await createUser(server);
       const tokens = await login(server, user);

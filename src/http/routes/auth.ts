@@ -10,6 +10,7 @@ import {
   InvalidTokenError,
   NotFoundError,
   RateLimitedError,
+  UnauthenticatedError,
   ValidationError,
 } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
@@ -82,6 +83,9 @@ export const TokenResponse = Type.Object({
   scope: Type.String(),
 });
 
+const LOGOUT_CREDENTIALS =
+  'Send the access token as `Authorization: Bearer <token>`, or the refresh token in the body as `{"refresh_token": "…"}` (an app whose access token has expired).';
+
 const SignInView = Type.Object({
   id: Type.String({ description: "the sign-in's refresh token family; `sid` in its access tokens" }),
   clientId: Type.String(),
@@ -148,7 +152,11 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
         ]);
       }
       if (body.refresh_token === undefined) {
-        const principal = await authenticateUser(gatehouse, request);
+        const principal = await authenticateUser(gatehouse, request).catch((error: unknown) => {
+          // No credential at all: say what logout takes, the refresh token included.
+          if (error instanceof UnauthenticatedError) throw new UnauthenticatedError(LOGOUT_CREDENTIALS);
+          throw error;
+        });
         if (principal.via !== "bearer") throw new InvalidTokenError();
         await gatehouse.tokens.logout(principal.claims, principal.context);
         if (principal.transport === "cookie") reply.header("set-cookie", clearTokenCookies());
