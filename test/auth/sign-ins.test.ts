@@ -82,6 +82,12 @@ for (const backend of backends()) {
       });
       assert.equal(malformed.status, 400);
       assert.equal((await signIns(server, null)).status, 401);
+      // Without a credential, a malformed id is a 401 too: the caller learns nothing of the schema.
+      for (const path of ["/auth/sign-ins/not-an-id", "/auth/sessions/not-an-id"]) {
+        const anonymous = await server.call("DELETE", path, undefined, { key: null });
+        assert.equal(anonymous.status, 401, path);
+        assert.equal(anonymous.body.code, "UNAUTHENTICATED", path);
+      }
       assert.equal((await server.call("DELETE", `/auth/sign-ins/${bobId}`, undefined, { key: null })).status, 401);
     });
   });

@@ -155,6 +155,27 @@ const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 const NO_CREDENTIAL = "Sign in first: send an access token as `Authorization: Bearer <token>`, or the session cookie.";
 
+const authenticatedUsers = new WeakMap<FastifyRequest, UserPrincipal>();
+
+/**
+ * `authenticateUser` as a route's preValidation hook, so it runs before the route's
+ * schemas: a caller who is not signed in gets 401 and learns nothing about what the route
+ * accepts, as on the API-key routes (docs/errors.md). The handler takes the principal
+ * with `userOf`.
+ */
+export function requireUser(gatehouse: Gatehouse) {
+  return async (request: FastifyRequest): Promise<void> => {
+    authenticatedUsers.set(request, await authenticateUser(gatehouse, request));
+  };
+}
+
+/** The principal `requireUser` authenticated for this request. */
+export function userOf(request: FastifyRequest): UserPrincipal {
+  const principal = authenticatedUsers.get(request);
+  if (!principal) throw new Error("route reached without an authenticated user");
+  return principal;
+}
+
 /**
  * Authenticates a user by `Authorization: Bearer <access token>`, else the access-token
  * cookie, else the session cookie. Unsafe methods authenticated by a cookie also pass

@@ -12,9 +12,11 @@ import {
   CSRF_HEADER,
   clearSessionCookie,
   readCookie,
+  requireUser,
   SESSION_COOKIE,
   sessionCookie,
   signInWithPassword,
+  userOf,
 } from "./auth-principal.ts";
 
 const SessionId = Type.String({ minLength: 1, maxLength: 64, pattern: "^ses_[0-9a-zA-Z]+$" });
@@ -111,11 +113,15 @@ export function authSessionRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypeb
       },
     );
 
-    app.delete("/auth/sessions/:id", { schema: { params: Type.Object({ id: SessionId }) } }, async (request, reply) => {
-      const principal = await authenticateUser(gatehouse, request);
-      const ended = await gatehouse.sessions.end(principal.user.id, request.params.id, principal.context);
-      if (!ended) throw new NotFoundError("No such active session.");
-      return reply.code(204).send();
-    });
+    app.delete(
+      "/auth/sessions/:id",
+      { preValidation: requireUser(gatehouse), schema: { params: Type.Object({ id: SessionId }) } },
+      async (request, reply) => {
+        const principal = userOf(request);
+        const ended = await gatehouse.sessions.end(principal.user.id, request.params.id, principal.context);
+        if (!ended) throw new NotFoundError("No such active session.");
+        return reply.code(204).send();
+      },
+    );
   };
 }

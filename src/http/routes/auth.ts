@@ -26,9 +26,11 @@ import {
   noStore,
   REFRESH_COOKIE,
   readCookie,
+  requireUser,
   signInCsrfToken,
   signInWithPassword,
   tokenCookies,
+  userOf,
 } from "./auth-principal.ts";
 
 const Email = Type.String({ minLength: 1, maxLength: 320 });
@@ -201,12 +203,16 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
       },
     );
 
-    app.delete("/auth/sign-ins/:id", { schema: { params: Type.Object({ id: SignInId }) } }, async (request, reply) => {
-      const principal = await authenticateUser(gatehouse, request);
-      const ended = await gatehouse.tokens.endSignIn(principal.user.id, request.params.id, principal.context);
-      if (!ended) throw new NotFoundError("No such active sign-in.");
-      return reply.code(204).send();
-    });
+    app.delete(
+      "/auth/sign-ins/:id",
+      { preValidation: requireUser(gatehouse), schema: { params: Type.Object({ id: SignInId }) } },
+      async (request, reply) => {
+        const principal = userOf(request);
+        const ended = await gatehouse.tokens.endSignIn(principal.user.id, request.params.id, principal.context);
+        if (!ended) throw new NotFoundError("No such active sign-in.");
+        return reply.code(204).send();
+      },
+    );
 
     app.get("/auth/me", { schema: { response: { 200: Me } } }, async (request) => {
       const principal = await authenticateUser(gatehouse, request);
