@@ -3,6 +3,7 @@ import type { Duplex } from "node:stream";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { ERROR_CODES, type ErrorCode } from "../errors/codes.ts";
 import { GatehouseError } from "../errors/gatehouse-error.ts";
+import { LIMIT_PATTERN } from "./schemas.ts";
 
 /** Sends an RFC 9457 problem document. */
 export function sendProblem(reply: FastifyReply, error: GatehouseError): FastifyReply {
@@ -89,6 +90,9 @@ export function errorHandler(error: FastifyError | Error, request: FastifyReques
   return sendProblem(reply, new GatehouseError("INTERNAL", "Something went wrong on our side; it has been logged."));
 }
 
+/** Patterns whose regular expression says little to a reader, and what they mean. */
+const PATTERN_MEANINGS: Record<string, string> = { [LIMIT_PATTERN]: "must be a whole number from 1 to 100" };
+
 function describeIssue(issue: {
   keyword: string;
   message?: string | undefined;
@@ -96,5 +100,9 @@ function describeIssue(issue: {
 }): string {
   if (issue.keyword === "additionalProperties") return `unknown property "${String(issue.params.additionalProperty)}"`;
   if (issue.keyword === "required") return `missing property "${String(issue.params.missingProperty)}"`;
+  if (issue.keyword === "pattern") {
+    const meaning = PATTERN_MEANINGS[String(issue.params.pattern)];
+    if (meaning) return meaning;
+  }
   return issue.message ?? issue.keyword;
 }

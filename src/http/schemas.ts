@@ -29,7 +29,9 @@ export const Metadata = Type.Record(Type.String({ maxLength: 64 }), Type.Unknown
 export const KeyId = Type.String({ minLength: 1, maxLength: 64, pattern: "^key_[0-9a-zA-Z]+$" });
 const Instant = Type.Union([Type.String(), Type.Null()]);
 export const Cursor = Type.String({ minLength: 1, maxLength: 64, pattern: "^[0-9A-Za-z_]+$" });
-export const LimitParam = Type.String({ pattern: "^(?:[1-9]\\d?|100)$", description: "1 to 100" });
+/** `limit` in a query string: 1 to 100 (a string there; problem.ts words the refusal). */
+export const LIMIT_PATTERN = "^(?:[1-9]\\d?|100)$";
+export const LimitParam = Type.String({ pattern: LIMIT_PATTERN, description: "1 to 100" });
 
 export const RateLimitState = Type.Object({
   limit: Type.Integer(),

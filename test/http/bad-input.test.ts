@@ -192,6 +192,11 @@ for (const backend of backends()) {
         assert.equal(r.status, 400, path);
         assert.equal(r.body.code, "VALIDATION_FAILED", path);
       }
+      // A limit out of range is worded for people, not as the regular expression that checks it.
+      for (const path of ["/v1/keys?limit=0", "/v1/audit?limit=1000"]) {
+        const r = await send(server, "GET", path);
+        assert.equal(r.body.detail, "querystring/limit: must be a whole number from 1 to 100", path);
+      }
     });
 
     test("since and until take dates and date-times with their offset", async () => {
