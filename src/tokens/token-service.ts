@@ -308,7 +308,19 @@ export class TokenService {
     const now = this.clock();
     // Ownership and liveness in one read; a user with more live sign-ins than this is not real.
     const active = await this.storage.tokens.listActiveSignIns(userId, now, 10_000);
-    if (!active.some((signIn) => signIn.familyId === familyId)) return false;
+    if (!active.some((signIn) => signIn.familyId === familyId)) {
+      // Someone else's sign-in, or one already ended: recorded, as a probe of ids would be.
+      this.audit.record(
+        auditEvent(context, now, {
+          action: "token.logout",
+          outcome: "failure",
+          targetType: "user",
+          targetId: userId,
+          detail: { reason: "NOT_FOUND", family: familyId, via: "sign_in_list" },
+        }),
+      );
+      return false;
+    }
     await this.storage.tokens.revokeFamily(
       familyId,
       { at: now, denyJti: null },

@@ -77,6 +77,8 @@ for (const backend of backends()) {
       });
       assert.equal(foreign.status, 404);
       assert.equal((await me(server, bobTokens.access_token)).status, 200, "Bob is still signed in");
+      const probes = await auditEvents(server, `action=token.logout&outcome=failure&targetId=${alice.id}`);
+      assert.ok(probes.some((event) => event.detail?.reason === "NOT_FOUND" && event.detail?.family === bobId));
       const malformed = await server.call("DELETE", "/auth/sign-ins/not-an-id", undefined, {
         key: aliceTokens.access_token,
       });
