@@ -23,7 +23,7 @@ import { userRoutes } from "./routes/users.ts";
 import { verifyRoutes } from "./routes/verify.ts";
 
 /** Query parameter names that carry credentials in other products; refused here. */
-const CREDENTIAL_PARAMS = /(?:^|[?&])(?:api[_-]?key|apikey|access_token|refresh_token|token|key)=/i;
+const CREDENTIAL_PARAMS = /(?:^|[?&;])(?:api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|token|key)=/i;
 
 export function buildApp(
   gatehouse: Gatehouse,
@@ -90,7 +90,8 @@ export function buildApp(
     // A refresh token is as much a credential as a key; its id part is not secret.
     const refresh = decoded === null || match ? null : REFRESH_TOKEN_ANYWHERE.exec(decoded);
     const queryAt = url.indexOf("?");
-    if (!match && !refresh && !(queryAt >= 0 && CREDENTIAL_PARAMS.test(url.slice(queryAt)))) return null;
+    const query = queryAt >= 0 ? percentDecodedAscii(url.slice(queryAt)) : null;
+    if (!match && !refresh && !(query !== null && CREDENTIAL_PARAMS.test(query))) return null;
     gatehouse.audit.record(
       auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
         action: "auth.credential_in_url",
@@ -136,14 +137,23 @@ export function buildApp(
  * hide a key from the check.
  */
 function percentDecodedAscii(url: string): string {
-  return url.includes("%")
-    ? url.replace(/%([0-7][0-9A-Fa-f])/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)))
-    : url;
+  // Repeatedly (a few rounds): a credential escaped twice (`%252E`) is still a credential.
+  let decoded = url;
+  for (let round = 0; round < 3 && decoded.includes("%"); round++) {
+    const next = decoded.replace(/%([0-7][0-9A-Fa-f])/g, (_, hex: string) =>
+      String.fromCharCode(Number.parseInt(hex, 16)),
+    );
+    if (next === decoded) break;
+    decoded = next;
+  }
+  return decoded;
 }
 
 /** The path of a URL for logs and messages: no query string, and any key as its hint. */
 function redactPath(url: string, keyInUrl: RegExp): string {
   const path = url.split("?")[0] ?? "";
+  // Nothing this short can hold a key (52+ characters) or a refresh token (75).
+  if (path.length <= 20) return path;
   const decoded = percentDecodedAscii(path);
   if (!keyInUrl.test(decoded) && !REFRESH_TOKEN_ANYWHERE.test(decoded)) return path;
   return decoded

@@ -349,6 +349,8 @@ export interface TokenRepository {
    * `now`, most recently refreshed first, at most `limit`.
    */
   listActiveSignIns(userId: string, now: number, limit: number): Promise<TokenSignIn[]>;
+  /** Whether this family is one of the user's sign-ins that `listActiveSignIns` would list at `now`. */
+  isActiveSignIn(userId: string, familyId: string, now: number): Promise<boolean>;
   isJtiDenied(jti: string): Promise<boolean>;
   /** Deletes expired refresh tokens and denylist entries. */
   prune(now: number): Promise<void>;

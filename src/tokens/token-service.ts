@@ -306,9 +306,8 @@ export class TokenService {
    */
   async endSignIn(userId: string, familyId: string, context: ActorContext): Promise<boolean> {
     const now = this.clock();
-    // Ownership and liveness in one read; a user with more live sign-ins than this is not real.
-    const active = await this.storage.tokens.listActiveSignIns(userId, now, 10_000);
-    if (!active.some((signIn) => signIn.familyId === familyId)) {
+    // Ownership and liveness in one read (family_id is indexed).
+    if (!(await this.storage.tokens.isActiveSignIn(userId, familyId, now))) {
       // Someone else's sign-in, or one already ended: recorded, as a probe of ids would be.
       this.audit.record(
         auditEvent(context, now, {

@@ -413,6 +413,11 @@ for (const backend of backends()) {
         `/nowhere/x${token}`,
         "/auth/me?refresh_token=abc",
         `/healthz?r=${token}`,
+        // Escaped twice, or named in other spellings: still a credential.
+        `/nowhere/${id}%252E${secret}`,
+        "/auth/me?refreshToken=abc",
+        "/auth/me?refresh%5Ftoken=abc",
+        "/auth/me?a=1;refresh_token=abc",
       ];
       for (const path of paths) {
         const r = await send(server, "GET", path, { key: null });

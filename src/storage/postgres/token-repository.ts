@@ -234,7 +234,7 @@ export class PostgresTokenRepository implements TokenRepository {
          (SELECT min(f.created_at) FROM refresh_tokens f WHERE f.family_id = t.family_id) AS started_at
        FROM refresh_tokens t
        WHERE t.user_id = $1 AND t.used_at IS NULL AND t.revoked_at IS NULL AND t.expires_at > $2 AND t.family_expires_at > $2
-       ORDER BY t.created_at DESC LIMIT $3`,
+       ORDER BY t.created_at DESC, t.id DESC LIMIT $3`,
       [userId, now, limit],
     );
     return rows.map((row) => ({
@@ -245,6 +245,15 @@ export class PostgresTokenRepository implements TokenRepository {
       expiresAt: Number(row.expires_at),
       startedAt: Number(row.started_at),
     }));
+  }
+
+  async isActiveSignIn(userId: string, familyId: string, now: number): Promise<boolean> {
+    const { rows } = await this.database.query(
+      `SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND user_id = $2 AND used_at IS NULL
+       AND revoked_at IS NULL AND expires_at > $3 AND family_expires_at > $3 LIMIT 1`,
+      [familyId, userId, now],
+    );
+    return rows.length > 0;
   }
 
   async isFamilyRevoked(familyId: string): Promise<boolean> {

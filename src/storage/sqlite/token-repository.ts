@@ -56,7 +56,7 @@ const ACTIVE_SIGN_INS = `
     (SELECT min(f.created_at) FROM refresh_tokens f WHERE f.family_id = t.family_id)
   FROM refresh_tokens t
   WHERE t.user_id = ? AND t.used_at IS NULL AND t.revoked_at IS NULL AND t.expires_at > ? AND t.family_expires_at > ?
-  ORDER BY t.created_at DESC LIMIT ?`;
+  ORDER BY t.created_at DESC, t.id DESC LIMIT ?`;
 
 export class SqliteTokenRepository implements TokenRepository {
   private readonly database: SqliteDatabase;
@@ -185,6 +185,16 @@ export class SqliteTokenRepository implements TokenRepository {
       expiresAt: Number(row[4]),
       startedAt: Number(row[5]),
     }));
+  }
+
+  async isActiveSignIn(userId: string, familyId: string, now: number): Promise<boolean> {
+    const row = this.database
+      .statement(
+        `SELECT 1 AS hit FROM refresh_tokens WHERE family_id = ? AND user_id = ? AND used_at IS NULL
+         AND revoked_at IS NULL AND expires_at > ? AND family_expires_at > ? LIMIT 1`,
+      )
+      .get(familyId, userId, now, now);
+    return row !== undefined;
   }
 
   async isFamilyRevoked(familyId: string): Promise<boolean> {
