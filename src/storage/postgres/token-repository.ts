@@ -1,6 +1,6 @@
 import type { QueryResult, QueryResultRow } from "pg";
 import { AUDIT_COLUMNS, auditColumnValues } from "../audit-columns.ts";
-import { TOKEN_COLUMNS as COLUMNS, tokenColumnValues } from "../token-columns.ts";
+import { TOKEN_COLUMNS as COLUMNS, liveTokenCondition, tokenColumnValues } from "../token-columns.ts";
 import type {
   AuditEventInput,
   RefreshRotation,
@@ -233,7 +233,7 @@ export class PostgresTokenRepository implements TokenRepository {
       `SELECT t.family_id, t.client_id, t.scope, t.created_at, least(t.expires_at, t.family_expires_at) AS expires_at,
          (SELECT min(f.created_at) FROM refresh_tokens f WHERE f.family_id = t.family_id) AS started_at
        FROM refresh_tokens t
-       WHERE t.user_id = $1 AND t.used_at IS NULL AND t.revoked_at IS NULL AND t.expires_at > $2 AND t.family_expires_at > $2
+       WHERE t.user_id = $1 AND ${liveTokenCondition("t.", ["$2", "$2"])}
        ORDER BY t.created_at DESC, t.id DESC LIMIT $3`,
       [userId, now, limit],
     );
@@ -249,8 +249,7 @@ export class PostgresTokenRepository implements TokenRepository {
 
   async isActiveSignIn(userId: string, familyId: string, now: number): Promise<boolean> {
     const { rows } = await this.database.query(
-      `SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND user_id = $2 AND used_at IS NULL
-       AND revoked_at IS NULL AND expires_at > $3 AND family_expires_at > $3 LIMIT 1`,
+      `SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND user_id = $2 AND ${liveTokenCondition("", ["$3", "$3"])} LIMIT 1`,
       [familyId, userId, now],
     );
     return rows.length > 0;

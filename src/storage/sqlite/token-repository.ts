@@ -1,4 +1,4 @@
-import { TOKEN_COLUMNS as COLUMNS, tokenColumnValues } from "../token-columns.ts";
+import { TOKEN_COLUMNS as COLUMNS, liveTokenCondition, tokenColumnValues } from "../token-columns.ts";
 import type {
   AuditEventInput,
   RefreshRotation,
@@ -55,7 +55,7 @@ const ACTIVE_SIGN_INS = `
   SELECT t.family_id, t.client_id, t.scope, t.created_at, min(t.expires_at, t.family_expires_at),
     (SELECT min(f.created_at) FROM refresh_tokens f WHERE f.family_id = t.family_id)
   FROM refresh_tokens t
-  WHERE t.user_id = ? AND t.used_at IS NULL AND t.revoked_at IS NULL AND t.expires_at > ? AND t.family_expires_at > ?
+  WHERE t.user_id = ? AND ${liveTokenCondition("t.", ["?", "?"])}
   ORDER BY t.created_at DESC, t.id DESC LIMIT ?`;
 
 export class SqliteTokenRepository implements TokenRepository {
@@ -190,8 +190,7 @@ export class SqliteTokenRepository implements TokenRepository {
   async isActiveSignIn(userId: string, familyId: string, now: number): Promise<boolean> {
     const row = this.database
       .statement(
-        `SELECT 1 AS hit FROM refresh_tokens WHERE family_id = ? AND user_id = ? AND used_at IS NULL
-         AND revoked_at IS NULL AND expires_at > ? AND family_expires_at > ? LIMIT 1`,
+        `SELECT 1 AS hit FROM refresh_tokens WHERE family_id = ? AND user_id = ? AND ${liveTokenCondition("", ["?", "?"])} LIMIT 1`,
       )
       .get(familyId, userId, now, now);
     return row !== undefined;
