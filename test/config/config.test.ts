@@ -57,7 +57,7 @@ describe("loadConfig", () => {
       defaultRateLimit: { limit: 1000, windowSeconds: 60 },
       maxGracePeriodSeconds: 30 * 86400,
     });
-    assert.equal(config.usageFlushMs, 1000);
+    assert.equal(config.usageFlushMs, 5000);
     assert.equal(config.bodyLimitBytes, 64 * 1024);
     assert.deepEqual(config.githubSecretScanning, {
       keysUrl: "https://api.github.com/meta/public_keys/secret_scanning",

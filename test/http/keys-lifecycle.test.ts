@@ -239,3 +239,33 @@ for (const backend of backends()) {
     });
   });
 }
+
+for (const backend of backends()) {
+  describe(`usage still in memory (${backend.name})`, () => {
+    let server: TestServer;
+    before(async () => {
+      // No timed flush during the test: what the reads show, they wrote themselves.
+      server = await startServer(backend, { env: { GATEHOUSE_USAGE_FLUSH_MS: "60000" } });
+    });
+    after(() => server.close());
+
+    test("key reads and the usage endpoint include uses not yet flushed", async () => {
+      const { body } = await server.call("POST", "/v1/keys", { name: "fresh use", scopes: [] });
+      const unused = await server.call("GET", `/v1/keys/${body.id}`);
+      assert.equal(unused.body.lastUsedAt, null);
+      assert.equal((await server.call("POST", "/v1/keys/verify", { key: body.key })).body.valid, true);
+      const one = await server.call("GET", `/v1/keys/${body.id}`);
+      assert.ok(Date.parse(one.body.lastUsedAt) > 0, "GET /v1/keys/{id} shows the use");
+      assert.equal((await server.call("POST", "/v1/keys/verify", { key: body.key })).body.valid, true);
+      const listed = await server.call("GET", "/v1/keys?limit=100");
+      const row = listed.body.data.find((key: { id: string }) => key.id === body.id);
+      assert.ok(Date.parse(row.lastUsedAt) >= Date.parse(one.body.lastUsedAt), "GET /v1/keys shows it");
+      const usage = await server.call("GET", `/v1/keys/${body.id}/usage?interval=day`);
+      const valid = usage.body.buckets.reduce(
+        (n: number, b: { counts: { VALID?: number } }) => n + (b.counts.VALID ?? 0),
+        0,
+      );
+      assert.equal(valid, 2);
+    });
+  });
+}

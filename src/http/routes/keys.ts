@@ -126,6 +126,8 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
       },
       async (request) => {
         const limit = Number(request.query.limit ?? 50);
+        // lastUsedAt includes this node's uses still buffered in memory (see usage-recorder.ts).
+        await gatehouse.usage.flush();
         const records = await gatehouse.keys.list({
           limit: limit + 1,
           ...(request.query.cursor ? { before: request.query.cursor } : {}),
@@ -143,7 +145,10 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
     app.get(
       "/v1/keys/:id",
       { preValidation: read, schema: { params: IdParams, response: { 200: KeyView } } },
-      async (request) => keyView(await gatehouse.keys.get(request.params.id), gatehouse.clock()),
+      async (request) => {
+        await gatehouse.usage.flush();
+        return keyView(await gatehouse.keys.get(request.params.id), gatehouse.clock());
+      },
     );
 
     app.patch(
