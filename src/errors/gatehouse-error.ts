@@ -125,12 +125,10 @@ export class InvalidGrantError extends GatehouseError {
   }
 }
 
+/** The detail says which part of the check failed: each is fixed differently. */
 export class CsrfError extends GatehouseError {
-  constructor() {
-    super(
-      "CSRF_FAILED",
-      "Cookie-authenticated changes need an Origin header from an allowed origin and the X-CSRF-Token header.",
-    );
+  constructor(detail: string) {
+    super("CSRF_FAILED", detail);
     this.name = "CsrfError";
   }
 }

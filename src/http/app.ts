@@ -24,6 +24,22 @@ import { verifyRoutes } from "./routes/verify.ts";
 
 /** Query parameter names that carry credentials in other products; refused here. */
 const CREDENTIAL_PARAMS = /(?:^|[?&;])(?:api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|token|key)=/i;
+const REFRESH_PARAM = /(?:^|[?&;])refresh[_-]?token=/i;
+const ACCESS_PARAM = /(?:^|[?&;])access[_-]?token=/i;
+
+/**
+ * What to do instead, for the kind of credential found: each travels its own way, and
+ * "rotate" means something different for each (a key is rotated, a token's sign-in ended).
+ */
+const URL_CREDENTIAL_ADVICE = {
+  key: "Send the key in the Authorization header (Bearer), and rotate it if it was sent this way before.",
+  refresh:
+    'Send a refresh token in the JSON body ({"refresh_token": "…"}) or its cookie, and end its sign-in (POST /auth/logout with it) if it was sent this way before.',
+  access:
+    "Send an access token in the Authorization header (Bearer), and log out (POST /auth/logout) if it was sent this way before.",
+  unknown:
+    "Send API keys and access tokens in the Authorization header and refresh tokens in the JSON body, and replace any credential that was sent this way before.",
+} as const;
 
 export function buildApp(
   gatehouse: Gatehouse,
@@ -99,9 +115,16 @@ export function buildApp(
         detail: match ? { hint: keyHint(match[0]) } : refresh ? { refreshTokenId: refresh[1] } : null,
       }),
     );
+    const kind = match
+      ? "key"
+      : refresh || (query !== null && REFRESH_PARAM.test(query))
+        ? "refresh"
+        : query !== null && ACCESS_PARAM.test(query)
+          ? "access"
+          : "unknown";
     return new GatehouseError(
       "KEY_IN_URL",
-      "Credentials must not be sent in the URL (they leak into logs and history). Send the key in the Authorization header, and rotate it if it was sent this way before.",
+      `Credentials must not be sent in the URL (they leak into logs and history). ${URL_CREDENTIAL_ADVICE[kind]}`,
     );
   }
 

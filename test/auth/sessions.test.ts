@@ -101,17 +101,25 @@ for (const backend of backends()) {
     test("CSRF: cookie-authenticated changes need an allowed Origin and the token", async () => {
       const user = await createUser(server);
       const browser = await signIn(server, user);
+      // Each refusal says which part failed.
+      const noToken = /need the X-CSRF-Token header with the token given at sign-in/;
+      const noOrigin = /need an Origin \(or Referer\) header from an allowed origin; none was sent/;
       const attempts = [
-        { origin: ORIGIN, csrf: null },
-        { origin: ORIGIN, csrf: "A".repeat(43) },
-        { origin: "https://evil.example", csrf: browser.csrf },
-        { origin: null, csrf: browser.csrf },
-        { origin: "null", csrf: browser.csrf },
+        { origin: ORIGIN, csrf: null, detail: noToken },
+        { origin: ORIGIN, csrf: "A".repeat(43), detail: noToken },
+        {
+          origin: "https://evil.example",
+          csrf: browser.csrf,
+          detail: /origin "https:\/\/evil.example" are not allowed/,
+        },
+        { origin: null, csrf: browser.csrf, detail: noOrigin },
+        { origin: "null", csrf: browser.csrf, detail: noOrigin },
       ];
-      for (const attempt of attempts) {
+      for (const { detail, ...attempt } of attempts) {
         const response = await browserCall(server, "DELETE", "/auth/session", browser, attempt);
         assert.equal(response.status, 403, JSON.stringify(attempt));
         assert.equal(response.body.code, "CSRF_FAILED");
+        assert.match(response.body.detail, detail, JSON.stringify(attempt));
       }
       // Still signed in: none of those did anything.
       assert.equal((await browserCall(server, "GET", "/auth/me", browser)).status, 200);
@@ -142,6 +150,11 @@ for (const backend of backends()) {
       );
       assert.equal(response.status, 403);
       assert.equal(response.headers.get("set-cookie"), null);
+      // A sign-in has no cookie or token yet: the answer is about the origin alone.
+      assert.equal(
+        response.body.detail,
+        'Requests from the origin "https://evil.example" are not allowed here (GATEHOUSE_ALLOWED_ORIGINS lists the allowed ones).',
+      );
     });
 
     test("idle timeout: 30 minutes without use ends the session; use keeps it alive", async () => {

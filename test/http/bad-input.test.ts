@@ -151,6 +151,19 @@ for (const backend of backends()) {
       assert.match(query.body.detail, /unknown property "owner"/);
     });
 
+    test("a missing body, or one that is not an object, is answered with what the route needs", async () => {
+      const { id } = await createKey({ name: "rotate without body", scopes: [] });
+      const none = await send(server, "POST", `/v1/keys/${id}/rotate`);
+      assert.equal(none.status, 400);
+      assert.equal(none.body.detail, 'body: must be a JSON object with "gracePeriodSeconds"');
+      const list = await send(server, "POST", `/v1/keys/${id}/rotate`, { body: "[]" });
+      assert.equal(list.body.detail, 'body: must be a JSON object with "gracePeriodSeconds"');
+      const created = await send(server, "POST", "/v1/keys", { body: "7" });
+      assert.equal(created.body.detail, 'body: must be a JSON object with "name", "scopes"');
+      // The key was not rotated by any of those.
+      assert.equal((await send(server, "GET", `/v1/keys/${id}`)).body.status, "active");
+    });
+
     test("wrong types and out-of-range values are 400 VALIDATION_FAILED with a path", async () => {
       const cases: Array<[string, string, unknown, RegExp]> = [
         ["POST", "/v1/keys", { name: 5, scopes: [] }, /body\/name/],
@@ -197,6 +210,22 @@ for (const backend of backends()) {
         const r = await send(server, "GET", path);
         assert.equal(r.body.detail, "querystring/limit: must be a whole number from 1 to 100", path);
       }
+      // A choice among fixed values names them, once, instead of one "must be equal to
+      // constant" per value.
+      const { id } = await createKey({ name: "usage interval", scopes: [] });
+      const week = await send(server, "GET", `/v1/keys/${id}/usage?interval=week`);
+      assert.equal(week.status, 400);
+      assert.equal(week.body.detail, 'querystring/interval: must be one of "minute", "hour", "day"');
+      assert.deepEqual(week.body.errors, [
+        { path: "querystring/interval", message: 'must be one of "minute", "hour", "day"' },
+      ]);
+      const maybe = await send(server, "GET", "/v1/audit?outcome=maybe");
+      assert.equal(maybe.body.detail, 'querystring/outcome: must be one of "success", "failure"');
+      const delivery = await send(server, "POST", "/auth/login", {
+        key: null,
+        body: json({ email: "a@example.com", password: "x", delivery: "carrier pigeon" }),
+      });
+      assert.equal(delivery.body.detail, 'body/delivery: must be one of "body", "cookie"');
     });
 
     test("since and until take dates and date-times with their offset", async () => {
@@ -396,6 +425,12 @@ for (const backend of backends()) {
       }
       const post = await send(server, "POST", `/v1/keys/verify?key=${key}`, { body: json({ key }) });
       assert.equal(post.body.code, "KEY_IN_URL");
+      assert.match(post.body.detail, /Send the key in the Authorization header \(Bearer\), and rotate it/);
+      // Each kind of credential is told its own way; a name alone gets the general advice.
+      const access = await send(server, "GET", "/auth/me?access_token=abc", { key: null });
+      assert.match(access.body.detail, /Send an access token in the Authorization header/);
+      const unknown = await send(server, "GET", "/v1/audit?limit=5&token=abc", { key: null });
+      assert.match(unknown.body.detail, /refresh tokens in the JSON body/);
       // Names that merely contain "key" are not credentials.
       assert.equal((await send(server, "GET", "/v1/keys?limit=1")).status, 200);
       const audit = await send(server, "GET", "/v1/audit?action=auth.credential_in_url&limit=100");
@@ -423,6 +458,7 @@ for (const backend of backends()) {
         const r = await send(server, "GET", path, { key: null });
         assert.equal(r.status, 400, path);
         assert.equal(r.body.code, "KEY_IN_URL", path);
+        assert.match(r.body.detail, /Send a refresh token in the JSON body/, path);
         assert.ok(!r.text.includes(secret), "the answer does not echo the secret");
       }
       assert.ok(!logs.some((line) => line.includes(secret)), "no log line holds the secret");

@@ -111,10 +111,21 @@ function requestOrigin(request: FastifyRequest): string | null {
   return null;
 }
 
+/** An origin as the answer may quote it: the caller's own header, cut short. */
+function quoted(origin: string): string {
+  return JSON.stringify(origin.length > 100 ? `${origin.slice(0, 100)}…` : origin);
+}
+
+function foreignOrigin(origin: string): string {
+  return `Requests from the origin ${quoted(origin)} are not allowed here (GATEHOUSE_ALLOWED_ORIGINS lists the allowed ones).`;
+}
+
 /** Refuses a request whose Origin (or Referer) is present and not one of ours. */
 export function assertAllowedOriginIfPresent(gatehouse: Gatehouse, request: FastifyRequest): void {
   const origin = requestOrigin(request);
-  if (origin !== null && !gatehouse.config.auth.allowedOrigins.includes(origin)) throw new CsrfError();
+  if (origin !== null && !gatehouse.config.auth.allowedOrigins.includes(origin)) {
+    throw new CsrfError(foreignOrigin(origin));
+  }
 }
 
 /**
@@ -130,11 +141,15 @@ function assertCsrf(
   tokenIsValid: (presented: unknown) => boolean,
 ): void {
   const origin = requestOrigin(request);
-  if (
-    origin === null ||
-    !gatehouse.config.auth.allowedOrigins.includes(origin) ||
-    !tokenIsValid(request.headers[CSRF_HEADER])
-  ) {
+  const failure =
+    origin === null
+      ? "Requests authenticated by a cookie need an Origin (or Referer) header from an allowed origin; none was sent."
+      : !gatehouse.config.auth.allowedOrigins.includes(origin)
+        ? foreignOrigin(origin)
+        : !tokenIsValid(request.headers[CSRF_HEADER])
+          ? "Changes authenticated by a cookie need the X-CSRF-Token header with the token given at sign-in."
+          : null;
+  if (failure !== null) {
     gatehouse.audit.record(
       auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
         action: "auth.csrf",
@@ -142,7 +157,7 @@ function assertCsrf(
         detail: { origin, route: request.routeOptions.url ?? null },
       }),
     );
-    throw new CsrfError();
+    throw new CsrfError(failure);
   }
 }
 
