@@ -5,6 +5,7 @@ import { assertValidPrefix, DEFAULT_KEY_PREFIX } from "../keys/key-format.ts";
 import type { KeyPolicy } from "../keys/key-policy.ts";
 import { parseGithubPublicKeys } from "../leaks/github-public-keys.ts";
 import { type AuthConfig, loadAuthConfig } from "./auth-config.ts";
+import { nearestSetting } from "./nearest-setting.ts";
 
 export interface GatehouseConfig {
   /** Not errors, but worth telling the operator (unknown GATEHOUSE_* variables). */
@@ -277,7 +278,10 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
   // GATEHOUSE_MASTER_KEY that was set as GATEHOUSE_MASTERKEY).
   const warnings = Object.keys(env)
     .filter((name) => name.startsWith("GATEHOUSE_") && !known.has(name) && !name.startsWith("GATEHOUSE_TEST_"))
-    .map((name) => `${name} is not a Gatehouse setting and is ignored (misspelt?)`);
+    .map((name) => {
+      const meant = nearestSetting(name, known);
+      return `${name} is not a Gatehouse setting and is ignored (${meant === null ? "misspelt?" : `did you mean ${meant}?`})`;
+    });
   if (problems.length > 0 || auth === null) throw new ConfigError(problems, warnings);
   return {
     warnings,

@@ -120,8 +120,24 @@ describe("loadConfig", () => {
 
   test("unknown GATEHOUSE_ variables are warned about, not silently ignored", () => {
     const config = loadConfig({ GATEHOUSE_PROT: "9000", GATEHOUSE_PORT: "9001" });
-    assert.deepEqual(config.warnings, ["GATEHOUSE_PROT is not a Gatehouse setting and is ignored (misspelt?)"]);
+    assert.deepEqual(config.warnings, [
+      "GATEHOUSE_PROT is not a Gatehouse setting and is ignored (did you mean GATEHOUSE_PORT?)",
+    ]);
     assert.equal(config.port, 9001);
+  });
+
+  test("the warning names the setting a misspelling was close to, and guesses nothing when none is", () => {
+    const config = loadConfig({
+      GATEHOUSE_LOG_LEVL: "debug",
+      GATEHOUSE_TROP: "9000",
+      GATEHOUSE_COLOUR: "blue",
+    });
+    assert.deepEqual(config.warnings, [
+      "GATEHOUSE_LOG_LEVL is not a Gatehouse setting and is ignored (did you mean GATEHOUSE_LOG_LEVEL?)",
+      // The same letters in another order: four edits away, still meant PORT.
+      "GATEHOUSE_TROP is not a Gatehouse setting and is ignored (did you mean GATEHOUSE_PORT?)",
+      "GATEHOUSE_COLOUR is not a Gatehouse setting and is ignored (misspelt?)",
+    ]);
   });
 
   test("when the start is refused, unknown GATEHOUSE_ variables are listed after the problems, as warnings", () => {
@@ -131,7 +147,8 @@ describe("loadConfig", () => {
         assert.ok(error instanceof ConfigError);
         assert.equal(error.problems.length, 1);
         assert.ok(error.problems[0]?.startsWith("GATEHOUSE_PORT"));
-        const warning = "GATEHOUSE_MASTERKEY is not a Gatehouse setting and is ignored (misspelt?)";
+        const warning =
+          "GATEHOUSE_MASTERKEY is not a Gatehouse setting and is ignored (did you mean GATEHOUSE_MASTER_KEY?)";
         assert.deepEqual(error.warnings, [warning]);
         // The message lists the warning under its own heading, after the problems.
         const lines = error.message.split("\n");
