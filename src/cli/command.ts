@@ -1,5 +1,6 @@
-import { parseArgs } from "node:util";
+import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { GatehouseError } from "../errors/gatehouse-error.ts";
+import { parseProblem } from "./parse-problem.ts";
 
 export interface CliIO {
   out(text: string): void;
@@ -56,24 +57,23 @@ export function helpText(command: Command): string {
 }
 
 export async function runCommand(command: Command, argv: string[], io: CliIO): Promise<number> {
+  const options: ParseArgsOptionsConfig = {
+    ...Object.fromEntries(
+      Object.entries(command.options).map(([name, { type, short, multiple }]) => [
+        name,
+        { type, ...(short ? { short } : {}), ...(multiple ? { multiple } : {}) },
+      ]),
+    ),
+    help: { type: "boolean", short: "h" },
+  };
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        ...Object.fromEntries(
-          Object.entries(command.options).map(([name, { type, short, multiple }]) => [
-            name,
-            { type, ...(short ? { short } : {}), ...(multiple ? { multiple } : {}) },
-          ]),
-        ),
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (error) {
-    io.err(`gatehouse ${command.name}: ${(error as Error).message}\n\n${helpText(command)}`);
+    const problem = parseProblem(error, argv, options);
+    if (problem === null) throw error;
+    // One line that stays on screen, not the whole help after it: the help is one flag away.
+    io.err(`gatehouse ${command.name}: ${problem} (see gatehouse ${command.name} --help)`);
     return 2;
   }
   if (parsed.values.help) {

@@ -1,0 +1,33 @@
+import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
+
+/**
+ * What was wrong with a command line that parseArgs refused, in our words, or null when
+ * the error is not one of parseArgs' (ERR_PARSE_ARGS_*).
+ *
+ * Why not Node's own message: for a mistyped flag it advises placing it after `--`
+ * "as in '-- "--ofline"", with a quote never closed, which reads as if the CLI were
+ * broken. Its errors carry only a code, not the option at fault, so that option is found
+ * again from parseArgs' tokens (read leniently) rather than from the wording of a message
+ * that may change between Node versions.
+ */
+export function parseProblem(error: unknown, args: string[], options: ParseArgsOptionsConfig): string | null {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== "string" || !code.startsWith("ERR_PARSE_ARGS_")) return null;
+  const { tokens } = parseArgs({ args, options, allowPositionals: true, strict: false, tokens: true });
+  for (const token of tokens) {
+    if (token.kind !== "option") continue;
+    // hasOwn: `--constructor` must not find Object.prototype.constructor.
+    const option = Object.hasOwn(options, token.name) ? options[token.name] : undefined;
+    if (option === undefined) return `unknown option ${token.rawName}`;
+    if (option.type === "boolean" && token.inlineValue) return `${token.rawName} takes no value`;
+    if (option.type !== "string") continue;
+    if (token.value === undefined) return `${token.rawName} needs a value`;
+    // The same test as parseArgs' strict mode: a separate value that looks like an option
+    // is more often a forgotten value than a value.
+    if (!token.inlineValue && token.value.length > 1 && token.value.startsWith("-")) {
+      return `${token.rawName} needs a value (got ${token.value}, which looks like an option; write ${token.rawName}=${token.value} if that is the value)`;
+    }
+  }
+  // A refusal the tokens do not explain (none today): Node's first line is better than nothing.
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0] ?? String(code);
+}
