@@ -155,6 +155,15 @@ for (const backend of backends()) {
         response.body.detail,
         'Requests from the origin "https://evil.example" are not allowed here (GATEHOUSE_ALLOWED_ORIGINS lists the allowed ones).',
       );
+      // Refused and recorded, as any other failed cross-site check.
+      await server.gatehouse.audit.flush();
+      const audit = await server.call("GET", "/v1/audit?action=auth.csrf&limit=100");
+      assert.ok(
+        audit.body.data.some(
+          (e: { detail: { origin?: string; route?: string } }) =>
+            e.detail.origin === "https://evil.example" && e.detail.route === "/auth/session",
+        ),
+      );
     });
 
     test("idle timeout: 30 minutes without use ends the session; use keeps it alive", async () => {

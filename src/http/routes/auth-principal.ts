@@ -120,10 +120,21 @@ function foreignOrigin(origin: string): string {
   return `Requests from the origin ${quoted(origin)} are not allowed here (GATEHOUSE_ALLOWED_ORIGINS lists the allowed ones).`;
 }
 
+function recordCsrfFailure(gatehouse: Gatehouse, request: FastifyRequest, origin: string | null): void {
+  gatehouse.audit.record(
+    auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
+      action: "auth.csrf",
+      outcome: "failure",
+      detail: { origin, route: request.routeOptions.url ?? null },
+    }),
+  );
+}
+
 /** Refuses a request whose Origin (or Referer) is present and not one of ours. */
 export function assertAllowedOriginIfPresent(gatehouse: Gatehouse, request: FastifyRequest): void {
   const origin = requestOrigin(request);
   if (origin !== null && !gatehouse.config.auth.allowedOrigins.includes(origin)) {
+    recordCsrfFailure(gatehouse, request, origin);
     throw new CsrfError(foreignOrigin(origin));
   }
 }
@@ -150,13 +161,7 @@ function assertCsrf(
           ? "Changes authenticated by a cookie need the X-CSRF-Token header with the token given at sign-in."
           : null;
   if (failure !== null) {
-    gatehouse.audit.record(
-      auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
-        action: "auth.csrf",
-        outcome: "failure",
-        detail: { origin, route: request.routeOptions.url ?? null },
-      }),
-    );
+    recordCsrfFailure(gatehouse, request, origin);
     throw new CsrfError(failure);
   }
 }
