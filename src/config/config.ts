@@ -32,7 +32,7 @@ export interface GatehouseConfig {
   redisUrl: string | null;
   /** With Redis down: refuse (503) instead of falling back to per-node limits. */
   rateLimitFailClosed: boolean;
-  retention: { endedKeysDays: number; usageDays: number; auditDays: number };
+  retention: { endedKeysDays: number; usageDays: number; usageMinuteDays: number; auditDays: number };
   housekeepingIntervalSeconds: number;
 }
 
@@ -269,8 +269,16 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
   const retention = {
     endedKeysDays: integer("GATEHOUSE_RETENTION_ENDED_KEYS_DAYS", 30, 1, 3650),
     usageDays: integer("GATEHOUSE_RETENTION_USAGE_DAYS", 90, 1, 3650),
+    // A minute query spans at most 1,500 minutes (about a day); older minutes are kept
+    // summed per hour, which a key in steady use writes 60 times fewer of.
+    usageMinuteDays: integer("GATEHOUSE_RETENTION_USAGE_MINUTE_DAYS", 7, 1, 3650),
     auditDays: integer("GATEHOUSE_RETENTION_AUDIT_DAYS", 365, 1, 3650),
   };
+  if (retention.usageMinuteDays > retention.usageDays) {
+    problems.push(
+      `GATEHOUSE_RETENTION_USAGE_MINUTE_DAYS (${retention.usageMinuteDays}) cannot be more than GATEHOUSE_RETENTION_USAGE_DAYS (${retention.usageDays}): usage is kept per minute within the usage retention`,
+    );
+  }
   const housekeepingIntervalSeconds = integer("GATEHOUSE_HOUSEKEEPING_INTERVAL_SECONDS", 3600, 10, 86_400);
 
   // A misspelt variable would otherwise be ignored without a word. When the start is refused

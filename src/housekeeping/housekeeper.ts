@@ -9,10 +9,20 @@ export interface RetentionPolicy {
   /** Keep revoked or expired keys this long after they ended (audit and support). */
   endedKeysDays: number;
   usageDays: number;
+  /** Per-minute usage this long; older minutes are summed per hour (kept `usageDays`). */
+  usageMinuteDays: number;
   auditDays: number;
 }
 
-export const DEFAULT_RETENTION: RetentionPolicy = { endedKeysDays: 30, usageDays: 90, auditDays: 365 };
+export const DEFAULT_RETENTION: RetentionPolicy = {
+  endedKeysDays: 30,
+  usageDays: 90,
+  usageMinuteDays: 7,
+  auditDays: 365,
+};
+
+/** What one pass did: rows deleted per target, and minute rows of usage summed per hour. */
+export type PassResult = Record<PurgeTarget, number> & { usageRolledUp: number };
 
 /**
  * Purges what has outlived its retention, in batches of `batchSize` rows, yielding to
@@ -26,7 +36,7 @@ export class Housekeeper {
   private readonly batchSize: number;
   private readonly log: Logger | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<Record<PurgeTarget, number>> | undefined;
+  private running: Promise<PassResult> | undefined;
   private stopped = false;
 
   constructor(options: {
@@ -51,22 +61,32 @@ export class Housekeeper {
     this.timer.unref();
   }
 
-  /** One full pass; concurrent calls share it. Returns rows deleted per target. */
-  runOnce(): Promise<Record<PurgeTarget, number>> {
+  /** One full pass; concurrent calls share it. */
+  runOnce(): Promise<PassResult> {
     this.running ??= this.pass().finally(() => {
       this.running = undefined;
     });
     return this.running;
   }
 
-  private async pass(): Promise<Record<PurgeTarget, number>> {
+  private async pass(): Promise<PassResult> {
     const now = this.clock();
     const cutoffs: Record<PurgeTarget, number> = {
       ended_keys: now - this.retention.endedKeysDays * DAY,
       usage: now - this.retention.usageDays * DAY,
+      usage_hours: now - this.retention.usageDays * DAY,
       audit: now - this.retention.auditDays * DAY,
     };
-    const deleted: Record<PurgeTarget, number> = { ended_keys: 0, usage: 0, audit: 0 };
+    const deleted: PassResult = { ended_keys: 0, usage: 0, usage_hours: 0, audit: 0, usageRolledUp: 0 };
+    // Minutes past their retention become hours first, so no count is lost between the two.
+    const minuteCutoff = now - Math.min(this.retention.usageMinuteDays, this.retention.usageDays) * DAY;
+    for (;;) {
+      if (this.stopped) return deleted;
+      const n = await this.storage.usage.rollUp(minuteCutoff, this.batchSize);
+      deleted.usageRolledUp += n;
+      if (n < this.batchSize) break;
+      await yieldToRequests();
+    }
     for (const target of Object.keys(cutoffs) as PurgeTarget[]) {
       for (;;) {
         if (this.stopped) return deleted;

@@ -163,7 +163,16 @@ export interface AuditRepository {
 export interface UsageRepository {
   /** Adds the counts to the per-minute buckets. */
   add(increments: readonly UsageIncrement[]): Promise<void>;
+  /**
+   * A key's counts with buckets in [since, until): per minute where minute rows are
+   * kept, per hour (bucket = the hour's start) where they were rolled up.
+   */
   read(keyId: string, since: number, until: number): Promise<UsageRow[]>;
+  /**
+   * Sums up to `limit` minute rows older than `before` (ms) into their hours' rows and
+   * deletes them, in one transaction (housekeeping loops); returns how many minute rows.
+   */
+  rollUp(before: number, limit: number): Promise<number>;
 }
 
 export interface MetaRepository {
@@ -391,7 +400,7 @@ export interface SessionRepository {
  * What housekeeping purges. Each call deletes one bounded batch in its own short
  * transaction, so purging never holds a long lock; the housekeeper loops.
  */
-export type PurgeTarget = "ended_keys" | "usage" | "audit";
+export type PurgeTarget = "ended_keys" | "usage" | "usage_hours" | "audit";
 
 export interface HousekeepingRepository {
   /** Deletes up to `limit` rows of `target` older than `before` (ms); returns how many. */

@@ -58,6 +58,7 @@ describe("loadConfig", () => {
       maxGracePeriodSeconds: 30 * 86400,
     });
     assert.equal(config.usageFlushMs, 5000);
+    assert.deepEqual(config.retention, { endedKeysDays: 30, usageDays: 90, usageMinuteDays: 7, auditDays: 365 });
     assert.equal(config.bodyLimitBytes, 64 * 1024);
     assert.deepEqual(config.githubSecretScanning, {
       keysUrl: "https://api.github.com/meta/public_keys/secret_scanning",
@@ -311,6 +312,13 @@ describe("loadConfig", () => {
       "usage flush interval",
       { GATEHOUSE_USAGE_FLUSH_MS: "1" },
       ['GATEHOUSE_USAGE_FLUSH_MS must be a whole number from 50 to 60000 (got "1")'],
+    ],
+    [
+      "minute retention longer than the usage retention",
+      { GATEHOUSE_RETENTION_USAGE_DAYS: "30", GATEHOUSE_RETENTION_USAGE_MINUTE_DAYS: "31" },
+      [
+        "GATEHOUSE_RETENTION_USAGE_MINUTE_DAYS (31) cannot be more than GATEHOUSE_RETENTION_USAGE_DAYS (30): usage is kept per minute within the usage retention",
+      ],
     ],
     [
       "body limit",

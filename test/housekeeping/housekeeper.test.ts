@@ -48,25 +48,41 @@ for (const backend of backends()) {
       ];
       await storage.keys.insertMany([...endedLongAgo, ...kept]);
       const liveId = kept[0]?.id ?? "";
+      const minute = 60_000;
       await storage.usage.add([
         { keyId: liveId, bucket: now - 91 * DAY, outcome: "VALID", count: 1 },
         { keyId: liveId, bucket: now - 95 * DAY, outcome: "VALID", count: 1 },
         { keyId: liveId, bucket: now - 89 * DAY, outcome: "VALID", count: 7 },
+        // Within the minute retention (7 days), kept per minute.
+        { keyId: liveId, bucket: now - 6 * DAY, outcome: "VALID", count: 3 },
+        { keyId: liveId, bucket: now - 6 * DAY + minute, outcome: "VALID", count: 4 },
       ]);
       await storage.audit.append([audit(now - 400 * DAY), audit(now - 366 * DAY), audit(now - 364 * DAY), audit(now)]);
 
       const housekeeper = new Housekeeper({ storage, clock, batchSize: 2 });
       const deleted = await housekeeper.runOnce();
-      assert.deepEqual(deleted, { ended_keys: 3, usage: 2, audit: 2 });
+      // Minutes past 7 days are summed per hour first (three), then the hours past 90
+      // days are purged (two); none is purged as a minute any more.
+      assert.deepEqual(deleted, { ended_keys: 3, usage: 0, usage_hours: 2, audit: 2, usageRolledUp: 3 });
       for (const k of endedLongAgo) assert.equal(await storage.keys.findById(k.id), null);
       for (const k of kept) assert.ok(await storage.keys.findById(k.id), k.id);
       assert.deepEqual(
-        (await storage.usage.read(liveId, 0, now)).map((r) => r.count),
-        [7],
+        (await storage.usage.read(liveId, 0, now)).map((r) => [now - r.bucket, r.count]),
+        [
+          [89 * DAY, 7],
+          [6 * DAY, 3],
+          [6 * DAY - minute, 4],
+        ],
       );
       assert.equal((await storage.audit.query({ limit: 10 })).length, 2);
       // A second pass finds nothing more.
-      assert.deepEqual(await housekeeper.runOnce(), { ended_keys: 0, usage: 0, audit: 0 });
+      assert.deepEqual(await housekeeper.runOnce(), {
+        ended_keys: 0,
+        usage: 0,
+        usage_hours: 0,
+        audit: 0,
+        usageRolledUp: 0,
+      });
     });
 
     test("stop waits for a pass in flight, which ends after its current batch", async () => {
@@ -86,7 +102,13 @@ for (const backend of backends()) {
       const deleted = await pass;
       assert.ok(deleted.audit < 40, `the pass stopped early (deleted ${deleted.audit})`);
       // Stopped for good: a later pass deletes nothing.
-      assert.deepEqual(await housekeeper.runOnce(), { ended_keys: 0, usage: 0, audit: 0 });
+      assert.deepEqual(await housekeeper.runOnce(), {
+        ended_keys: 0,
+        usage: 0,
+        usage_hours: 0,
+        audit: 0,
+        usageRolledUp: 0,
+      });
     });
   });
 }

@@ -223,6 +223,35 @@ for (const backend of backends()) {
       assert.ok(Date.parse(key.body.lastUsedAt) > 0);
     });
 
+    test("usage older than a week is answered per hour; asking it per minute says why not", async () => {
+      const { body } = await server.call("POST", "/v1/keys", { name: "old usage", scopes: [] });
+      const day = 86_400_000;
+      const now = Date.now();
+      const hour = now - 10 * day - ((now - 10 * day) % 3_600_000);
+      await server.gatehouse.storage.usage.add([
+        { keyId: body.id, bucket: hour + 60_000, outcome: "VALID", count: 2, lastAt: hour + 60_001 },
+        { keyId: body.id, bucket: hour + 120_000, outcome: "VALID", count: 3, lastAt: hour + 120_001 },
+      ]);
+      const result = await server.gatehouse.housekeeper.runOnce();
+      assert.ok(result.usageRolledUp >= 2);
+      const since = new Date(hour - 3_600_000).toISOString();
+      const until = new Date(hour + 2 * 3_600_000).toISOString();
+      const hourly = await server.call("GET", `/v1/keys/${body.id}/usage?interval=hour&since=${since}&until=${until}`);
+      assert.equal(hourly.status, 200);
+      assert.deepEqual(hourly.body.buckets, [{ start: new Date(hour).toISOString(), total: 5, counts: { VALID: 5 } }]);
+      const minutes = await server.call(
+        "GET",
+        `/v1/keys/${body.id}/usage?interval=minute&since=${since}&until=${until}`,
+      );
+      assert.equal(minutes.status, 400);
+      assert.match(minutes.body.detail, /kept per minute for 7 days \(GATEHOUSE_RETENTION_USAGE_MINUTE_DAYS\)/);
+      // The last use survives the roll-up.
+      assert.equal(
+        (await server.call("GET", `/v1/keys/${body.id}`)).body.lastUsedAt,
+        new Date(hour + 120_001).toISOString(),
+      );
+    });
+
     test("audit log records admin actions and failed verifications, never secrets", async () => {
       const { body } = await server.call("POST", "/v1/keys", { name: "aud", scopes: [] });
       await server.call("POST", `/v1/keys/${body.id}/revoke`);

@@ -164,6 +164,48 @@ for (const backend of backends()) {
       assert.equal((await storage.keys.findById(k.id))?.lastUsedAt, NOW + 61_000);
     });
 
+    test("old minutes of usage roll up into their hours, in batches, without losing a count or the last use", async () => {
+      const k = record();
+      await storage.keys.insert(k, null);
+      const hour = NOW - (NOW % 3_600_000);
+      const minute = 60_000;
+      await storage.usage.add([
+        { keyId: k.id, bucket: hour, outcome: "VALID", count: 2, lastAt: hour + 1 },
+        { keyId: k.id, bucket: hour + 5 * minute, outcome: "VALID", count: 3, lastAt: hour + 5 * minute + 7 },
+        { keyId: k.id, bucket: hour + 59 * minute, outcome: "EXPIRED", count: 1, lastAt: null },
+        { keyId: k.id, bucket: hour + 59 * minute, outcome: "VALID", count: 4, lastAt: hour + 59 * minute + 2 },
+        // The next hour: one minute before the cutoff, one at it (kept per minute).
+        { keyId: k.id, bucket: hour + 60 * minute, outcome: "VALID", count: 5, lastAt: hour + 60 * minute + 3 },
+        { keyId: k.id, bucket: hour + 61 * minute, outcome: "VALID", count: 6, lastAt: hour + 61 * minute + 9 },
+      ]);
+      const cutoff = hour + 61 * minute;
+      // Batches of two: one hour's rows arrive in two batches and are added up.
+      let moved = 0;
+      for (;;) {
+        const n = await storage.usage.rollUp(cutoff, 2);
+        moved += n;
+        if (n < 2) break;
+      }
+      assert.equal(moved, 5);
+      assert.deepEqual(await storage.usage.read(k.id, hour, hour + 120 * minute), [
+        { bucket: hour, outcome: "EXPIRED", count: 1 },
+        { bucket: hour, outcome: "VALID", count: 9 },
+        { bucket: hour + 60 * minute, outcome: "VALID", count: 5 },
+        { bucket: hour + 61 * minute, outcome: "VALID", count: 6 },
+      ]);
+      assert.equal(await storage.usage.rollUp(cutoff, 2), 0, "nothing left before the cutoff");
+      // Rolling up the newest minute too leaves the last use on the key.
+      assert.equal(await storage.usage.rollUp(hour + 120 * minute, 100), 1);
+      assert.equal((await storage.keys.findById(k.id))?.lastUsedAt, hour + 61 * minute + 9);
+      assert.deepEqual(await storage.usage.read(k.id, hour + 60 * minute, hour + 120 * minute), [
+        { bucket: hour + 60 * minute, outcome: "VALID", count: 11 },
+      ]);
+      // Hours are purged like minutes.
+      while ((await storage.housekeeping.purge("usage_hours", hour + 120 * minute, 1)) > 0) {}
+      assert.deepEqual(await storage.usage.read(k.id, hour, hour + 120 * minute), []);
+      assert.equal((await storage.keys.findById(k.id))?.lastUsedAt, hour + 61 * minute + 9);
+    });
+
     test("audit events are append-only and filterable, newest first", async () => {
       await storage.audit.append([event("x.one", "t1"), event("x.two", "t1"), event("x.one", "t2")]);
       const byAction = await storage.audit.query({ action: "x.one", limit: 10 });

@@ -38,6 +38,14 @@ export function usageRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fasti
         const since = parseInstant(request.query.since, "since") ?? until - 24 * 3_600_000;
         if (since >= until) throw new ValidationError("since must be before until.");
         const start = since - (since % step);
+        // Older minutes were summed per hour by housekeeping: a minute answer there would
+        // put an hour's counts on its first minute.
+        const minutesFrom = now - gatehouse.config.retention.usageMinuteDays * 86_400_000;
+        if (interval === "minute" && start < minutesFrom) {
+          throw new ValidationError(
+            `Usage is kept per minute for ${gatehouse.config.retention.usageMinuteDays} days (GATEHOUSE_RETENTION_USAGE_MINUTE_DAYS), per hour before that: ask for interval=hour, or since after ${new Date(minutesFrom).toISOString()}.`,
+          );
+        }
         if ((until - start) / step > MAX_BUCKETS) {
           throw new ValidationError(
             `That range holds more than ${MAX_BUCKETS} ${interval}s; narrow it or use a longer interval.`,

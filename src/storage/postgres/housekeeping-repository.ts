@@ -11,6 +11,8 @@ const STATEMENTS: Record<PurgeTarget, string> = {
       LIMIT $2 FOR UPDATE SKIP LOCKED)`,
   usage: `DELETE FROM key_usage WHERE (key_id, bucket, outcome) IN (
       SELECT key_id, bucket, outcome FROM key_usage WHERE bucket < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+  usage_hours: `DELETE FROM key_usage_hours WHERE (key_id, bucket, outcome) IN (
+      SELECT key_id, bucket, outcome FROM key_usage_hours WHERE bucket < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
   audit: `DELETE FROM audit_events WHERE id IN (
       SELECT id FROM audit_events WHERE at < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 };

@@ -196,6 +196,21 @@ export const POSTGRES_MIGRATIONS: ReadonlyArray<{ version: number; name: string;
       ALTER TABLE refresh_tokens ADD PRIMARY KEY (id);
     `,
   },
+  {
+    version: 6,
+    name: "usage older than a week kept per hour",
+    // See sqlite/migrations.ts.
+    sql: `
+      CREATE TABLE key_usage_hours (
+        key_id TEXT NOT NULL,
+        bucket BIGINT NOT NULL,
+        outcome TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        PRIMARY KEY (key_id, bucket, outcome)
+      );
+      CREATE INDEX key_usage_hours_bucket ON key_usage_hours (bucket);
+    `,
+  },
 ];
 
 const LOCK_ID = 0x6761_7465; // "gate"

@@ -214,6 +214,24 @@ export const SQLITE_MIGRATIONS: ReadonlyArray<{ version: number; name: string; s
       CREATE INDEX refresh_tokens_expiry ON refresh_tokens (family_expires_at);
     `,
   },
+  {
+    version: 6,
+    name: "usage older than a week kept per hour",
+    // Minute rows older than the minute retention are summed into hour rows by
+    // housekeeping (usage.rollUp): a key in steady use writes 1,440 minute rows a day,
+    // 24 hour rows. The last use of a rolled-up minute is folded into api_keys by the
+    // key_usage delete trigger, as when usage is purged.
+    sql: `
+      CREATE TABLE key_usage_hours (
+        key_id TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (key_id, bucket, outcome)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX key_usage_hours_bucket ON key_usage_hours (bucket);
+    `,
+  },
 ];
 
 export function migrateSqlite(database: SqliteDatabase): void {

@@ -1,6 +1,8 @@
 import type { UsageIncrement, UsageRepository, UsageRow } from "../types.ts";
 import type { SqliteDatabase } from "./database.ts";
 
+const HOUR = 3_600_000;
+
 export class SqliteUsageRepository implements UsageRepository {
   private readonly database: SqliteDatabase;
   constructor(database: SqliteDatabase) {
@@ -24,9 +26,39 @@ export class SqliteUsageRepository implements UsageRepository {
   async read(keyId: string, since: number, until: number): Promise<UsageRow[]> {
     const rows = this.database
       .statement(
-        "SELECT bucket, outcome, count FROM key_usage WHERE key_id = ? AND bucket >= ? AND bucket < ? ORDER BY bucket, outcome",
+        `SELECT bucket, outcome, count FROM key_usage WHERE key_id = ?1 AND bucket >= ?2 AND bucket < ?3
+         UNION ALL
+         SELECT bucket, outcome, count FROM key_usage_hours WHERE key_id = ?1 AND bucket >= ?2 AND bucket < ?3
+         ORDER BY bucket, outcome`,
       )
       .all(keyId, since, until);
     return rows.map((row) => ({ bucket: Number(row.bucket), outcome: String(row.outcome), count: Number(row.count) }));
+  }
+
+  async rollUp(before: number, limit: number): Promise<number> {
+    // The same rows twice (one order, one transaction, one connection): summed into
+    // their hours, then deleted; the delete trigger folds their last use into api_keys.
+    const oldest = `SELECT key_id, bucket, outcome, count FROM key_usage WHERE bucket < ?1
+      ORDER BY bucket, key_id, outcome LIMIT ?2`;
+    return this.database.background(() =>
+      this.database.transaction(() => {
+        this.database
+          .statement(
+            `INSERT INTO key_usage_hours (key_id, bucket, outcome, count)
+             SELECT key_id, bucket - bucket % ${HOUR}, outcome, sum(count) FROM (${oldest})
+             WHERE true GROUP BY key_id, bucket - bucket % ${HOUR}, outcome
+             ON CONFLICT (key_id, bucket, outcome) DO UPDATE SET count = count + excluded.count`,
+          )
+          .run(before, limit);
+        return Number(
+          this.database
+            .statement(
+              `DELETE FROM key_usage WHERE (key_id, bucket, outcome) IN (
+                 SELECT key_id, bucket, outcome FROM (${oldest}))`,
+            )
+            .run(before, limit).changes,
+        );
+      }),
+    );
   }
 }
