@@ -3,7 +3,7 @@ import type { Duplex } from "node:stream";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { ERROR_CODES, type ErrorCode } from "../errors/codes.ts";
 import { GatehouseError } from "../errors/gatehouse-error.ts";
-import { LIMIT_PATTERN } from "./schemas.ts";
+import { validationProblems } from "./validation-detail.ts";
 
 /** Sends an RFC 9457 problem document. */
 export function sendProblem(reply: FastifyReply, error: GatehouseError): FastifyReply {
@@ -66,17 +66,7 @@ export function errorHandler(error: FastifyError | Error, request: FastifyReques
   if (error instanceof GatehouseError) return sendProblem(reply, error);
   const fastifyError = error as FastifyError;
   if (fastifyError.validation) {
-    const errors = oneOfConstants(
-      fastifyError.validation.map((issue) => ({
-        path: `${fastifyError.validationContext ?? ""}${issue.instancePath || ""}`,
-        message:
-          fastifyError.validationContext === "body" && !issue.instancePath && issue.keyword === "type"
-            ? bodyNotAnObject(request)
-            : describeIssue(issue),
-        keyword: issue.keyword,
-        allowed: issue.keyword === "const" ? issue.params.allowedValue : undefined,
-      })),
-    );
+    const errors = validationProblems(fastifyError, request);
     return sendProblem(
       reply,
       new GatehouseError("VALIDATION_FAILED", errors.map((e) => `${e.path}: ${e.message}`).join("; "), {
@@ -95,62 +85,4 @@ export function errorHandler(error: FastifyError | Error, request: FastifyReques
   }
   request.log.error({ err: error }, "unhandled error");
   return sendProblem(reply, new GatehouseError("INTERNAL", "Something went wrong on our side; it has been logged."));
-}
-
-/**
- * A choice among fixed values (a union of literals: `interval`, `delivery`, `status`, …)
- * fails in Ajv as one "must be equal to constant" per value and a closing "must match a
- * schema in anyOf", none naming a value. Those of one path become one message that lists
- * the values.
- */
-function oneOfConstants(
-  issues: Array<{ path: string; message: string; keyword: string; allowed: unknown }>,
-): Array<{ path: string; message: string }> {
-  const choices = new Map<string, unknown[]>();
-  for (const issue of issues) {
-    if (issue.keyword !== "const") continue;
-    const values = choices.get(issue.path) ?? [];
-    values.push(issue.allowed);
-    choices.set(issue.path, values);
-  }
-  const merged: Array<{ path: string; message: string }> = [];
-  for (const issue of issues) {
-    const values = choices.get(issue.path);
-    const isChoice = values !== undefined && issues.some((i) => i.path === issue.path && i.keyword === "anyOf");
-    if (!isChoice) {
-      merged.push({ path: issue.path, message: issue.message });
-    } else if (issue.keyword === "anyOf") {
-      merged.push({ path: issue.path, message: `must be one of ${values.map((v) => JSON.stringify(v)).join(", ")}` });
-    }
-  }
-  return merged;
-}
-
-/**
- * No body, or not an object: Ajv says only "must be object". Name what the route needs,
- * which is what the caller was missing.
- */
-function bodyNotAnObject(request: FastifyRequest): string {
-  const schema = request.routeOptions.schema?.body as { required?: unknown } | undefined;
-  const required = Array.isArray(schema?.required) ? schema.required.map((name) => JSON.stringify(name)) : [];
-  return required.length > 0
-    ? `must be a JSON object with ${required.join(", ")}`
-    : "must be a JSON object (send {} when no field is needed)";
-}
-
-/** Patterns whose regular expression says little to a reader, and what they mean. */
-const PATTERN_MEANINGS: Record<string, string> = { [LIMIT_PATTERN]: "must be a whole number from 1 to 100" };
-
-function describeIssue(issue: {
-  keyword: string;
-  message?: string | undefined;
-  params: Record<string, unknown>;
-}): string {
-  if (issue.keyword === "additionalProperties") return `unknown property "${String(issue.params.additionalProperty)}"`;
-  if (issue.keyword === "required") return `missing property "${String(issue.params.missingProperty)}"`;
-  if (issue.keyword === "pattern") {
-    const meaning = PATTERN_MEANINGS[String(issue.params.pattern)];
-    if (meaning) return meaning;
-  }
-  return issue.message ?? issue.keyword;
 }

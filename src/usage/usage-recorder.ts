@@ -81,6 +81,8 @@ export class UsageRecorder {
   private readonly log: Logger | undefined;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
+  /** The one flush that callers arriving during a flush wait for, shared by all of them. */
+  private followUp: Promise<void> | undefined;
 
   constructor(storage: Storage, options: { intervalMs: number; log?: Logger }) {
     this.storage = storage;
@@ -129,9 +131,36 @@ export class UsageRecorder {
     this.validBucket = bucket;
   }
 
-  /** Writes everything counted so far. Concurrent calls share one write. */
+  /**
+   * The latest valid use of `keyId` counted on this node and not yet written, or null,
+   * so a key read can show a current `lastUsedAt` without writing the buffer early (a
+   * read that flushed would let anyone polling key reads set the flush interval). Uses of
+   * a minute that has closed since the last flush are not looked at: a later use of the
+   * same key would be in the current minute, so only a key unused since then shows its
+   * last written use, for at most one flush interval.
+   */
+  lastUseNotWritten(keyId: string): number | null {
+    let latest = this.valid.lastUseOf(keyId);
+    // During a flush, `spare` is the table being written.
+    if (this.flushing) latest = Math.max(latest, this.spare.lastUseOf(keyId));
+    const tally = this.tallies.get(keyId);
+    if (tally !== undefined) latest = Math.max(latest, tally.lastUsed);
+    return latest > 0 ? latest : null;
+  }
+
+  /**
+   * Writes everything counted so far. A call during a flush waits for it and then for
+   * one more, which every such call shares: readers arriving together cost one write,
+   * not one each.
+   */
   flush(): Promise<void> {
-    if (this.flushing) return this.flushing.then(() => this.flush());
+    if (this.flushing) {
+      this.followUp ??= this.flushing.then(() => {
+        this.followUp = undefined;
+        return this.flush();
+      });
+      return this.followUp;
+    }
     if (this.tallies.size === 0 && this.closed.length === 0 && this.valid.length === 0) return Promise.resolve();
     // Counting goes on into the spare table while this one is written.
     const table = this.valid;

@@ -72,6 +72,18 @@ export class ValidUseTable {
     }
   }
 
+  /** The latest use of `keyId` counted here; 0 when none (or not of the standard form). */
+  lastUseOf(keyId: string): number {
+    if (this.size === 0 || !packId(keyId, this.scratch, 0)) return 0;
+    let slot = this.scratch.readUInt32LE(8) & this.mask;
+    for (;;) {
+      const entry = this.slots[slot] as number;
+      if (entry === EMPTY) return 0;
+      if (this.holds(entry)) return this.lastUses[entry] as number;
+      slot = (slot + 1) & this.mask;
+    }
+  }
+
   keyId(entry: number): string {
     return unpackId(this.ids, entry * PACKED_ID_BYTES);
   }

@@ -160,6 +160,10 @@ for (const backend of backends()) {
       assert.equal(list.body.detail, 'body: must be a JSON object with "gracePeriodSeconds"');
       const created = await send(server, "POST", "/v1/keys", { body: "7" });
       assert.equal(created.body.detail, 'body: must be a JSON object with "name", "scopes"');
+      // A route whose fields are all optional but needs one of them does not suggest {}.
+      const patch = await send(server, "PATCH", `/v1/keys/${id}`);
+      assert.equal(patch.status, 400);
+      assert.match(patch.body.detail, /^body: must be a JSON object with at least one of "name", /);
       // The key was not rotated by any of those.
       assert.equal((await send(server, "GET", `/v1/keys/${id}`)).body.status, "active");
     });

@@ -289,6 +289,9 @@ for (const backend of backends()) {
       const listed = await server.call("GET", "/v1/keys?limit=100");
       const row = listed.body.data.find((key: { id: string }) => key.id === body.id);
       assert.ok(Date.parse(row.lastUsedAt) >= Date.parse(one.body.lastUsedAt), "GET /v1/keys shows it");
+      // Shown from memory, not written early: a caller polling key reads does not make
+      // the node write its usage more often.
+      assert.equal((await server.gatehouse.storage.keys.findById(body.id))?.lastUsedAt, null);
       const usage = await server.call("GET", `/v1/keys/${body.id}/usage?interval=day`);
       const valid = usage.body.buckets.reduce(
         (n: number, b: { counts: { VALID?: number } }) => n + (b.counts.VALID ?? 0),

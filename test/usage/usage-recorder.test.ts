@@ -133,5 +133,47 @@ for (const backend of backends()) {
       ]);
       assert.equal((await store.storage.keys.findById(keyId))?.lastUsedAt, T0 + 30);
     });
+
+    test("the last use not yet written is known in memory, also while a flush is writing it", async () => {
+      const recorder = new UsageRecorder(store.storage, { intervalMs: 0 });
+      const keyId = newId("key", T0);
+      const other = "legacy-key-9";
+      assert.equal(recorder.lastUseNotWritten(keyId), null);
+      recorder.record(keyId, "VALID", T0 + 20);
+      recorder.record(keyId, "VALID", T0 + 10);
+      recorder.record(keyId, "EXPIRED", T0 + 50);
+      recorder.record(other, "VALID", T0 + 7);
+      assert.equal(recorder.lastUseNotWritten(keyId), T0 + 20, "failures are not uses");
+      assert.equal(recorder.lastUseNotWritten(other), T0 + 7, "ids of another form too");
+      const flushing = recorder.flush();
+      assert.equal(recorder.lastUseNotWritten(keyId), T0 + 20, "while the flush writes it");
+      await flushing;
+      assert.equal(recorder.lastUseNotWritten(keyId), null, "written: storage has it now");
+      await recorder.stop();
+    });
+
+    test("calls arriving during a flush share one more write, not one each", async () => {
+      const keyId = newId("key", T0);
+      let writes = 0;
+      // Uses keep arriving: one more during every write, so each flush has something new.
+      const usage = {
+        add(increments: readonly UsageIncrement[]) {
+          writes++;
+          recorder.record(keyId, "VALID", T0 + 100 + writes);
+          return store.storage.usage.add(increments);
+        },
+        read: store.storage.usage.read.bind(store.storage.usage),
+      };
+      const recorder: UsageRecorder = new UsageRecorder({ ...store.storage, usage } as Storage, { intervalMs: 0 });
+      recorder.record(keyId, "VALID", T0 + 1);
+      const first = recorder.flush();
+      const waiting = Array.from({ length: 8 }, () => recorder.flush());
+      await Promise.all([first, ...waiting]);
+      assert.equal(writes, 2, "the flush in flight, then one for all eight");
+      await recorder.stop();
+      // Every use written but the one made up during stop's own write (a stopping server
+      // takes no more requests).
+      assert.deepEqual(await stored(store.storage, [keyId]), new Map([[`${keyId}|${T0}|VALID`, 3]]));
+    });
   });
 }

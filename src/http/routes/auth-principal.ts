@@ -111,9 +111,16 @@ function requestOrigin(request: FastifyRequest): string | null {
   return null;
 }
 
-/** An origin as the answer may quote it: the caller's own header, cut short. */
+/**
+ * An origin as the answer and the audit log keep it: the caller's own header, cut short
+ * (it comes before any sign-in brake, and a header may be 16 KiB).
+ */
+function cut(origin: string): string {
+  return origin.length > 100 ? `${origin.slice(0, 100)}…` : origin;
+}
+
 function quoted(origin: string): string {
-  return JSON.stringify(origin.length > 100 ? `${origin.slice(0, 100)}…` : origin);
+  return JSON.stringify(cut(origin));
 }
 
 function foreignOrigin(origin: string): string {
@@ -125,7 +132,7 @@ function recordCsrfFailure(gatehouse: Gatehouse, request: FastifyRequest, origin
     auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
       action: "auth.csrf",
       outcome: "failure",
-      detail: { origin, route: request.routeOptions.url ?? null },
+      detail: { origin: origin === null ? null : cut(origin), route: request.routeOptions.url ?? null },
     }),
   );
 }

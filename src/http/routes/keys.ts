@@ -4,6 +4,7 @@ import { ValidationError } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
 import { MIN_LIFETIME_SECONDS, NAME_MAX_CHARS, OWNER_ID_MAX_CHARS } from "../../keys/key-rules.ts";
 import { isPermission } from "../../keys/permissions.ts";
+import type { ApiKeyRecord } from "../../storage/types.ts";
 import { type FailedAuthGuard, type Principal, requirePermissions } from "../authenticate.ts";
 import {
   Cursor,
@@ -86,6 +87,11 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
   return async (app) => {
     const read = requirePermissions(gatehouse, guard, ["keys:read"]);
     const write = requirePermissions(gatehouse, guard, ["keys:write"]);
+    /** The record with this node's latest use of it not yet written to storage. */
+    const withUnwrittenUse = (record: ApiKeyRecord): ApiKeyRecord => {
+      const unwritten = gatehouse.usage.lastUseNotWritten(record.id);
+      return unwritten !== null && unwritten > (record.lastUsedAt ?? 0) ? { ...record, lastUsedAt: unwritten } : record;
+    };
 
     app.post(
       "/v1/keys",
@@ -126,8 +132,6 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
       },
       async (request) => {
         const limit = Number(request.query.limit ?? 50);
-        // lastUsedAt includes this node's uses still buffered in memory (see usage-recorder.ts).
-        await gatehouse.usage.flush();
         const records = await gatehouse.keys.list({
           limit: limit + 1,
           ...(request.query.cursor ? { before: request.query.cursor } : {}),
@@ -136,7 +140,7 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
         const page = records.slice(0, limit);
         const now = gatehouse.clock();
         return {
-          data: page.map((record) => keyView(record, now)),
+          data: page.map((record) => keyView(withUnwrittenUse(record), now)),
           nextCursor: records.length > limit ? (page.at(-1)?.id ?? null) : null,
         };
       },
@@ -145,10 +149,7 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
     app.get(
       "/v1/keys/:id",
       { preValidation: read, schema: { params: IdParams, response: { 200: KeyView } } },
-      async (request) => {
-        await gatehouse.usage.flush();
-        return keyView(await gatehouse.keys.get(request.params.id), gatehouse.clock());
-      },
+      async (request) => keyView(withUnwrittenUse(await gatehouse.keys.get(request.params.id)), gatehouse.clock()),
     );
 
     app.patch(
