@@ -113,7 +113,8 @@ describe("migration 5: refresh tokens from before it keep working", () => {
     const storage = SqliteStorage.open(path);
     cleanups.unshift(() => storage.close());
     const version = storage.database.db.prepare("SELECT max(version) AS v FROM schema_migrations").get();
-    assert.equal(version?.v, 5);
+    // Migration 5 and every later one applied.
+    assert.ok(Number(version?.v) >= 5);
     await legacyTokenStillWorks(storage);
   });
 
@@ -146,7 +147,7 @@ describe("migration 5: refresh tokens from before it keep working", () => {
     const storage = await PostgresStorage.open(TEST_DATABASE_URL, { schema, poolSize: 2 });
     cleanups.unshift(() => storage.close());
     const { rows } = await client.query("SELECT max(version) AS v FROM schema_migrations");
-    assert.equal(rows[0].v, 5);
+    assert.ok(Number(rows[0].v) >= 5);
     await legacyTokenStillWorks(storage);
   });
 });
