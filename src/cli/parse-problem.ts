@@ -1,4 +1,5 @@
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
+import { nearestSetting } from "../config/nearest-setting.ts";
 
 /**
  * What was wrong with a command line that parseArgs refused, in our words, or null when
@@ -18,7 +19,11 @@ export function parseProblem(error: unknown, args: string[], options: ParseArgsO
     if (token.kind !== "option") continue;
     // hasOwn: `--constructor` must not find Object.prototype.constructor.
     const option = Object.hasOwn(options, token.name) ? options[token.name] : undefined;
-    if (option === undefined) return `unknown option ${token.rawName}`;
+    if (option === undefined) {
+      // A long option one or two letters off names the one meant, as a misspelt setting does.
+      const meant = token.rawName.startsWith("--") ? nearestSetting(token.name, Object.keys(options)) : null;
+      return `unknown option ${token.rawName}${meant === null ? "" : `; did you mean --${meant}?`}`;
+    }
     if (option.type === "boolean" && token.inlineValue) return `${token.rawName} takes no value`;
     if (option.type !== "string") continue;
     if (token.value === undefined) return `${token.rawName} needs a value`;

@@ -17,8 +17,10 @@ export function validationProblems(error: FastifyError, request: FastifyRequest)
   const issues = (error.validation ?? []).map((issue) => ({
     path: `${error.validationContext ?? ""}${issue.instancePath || ""}`,
     message:
-      error.validationContext === "body" && !issue.instancePath && issue.keyword === "type"
-        ? bodyNotAnObject(request, issue)
+      error.validationContext === "body" &&
+      !issue.instancePath &&
+      (issue.keyword === "type" || issue.keyword === "minProperties")
+        ? bodyShape(request, issue)
         : describeIssue(issue),
     keyword: issue.keyword,
     allowed: issue.keyword === "const" ? issue.params.allowedValue : undefined,
@@ -40,15 +42,19 @@ function describeIssue(issue: Issue): string {
 }
 
 /**
- * No body, or not an object, where the route takes an object: Ajv says only "must be
- * object". Name what the route needs, which is what the caller was missing.
+ * No body, not an object, or an empty object where the route needs a field: Ajv says only
+ * "must be object" or "must NOT have fewer than 1 properties". Name what the route needs,
+ * which is what the caller was missing.
  */
-function bodyNotAnObject(request: FastifyRequest, issue: Issue): string {
+function bodyShape(request: FastifyRequest, issue: Issue): string {
   const schema = request.routeOptions.schema?.body as
     | { type?: unknown; required?: unknown; minProperties?: unknown; properties?: Record<string, unknown> }
     | undefined;
   if (schema?.type !== "object") return describeIssue(issue);
   const names = (list: unknown) => (Array.isArray(list) ? list.map((name) => JSON.stringify(name)) : []);
+  if (issue.keyword === "minProperties") {
+    return `must have at least one of ${names(Object.keys(schema.properties ?? {})).join(", ")}`;
+  }
   const required = names(schema.required);
   if (required.length > 0) return `must be a JSON object with ${required.join(", ")}`;
   if (typeof schema.minProperties === "number" && schema.minProperties > 0) {

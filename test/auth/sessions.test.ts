@@ -106,7 +106,7 @@ for (const backend of backends()) {
       const noOrigin = /need an Origin \(or Referer\) header from an allowed origin; none was sent/;
       const attempts = [
         { origin: ORIGIN, csrf: null, detail: noToken },
-        { origin: ORIGIN, csrf: "A".repeat(43), detail: noToken },
+        { origin: ORIGIN, csrf: "A".repeat(43), detail: /X-CSRF-Token header does not match this session's token/ },
         {
           origin: "https://evil.example",
           csrf: browser.csrf,
@@ -120,6 +120,12 @@ for (const backend of backends()) {
         assert.equal(response.status, 403, JSON.stringify(attempt));
         assert.equal(response.body.code, "CSRF_FAILED");
         assert.match(response.body.detail, detail, JSON.stringify(attempt));
+      }
+      // The audit log says which part failed, too.
+      const refusals = await auditEvents(server, "action=auth.csrf&limit=100");
+      const reasons = new Set(refusals.map((e) => (e.detail as { reason?: string } | null)?.reason));
+      for (const reason of ["token_missing", "token_mismatch", "origin_not_allowed", "origin_missing"]) {
+        assert.ok(reasons.has(reason), reason);
       }
       // Still signed in: none of those did anything.
       assert.equal((await browserCall(server, "GET", "/auth/me", browser)).status, 200);

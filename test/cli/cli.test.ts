@@ -180,7 +180,7 @@ describe("gatehouse CLI", () => {
       [["keys", "list", "--colour"], "gatehouse keys list: unknown option --colour (see gatehouse keys list --help)\n"],
       [
         ["keys", "scan", "--ofline", "x"],
-        "gatehouse keys scan: unknown option --ofline (see gatehouse keys scan --help)\n",
+        "gatehouse keys scan: unknown option --ofline; did you mean --offline? (see gatehouse keys scan --help)\n",
       ],
     ];
     const flagRuns = await Promise.all(flags.map(([args]) => cli(args, env)));

@@ -22,8 +22,9 @@ function problemOf(args: string[]): string | null {
 
 describe("parseProblem: a refused command line in our words", () => {
   test("names the unknown option, long or short, and nothing of Node's advice", () => {
-    assert.equal(problemOf(["--ofline", "x"]), "unknown option --ofline");
-    assert.equal(problemOf(["--ofline=yes"]), "unknown option --ofline");
+    assert.equal(problemOf(["--ofline", "x"]), "unknown option --ofline; did you mean --offline?");
+    assert.equal(problemOf(["--ofline=yes"]), "unknown option --ofline; did you mean --offline?");
+    assert.equal(problemOf(["--verbose"]), "unknown option --verbose", "nothing close: no guess");
     assert.equal(problemOf(["-x"]), "unknown option -x");
     assert.equal(problemOf(["-hx"]), "unknown option -x");
     // Not Object.prototype.constructor.
@@ -66,7 +67,9 @@ describe("every command reports a mistyped flag in one line of its own, exit 2",
       // No GATEHOUSE_* settings: the refusal comes before any configuration or store is read.
       const io = { out: (t: string) => out.push(t), err: (t: string) => err.push(t), env: {} };
       assert.equal(await main([...words, "--ofline", "x"], io), 2);
-      assert.deepEqual(err, [`gatehouse ${name}: unknown option --ofline (see gatehouse ${name} --help)`]);
+      // Only keys scan has an --offline to suggest.
+      const meant = name === "keys scan" ? "; did you mean --offline?" : "";
+      assert.deepEqual(err, [`gatehouse ${name}: unknown option --ofline${meant} (see gatehouse ${name} --help)`]);
       assert.deepEqual(out, []);
     });
   }

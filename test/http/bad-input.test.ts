@@ -164,6 +164,9 @@ for (const backend of backends()) {
       const patch = await send(server, "PATCH", `/v1/keys/${id}`);
       assert.equal(patch.status, 400);
       assert.match(patch.body.detail, /^body: must be a JSON object with at least one of "name", /);
+      const empty = await send(server, "PATCH", `/v1/keys/${id}`, { body: "{}" });
+      assert.equal(empty.status, 400);
+      assert.match(empty.body.detail, /^body: must have at least one of "name", /);
       // The key was not rotated by any of those.
       assert.equal((await send(server, "GET", `/v1/keys/${id}`)).body.status, "active");
     });

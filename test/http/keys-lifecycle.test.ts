@@ -298,6 +298,7 @@ for (const backend of backends()) {
         0,
       );
       assert.equal(valid, 2);
+      assert.ok(Date.parse(usage.body.lastUsedAt) > 0, "the usage answer's lastUsedAt is as current as its counts");
     });
   });
 }

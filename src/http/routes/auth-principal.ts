@@ -127,12 +127,20 @@ function foreignOrigin(origin: string): string {
   return `Requests from the origin ${quoted(origin)} are not allowed here (GATEHOUSE_ALLOWED_ORIGINS lists the allowed ones).`;
 }
 
-function recordCsrfFailure(gatehouse: Gatehouse, request: FastifyRequest, origin: string | null): void {
+/** Which part of the cross-site check failed, as the audit event records it. */
+type CsrfFailure = "origin_missing" | "origin_not_allowed" | "token_missing" | "token_mismatch";
+
+function recordCsrfFailure(
+  gatehouse: Gatehouse,
+  request: FastifyRequest,
+  origin: string | null,
+  reason: CsrfFailure,
+): void {
   gatehouse.audit.record(
     auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
       action: "auth.csrf",
       outcome: "failure",
-      detail: { origin: origin === null ? null : cut(origin), route: request.routeOptions.url ?? null },
+      detail: { reason, origin: origin === null ? null : cut(origin), route: request.routeOptions.url ?? null },
     }),
   );
 }
@@ -141,7 +149,7 @@ function recordCsrfFailure(gatehouse: Gatehouse, request: FastifyRequest, origin
 export function assertAllowedOriginIfPresent(gatehouse: Gatehouse, request: FastifyRequest): void {
   const origin = requestOrigin(request);
   if (origin !== null && !gatehouse.config.auth.allowedOrigins.includes(origin)) {
-    recordCsrfFailure(gatehouse, request, origin);
+    recordCsrfFailure(gatehouse, request, origin, "origin_not_allowed");
     throw new CsrfError(foreignOrigin(origin));
   }
 }
@@ -159,16 +167,28 @@ function assertCsrf(
   tokenIsValid: (presented: unknown) => boolean,
 ): void {
   const origin = requestOrigin(request);
-  const failure =
+  const presented = request.headers[CSRF_HEADER];
+  const [reason, failure]: [CsrfFailure, string] | [null, null] =
     origin === null
-      ? "Requests authenticated by a cookie need an Origin (or Referer) header from an allowed origin; none was sent."
+      ? [
+          "origin_missing",
+          "Requests authenticated by a cookie need an Origin (or Referer) header from an allowed origin; none was sent.",
+        ]
       : !gatehouse.config.auth.allowedOrigins.includes(origin)
-        ? foreignOrigin(origin)
-        : !tokenIsValid(request.headers[CSRF_HEADER])
-          ? "Changes authenticated by a cookie need the X-CSRF-Token header with the token given at sign-in."
-          : null;
-  if (failure !== null) {
-    recordCsrfFailure(gatehouse, request, origin);
+        ? ["origin_not_allowed", foreignOrigin(origin)]
+        : tokenIsValid(presented)
+          ? [null, null]
+          : presented === undefined
+            ? [
+                "token_missing",
+                "Changes authenticated by a cookie need the X-CSRF-Token header with the token given at sign-in.",
+              ]
+            : [
+                "token_mismatch",
+                "The X-CSRF-Token header does not match this session's token (the one given at sign-in).",
+              ];
+  if (reason !== null) {
+    recordCsrfFailure(gatehouse, request, origin, reason);
     throw new CsrfError(failure);
   }
 }

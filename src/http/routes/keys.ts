@@ -159,7 +159,7 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
         checkMetadata(request.body.metadata);
         checkPermissionNames(request.body.permissions);
         const record = await gatehouse.keys.update(request.params.id, request.body, caller(request.principal));
-        return keyView(record, gatehouse.clock());
+        return keyView(withUnwrittenUse(record), gatehouse.clock());
       },
     );
 
@@ -220,7 +220,7 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
           body.reason ?? "revoked by API",
           caller(request.principal),
         );
-        return keyView(record, gatehouse.clock());
+        return keyView(withUnwrittenUse(record), gatehouse.clock());
       },
     );
   };

@@ -28,9 +28,10 @@ export function usageRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fasti
         },
       },
       async (request) => {
-        const key = await gatehouse.keys.get(request.params.id);
-        // Include what is still buffered in memory, so the answer is current.
+        // Counts still buffered in memory are written first, so the answer (and the key's
+        // lastUsedAt, read after) is current on the node that answers.
         await gatehouse.usage.flush();
+        const key = await gatehouse.keys.get(request.params.id);
         const interval = request.query.interval ?? "hour";
         const step = INTERVALS[interval];
         const now = gatehouse.clock();
@@ -43,7 +44,7 @@ export function usageRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fasti
         const minutesFrom = now - gatehouse.config.retention.usageMinuteDays * 86_400_000;
         if (interval === "minute" && start < minutesFrom) {
           throw new ValidationError(
-            `Usage is kept per minute for ${gatehouse.config.retention.usageMinuteDays} days (GATEHOUSE_RETENTION_USAGE_MINUTE_DAYS), per hour before that: ask for interval=hour, or since after ${new Date(minutesFrom).toISOString()}.`,
+            `Usage is kept per minute for ${gatehouse.config.retention.usageMinuteDays} days (GATEHOUSE_RETENTION_USAGE_MINUTE_DAYS), per hour before that: ask for interval=hour, or for minutes from ${new Date(minutesFrom).toISOString()} on (at most ${MAX_BUCKETS} minutes at once: set until too).`,
           );
         }
         if ((until - start) / step > MAX_BUCKETS) {
