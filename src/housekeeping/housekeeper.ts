@@ -78,8 +78,20 @@ export class Housekeeper {
       audit: now - this.retention.auditDays * DAY,
     };
     const deleted: PassResult = { ended_keys: 0, usage: 0, usage_hours: 0, audit: 0, usageRolledUp: 0 };
-    // Minutes past their retention become hours first, so no count is lost between the two.
     const minuteCutoff = now - Math.min(this.retention.usageMinuteDays, this.retention.usageDays) * DAY;
+    const purge = async (target: PurgeTarget) => {
+      for (;;) {
+        if (this.stopped) return;
+        const n = await this.storage.housekeeping.purge(target, cutoffs[target], this.batchSize);
+        deleted[target] += n;
+        if (n < this.batchSize) return;
+        await yieldToRequests();
+      }
+    };
+    // Minutes past the usage retention go first (summing them into hours only to delete
+    // those would be wasted work, most of all on the first pass after an upgrade); then
+    // the minutes past the minute retention become hours.
+    await purge("usage");
     for (;;) {
       if (this.stopped) return deleted;
       const n = await this.storage.usage.rollUp(minuteCutoff, this.batchSize);
@@ -87,15 +99,7 @@ export class Housekeeper {
       if (n < this.batchSize) break;
       await yieldToRequests();
     }
-    for (const target of Object.keys(cutoffs) as PurgeTarget[]) {
-      for (;;) {
-        if (this.stopped) return deleted;
-        const n = await this.storage.housekeeping.purge(target, cutoffs[target], this.batchSize);
-        deleted[target] += n;
-        if (n < this.batchSize) break;
-        await yieldToRequests();
-      }
-    }
+    for (const target of ["ended_keys", "usage_hours", "audit"] as const) await purge(target);
     if (this.stopped) return deleted;
     // The key change log only has to outlive a node's polling (a fraction of a second);
     // a day leaves room for a paused process, and one that fell further behind reloads.

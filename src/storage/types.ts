@@ -165,9 +165,11 @@ export interface UsageRepository {
   add(increments: readonly UsageIncrement[]): Promise<void>;
   /**
    * A key's counts with buckets in [since, until): per minute where minute rows are
-   * kept, per hour (bucket = the hour's start) where they were rolled up.
+   * kept, per hour (bucket = the hour's start) where they were rolled up; with
+   * `minutesOnly`, minute rows alone (an answer per minute must not put an hour's counts
+   * on one minute, whatever the retention was when they were rolled up).
    */
-  read(keyId: string, since: number, until: number): Promise<UsageRow[]>;
+  read(keyId: string, since: number, until: number, options?: { minutesOnly?: boolean }): Promise<UsageRow[]>;
   /**
    * Sums up to `limit` minute rows older than `before` (ms) into their hours' rows and
    * deletes them, in one transaction (housekeeping loops); returns how many minute rows.

@@ -134,10 +134,11 @@ export class UsageRecorder {
   /**
    * The latest valid use of `keyId` counted on this node and not yet written, or null,
    * so a key read can show a current `lastUsedAt` without writing the buffer early (a
-   * read that flushed would let anyone polling key reads set the flush interval). Uses of
-   * a minute that has closed since the last flush are not looked at: a later use of the
-   * same key would be in the current minute, so only a key unused since then shows its
-   * last written use, for at most one flush interval.
+   * read that flushed would let anyone polling key reads set the flush interval). Not
+   * looked at: uses of a minute that has closed since the last flush, and counts a failed
+   * flush gave back (a later use of the same key would be in the current minute, so only
+   * a key unused since then shows its last written use, until the next write succeeds);
+   * and, during a flush, the other tallies it is writing (ids not of Gatehouse's form).
    */
   lastUseNotWritten(keyId: string): number | null {
     let latest = this.valid.lastUseOf(keyId);

@@ -245,6 +245,37 @@ for (const backend of backends()) {
       );
       assert.equal(minutes.status, 400);
       assert.match(minutes.body.detail, /kept per minute for 7 days \(GATEHOUSE_RETENTION_USAGE_MINUTE_DAYS\)/);
+      // The minute retention starts at a whole minute: minutes from there on are answered.
+      const horizon = Date.now() - 7 * day;
+      const firstMinute = horizon - (horizon % 60_000) + 60_000;
+      const range = (from: number) =>
+        `since=${new Date(from).toISOString()}&until=${new Date(from + 3_600_000).toISOString()}`;
+      const inside = await server.call("GET", `/v1/keys/${body.id}/usage?interval=minute&${range(firstMinute)}`);
+      assert.equal(inside.status, 200);
+      const outside = await server.call(
+        "GET",
+        `/v1/keys/${body.id}/usage?interval=minute&${range(firstMinute - 2 * 60_000)}`,
+      );
+      assert.equal(outside.status, 400);
+      // Minutes rolled up sooner than the retention says (it was lowered, then raised) are
+      // left out of a minute answer rather than put on one minute.
+      const recent = now - 2 * day - ((now - 2 * day) % 3_600_000);
+      await server.gatehouse.storage.usage.add([
+        { keyId: body.id, bucket: recent + 300_000, outcome: "VALID", count: 4 },
+      ]);
+      while ((await server.gatehouse.storage.usage.rollUp(now - day, 1000)) === 1000) {}
+      const since2 = new Date(recent).toISOString();
+      const until2 = new Date(recent + 3_600_000).toISOString();
+      const perMinute = await server.call(
+        "GET",
+        `/v1/keys/${body.id}/usage?interval=minute&since=${since2}&until=${until2}`,
+      );
+      assert.deepEqual(perMinute.body.buckets, []);
+      const perHour = await server.call(
+        "GET",
+        `/v1/keys/${body.id}/usage?interval=hour&since=${since2}&until=${until2}`,
+      );
+      assert.deepEqual(perHour.body.buckets, [{ start: since2, total: 4, counts: { VALID: 4 } }]);
       // The last use survives the roll-up.
       assert.equal(
         (await server.call("GET", `/v1/keys/${body.id}`)).body.lastUsedAt,

@@ -43,6 +43,7 @@ function withFailingUsage(storage: Storage): { storage: Storage; failOnCall: (n:
       return storage.usage.add(increments);
     },
     read: storage.usage.read.bind(storage.usage),
+    rollUp: storage.usage.rollUp.bind(storage.usage),
   };
   return {
     storage: { ...storage, usage } as Storage,
@@ -163,6 +164,7 @@ for (const backend of backends()) {
           return store.storage.usage.add(increments);
         },
         read: store.storage.usage.read.bind(store.storage.usage),
+        rollUp: store.storage.usage.rollUp.bind(store.storage.usage),
       };
       const recorder: UsageRecorder = new UsageRecorder({ ...store.storage, usage } as Storage, { intervalMs: 0 });
       recorder.record(keyId, "VALID", T0 + 1);

@@ -41,7 +41,9 @@ export function usageRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fasti
         const start = since - (since % step);
         // Older minutes were summed per hour by housekeeping: a minute answer there would
         // put an hour's counts on its first minute.
-        const minutesFrom = now - gatehouse.config.retention.usageMinuteDays * 86_400_000;
+        // From a whole minute: an hour row can start there only if it holds that minute alone.
+        const horizon = now - gatehouse.config.retention.usageMinuteDays * 86_400_000;
+        const minutesFrom = horizon - (horizon % 60_000);
         if (interval === "minute" && start < minutesFrom) {
           throw new ValidationError(
             `Usage is kept per minute for ${gatehouse.config.retention.usageMinuteDays} days (GATEHOUSE_RETENTION_USAGE_MINUTE_DAYS), per hour before that: ask for interval=hour, or for minutes from ${new Date(minutesFrom).toISOString()} on (at most ${MAX_BUCKETS} minutes at once: set until too).`,
@@ -52,7 +54,7 @@ export function usageRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fasti
             `That range holds more than ${MAX_BUCKETS} ${interval}s; narrow it or use a longer interval.`,
           );
         }
-        const rows = await gatehouse.storage.usage.read(key.id, start, until);
+        const rows = await gatehouse.storage.usage.read(key.id, start, until, { minutesOnly: interval === "minute" });
         const buckets = new Map<number, Record<string, number>>();
         for (const row of rows) {
           const bucket = row.bucket - (row.bucket % step);

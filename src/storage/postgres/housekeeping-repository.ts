@@ -1,5 +1,6 @@
 import type { HousekeepingRepository, PurgeTarget } from "../types.ts";
 import type { PostgresDatabase } from "./database.ts";
+import { takeUsageHousekeepingLock } from "./usage-repository.ts";
 
 /**
  * Each statement deletes one bounded batch; SKIP LOCKED lets several nodes purge at once
@@ -24,6 +25,14 @@ export class PostgresHousekeepingRepository implements HousekeepingRepository {
   }
 
   async purge(target: PurgeTarget, before: number, limit: number): Promise<number> {
+    if (target === "usage") {
+      // Minute rows run the trigger that updates api_keys: one node at a time, as the
+      // roll-up (usage-repository.ts says why).
+      return this.database.transaction(async (client) => {
+        if (!(await takeUsageHousekeepingLock(client, this.database.schema))) return 0;
+        return (await client.query(STATEMENTS.usage, [before, limit])).rowCount ?? 0;
+      });
+    }
     const result = await this.database.query(STATEMENTS[target], [before, limit]);
     return result.rowCount ?? 0;
   }

@@ -1,7 +1,9 @@
 import type { UsageIncrement, UsageRepository, UsageRow } from "../types.ts";
-import type { PostgresDatabase } from "./database.ts";
+import type { PostgresDatabase, Queryable } from "./database.ts";
 
 const HOUR = 3_600_000;
+/** "usag" */
+const USAGE_HOUSEKEEPING_LOCK = 0x7573_6167;
 
 export class PostgresUsageRepository implements UsageRepository {
   private readonly database: PostgresDatabase;
@@ -28,34 +30,69 @@ export class PostgresUsageRepository implements UsageRepository {
     );
   }
 
-  async read(keyId: string, since: number, until: number): Promise<UsageRow[]> {
+  async read(
+    keyId: string,
+    since: number,
+    until: number,
+    options: { minutesOnly?: boolean } = {},
+  ): Promise<UsageRow[]> {
+    const minutes = "SELECT bucket, outcome, count FROM key_usage WHERE key_id = $1 AND bucket >= $2 AND bucket < $3";
+    const hours =
+      "SELECT bucket, outcome, count FROM key_usage_hours WHERE key_id = $1 AND bucket >= $2 AND bucket < $3";
     const { rows } = await this.database.query<UsageRow>(
-      `SELECT bucket, outcome, count FROM key_usage WHERE key_id = $1 AND bucket >= $2 AND bucket < $3
-       UNION ALL
-       SELECT bucket, outcome, count FROM key_usage_hours WHERE key_id = $1 AND bucket >= $2 AND bucket < $3
-       ORDER BY bucket, outcome`,
+      `${minutes}${options.minutesOnly ? "" : ` UNION ALL ${hours}`} ORDER BY bucket, outcome`,
       [keyId, since, until],
     );
     return rows;
   }
 
   async rollUp(before: number, limit: number): Promise<number> {
-    // One statement: the rows deleted are the rows summed. SKIP LOCKED lets several nodes
-    // roll up at once; the delete trigger folds each row's last use into api_keys.
-    const { rows } = await this.database.query<{ n: number }>(
-      `WITH moved AS (
-         DELETE FROM key_usage WHERE (key_id, bucket, outcome) IN (
-           SELECT key_id, bucket, outcome FROM key_usage WHERE bucket < $1
-           ORDER BY bucket LIMIT $2 FOR UPDATE SKIP LOCKED)
-         RETURNING key_id, bucket, outcome, count),
-       summed AS (
-         INSERT INTO key_usage_hours (key_id, bucket, outcome, count)
-         SELECT key_id, bucket - bucket % ${HOUR}, outcome, sum(count) FROM moved
-         GROUP BY key_id, bucket - bucket % ${HOUR}, outcome
-         ON CONFLICT (key_id, bucket, outcome) DO UPDATE SET count = key_usage_hours.count + excluded.count)
-       SELECT count(*)::int AS n FROM moved`,
-      [before, limit],
-    );
-    return rows[0]?.n ?? 0;
+    // One node at a time: the delete trigger folds each row's last use into api_keys, and
+    // two nodes doing that for many keys lock api_keys rows in different orders and
+    // deadlock (seen with four nodes). A node that finds the lock taken skips its turn.
+    return this.database.transaction(async (client) => {
+      if (!(await takeUsageHousekeepingLock(client, this.database.schema))) return 0;
+      return rollUpBatch(client, before, limit);
+    });
   }
+}
+
+/**
+ * The transaction-scoped lock that usage housekeeping (this roll-up, and the purge of
+ * minute rows, which runs the same trigger) takes; false when another node holds it.
+ * Advisory locks are database-wide: the second key, from the schema's name, keeps
+ * deployments in other schemas of the same database out of each other's way.
+ */
+export async function takeUsageHousekeepingLock(client: Queryable, schema: string): Promise<boolean> {
+  const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_xact_lock($1, $2) AS locked", [
+    USAGE_HOUSEKEEPING_LOCK,
+    int32Hash(schema),
+  ]);
+  return rows[0]?.locked === true;
+}
+
+/** FNV-1a of the name, as a signed 32-bit integer (an advisory lock's key half). */
+function int32Hash(name: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193);
+  return hash | 0;
+}
+
+async function rollUpBatch(client: Queryable, before: number, limit: number): Promise<number> {
+  // One statement: the rows deleted are the rows summed.
+  const { rows } = await client.query<{ n: number }>(
+    `WITH moved AS (
+       DELETE FROM key_usage WHERE (key_id, bucket, outcome) IN (
+         SELECT key_id, bucket, outcome FROM key_usage WHERE bucket < $1
+         ORDER BY bucket LIMIT $2 FOR UPDATE SKIP LOCKED)
+       RETURNING key_id, bucket, outcome, count),
+     summed AS (
+       INSERT INTO key_usage_hours (key_id, bucket, outcome, count)
+       SELECT key_id, bucket - bucket % ${HOUR}, outcome, sum(count) FROM moved
+       GROUP BY key_id, bucket - bucket % ${HOUR}, outcome
+       ON CONFLICT (key_id, bucket, outcome) DO UPDATE SET count = key_usage_hours.count + excluded.count)
+     SELECT count(*)::int AS n FROM moved`,
+    [before, limit],
+  );
+  return rows[0]?.n ?? 0;
 }

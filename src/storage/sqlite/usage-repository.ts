@@ -23,14 +23,17 @@ export class SqliteUsageRepository implements UsageRepository {
     );
   }
 
-  async read(keyId: string, since: number, until: number): Promise<UsageRow[]> {
+  async read(
+    keyId: string,
+    since: number,
+    until: number,
+    options: { minutesOnly?: boolean } = {},
+  ): Promise<UsageRow[]> {
+    const minutes = "SELECT bucket, outcome, count FROM key_usage WHERE key_id = ?1 AND bucket >= ?2 AND bucket < ?3";
+    const hours =
+      "SELECT bucket, outcome, count FROM key_usage_hours WHERE key_id = ?1 AND bucket >= ?2 AND bucket < ?3";
     const rows = this.database
-      .statement(
-        `SELECT bucket, outcome, count FROM key_usage WHERE key_id = ?1 AND bucket >= ?2 AND bucket < ?3
-         UNION ALL
-         SELECT bucket, outcome, count FROM key_usage_hours WHERE key_id = ?1 AND bucket >= ?2 AND bucket < ?3
-         ORDER BY bucket, outcome`,
-      )
+      .statement(`${minutes}${options.minutesOnly ? "" : ` UNION ALL ${hours}`} ORDER BY bucket, outcome`)
       .all(keyId, since, until);
     return rows.map((row) => ({ bucket: Number(row.bucket), outcome: String(row.outcome), count: Number(row.count) }));
   }
