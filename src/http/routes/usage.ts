@@ -39,9 +39,9 @@ export function usageRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fasti
         const since = parseInstant(request.query.since, "since") ?? until - 24 * 3_600_000;
         if (since >= until) throw new ValidationError("since must be before until.");
         const start = since - (since % step);
-        // Older minutes were summed per hour by housekeeping: a minute answer there would
-        // put an hour's counts on its first minute.
-        // From a whole minute: an hour row can start there only if it holds that minute alone.
+        // Older minutes were summed per hour by housekeeping, and a minute answer reads
+        // minute rows only: it would show them as missing. The horizon starts at a whole
+        // minute, where an hour row can start only if it holds that minute alone.
         const horizon = now - gatehouse.config.retention.usageMinuteDays * 86_400_000;
         const minutesFrom = horizon - (horizon % 60_000);
         if (interval === "minute" && start < minutesFrom) {
