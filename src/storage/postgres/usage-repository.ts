@@ -1,7 +1,7 @@
 import type { UsageIncrement, UsageRepository, UsageRow } from "../types.ts";
+import { HOUR_MS, usageReadSql } from "../usage-columns.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 
-const HOUR = 3_600_000;
 /** "usag" */
 const USAGE_HOUSEKEEPING_LOCK = 0x7573_6167;
 
@@ -36,11 +36,8 @@ export class PostgresUsageRepository implements UsageRepository {
     until: number,
     options: { minutesOnly?: boolean } = {},
   ): Promise<UsageRow[]> {
-    const minutes = "SELECT bucket, outcome, count FROM key_usage WHERE key_id = $1 AND bucket >= $2 AND bucket < $3";
-    const hours =
-      "SELECT bucket, outcome, count FROM key_usage_hours WHERE key_id = $1 AND bucket >= $2 AND bucket < $3";
     const { rows } = await this.database.query<UsageRow>(
-      `${minutes}${options.minutesOnly ? "" : ` UNION ALL ${hours}`} ORDER BY bucket, outcome`,
+      usageReadSql(options.minutesOnly === true, ["$1", "$2", "$3"]),
       [keyId, since, until],
     );
     return rows;
@@ -88,8 +85,8 @@ async function rollUpBatch(client: Queryable, before: number, limit: number): Pr
        RETURNING key_id, bucket, outcome, count),
      summed AS (
        INSERT INTO key_usage_hours (key_id, bucket, outcome, count)
-       SELECT key_id, bucket - bucket % ${HOUR}, outcome, sum(count) FROM moved
-       GROUP BY key_id, bucket - bucket % ${HOUR}, outcome
+       SELECT key_id, bucket - bucket % ${HOUR_MS}, outcome, sum(count) FROM moved
+       GROUP BY key_id, bucket - bucket % ${HOUR_MS}, outcome
        ON CONFLICT (key_id, bucket, outcome) DO UPDATE SET count = key_usage_hours.count + excluded.count)
      SELECT count(*)::int AS n FROM moved`,
     [before, limit],

@@ -1,7 +1,6 @@
 import type { UsageIncrement, UsageRepository, UsageRow } from "../types.ts";
+import { HOUR_MS, usageReadSql } from "../usage-columns.ts";
 import type { SqliteDatabase } from "./database.ts";
-
-const HOUR = 3_600_000;
 
 export class SqliteUsageRepository implements UsageRepository {
   private readonly database: SqliteDatabase;
@@ -29,11 +28,8 @@ export class SqliteUsageRepository implements UsageRepository {
     until: number,
     options: { minutesOnly?: boolean } = {},
   ): Promise<UsageRow[]> {
-    const minutes = "SELECT bucket, outcome, count FROM key_usage WHERE key_id = ?1 AND bucket >= ?2 AND bucket < ?3";
-    const hours =
-      "SELECT bucket, outcome, count FROM key_usage_hours WHERE key_id = ?1 AND bucket >= ?2 AND bucket < ?3";
     const rows = this.database
-      .statement(`${minutes}${options.minutesOnly ? "" : ` UNION ALL ${hours}`} ORDER BY bucket, outcome`)
+      .statement(usageReadSql(options.minutesOnly === true, ["?1", "?2", "?3"]))
       .all(keyId, since, until);
     return rows.map((row) => ({ bucket: Number(row.bucket), outcome: String(row.outcome), count: Number(row.count) }));
   }
@@ -48,8 +44,8 @@ export class SqliteUsageRepository implements UsageRepository {
         this.database
           .statement(
             `INSERT INTO key_usage_hours (key_id, bucket, outcome, count)
-             SELECT key_id, bucket - bucket % ${HOUR}, outcome, sum(count) FROM (${oldest})
-             WHERE true GROUP BY key_id, bucket - bucket % ${HOUR}, outcome
+             SELECT key_id, bucket - bucket % ${HOUR_MS}, outcome, sum(count) FROM (${oldest})
+             WHERE true GROUP BY key_id, bucket - bucket % ${HOUR_MS}, outcome
              ON CONFLICT (key_id, bucket, outcome) DO UPDATE SET count = count + excluded.count`,
           )
           .run(before, limit);
