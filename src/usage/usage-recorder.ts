@@ -83,6 +83,8 @@ export class UsageRecorder {
   private flushing: Promise<void> | undefined;
   /** The one flush that callers arriving during a flush wait for, shared by all of them. */
   private followUp: Promise<void> | undefined;
+  /** Flushes started so far: a read of storage that saw this number change may have seen some counts twice. */
+  private flushesStarted = 0;
 
   constructor(storage: Storage, options: { intervalMs: number; log?: Logger }) {
     this.storage = storage;
@@ -150,6 +152,59 @@ export class UsageRecorder {
   }
 
   /**
+   * `read` (a read of storage) and the counts of `keyId` this node holds and has not
+   * written, such that every count is in exactly one of the two: the read runs while no
+   * flush is writing, and is repeated if one started before it ended. So a read of usage
+   * never writes (a read that flushed would let anyone polling it set the flush rate)
+   * and still shows every use this node counted before it. Counts other nodes hold are
+   * not seen until they write them (GATEHOUSE_USAGE_FLUSH_MS).
+   */
+  async readWithUnwritten<T>(
+    keyId: string,
+    read: () => Promise<T>,
+  ): Promise<{ stored: T; unwritten: UsageIncrement[] }> {
+    // A flush takes milliseconds every few seconds: a second attempt is rare, and after a
+    // third, flushes are back to back, so writing first is the way to be exact.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      while (this.flushing) await this.flushing;
+      const started = this.flushesStarted;
+      const stored = await read();
+      if (this.flushing === undefined && this.flushesStarted === started) {
+        return { stored, unwritten: this.unwrittenOf(keyId) };
+      }
+    }
+    await this.flush();
+    return { stored: await read(), unwritten: [] };
+  }
+
+  /** The counts of `keyId` held in memory (outside a flush: during one, some are being written). */
+  private unwrittenOf(keyId: string): UsageIncrement[] {
+    const increments: UsageIncrement[] = [];
+    const entry = this.valid.find(keyId);
+    if (entry >= 0) {
+      increments.push({
+        keyId,
+        bucket: this.validBucket,
+        outcome: VALID,
+        count: this.valid.count(entry),
+        lastAt: this.valid.lastUsed(entry),
+      });
+    }
+    const addTally = (tally: Tally) => {
+      if (tally.valid > 0)
+        increments.push({ keyId, bucket: tally.bucket, outcome: VALID, count: tally.valid, lastAt: tally.lastUsed });
+      if (tally.others !== null)
+        for (const [outcome, count] of tally.others)
+          increments.push({ keyId, bucket: tally.bucket, outcome, count, lastAt: null });
+    };
+    // Closed minutes wait for the next flush (a few seconds): a scan, on a read path only.
+    for (const [id, tally] of this.closed) if (id === keyId) addTally(tally);
+    const tally = this.tallies.get(keyId);
+    if (tally !== undefined) addTally(tally);
+    return coalesce(increments);
+  }
+
+  /**
    * Writes everything counted so far. A call during a flush waits for it and then for
    * one more, which every such call shares: readers arriving together cost one write,
    * not one each.
@@ -181,6 +236,7 @@ export class UsageRecorder {
     }
     const merged = coalesce(others);
     const order = table.inIdOrder();
+    this.flushesStarted++;
     this.flushing = (async () => {
       let written = 0;
       let othersWritten = false;

@@ -74,12 +74,18 @@ export class ValidUseTable {
 
   /** The latest use of `keyId` counted here; 0 when none (or not of the standard form). */
   lastUseOf(keyId: string): number {
-    if (this.size === 0 || !packId(keyId, this.scratch, 0)) return 0;
+    const entry = this.find(keyId);
+    return entry < 0 ? 0 : (this.lastUses[entry] as number);
+  }
+
+  /** The entry counting `keyId`, or -1 when it has none (or is not of the standard form). */
+  find(keyId: string): number {
+    if (this.size === 0 || !packId(keyId, this.scratch, 0)) return -1;
     let slot = this.scratch.readUInt32LE(8) & this.mask;
     for (;;) {
       const entry = this.slots[slot] as number;
-      if (entry === EMPTY) return 0;
-      if (this.holds(entry)) return this.lastUses[entry] as number;
+      if (entry === EMPTY) return -1;
+      if (this.holds(entry)) return entry;
       slot = (slot + 1) & this.mask;
     }
   }

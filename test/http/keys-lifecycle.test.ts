@@ -330,6 +330,14 @@ for (const backend of backends()) {
       );
       assert.equal(valid, 2);
       assert.ok(Date.parse(usage.body.lastUsedAt) > 0, "the usage answer's lastUsedAt is as current as its counts");
+      assert.deepEqual(
+        await server.gatehouse.storage.usage.read(body.id, 0, Date.now() + 60_000),
+        [],
+        "the usage endpoint answered from memory and wrote nothing",
+      );
+      await server.gatehouse.usage.flush();
+      const written = await server.call("GET", `/v1/keys/${body.id}/usage?interval=day`);
+      assert.deepEqual(written.body.buckets, usage.body.buckets, "once written, the same answer, counted once");
     });
   });
 }

@@ -153,6 +153,55 @@ for (const backend of backends()) {
       await recorder.stop();
     });
 
+    test("a read sees each count once, written or held in memory, and writes nothing", async () => {
+      const recorder = new UsageRecorder(store.storage, { intervalMs: 0 });
+      const keyId = newId("key", T0 + 5 * MINUTE);
+      const model = new Model();
+      const use = (outcome: string, at: number) => {
+        recorder.record(keyId, outcome, at);
+        model.add(keyId, outcome, at);
+      };
+      /** Storage and memory together, as the usage endpoint adds them up. */
+      const seen = async (read: () => Promise<Array<{ bucket: number; outcome: string; count: number }>>) => {
+        const { stored, unwritten } = await recorder.readWithUnwritten(keyId, read);
+        const counts = new Map<string, number>();
+        for (const row of [...stored, ...unwritten]) {
+          const name = `${keyId}|${row.bucket}|${row.outcome}`;
+          counts.set(name, (counts.get(name) ?? 0) + row.count);
+        }
+        return { counts, unwritten };
+      };
+      const readStored = () => store.storage.usage.read(keyId, T0 - MINUTE, T0 + 10 * MINUTE);
+
+      use("VALID", T0 + 5 * MINUTE + 1);
+      use("VALID", T0 + 5 * MINUTE + 9);
+      use("REVOKED", T0 + 5 * MINUTE + 3);
+      // A new minute closes the first one: its counts wait in memory for the next flush.
+      use("VALID", T0 + 6 * MINUTE + 2);
+      const before = await seen(readStored);
+      assert.deepEqual(before.counts, model.counts);
+      assert.equal(Math.max(...before.unwritten.map((row) => row.lastAt ?? 0)), T0 + 6 * MINUTE + 2);
+      assert.deepEqual(await readStored(), [], "reading wrote nothing");
+
+      await recorder.flush();
+      use("VALID", T0 + 6 * MINUTE + 4);
+      assert.deepEqual((await seen(readStored)).counts, model.counts, "part written, part in memory");
+
+      // A flush that starts while storage is being read (the timer firing mid-read):
+      // the read is taken again, so nothing is counted twice or missed.
+      use("EXPIRED", T0 + 6 * MINUTE + 5);
+      let reads = 0;
+      const racing = await seen(async () => {
+        reads++;
+        if (reads === 1) void recorder.flush();
+        return readStored();
+      });
+      assert.equal(reads, 2);
+      assert.deepEqual(racing.counts, model.counts);
+      assert.deepEqual(racing.unwritten, [], "the flush wrote everything");
+      await recorder.stop();
+    });
+
     test("calls arriving during a flush share one more write, not one each", async () => {
       const keyId = newId("key", T0);
       let writes = 0;

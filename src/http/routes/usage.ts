@@ -28,10 +28,6 @@ export function usageRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fasti
         },
       },
       async (request) => {
-        // Counts still buffered in memory are written first, so the answer (and the key's
-        // lastUsedAt, read after) is current on the node that answers.
-        await gatehouse.usage.flush();
-        const key = await gatehouse.keys.get(request.params.id);
         const interval = request.query.interval ?? "hour";
         const step = INTERVALS[interval];
         const now = gatehouse.clock();
@@ -54,7 +50,22 @@ export function usageRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fasti
             `That range holds more than ${MAX_BUCKETS} ${interval}s; narrow it or use a longer interval.`,
           );
         }
-        const rows = await gatehouse.storage.usage.read(key.id, start, until, { minutesOnly: interval === "minute" });
+        const id = request.params.id;
+        // What is written, plus what this node still holds in memory, each count once:
+        // the answer is current on the node that answers, and reading it writes nothing.
+        const { stored, unwritten } = await gatehouse.usage.readWithUnwritten(id, () =>
+          Promise.all([
+            gatehouse.keys.get(id),
+            gatehouse.storage.usage.read(id, start, until, { minutesOnly: interval === "minute" }),
+          ]),
+        );
+        const [key, rows] = stored;
+        let lastUsedAt = key.lastUsedAt;
+        for (const increment of unwritten) {
+          if (increment.lastAt != null && (lastUsedAt === null || increment.lastAt > lastUsedAt))
+            lastUsedAt = increment.lastAt;
+          if (increment.bucket >= start && increment.bucket < until) rows.push(increment);
+        }
         const buckets = new Map<number, Record<string, number>>();
         for (const row of rows) {
           const bucket = row.bucket - (row.bucket % step);
@@ -67,7 +78,7 @@ export function usageRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fasti
           interval,
           since: new Date(start).toISOString(),
           until: new Date(until).toISOString(),
-          lastUsedAt: key.lastUsedAt === null ? null : new Date(key.lastUsedAt).toISOString(),
+          lastUsedAt: lastUsedAt === null ? null : new Date(lastUsedAt).toISOString(),
           buckets: [...buckets].map(([bucket, counts]) => ({
             start: new Date(bucket).toISOString(),
             total: Object.values(counts).reduce((a, b) => a + b, 0),
