@@ -54,6 +54,35 @@ for (const [setting, expected] of [
   });
 }
 
+for (const [setting, expected] of [
+  [undefined, 5],
+  ["4", 4],
+] as const) {
+  // Unset: five, so four hashes run at once and one thread stays free (bin/gatehouse.js).
+  test(`serve: libuv's pool has ${expected} threads (UV_THREADPOOL_SIZE=${setting ?? "unset"})`, {
+    skip: !linux,
+  }, async () => {
+    const dir = tempDir();
+    try {
+      assert.equal((await runCli(["init", "--json"], { GATEHOUSE_DATA_DIR: dir })).code, 0);
+      const node = await startNode({
+        GATEHOUSE_DATA_DIR: dir,
+        // Empty is unset (this test's own environment may have it set).
+        UV_THREADPOOL_SIZE: setting ?? "",
+      });
+      try {
+        await ready(node);
+        const pool = threads(node.child.pid as number).filter((thread) => thread.name === "libuv-worker");
+        assert.equal(pool.length, expected);
+      } finally {
+        await node.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
 test("GATEHOUSE_THREADPOOL_NICE outside 0–19 refuses to start", async () => {
   const dir = tempDir();
   try {
