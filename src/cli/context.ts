@@ -5,10 +5,13 @@ import { createGatehouse, type Gatehouse } from "../gatehouse.ts";
 import { openRuntime } from "../runtime.ts";
 import type { CliIO } from "./command.ts";
 
-/** Loads configuration, printing every problem, or returns null. */
-export function configOrReport(io: CliIO): GatehouseConfig | null {
+/**
+ * Loads configuration, printing every problem, or returns null. Only `serve` checks the
+ * listening settings (`serving`); other commands ignore them.
+ */
+export function configOrReport(io: CliIO, options: { serving?: boolean } = {}): GatehouseConfig | null {
   try {
-    const config = loadConfig(io.env);
+    const config = loadConfig(io.env, { serving: options.serving ?? false });
     for (const warning of config.warnings) io.err(`warning: ${warning}`);
     return config;
   } catch (error) {

@@ -78,20 +78,29 @@ function isReadableFile(path: string): boolean {
   }
 }
 
-export function loadConfig(env: Env = process.env): GatehouseConfig {
+/**
+ * Reads and checks every GATEHOUSE_ setting. `serving: false` (the CLI's commands other
+ * than `serve`) leaves out the mistakes that matter only to a server that listens (port,
+ * host, TLS files, a non-loopback address without TLS): a scan or a key listing run with
+ * the server's environment should not fail over where the server would listen.
+ */
+export function loadConfig(env: Env = process.env, options: { serving?: boolean } = {}): GatehouseConfig {
+  const serving = options.serving ?? true;
   const problems: string[] = [];
+  /** Problems of the listening settings alone: reported only when serving. */
+  const listenProblems: string[] = [];
   const known = new Set<string>();
   const read = (name: string) => {
     known.add(name);
     const value = env[name];
     return value === undefined || value.trim() === "" ? undefined : value.trim();
   };
-  const integer = (name: string, fallback: number, min: number, max: number): number => {
+  const integer = (name: string, fallback: number, min: number, max: number, into = problems): number => {
     const raw = read(name);
     if (raw === undefined) return fallback;
     const value = Number(raw);
     if (!/^\d+$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
-      problems.push(`${name} must be a whole number from ${min} to ${max} (got "${raw}")`);
+      into.push(`${name} must be a whole number from ${min} to ${max} (got "${raw}")`);
       return fallback;
     }
     return value;
@@ -105,23 +114,23 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
     return false;
   };
 
-  const port = integer("GATEHOUSE_PORT", 8080, 0, 65535);
+  const port = integer("GATEHOUSE_PORT", 8080, 0, 65535, listenProblems);
   const host = read("GATEHOUSE_HOST") ?? "127.0.0.1";
   if (host !== "localhost" && isIP(host) === 0) {
-    problems.push(`GATEHOUSE_HOST must be an IP address or "localhost" (got "${host}")`);
+    listenProblems.push(`GATEHOUSE_HOST must be an IP address or "localhost" (got "${host}")`);
   }
   const dataDir = resolve(read("GATEHOUSE_DATA_DIR") ?? "./data");
 
   const certFile = read("GATEHOUSE_TLS_CERT_FILE");
   const keyFile = read("GATEHOUSE_TLS_KEY_FILE");
   if ((certFile === undefined) !== (keyFile === undefined)) {
-    problems.push("GATEHOUSE_TLS_CERT_FILE and GATEHOUSE_TLS_KEY_FILE must be set together");
+    listenProblems.push("GATEHOUSE_TLS_CERT_FILE and GATEHOUSE_TLS_KEY_FILE must be set together");
   }
   for (const [name, file] of [
     ["GATEHOUSE_TLS_CERT_FILE", certFile],
     ["GATEHOUSE_TLS_KEY_FILE", keyFile],
   ] as const) {
-    if (file !== undefined && !isReadableFile(file)) problems.push(`${name}: cannot read the file "${file}"`);
+    if (file !== undefined && !isReadableFile(file)) listenProblems.push(`${name}: cannot read the file "${file}"`);
   }
   const tls = certFile && keyFile ? { certFile, keyFile } : null;
 
@@ -147,7 +156,7 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
   const tlsAttempted = certFile !== undefined || keyFile !== undefined;
   const validHost = host === "localhost" || isIP(host) !== 0;
   if (!tlsAttempted && validHost && trustedProxies.length === 0 && !isLoopback(host)) {
-    problems.push(
+    listenProblems.push(
       `GATEHOUSE_HOST is ${host}, which is not loopback, and there is no TLS: set GATEHOUSE_TLS_CERT_FILE and GATEHOUSE_TLS_KEY_FILE, or name the TLS-terminating proxy in front of Gatehouse with GATEHOUSE_TRUSTED_PROXIES`,
     );
   }
@@ -158,7 +167,7 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
   // need the public name, so it must be given.
   const servable = tls !== null || trustedProxies.length > 0;
   if (explicitIssuer === undefined && servable && (host === "0.0.0.0" || host === "::")) {
-    problems.push(
+    listenProblems.push(
       `GATEHOUSE_HOST is the wildcard address ${host}: set GATEHOUSE_ISSUER to the public URL clients use (e.g. https://auth.example.com)`,
     );
   }
@@ -290,6 +299,7 @@ export function loadConfig(env: Env = process.env): GatehouseConfig {
       const meant = nearestSetting(name, known);
       return `${name} is not a Gatehouse setting and is ignored (${meant === null ? "misspelt?" : `did you mean ${meant}?`})`;
     });
+  if (serving) problems.unshift(...listenProblems);
   if (problems.length > 0 || auth === null) throw new ConfigError(problems, warnings);
   return {
     warnings,

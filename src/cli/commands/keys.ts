@@ -3,6 +3,7 @@ import { CLI_ACTOR } from "../../audit/context.ts";
 import { ValidationError } from "../../errors/gatehouse-error.ts";
 import { digestKey, redactKey } from "../../keys/key-format.ts";
 import { keyStatus } from "../../keys/key-status.ts";
+import { PERMISSIONS } from "../../keys/permissions.ts";
 import { scanForKeys } from "../../leaks/key-scanner.ts";
 import { type CliIO, type Command, runCommand, UsageError } from "../command.ts";
 import { describeStore, withGatehouse } from "../context.ts";
@@ -46,7 +47,11 @@ const create: Command = {
   options: {
     name: { type: "string", description: "a label for the key" },
     scope: { type: "string", multiple: true, description: "a scope to grant (repeatable)" },
-    permission: { type: "string", multiple: true, description: "a Gatehouse admin permission (repeatable)" },
+    permission: {
+      type: "string",
+      multiple: true,
+      description: `a Gatehouse admin permission (repeatable): ${PERMISSIONS.join(", ")}`,
+    },
     "expires-in": { type: "string", description: "lifetime in seconds, at least 60 (default: the maximum)" },
     owner: { type: "string", description: "owner id to record" },
     "rate-limit": { type: "string", description: "<limit>/<window seconds>, e.g. 100/60 (default: the server's)" },
@@ -88,7 +93,12 @@ const create: Command = {
       const expiresAt = record.expiresAt === null ? null : new Date(record.expiresAt).toISOString();
       if (values.json) {
         io.out(JSON.stringify({ id: record.id, key, hint: record.hint, scopes: record.scopes, expiresAt }));
-      } else io.out(`${key}\n(id ${record.id}; shown once)`);
+      } else {
+        // The key alone on stdout (KEY=$(gatehouse keys create …) captures just it); the
+        // note is for the person at the terminal.
+        io.out(key);
+        io.err(`(id ${record.id}; shown once)`);
+      }
       return 0;
     });
   },
@@ -155,6 +165,10 @@ const revoke: Command = {
       );
       const at = new Date(record.revokedAt ?? 0).toISOString();
       io.out(`revoked ${record.id} (${record.hint}) at ${at}: ${record.revokedReason ?? ""}`);
+      // A server on the same SQLite file learns of changes by polling its key log
+      // (docs/key-index.md); with PostgreSQL and Redis every node hears of it at once.
+      if (!gatehouse.config.databaseUrl)
+        io.err("(a server running on this SQLite file stops accepting it within 0.1 s)");
       return 0;
     });
   },
@@ -177,7 +191,10 @@ const rotate: Command = {
       const rotated = await gatehouse.keys.rotate(id, { gracePeriodSeconds: grace }, OPERATOR);
       if (values.json)
         io.out(JSON.stringify({ id: rotated.record.id, key: rotated.key, previous: rotated.previous.id }));
-      else io.out(`${rotated.key}\n(id ${rotated.record.id}; replaces ${id}; shown once)`);
+      else {
+        io.out(rotated.key);
+        io.err(`(id ${rotated.record.id}; replaces ${id}; shown once)`);
+      }
       return 0;
     });
   },
@@ -235,7 +252,11 @@ const scan: Command = {
         else io.out(`${where}  ${redactKey(event.key)}  ${status}`);
       }
       if (values.json) io.out(JSON.stringify({ summary: { found, live, skipped } }));
-      else io.err(`${found} key(s) found, ${live} live, ${skipped} path(s) skipped`);
+      else if (lookup) io.err(`${found} key(s) found, ${live} live, ${skipped} path(s) skipped`);
+      else {
+        const unchecked = found > 0 ? ", not checked (--offline: each counts as a leak)" : "";
+        io.err(`${found} key(s) found${unchecked}, ${skipped} path(s) skipped`);
+      }
       // Offline, a well-formed key's state is unknown: it may be live, so it is a leak
       // until checked. A CI job that runs --offline must fail on a committed key.
       return (lookup ? live : found) > 0 ? 1 : 0;

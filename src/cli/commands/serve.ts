@@ -12,7 +12,7 @@ export const serveCommand: Command = {
   usage: "serve",
   options: {},
   async run(_args, io) {
-    const config = configOrReport(io);
+    const config = configOrReport(io, { serving: true });
     if (!config) return 1;
     const runtime = await openRuntime(config);
     const { storage } = runtime;
