@@ -74,9 +74,19 @@ export class ForbiddenError extends GatehouseError {
   }
 }
 
+/** What ran out, in the words of the answer: a client must know whether to slow down or fix its key. */
+export type RateLimitedBy = "key" | "address" | "sign-in" | "sign-up";
+
+const RATE_LIMITED_BY: Record<RateLimitedBy, string> = {
+  key: "This key's rate limit is used up",
+  address: "Too many failed authentications from this address (keys it used successfully lately still work)",
+  "sign-in": "Too many failed sign-ins",
+  "sign-up": "Too many sign-ups from this address",
+};
+
 export class RateLimitedError extends GatehouseError {
-  constructor(retryAfterSeconds: number, headers: Record<string, string> = {}) {
-    super("RATE_LIMITED", `Rate limit exceeded; retry in ${retryAfterSeconds} s.`, {
+  constructor(retryAfterSeconds: number, by: RateLimitedBy, headers: Record<string, string> = {}) {
+    super("RATE_LIMITED", `${RATE_LIMITED_BY[by]}; retry in ${retryAfterSeconds} s.`, {
       headers: { ...headers, "retry-after": String(retryAfterSeconds) },
     });
     this.name = "RateLimitedError";

@@ -41,6 +41,12 @@ const URL_CREDENTIAL_ADVICE = {
     "Send API keys and access tokens in the Authorization header and refresh tokens in the JSON body, and replace any credential that was sent this way before.",
 } as const;
 
+/** The charset parameter of a Content-Type header, quoted or not. */
+const CHARSET = /;\s*charset\s*=\s*"?([^";\s]+)/i;
+
+/** How long a request's headers and body may take to arrive. */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
 export function buildApp(
   gatehouse: Gatehouse,
   options: {
@@ -68,6 +74,11 @@ export function buildApp(
       ...(options.logStream ? { stream: options.logStream } : {}),
     },
     bodyLimit: config.bodyLimitBytes,
+    // The whole request (headers and body) must arrive within 30 s, else 408 and the
+    // connection closes. Fastify's default is none: a client that sent headers and then a
+    // body a byte at a time, or never, held its socket and buffer for good (slowloris).
+    // Node checks every 30 s, so such a connection lasts 30–60 s.
+    requestTimeout: REQUEST_TIMEOUT_MS,
     trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
@@ -84,15 +95,44 @@ export function buildApp(
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // Node's own headers timeout (60 s) would outlast the whole request's: bring it in line.
+  app.server.headersTimeout = REQUEST_TIMEOUT_MS;
   const guard = new FailedAuthGuard();
 
   // Fastify parses text/plain by default; this API speaks JSON only, so anything else is 415.
   app.removeContentTypeParser("text/plain");
   app.decorateRequest("principal", null);
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, new NotFoundError(`No route for ${request.method} ${redactPath(request.url, keyInUrl)}.`)),
-  );
+  // An empty body sent as JSON (curl -H 'content-type: application/json' with no data,
+  // as many clients do for a POST) is no body: routes whose body is optional take it, and
+  // the others say which fields they need, rather than "not valid JSON".
+  const json = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    // JSON is UTF-8 (RFC 8259): a body declared compressed or in another charset would be
+    // read as something it is not, so it is refused rather than guessed at.
+    const encoding = request.headers["content-encoding"];
+    if (encoding !== undefined && encoding.toLowerCase() !== "identity") {
+      return done(new GatehouseError("UNSUPPORTED_MEDIA_TYPE", "Send the body uncompressed (no Content-Encoding)."));
+    }
+    const charset = CHARSET.exec(request.headers["content-type"] ?? "")?.[1]?.toLowerCase();
+    if (charset !== undefined && charset !== "utf-8" && charset !== "utf8") {
+      return done(
+        new GatehouseError("UNSUPPORTED_MEDIA_TYPE", "Send the body as UTF-8 JSON (charset=utf-8, or none)."),
+      );
+    }
+    if (body === "") return done(null, undefined);
+    return json(request, body as string, done);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const path = redactPath(request.url, keyInUrl);
+    // Keys are revoked, never deleted (their record and audit trail stay): say so.
+    const hint =
+      request.method === "DELETE" && /^\/v1\/keys\/[^/]+$/.test(path)
+        ? " Keys are revoked, not deleted: POST /v1/keys/{id}/revoke."
+        : "";
+    return sendProblem(reply, new NotFoundError(`No route for ${request.method} ${path}.${hint}`));
+  });
 
   /**
    * A credential in a URL ends up in proxy logs, browser history and Referer headers:

@@ -149,7 +149,7 @@ function admit(
   const now = gatehouse.clock();
   const headers = rateLimitHeaders(outcome, policy, now);
   gatehouse.verifier.countCallerUse(key.id, outcome.allowed ? "VALID" : "RATE_LIMITED", now, indexed);
-  if (!outcome.allowed) return new RateLimitedError(Number(headers["retry-after"]), headers);
+  if (!outcome.allowed) return new RateLimitedError(Number(headers["retry-after"]), "key", headers);
   reply.headers(headers);
   request.principal = { key, context };
   return null;
@@ -160,7 +160,7 @@ function authenticateFully(gatehouse: Gatehouse, guard: FailedAuthGuard, permiss
     const blocked = await guard.blockedFor(request.ip);
     const presented = bearerToken(request);
     if (blocked > 0 && (presented === null || !gatehouse.verifier.admittedRecently(presented))) {
-      throw new RateLimitedError(blocked);
+      throw new RateLimitedError(blocked, "address");
     }
     const resolution = presented === null ? null : await gatehouse.verifier.resolveCaller(presented);
     if (!resolution?.ok) {

@@ -46,6 +46,9 @@ export function clientErrorProblem(error: Error & { code?: string }, socket: Dup
   socket.destroy(error);
 }
 
+/** Validation problems listed in one answer. */
+const MAX_LISTED = 20;
+
 const FASTIFY_CODES: Record<string, [ErrorCode, string]> = {
   FST_ERR_CTP_BODY_TOO_LARGE: ["PAYLOAD_TOO_LARGE", "The request body is larger than this endpoint accepts."],
   FST_ERR_CTP_INVALID_MEDIA_TYPE: ["UNSUPPORTED_MEDIA_TYPE", "Send the body as application/json."],
@@ -66,15 +69,24 @@ export function errorHandler(error: FastifyError | Error, request: FastifyReques
   if (error instanceof GatehouseError) return sendProblem(reply, error);
   const fastifyError = error as FastifyError;
   if (fastifyError.validation) {
-    const errors = validationProblems(fastifyError, request);
+    // Every problem is found (allErrors), but at most MAX_LISTED are told: a body with
+    // thousands of unknown properties must not get an answer ten times its size.
+    const all = validationProblems(fastifyError, request);
+    const errors = all.slice(0, MAX_LISTED);
+    const more = all.length > MAX_LISTED ? `; and ${all.length - MAX_LISTED} more` : "";
     return sendProblem(
       reply,
-      new GatehouseError("VALIDATION_FAILED", errors.map((e) => `${e.path}: ${e.message}`).join("; "), {
+      new GatehouseError("VALIDATION_FAILED", `${errors.map((e) => `${e.path}: ${e.message}`).join("; ")}${more}`, {
         extensions: { errors },
       }),
     );
   }
   const known = fastifyError.code ? FASTIFY_CODES[fastifyError.code] : undefined;
+  if (known && fastifyError.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+    // The limit differs by route (GATEHOUSE_BODY_LIMIT_BYTES; 1 MiB for GitHub's reports).
+    const limit = request.routeOptions.bodyLimit;
+    return sendProblem(reply, new GatehouseError(known[0], `${known[1].slice(0, -1)} (at most ${limit} bytes).`));
+  }
   if (known) return sendProblem(reply, new GatehouseError(known[0], known[1]));
   if (error instanceof SyntaxError && fastifyError.statusCode === 400) {
     return sendProblem(reply, new GatehouseError("MALFORMED_JSON", "The request body is not valid JSON."));

@@ -25,7 +25,11 @@ export const RateLimitBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export const Metadata = Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { maxProperties: 32 });
+// A Record's key schema becomes a pattern and loses its length: `propertyNames` keeps it.
+export const Metadata = Type.Record(Type.String(), Type.Unknown(), {
+  maxProperties: 32,
+  propertyNames: { minLength: 1, maxLength: 64 },
+});
 export const KeyId = Type.String({ minLength: 1, maxLength: 64, pattern: "^key_[0-9a-zA-Z]+$" });
 const Instant = Type.Union([Type.String(), Type.Null()]);
 export const Cursor = Type.String({ minLength: 1, maxLength: 64, pattern: "^[0-9A-Za-z_]+$" });
@@ -100,12 +104,19 @@ export const Problem = Type.Object(
  */
 const ISO_INSTANT = /^[+-]?\d{4,6}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/i;
 
+const LAST_INSTANT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
 /** Parses an ISO 8601 timestamp from the query parameter `name`, or says which one is wrong. */
 export function parseInstant(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
   const ms = ISO_INSTANT.test(value) ? Date.parse(value) : Number.NaN;
   if (Number.isNaN(ms)) {
     throw new ValidationError(`${name} must be an ISO 8601 timestamp with its offset, e.g. 2026-01-31T00:00:00Z.`);
+  }
+  // Within years 1970–9999: every instant Gatehouse records is, and arithmetic on one
+  // (a default range of a day before it) stays a date JavaScript can print.
+  if (ms < 0 || ms > LAST_INSTANT) {
+    throw new ValidationError(`${name} must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z.`);
   }
   return ms;
 }

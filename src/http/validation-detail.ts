@@ -31,8 +31,15 @@ export function validationProblems(error: FastifyError, request: FastifyRequest)
 /** Patterns whose regular expression says little to a reader, and what they mean. */
 const PATTERN_MEANINGS: Record<string, string> = { [LIMIT_PATTERN]: "must be a whole number from 1 to 100" };
 
+/** A property name as the answer echoes it: at most 64 characters (a name can be any length). */
+function shortName(name: unknown): string {
+  const text = String(name);
+  return text.length > 64 ? `${text.slice(0, 64)}…` : text;
+}
+
 function describeIssue(issue: Issue): string {
-  if (issue.keyword === "additionalProperties") return `unknown property "${String(issue.params.additionalProperty)}"`;
+  if (issue.keyword === "additionalProperties")
+    return `unknown property "${shortName(issue.params.additionalProperty)}"`;
   if (issue.keyword === "required") return `missing property "${String(issue.params.missingProperty)}"`;
   if (issue.keyword === "pattern") {
     const meaning = PATTERN_MEANINGS[String(issue.params.pattern)];

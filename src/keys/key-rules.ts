@@ -1,6 +1,6 @@
 import { ValidationError } from "../errors/gatehouse-error.ts";
 import type { RateLimitPolicy } from "../storage/types.ts";
-import { isPermission } from "./permissions.ts";
+import { isPermission, PERMISSIONS } from "./permissions.ts";
 
 /*
  * What a key's fields may hold, whichever way the key is made (HTTP, CLI, init). The HTTP
@@ -37,9 +37,13 @@ export interface KeyFields {
 
 type Problem = { path: string; message: string };
 
+/** Length, and text that storage can keep as it is (see below). */
 function lengthProblem(path: string, value: string, max: number): Problem | null {
   if (value.length === 0) return { path, message: "must not be empty" };
   if (value.length > max) return { path, message: `must be at most ${max} characters` };
+  // A lone surrogate (JSON can escape one: "\ud800") is not Unicode text: storage would
+  // keep U+FFFD in its place, so what a read answers would differ from what was written.
+  if (!value.isWellFormed()) return { path, message: "must be valid Unicode text (it holds a lone surrogate)" };
   return null;
 }
 
@@ -78,7 +82,12 @@ export function assertValidKeyFields(fields: KeyFields): void {
     }
     // Unknown names are refused rather than stored: a typo must not pass silently.
     const unknown = fields.permissions.filter((p) => !isPermission(p));
-    if (unknown.length > 0) add({ path: "/permissions", message: `unknown permission(s): ${unknown.join(", ")}` });
+    if (unknown.length > 0) {
+      add({
+        path: "/permissions",
+        message: `unknown permission(s): ${unknown.join(", ")} (known: ${PERMISSIONS.join(", ")})`,
+      });
+    }
   }
   if (fields.rateLimit !== undefined && fields.rateLimit !== null) {
     const { limit, windowSeconds } = fields.rateLimit;
@@ -96,7 +105,8 @@ export function assertValidKeyFields(fields: KeyFields): void {
   if (expires !== undefined && expires !== null && !isWhole(expires, MIN_LIFETIME_SECONDS, Number.MAX_SAFE_INTEGER)) {
     add({
       path: "/expiresInSeconds",
-      message: `must be a whole number of seconds, at least ${MIN_LIFETIME_SECONDS}`,
+      // "at least" alone misled for 1e308, which is whole and far above the minimum.
+      message: `must be a whole number of seconds, from ${MIN_LIFETIME_SECONDS} to the maximum key lifetime`,
     });
   }
   if (problems.length > 0) {

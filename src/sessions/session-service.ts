@@ -1,7 +1,8 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac } from "node:crypto";
 import { type ActorContext, auditEvent } from "../audit/context.ts";
 import type { AuthConfig } from "../config/auth-config.ts";
 import type { Clock } from "../lib/clock.ts";
+import { sameSecret } from "../lib/constant-time.ts";
 import { newId } from "../lib/ids.ts";
 import type { OnIssued } from "../observability/issued.ts";
 import type { SessionRecord, Storage, UserRecord } from "../storage/types.ts";
@@ -139,7 +140,6 @@ export class SessionService {
   }
 
   static checkCsrfToken(secret: string, presented: string | undefined): boolean {
-    if (typeof presented !== "string" || presented.length !== 43) return false;
-    return timingSafeEqual(Buffer.from(SessionService.csrfToken(secret)), Buffer.from(presented));
+    return sameSecret(SessionService.csrfToken(secret), presented);
   }
 }

@@ -7,7 +7,14 @@
 export function normaliseEmail(input: string): string | null {
   const email = input.normalize("NFKC").trim().toLowerCase();
   if (email.length > 254) return null;
-  // One @, something on each side, a dot in the domain, no spaces or controls.
-  if (!/^[^\s@\p{Cc}]{1,64}@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]+$/u.test(email)) return null;
+  // One @, something on each side, a dot in the domain; no spaces, controls, invisible
+  // format characters (zero-width spaces, direction marks: "a@b.com" and "a@b.com\u200b"
+  // would be two look-alike accounts), lone surrogates or private-use characters.
+  if (
+    !/^[^\s@\p{Cc}\p{Cf}\p{Cs}\p{Co}]{1,64}@[^\s@\p{Cc}\p{Cf}\p{Cs}\p{Co}]+\.[^\s@\p{Cc}\p{Cf}\p{Cs}\p{Co}]+$/u.test(
+      email,
+    )
+  )
+    return null;
   return email;
 }

@@ -107,6 +107,8 @@ for (const backend of backends()) {
       const attempts = [
         { origin: ORIGIN, csrf: null, detail: noToken },
         { origin: ORIGIN, csrf: "A".repeat(43), detail: /X-CSRF-Token header does not match this session's token/ },
+        // As long as a token in characters, longer in bytes: a mismatch, not a 500.
+        { origin: ORIGIN, csrf: "é".repeat(43), detail: /X-CSRF-Token header does not match this session's token/ },
         {
           origin: "https://evil.example",
           csrf: browser.csrf,

@@ -91,6 +91,7 @@ for (const backend of backends()) {
         });
       assert.equal((await logout({ origin: ORIGIN })).status, 403);
       assert.equal((await logout({ origin: "https://evil.example", "x-csrf-token": login.csrf })).status, 403);
+      assert.equal((await logout({ origin: ORIGIN, "x-csrf-token": "é".repeat(login.csrf.length) })).status, 403);
       const done = await logout({ origin: ORIGIN, "x-csrf-token": login.csrf });
       assert.equal(done.status, 204);
       const cleared = done.headers.getSetCookie();

@@ -58,6 +58,18 @@ for (const backend of backends()) {
       assert.equal(again.status, 409);
       const bad = await server.call("POST", "/v1/users", { email: "not-an-email", password: STRONG_PASSWORD });
       assert.equal(bad.status, 400);
+      // Invisible characters would make a second account that looks like the first.
+      const [local, domain] = user.email.split("@") as [string, string];
+      for (const lookalike of [
+        `${user.email}\u200b`,
+        `${local}\u200d@${domain}`,
+        `${local}@\u202e${domain}`,
+        `${local}\ud800@${domain}`,
+        `${local}\ue000@${domain}`,
+      ]) {
+        const refused = await server.call("POST", "/v1/users", { email: lookalike, password: STRONG_PASSWORD });
+        assert.equal(refused.status, 400, JSON.stringify(lookalike));
+      }
     });
 
     test("users:read and users:write are needed; other admin permissions do not do", async () => {
@@ -148,6 +160,10 @@ for (const backend of backends()) {
     test("disable: sign-in refused, idempotent; delete: gone, with its tokens", async () => {
       const user = await createUser(server);
       const tokens = await login(server, user);
+      // It takes no fields: one sent is refused before anything changes.
+      const stray = await server.call("POST", `/v1/users/${user.id}/disable`, { reason: "x" });
+      assert.equal(stray.status, 400);
+      assert.equal((await server.call("GET", `/v1/users/${user.id}`)).body.status, "active");
       const disabled = await server.call("POST", `/v1/users/${user.id}/disable`);
       assert.equal(disabled.status, 200);
       assert.equal(disabled.body.status, "disabled");

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { ERROR_CODES } from "../../src/errors/codes.ts";
+import { REQUEST_TIMEOUT_MS } from "../../src/http/app.ts";
 import { generateKey } from "../../src/keys/key-format.ts";
 import { manualClock } from "../../src/lib/clock.ts";
 import { backends } from "../support/backends.ts";
@@ -92,9 +93,11 @@ for (const backend of backends()) {
         assert.equal(r.status, 400, body);
         assert.equal(r.body.code, "MALFORMED_JSON", body);
       }
+      // An empty body sent as JSON is no body: the answer says what the route needs.
       const empty = await send(server, "POST", "/v1/keys", { body: "" });
       assert.equal(empty.status, 400);
-      assert.equal(empty.body.code, "MALFORMED_JSON");
+      assert.equal(empty.body.code, "VALIDATION_FAILED");
+      assert.equal(empty.body.detail, 'body: must be a JSON object with "name", "scopes"');
       // The parser refuses prototype pollution outright.
       const proto = await send(server, "POST", "/v1/keys", { body: '{"name":"x","scopes":[],"__proto__":{"a":1}}' });
       assert.equal(proto.status, 400);
@@ -111,6 +114,7 @@ for (const backend of backends()) {
       const over = await send(server, "POST", "/v1/keys", { body: padding(limit + 1) });
       assert.equal(over.status, 413);
       assert.equal(over.body.code, "PAYLOAD_TOO_LARGE");
+      assert.match(over.body.detail, /\(at most 65536 bytes\)/, "the answer names the limit");
       // At the limit the body is read and judged on its content (metadata is capped at 4 KiB).
       const at = await send(server, "POST", "/v1/keys", { body: padding(limit) });
       assert.equal(at.status, 400);
@@ -129,6 +133,23 @@ for (const backend of backends()) {
         const r = await send(server, "POST", "/v1/keys", { body: "name=x", headers: { "content-type": type } });
         assert.equal(r.status, 415, type);
         assert.equal(r.body.code, "UNSUPPORTED_MEDIA_TYPE", type);
+      }
+      // JSON is UTF-8 and uncompressed here: a body declared otherwise is refused, not guessed at.
+      const body = json({ name: "declared", scopes: [] });
+      for (const headers of [
+        { "content-type": "application/json", "content-encoding": "gzip" },
+        { "content-type": "application/json; charset=utf-16le" },
+        { "content-type": 'application/json; charset="iso-8859-1"' },
+      ]) {
+        const r = await send(server, "POST", "/v1/keys", { body, headers });
+        assert.equal(r.status, 415, JSON.stringify(headers));
+        assert.equal(r.body.code, "UNSUPPORTED_MEDIA_TYPE");
+      }
+      for (const headers of [
+        { "content-type": "application/json; charset=UTF-8" },
+        { "content-type": "application/json", "content-encoding": "identity" },
+      ]) {
+        assert.equal((await send(server, "POST", "/v1/keys", { body, headers })).status, 201, JSON.stringify(headers));
       }
     });
 
@@ -149,6 +170,18 @@ for (const backend of backends()) {
       const query = await send(server, "GET", "/v1/keys?owner=x");
       assert.equal(query.status, 400);
       assert.match(query.body.detail, /unknown property "owner"/);
+      // Thousands of them: the answer lists twenty and counts the rest (it must not be a
+      // way to make the server send ten times what it was sent).
+      const many = Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`p${i}`, 1]));
+      const flood = await send(server, "POST", "/v1/keys", { body: json({ name: "x", scopes: [], ...many }) });
+      assert.equal(flood.status, 400);
+      assert.equal(flood.body.errors.length, 20);
+      assert.match(flood.body.detail, /; and 2980 more$/);
+      assert.ok(flood.text.length < 5000, String(flood.text.length));
+      const longName = await send(server, "POST", "/v1/keys", {
+        body: `{"name":"x","scopes":[],"${"n".repeat(5000)}":1}`,
+      });
+      assert.ok(longName.text.length < 1000, "an unknown property's name is cut short in the answer");
     });
 
     test("a missing body, or one that is not an object, is answered with what the route needs", async () => {
@@ -169,6 +202,13 @@ for (const backend of backends()) {
       assert.match(empty.body.detail, /^body: must have at least one of "name", /);
       // The key was not rotated by any of those.
       assert.equal((await send(server, "GET", `/v1/keys/${id}`)).body.status, "active");
+      // An empty body sent as JSON is no body: the same answer, and where the body is
+      // optional (a reason for revoking) the call goes through.
+      const emptyJson = await send(server, "POST", `/v1/keys/${id}/rotate`, { body: "" });
+      assert.equal(emptyJson.body.detail, 'body: must be a JSON object with "gracePeriodSeconds"');
+      const revoked = await send(server, "POST", `/v1/keys/${id}/revoke`, { body: "" });
+      assert.equal(revoked.status, 200);
+      assert.equal(revoked.body.status, "revoked");
     });
 
     test("wrong types and out-of-range values are 400 VALIDATION_FAILED with a path", async () => {
@@ -182,6 +222,12 @@ for (const backend of backends()) {
         ["POST", "/v1/keys", { name: "x", scopes: ["has space"] }, /scopes\/0/],
         ["POST", "/v1/keys", { name: "x", scopes: [], permissions: ["root"] }, /Unknown permission/],
         ["POST", "/v1/keys", { name: "x", scopes: [], metadata: [1, 2] }, /metadata/],
+        ["POST", "/v1/keys", { name: "x", scopes: [], metadata: { ["k".repeat(65)]: 1 } }, /body\/metadata/],
+        ["POST", "/v1/keys", { name: "x", scopes: [], metadata: { "": 1 } }, /body\/metadata/],
+        ["POST", "/v1/keys", { name: "x", scopes: [], expiresInSeconds: 1e308 }, /from 60 to the maximum/],
+        // A lone surrogate cannot be stored as it was sent, so it is refused.
+        ["POST", "/v1/keys", { name: "\ud800x", scopes: [] }, /name must be valid Unicode text/],
+        ["POST", "/v1/keys", { name: "x", scopes: [], ownerId: "a\udc00" }, /ownerId must be valid Unicode text/],
         ["POST", "/v1/keys", [], /body/],
         ["POST", "/v1/keys", null, /body/],
         ["POST", "/v1/keys/verify", { key: 123 }, /body\/key/],
@@ -244,6 +290,19 @@ for (const backend of backends()) {
       ]) {
         const r = await send(server, "GET", `/v1/audit?since=${encodeURIComponent(value)}&limit=1`);
         assert.equal(r.status, 200, value);
+      }
+      // Dates JavaScript parses but that no usage or event can have: a 400, not a 500 (a
+      // day before the first date JavaScript knows cannot be printed).
+      const { id } = await createKey({ name: "dated", scopes: [] });
+      for (const path of [
+        `/v1/keys/${id}/usage?until=-271821-04-20T00:00:00Z`,
+        `/v1/keys/${id}/usage?interval=day&since=%2B275760-09-13T00:00:00Z`,
+        "/v1/audit?since=-000001-01-01T00:00:00Z",
+        "/v1/audit?until=%2B010000-01-01T00:00:00Z",
+      ]) {
+        const r = await send(server, "GET", path);
+        assert.equal(r.status, 400, path);
+        assert.match(r.body.detail, /must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z/, path);
       }
     });
 
@@ -520,6 +579,15 @@ for (const backend of backends()) {
       assert.equal((await send(server, "GET", "/healthz")).status, 200, "the server goes on");
     });
 
+    // Node enforces the timeouts (checking every 30 s, too slow to wait for here); what
+    // can go wrong on our side is leaving them off, as Fastify's defaults do.
+    test("a request's headers and body must arrive within 30 s (no slowloris)", () => {
+      const http = server.app.server;
+      assert.equal(http.requestTimeout, REQUEST_TIMEOUT_MS);
+      assert.equal(REQUEST_TIMEOUT_MS, 30_000);
+      assert.ok(http.headersTimeout > 0 && http.headersTimeout <= http.requestTimeout, String(http.headersTimeout));
+    });
+
     test("a caller who may not call a route learns nothing of its schema: 401 comes before validation", async () => {
       for (const [method, path, body] of [
         ["POST", "/v1/keys/undefined/rotate", json({ gracePeriodSeconds: -1 })],
@@ -535,6 +603,18 @@ for (const backend of backends()) {
         assert.equal(admin.status, 400, `${method} ${path} as admin`);
         assert.equal(admin.body.code, "VALIDATION_FAILED");
       }
+    });
+
+    test("/auth/password asks for a sign-in before it judges the body", async () => {
+      const r = await send(server, "POST", "/auth/password", { key: null, body: json({ currentPassword: 5 }) });
+      assert.equal(r.status, 401);
+      assert.ok(!r.text.includes("must"), "no schema message");
+    });
+
+    test("DELETE of a key says that keys are revoked, not deleted", async () => {
+      const r = await send(server, "DELETE", "/v1/keys/key_abc");
+      assert.equal(r.status, 404);
+      assert.match(r.body.detail, /Keys are revoked, not deleted: POST \/v1\/keys\/\{id\}\/revoke/);
     });
 
     test("an unknown route is a 404 problem", async () => {
@@ -594,6 +674,8 @@ for (const backend of backends()) {
         const blocked = await send(server, "GET", "/v1/keys", { key });
         assert.equal(blocked.status, 429);
         assert.equal(blocked.body.code, "RATE_LIMITED");
+        // Said as what it is: the address, not the key's own limit.
+        assert.match(blocked.body.detail, /^Too many failed authentications from this address .*; retry in \d+ s\.$/);
         const retryAfter = Number(blocked.headers.get("retry-after"));
         assert.ok(Number.isInteger(retryAfter) && retryAfter > 0 && retryAfter <= 300, String(retryAfter));
       }

@@ -78,7 +78,7 @@ for (const backend of backends()) {
       await assert.rejects(keys.create({ ...valid, name: "", scopes: ["a b"], expiresInSeconds: 10 }, operator), {
         message:
           "name must not be empty; scopes/0 must be printable ASCII without spaces, quotes or backslashes; " +
-          `expiresInSeconds must be a whole number of seconds, at least ${MIN_LIFETIME_SECONDS}.`,
+          `expiresInSeconds must be a whole number of seconds, from ${MIN_LIFETIME_SECONDS} to the maximum key lifetime.`,
       });
     });
 

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { type ActorContext, auditEvent } from "../../audit/context.ts";
 import {
@@ -9,6 +9,7 @@ import {
   UnauthenticatedError,
 } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
+import { sameSecret } from "../../lib/constant-time.ts";
 import { SessionService } from "../../sessions/session-service.ts";
 import type { SessionRecord, UserRecord } from "../../storage/types.ts";
 import type { AccessTokenClaims } from "../../tokens/access-token.ts";
@@ -88,14 +89,6 @@ export function clearTokenCookies(): string[] {
  */
 export function signInCsrfToken(gatehouse: Gatehouse, sid: string): string {
   return createHmac("sha256", gatehouse.keyring.derivedKey("csrf for token cookies")).update(sid).digest("base64url");
-}
-
-function checkToken(expected: string, presented: unknown): boolean {
-  return (
-    typeof presented === "string" &&
-    presented.length === expected.length &&
-    timingSafeEqual(Buffer.from(expected), Buffer.from(presented))
-  );
 }
 
 /** Origin of a cross-site check: the Origin header, else the Referer's origin, else null. */
@@ -243,7 +236,7 @@ export async function authenticateUser(gatehouse: Gatehouse, request: FastifyReq
     const { claims, user } = await gatehouse.tokens.authenticate(accessCookie, anonymous);
     if (!SAFE_METHODS.has(request.method)) {
       const expected = signInCsrfToken(gatehouse, claims.sid);
-      assertCsrf(gatehouse, request, (presented) => checkToken(expected, presented));
+      assertCsrf(gatehouse, request, (presented) => sameSecret(expected, presented));
     }
     return { via: "bearer", transport: "cookie", user, claims, context: requestContext(request, `user:${user.id}`) };
   }
@@ -300,7 +293,7 @@ export async function signInWithPassword(
   const wait = await gatehouse.loginThrottle.admit(subject);
   if (wait > 0) {
     record("failure", { reason: "THROTTLED", retryAfter: wait }, null);
-    throw new RateLimitedError(wait);
+    throw new RateLimitedError(wait, "sign-in");
   }
   const result = await gatehouse.users.signIn(credentials.email, credentials.password);
   if (!result.ok) {

@@ -234,12 +234,14 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
     app.post(
       "/auth/password",
       {
+        // Signed in first: a caller who is not learns nothing of the body it would take.
+        preValidation: requireUser(gatehouse),
         schema: {
           body: Type.Object({ currentPassword: Password, newPassword: Password }, { additionalProperties: false }),
         },
       },
       async (request, reply) => {
-        const principal = await authenticateUser(gatehouse, request);
+        const principal = userOf(request);
         const subject = { account: principal.user.email, ip: request.ip };
         // A stolen token must not become a way to guess the current password; the same
         // brakes as sign-in, so an attack from elsewhere does not stop the owner either.
@@ -256,7 +258,7 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
         const wait = await gatehouse.loginThrottle.admit(subject);
         if (wait > 0) {
           refuse("THROTTLED", { retryAfter: wait });
-          throw new RateLimitedError(wait);
+          throw new RateLimitedError(wait, "sign-in");
         }
         const changed = await gatehouse.users.changePassword(
           principal.user.id,
@@ -293,7 +295,7 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
             await signups.consume(request.ip);
           } catch (rejection) {
             if (rejection instanceof RateLimiterRes)
-              throw new RateLimitedError(Math.ceil(rejection.msBeforeNext / 1000));
+              throw new RateLimitedError(Math.ceil(rejection.msBeforeNext / 1000), "sign-up");
             throw rejection;
           }
           await gatehouse.users.signUp(request.body, requestContext(request, "anonymous"));

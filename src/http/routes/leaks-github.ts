@@ -33,7 +33,7 @@ export function githubLeakRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): 
     );
     app.post("/v1/leaks/github", async (request, reply) => {
       const blocked = await guard.blockedFor(request.ip);
-      if (blocked > 0) throw new RateLimitedError(blocked);
+      if (blocked > 0) throw new RateLimitedError(blocked, "address");
       const identifier = request.headers["github-public-key-identifier"];
       const signature = request.headers["github-public-key-signature"];
       const body = request.body;

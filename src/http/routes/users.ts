@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "typebox";
+import { ValidationError } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
 import type { UserRecord } from "../../storage/types.ts";
 import { type FailedAuthGuard, type Principal, requirePermissions } from "../authenticate.ts";
@@ -105,7 +106,14 @@ export function userRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastif
     app.post(
       "/v1/users/:id/disable",
       { preValidation: write, schema: { params: IdParams, response: { 200: UserView } } },
-      async (request) => userView(await gatehouse.users.disable(request.params.id, context(request.principal))),
+      async (request) => {
+        // No fields to take: anything sent is a mistake worth saying (an empty object is fine).
+        const body = request.body;
+        if (body !== undefined && body !== null && !(typeof body === "object" && Object.keys(body).length === 0)) {
+          throw new ValidationError("This call takes no body (or {}).");
+        }
+        return userView(await gatehouse.users.disable(request.params.id, context(request.principal)));
+      },
     );
 
     app.delete("/v1/users/:id", { preValidation: write, schema: { params: IdParams } }, async (request, reply) => {
