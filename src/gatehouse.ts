@@ -72,6 +72,7 @@ export function createGatehouse(options: {
   });
   const audit = new AuditLog(storage, {
     intervalMs: background ? 250 : 0,
+    clock,
     ...(options.log ? { log: options.log } : {}),
   });
   const limiter = new KeyRateLimiter({
