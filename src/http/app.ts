@@ -175,7 +175,7 @@ export function buildApp(
     reply.header("cache-control", "no-store");
     reply.header("x-content-type-options", "nosniff");
     if (hsts) reply.header("strict-transport-security", "max-age=63072000; includeSubDomains");
-    done(refuseCredentialInUrl(request) ?? undefined);
+    done(refuseCredentialInUrl(request) ?? refuseRepeatedAuthorization(request) ?? undefined);
   });
 
   gatehouse.metrics.install(app);
@@ -191,6 +191,23 @@ export function buildApp(
   app.register(authSessionRoutes(gatehouse));
   app.register(userRoutes(gatehouse, guard));
   return app;
+}
+
+/**
+ * Two Authorization headers: Node keeps the first and drops the rest, while a proxy in
+ * front may judge the last, so the two would disagree about who is calling. Refused.
+ */
+function refuseRepeatedAuthorization(request: FastifyRequest): GatehouseError | null {
+  if (request.headers.authorization === undefined) return null;
+  const raw = request.raw.rawHeaders;
+  let seen = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 13 && name.toLowerCase() === "authorization") seen++;
+  }
+  return seen > 1
+    ? new GatehouseError("VALIDATION_FAILED", `Send one Authorization header; this request has ${seen}.`)
+    : null;
 }
 
 /**

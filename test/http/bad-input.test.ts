@@ -579,6 +579,30 @@ for (const backend of backends()) {
       assert.equal((await send(server, "GET", "/healthz")).status, 200, "the server goes on");
     });
 
+    test("two Authorization headers are refused, whichever comes first", async () => {
+      const { hostname, port } = new URL(server.url);
+      const junk = `Bearer ${generateKey("gate")}`;
+      const admin = `Bearer ${server.adminKey}`;
+      for (const [first, second] of [
+        [admin, junk],
+        [junk, admin],
+        [admin, admin],
+      ]) {
+        const raw = `GET /v1/keys?limit=1 HTTP/1.1\r\nHost: x\r\nAuthorization: ${first}\r\nAuthorization: ${second}\r\nConnection: close\r\n\r\n`;
+        const answer = await new Promise<string>((resolve, reject) => {
+          const socket = connect(Number(port), hostname, () => socket.end(raw));
+          let text = "";
+          socket.on("data", (chunk) => {
+            text += chunk.toString();
+          });
+          socket.on("close", () => resolve(text));
+          socket.on("error", reject);
+        });
+        assert.match(answer, /^HTTP\/1.1 400 /);
+        assert.match(answer, /Send one Authorization header; this request has 2\./);
+      }
+    });
+
     // Node enforces the timeouts (checking every 30 s, too slow to wait for here); what
     // can go wrong on our side is leaving them off, as Fastify's defaults do.
     test("a request's headers and body must arrive within 30 s (no slowloris)", () => {
