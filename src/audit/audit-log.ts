@@ -1,18 +1,24 @@
 import type { Logger } from "pino";
+import { addressGroup } from "../lib/address-group.ts";
 import type { AuditEventInput, Storage } from "../storage/types.ts";
 
 const MINUTE = 60_000;
-/** Anonymous failures from one address written one by one per minute; the rest are counted. */
+/** Anonymous failures of one action from one sender written one by one per minute; the rest are counted. */
 export const ANONYMOUS_FAILURES_PER_MINUTE = 60;
-/** Addresses whose minute is tracked at once; past this the oldest is summed up early. */
-const MAX_ADDRESSES = 10_000;
+/** Hints of credentials kept in a summary, at most (the first distinct ones). */
+const HINTS_KEPT = 10;
+/** Senders and actions whose minute is tracked at once; past this the oldest is summed up early. */
+const MAX_TRACKED = 10_000;
 
-/** One address's anonymous failures in the current minute. */
-interface AddressMinute {
+/** One sender's anonymous failures of one action in the current minute. */
+interface SenderMinute {
+  sender: string;
+  action: string;
   minute: number;
   written: number;
-  /** Failures past the allowance, by action; null while there are none. */
-  counted: Map<string, number> | null;
+  counted: number;
+  /** Hints of the credentials in the failures counted (not written), at most HINTS_KEPT. */
+  hints: Set<string> | null;
   lastAt: number;
 }
 
@@ -21,13 +27,15 @@ interface AddressMinute {
  * failed sign-ins, leak reports) in small batches, off the request path. Admin actions do
  * not come here: their event is written in the same transaction as the change.
  *
- * Failures of anonymous requests cost their sender nothing (a made-up refresh token, a
- * junk bearer token, a key in a URL), so one address could otherwise fill the audit log,
- * which is kept for a year, and bury the events that matter. Per address and minute the
- * first ANONYMOUS_FAILURES_PER_MINUTE are written as they are (more than any brake lets
- * through: 30 failed key authentications block an address); the rest are counted, and one
- * `audit.suppressed` event per address and minute gives their number by action. Events of
- * authenticated callers (a resource server's failed verifications) are always written.
+ * Failures of anonymous requests that name nothing Gatehouse holds cost their sender
+ * nothing (a made-up refresh token, a junk bearer token, a key in a URL), so one sender
+ * could otherwise fill the audit log, which is kept for a year. Per sender (an IPv4
+ * address, or an IPv6 /64), action and minute, the first ANONYMOUS_FAILURES_PER_MINUTE
+ * such events are written as they are; the rest are counted, and one `audit.suppressed`
+ * event per sender, action and minute gives their number and the first few credential
+ * hints among them. Never held back: events that name a key, user or sign-in Gatehouse
+ * holds (`targetId`: a revoked key tried, a victim's old refresh token), and events of
+ * authenticated callers (a resource server's failed verifications).
  */
 export class AuditLog {
   private queue: AuditEventInput[] = [];
@@ -37,7 +45,7 @@ export class AuditLog {
   private readonly clock: () => number;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
-  private readonly addresses = new Map<string, AddressMinute>();
+  private readonly tracked = new Map<string, SenderMinute>();
 
   constructor(
     storage: Storage,
@@ -54,7 +62,13 @@ export class AuditLog {
   }
 
   record(event: AuditEventInput): void {
-    if (event.actor === "anonymous" && event.outcome === "failure" && event.ip !== null && !this.allowed(event)) {
+    if (
+      event.actor === "anonymous" &&
+      event.outcome === "failure" &&
+      event.targetId === null &&
+      event.ip !== null &&
+      !this.allowed(event)
+    ) {
       return;
     }
     this.enqueue(event);
@@ -65,39 +79,42 @@ export class AuditLog {
     if (this.queue.length >= this.maxBatch) void this.flush();
   }
 
-  /** Whether this anonymous failure is written; if not, it is counted for its address's summary. */
+  /** Whether this anonymous failure is written; if not, it is counted for its sender's summary. */
   private allowed(event: AuditEventInput): boolean {
-    const ip = event.ip as string;
+    const sender = addressGroup(event.ip as string);
+    const name = `${sender} ${event.action}`;
     const minute = event.at - (event.at % MINUTE);
-    let state = this.addresses.get(ip);
+    let state = this.tracked.get(name);
     if (state !== undefined && state.minute !== minute) {
-      this.summarise(ip, state);
+      this.summarise(name, state);
       state = undefined;
     }
     if (state === undefined) {
-      if (this.addresses.size >= MAX_ADDRESSES) {
-        const [oldestIp, oldest] = this.addresses.entries().next().value as [string, AddressMinute];
-        this.summarise(oldestIp, oldest);
+      if (this.tracked.size >= MAX_TRACKED) {
+        const [oldestName, oldest] = this.tracked.entries().next().value as [string, SenderMinute];
+        this.summarise(oldestName, oldest);
       }
-      state = { minute, written: 0, counted: null, lastAt: event.at };
-      this.addresses.set(ip, state);
+      state = { sender, action: event.action, minute, written: 0, counted: 0, hints: null, lastAt: event.at };
+      this.tracked.set(name, state);
     }
     state.lastAt = Math.max(state.lastAt, event.at);
     if (state.written < ANONYMOUS_FAILURES_PER_MINUTE) {
       state.written++;
       return true;
     }
-    state.counted ??= new Map();
-    state.counted.set(event.action, (state.counted.get(event.action) ?? 0) + 1);
+    state.counted++;
+    const hint = event.detail?.hint;
+    if (typeof hint === "string" && (state.hints?.size ?? 0) < HINTS_KEPT) {
+      state.hints ??= new Set();
+      state.hints.add(hint);
+    }
     return false;
   }
 
-  /** Forgets an address's minute, writing the count of what was not written, if anything. */
-  private summarise(ip: string, state: AddressMinute): void {
-    this.addresses.delete(ip);
-    if (state.counted === null) return;
-    let events = 0;
-    for (const count of state.counted.values()) events += count;
+  /** Forgets a sender's minute of one action, writing the count of what was not written, if anything. */
+  private summarise(name: string, state: SenderMinute): void {
+    this.tracked.delete(name);
+    if (state.counted === 0) return;
     this.enqueue({
       at: state.lastAt,
       actor: "anonymous",
@@ -105,24 +122,25 @@ export class AuditLog {
       outcome: "failure",
       targetType: null,
       targetId: null,
-      ip,
+      ip: state.sender,
       userAgent: null,
       requestId: null,
       detail: {
+        action: state.action,
         minute: new Date(state.minute).toISOString(),
-        events,
-        byAction: Object.fromEntries(state.counted),
+        events: state.counted,
         written: state.written,
+        ...(state.hints ? { hints: [...state.hints] } : {}),
       },
     });
   }
 
-  /** Sums up every address whose minute has ended (all of them when stopping). */
+  /** Sums up every sender's minute that has ended (all of them when stopping). */
   private closeMinutes(all: boolean): void {
-    if (this.addresses.size === 0) return;
+    if (this.tracked.size === 0) return;
     const now = this.clock();
     const current = now - (now % MINUTE);
-    for (const [ip, state] of this.addresses) if (all || state.minute < current) this.summarise(ip, state);
+    for (const [name, state] of this.tracked) if (all || state.minute < current) this.summarise(name, state);
   }
 
   flush(): Promise<void> {
