@@ -3,7 +3,7 @@ import { ConflictError, NotFoundError, PasswordRejectedError, ValidationError } 
 import type { Clock } from "../lib/clock.ts";
 import { newId } from "../lib/ids.ts";
 import type { Storage, UserListQuery, UserRecord } from "../storage/types.ts";
-import { normaliseEmail } from "./email.ts";
+import { newEmail, normaliseEmail } from "./email.ts";
 import type { PasswordHasher } from "./password-hasher.ts";
 import { PasswordPolicy } from "./password-policy.ts";
 
@@ -35,8 +35,9 @@ export class UserService {
     this.clock = options.clock;
   }
 
+  /** An address being registered (the stricter rules of `newEmail`). */
   private email(input: string): string {
-    const email = normaliseEmail(input);
+    const email = newEmail(input);
     if (!email) throw new ValidationError("email must be an email address.");
     return email;
   }

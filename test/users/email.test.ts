@@ -1,0 +1,24 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { newEmail, normaliseEmail } from "../../src/users/email.ts";
+
+test("new addresses refuse invisible characters; lookups still find accounts registered with them", () => {
+  for (const lookalike of [
+    "a@example.com\u200b",
+    "a\u200d@example.com",
+    "a@\u202eexample.com",
+    "a\ue000@example.com",
+  ]) {
+    assert.equal(newEmail(lookalike), null, JSON.stringify(lookalike));
+    // Registered before the rule: its owner must still be able to sign in.
+    assert.equal(
+      normaliseEmail(lookalike),
+      lookalike.normalize("NFKC").trim().toLowerCase(),
+      JSON.stringify(lookalike),
+    );
+  }
+  assert.equal(newEmail("a\ud800@example.com"), null);
+  assert.equal(newEmail("  Ａlice@Example.COM "), "alice@example.com", "NFKC, trimmed, lower-cased");
+  assert.equal(normaliseEmail("a b@example.com"), null);
+  assert.equal(normaliseEmail("a@example"), null);
+});
