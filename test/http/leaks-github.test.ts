@@ -228,6 +228,12 @@ for (const backend of backends()) {
         assert.equal(r.status, 400, body);
         assert.equal(r.body.code, code, body);
       }
+      // Over the endpoint's own limit (1 MiB, not the API's 64 KiB): 413 naming it.
+      const big = `[${'{"token":"x","type":"t","url":"u","source":"s"},'.repeat(24_000)}{"token":"x"}]`;
+      assert.ok(big.length > 1024 * 1024);
+      const over = await report(server, big, github);
+      assert.equal(over.status, 413);
+      assert.match(over.body.detail, /\(at most 1048576 bytes\)/);
     });
   });
 

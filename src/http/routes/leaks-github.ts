@@ -21,6 +21,9 @@ const Report = Type.Array(
  * POST /v1/leaks/github: GitHub's secret-scanning partner endpoint. The body is kept raw
  * because the signature covers its exact bytes; it is parsed only after it verifies.
  */
+/** A report is a JSON array of matches: 1 MiB leaves room for large batches. */
+const REPORT_LIMIT_BYTES = 1024 * 1024;
+
 export function githubLeakRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): FastifyPluginAsync {
   const publicKeys = new GithubPublicKeys({
     url: gatehouse.config.githubSecretScanning.keysUrl,
@@ -28,10 +31,11 @@ export function githubLeakRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): 
   });
   return async (app) => {
     app.removeAllContentTypeParsers();
-    app.addContentTypeParser("*", { parseAs: "buffer", bodyLimit: 1024 * 1024 }, (_request, body, done) =>
+    app.addContentTypeParser("*", { parseAs: "buffer", bodyLimit: REPORT_LIMIT_BYTES }, (_request, body, done) =>
       done(null, body),
     );
-    app.post("/v1/leaks/github", async (request, reply) => {
+    // The limit on the route as well, so a refusal names it (problem.ts reads the route's).
+    app.post("/v1/leaks/github", { bodyLimit: REPORT_LIMIT_BYTES }, async (request, reply) => {
       const blocked = await guard.blockedFor(request.ip);
       if (blocked > 0) throw new RateLimitedError(blocked, "address");
       const identifier = request.headers["github-public-key-identifier"];
