@@ -173,8 +173,13 @@ export class UsageRecorder {
         return { stored, unwritten: this.unwrittenOf(keyId) };
       }
     }
+    // Written first, then read once more: what a failed flush gave back, and what was
+    // counted meanwhile, is still in memory, and is added unless yet another flush began.
     await this.flush();
-    return { stored: await read(), unwritten: [] };
+    const started = this.flushesStarted;
+    const stored = await read();
+    const settled = this.flushing === undefined && this.flushesStarted === started;
+    return { stored, unwritten: settled ? this.unwrittenOf(keyId) : [] };
   }
 
   /** The counts of `keyId` held in memory (outside a flush: during one, some are being written). */

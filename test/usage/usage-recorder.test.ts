@@ -202,6 +202,31 @@ for (const backend of backends()) {
       await recorder.stop();
     });
 
+    test("a read that keeps meeting flushes writes first, and still shows what a failed flush gave back", async () => {
+      const keyId = newId("key", T0 + 7 * MINUTE);
+      const usage = {
+        // Storage refuses every write: each flush gives its counts back to memory.
+        add: () => Promise.reject(new Error("storage went away")),
+        read: store.storage.usage.read.bind(store.storage.usage),
+        rollUp: store.storage.usage.rollUp.bind(store.storage.usage),
+      };
+      const recorder = new UsageRecorder({ ...store.storage, usage } as Storage, { intervalMs: 0 });
+      for (let i = 0; i < 3; i++) recorder.record(keyId, "VALID", T0 + 7 * MINUTE + i);
+      let reads = 0;
+      const { stored, unwritten } = await recorder.readWithUnwritten(keyId, async () => {
+        // A flush starts during each of the first three reads (back-to-back flushes).
+        if (++reads <= 3) void recorder.flush();
+        return store.storage.usage.read(keyId, T0, T0 + 10 * MINUTE);
+      });
+      assert.equal(reads, 4, "three attempts, then written first and read once more");
+      assert.deepEqual(stored, []);
+      assert.equal(
+        unwritten.reduce((n, row) => n + row.count, 0),
+        3,
+        "nothing could be written, and every use is still shown",
+      );
+    });
+
     test("calls arriving during a flush share one more write, not one each", async () => {
       const keyId = newId("key", T0);
       let writes = 0;
