@@ -17,7 +17,7 @@ if (major < 24) {
 }
 // `serve` hashes passwords on libuv's thread pool, at most pool size − 1 at once, one
 // thread staying free for signatures and file work (src/users/password-hasher.ts). libuv's
-// default of 4 threads then hashes 3 at once, and on 2 cores 4 at once get ~10% more
+// default of 4 threads then hashes 3 at once, and on 2 cores 4 at once get ~8% more
 // hashes a second (docs/auth.md, "Passwords"): so a pool of 5, unless the operator chose.
 // libuv reads the variable when its pool first starts, which has not happened yet here.
 if (process.argv[2] === "serve" && !process.env.UV_THREADPOOL_SIZE) {

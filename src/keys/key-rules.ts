@@ -44,6 +44,8 @@ function lengthProblem(path: string, value: string, max: number): Problem | null
   // A lone surrogate (JSON can escape one: "\ud800") is not Unicode text: storage would
   // keep U+FFFD in its place, so what a read answers would differ from what was written.
   if (!value.isWellFormed()) return { path, message: "must be valid Unicode text (it holds a lone surrogate)" };
+  // PostgreSQL's text cannot hold U+0000; refused on both backends alike.
+  if (value.includes("\u0000")) return { path, message: "must not contain the character U+0000" };
   return null;
 }
 

@@ -206,6 +206,9 @@ for (const backend of backends()) {
       // optional (a reason for revoking) the call goes through.
       const emptyJson = await send(server, "POST", `/v1/keys/${id}/rotate`, { body: "" });
       assert.equal(emptyJson.body.detail, 'body: must be a JSON object with "gracePeriodSeconds"');
+      const oddReason = await send(server, "POST", `/v1/keys/${id}/revoke`, { body: json({ reason: "\ud800" }) });
+      assert.equal(oddReason.status, 400);
+      assert.match(oddReason.body.detail, /reason must be valid Unicode text/);
       const revoked = await send(server, "POST", `/v1/keys/${id}/revoke`, { body: "" });
       assert.equal(revoked.status, 200);
       assert.equal(revoked.body.status, "revoked");
@@ -228,6 +231,10 @@ for (const backend of backends()) {
         // A lone surrogate cannot be stored as it was sent, so it is refused.
         ["POST", "/v1/keys", { name: "\ud800x", scopes: [] }, /name must be valid Unicode text/],
         ["POST", "/v1/keys", { name: "x", scopes: [], ownerId: "a\udc00" }, /ownerId must be valid Unicode text/],
+        ["POST", "/v1/keys", { name: "a\u0000b", scopes: [] }, /name must not contain the character U\+0000/],
+        ["POST", "/v1/keys", { name: "x", scopes: [], metadata: { a: "\u0000" } }, /metadata text must be valid/],
+        ["POST", "/v1/keys", { name: "x", scopes: [], metadata: { a: ["\ud800"] } }, /metadata text must be valid/],
+        ["POST", "/v1/keys", { name: "x", scopes: [], metadata: { "\udc00": 1 } }, /metadata text must be valid/],
         ["POST", "/v1/keys", [], /body/],
         ["POST", "/v1/keys", null, /body/],
         ["POST", "/v1/keys/verify", { key: 123 }, /body\/key/],

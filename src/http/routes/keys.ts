@@ -69,7 +69,15 @@ function checkMetadata(metadata: unknown): void {
   if (Buffer.byteLength(json) > MAX_METADATA_BYTES) {
     throw new ValidationError(`metadata may be at most ${MAX_METADATA_BYTES} bytes of JSON.`);
   }
+  // JSON.stringify writes a lone surrogate and U+0000 as \u escapes (and a backslash of
+  // the text as two): storage would alter the one and PostgreSQL refuses the other.
+  if (UNSTORABLE_ESCAPE.test(json)) {
+    throw new ValidationError("metadata text must be valid Unicode without U+0000 (no lone surrogates).");
+  }
 }
+
+/** A \u0000 or lone-surrogate escape not itself escaped (preceded by an even number of backslashes). */
+const UNSTORABLE_ESCAPE = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/i;
 
 function checkPermissionNames(permissions: readonly string[] | undefined): void {
   // Unknown names are refused rather than stored: a typo must not pass silently.
@@ -215,6 +223,8 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
         const body = request.body ?? {};
         if (!matchesSchema(request, RevokeBody, body))
           throw new ValidationError('The body, if any, must be {"reason": "<1–200 characters>"}.');
+        if (body.reason !== undefined && (!body.reason.isWellFormed() || body.reason.includes("\u0000")))
+          throw new ValidationError("reason must be valid Unicode text without U+0000.");
         const record = await gatehouse.keys.revoke(
           request.params.id,
           body.reason ?? "revoked by API",
