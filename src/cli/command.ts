@@ -84,7 +84,8 @@ export async function runCommand(command: Command, argv: string[], io: CliIO): P
     return await command.run({ values: parsed.values, positionals: parsed.positionals }, io);
   } catch (error) {
     if (error instanceof UsageError) {
-      io.err(`gatehouse ${command.name}: ${error.message}\n\n${helpText(command)}`);
+      // One line that stays on screen, as for a parse problem: the help is one flag away.
+      io.err(`gatehouse ${command.name}: ${error.message} (see gatehouse ${command.name} --help)`);
       return 2;
     }
     // A refusal with a stable code (no such key, a conflict, a rule broken) is an answer

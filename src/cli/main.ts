@@ -1,3 +1,4 @@
+import { nearestSetting } from "../config/nearest-setting.ts";
 import { type CliIO, type Command, processIO, runCommand } from "./command.ts";
 import { initCommand } from "./commands/init.ts";
 import { runKeys } from "./commands/keys.ts";
@@ -23,10 +24,20 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
     io.out(HELP);
     return name === undefined ? 2 : 0;
   }
+  // A reader that stops early (`gatehouse keys list | head`) closes the pipe: the rest of
+  // the output has nowhere to go, which is no error of ours, so exit quietly as Unix tools
+  // do. Not for `serve`: a server whose log pipe breaks must not stop as if it had ended well.
+  if (io === processIO && name !== "serve") {
+    process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.code === "EPIPE") process.exit(0);
+      throw error;
+    });
+  }
   if (name === "keys") return runKeys(rest, io);
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) {
-    io.err(`gatehouse: unknown command "${name}"\n\n${HELP}`);
+    const meant = nearestSetting(name, ["keys", ...COMMANDS.map((c) => c.name)]);
+    io.err(`gatehouse: unknown command "${name}"${meant ? `; did you mean ${meant}?` : ""}\n\n${HELP}`);
     return 2;
   }
   return runCommand(command, rest, io);

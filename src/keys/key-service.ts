@@ -113,9 +113,8 @@ export class KeyService {
     }
     const seconds = expiresInSeconds ?? this.policy.maxLifetimeSeconds;
     if (seconds > this.policy.maxLifetimeSeconds) {
-      throw new ValidationError(
-        `expiresInSeconds may be at most ${this.policy.maxLifetimeSeconds} (the maximum key lifetime).`,
-      );
+      const rule = `may be at most ${this.policy.maxLifetimeSeconds} (the maximum key lifetime, GATEHOUSE_KEY_MAX_LIFETIME_SECONDS)`;
+      throw new ValidationError(`expiresInSeconds ${rule}.`, [{ path: "/expiresInSeconds", message: rule }]);
     }
     return now + seconds * 1000;
   }
@@ -257,8 +256,12 @@ export class KeyService {
     if (options.gracePeriodSeconds > this.policy.maxGracePeriodSeconds) {
       throw new ValidationError(`gracePeriodSeconds may be at most ${this.policy.maxGracePeriodSeconds}.`);
     }
-    if (keyStatus(old, now) !== "active" || old.replacedBy !== null) {
-      throw new ConflictError("Only an active key that has not been rotated already can be rotated.");
+    const status = keyStatus(old, now);
+    if (status !== "active" || old.replacedBy !== null) {
+      // Say which: the caller may not know the key was revoked, or replaced by someone else.
+      const why =
+        status !== "active" ? `This key is ${status}` : `This key was rotated already (into ${old.replacedBy})`;
+      throw new ConflictError(`${why}: only an active key that has not been rotated already can be rotated.`);
     }
     // The replacement gets the lifetime the old key was given, unless told otherwise, within
     // today's bounds (a key made before the minimum existed may have had less).

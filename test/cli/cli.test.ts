@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
@@ -165,7 +165,7 @@ describe("gatehouse CLI", () => {
     const none = await cli([], env);
     assert.equal(none.code, 2);
     assert.match(none.stdout + none.stderr, /Usage: gatehouse <command>/);
-    const wrong = [["launch"], ["keys", "explode"]];
+    const wrong = [["launch"], ["keys", "explode"], ["key", "list"], ["keys", "lsit"]];
     const runs = await Promise.all(wrong.map((args) => cli(args, env)));
     for (const [i, args] of wrong.entries()) {
       const r = runs[i] as Run;
@@ -174,6 +174,28 @@ describe("gatehouse CLI", () => {
       assert.match(r.stderr, /Usage: gatehouse/, args.join(" "));
       assert.doesNotMatch(r.stderr, NO_STACK);
     }
+    // A near miss is named.
+    assert.match((runs[2] as Run).stderr, /unknown command "key"; did you mean keys\?/);
+    assert.match((runs[3] as Run).stderr, /unknown command "lsit"; did you mean list\?/);
+    assert.doesNotMatch((runs[0] as Run).stderr, /did you mean/);
+    // A usage mistake found after parsing is one line too, pointing at the help.
+    const missing = await cli(["keys", "create"], env);
+    assert.equal(missing.stderr, "gatehouse keys create: --name is required (see gatehouse keys create --help)\n");
+    // Comma-separated permissions are each a permission.
+    const both = await cli(["keys", "create", "--name", "two", "--permission", "keys:read,keys:verify", "--json"], env);
+    assert.equal(both.code, 0, both.stderr);
+    // A reader that stops early closes the pipe: no stack trace, no failure.
+    // (`true` reads nothing and is gone long before node has started: the first write fails.)
+    const piped = spawnSync(
+      "bash",
+      ["-c", `"${process.execPath}" "${BIN}" keys list | true; echo "\${PIPESTATUS[0]}"`],
+      {
+        env: { ...process.env, ...env },
+        encoding: "utf8",
+      },
+    );
+    assert.doesNotMatch(piped.stderr, /EPIPE|Unhandled/);
+    assert.equal(piped.stdout.trim(), "0");
     // A mistyped flag: one line of our own (not Node's, whose advice leaves a quote open).
     const flags: Array<[string[], string]> = [
       [["init", "--force"], "gatehouse init: unknown option --force (see gatehouse init --help)\n"],
@@ -214,7 +236,7 @@ describe("gatehouse CLI", () => {
     assert.match(third.stdout, /^gate_[0-9A-Za-z]{49}\n$/);
     const both = await cli(["init", "--json", "--key-only"], env);
     assert.equal(both.code, 2);
-    assert.match(both.stderr, /one of --json and --key-only[\s\S]*Usage: gatehouse init/);
+    assert.match(both.stderr, /one of --json and --key-only \(see gatehouse init --help\)/);
     const server = await serve(env);
     try {
       for (const key of [adminKey, second, third.stdout.trim()]) {
@@ -382,7 +404,11 @@ describe("gatehouse CLI", () => {
       [["keys", "create"], 2, /--name is required/],
       [["keys", "create", "--name", "x", "--permission", "root"], 2, /unknown permission.*\(known: .*keys:verify/],
       [["keys", "create", "--name", "x", "--expires-in", "soon"], 2, /whole number/],
-      [["keys", "create", "--name", "x", "--expires-in", "999999999"], 2, /expiresInSeconds may be at most/],
+      [
+        ["keys", "create", "--name", "x", "--expires-in", "999999999"],
+        2,
+        /--expires-in may be at most .*GATEHOUSE_KEY_MAX_LIFETIME_SECONDS/,
+      ],
       // The API's rules hold for the CLI too (the key service checks them), told in its flags.
       [
         ["keys", "create", "--name", "x", "--expires-in", "0"],
@@ -417,7 +443,7 @@ describe("gatehouse CLI", () => {
     await cli(["keys", "revoke", id], env);
     const conflict = await cli(["keys", "rotate", id, "--grace", "0"], env);
     assert.equal(conflict.code, 1);
-    assert.match(conflict.stderr, /Only an active key/);
+    assert.match(conflict.stderr, /This key is revoked: only an active key/);
     assert.doesNotMatch(conflict.stderr, NO_STACK);
   });
 

@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { CLI_ACTOR } from "../../audit/context.ts";
+import { nearestSetting } from "../../config/nearest-setting.ts";
 import { ValidationError } from "../../errors/gatehouse-error.ts";
 import { digestKey, redactKey } from "../../keys/key-format.ts";
 import { keyStatus } from "../../keys/key-status.ts";
@@ -69,7 +70,10 @@ const create: Command = {
       }
       rateLimit = { limit, windowSeconds };
     }
-    const permissions = (values.permission as string[] | undefined) ?? [];
+    // Permission names hold no commas: "--permission keys:read,keys:write" means both.
+    const permissions = ((values.permission as string[] | undefined) ?? []).flatMap((p) =>
+      p.split(",").filter(Boolean),
+    );
     const scopes = (values.scope as string[] | undefined) ?? [];
     const expires = integerOption(values["expires-in"], "expires-in");
     return withGatehouse(io, async (gatehouse) => {
@@ -285,6 +289,15 @@ const scan: Command = {
 
 export const keysSubcommands: Command[] = [create, list, revoke, rotate, scan, rotateSigningCommand];
 
+/** "; did you mean list?" for a mistyped subcommand, or nothing when none is close. */
+function suggestion(name: string, commands: readonly Command[]): string {
+  const meant = nearestSetting(
+    name,
+    commands.map((c) => c.name.slice(5)),
+  );
+  return meant ? `; did you mean ${meant}?` : "";
+}
+
 export async function runKeys(argv: string[], io: CliIO): Promise<number> {
   const [name, ...rest] = argv;
   const command = keysSubcommands.find((c) => c.name === `keys ${name}`);
@@ -295,7 +308,9 @@ export async function runKeys(argv: string[], io: CliIO): Promise<number> {
     lines.push("", "Run gatehouse keys <command> --help for its options.");
     const help = name === undefined || name === "--help" || name === "-h" || name === "help";
     (help ? io.out : io.err)(
-      help ? lines.join("\n") : `gatehouse keys: unknown command "${name}"\n\n${lines.join("\n")}`,
+      help
+        ? lines.join("\n")
+        : `gatehouse keys: unknown command "${name}"${suggestion(name, keysSubcommands)}\n\n${lines.join("\n")}`,
     );
     return help ? 0 : 2;
   }
