@@ -106,12 +106,24 @@ const ISO_INSTANT = /^[+-]?\d{4,6}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,
 
 const LAST_INSTANT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
+/** The year, month and day a timestamp starts with exist (Date.parse rolls 2026-02-30 over to March). */
+function isCalendarDate(value: string): boolean {
+  const match = /^([+-]?\d{4,6})-(\d{2})-(\d{2})/.exec(value);
+  if (!match) return false;
+  const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  const date = new Date(Date.UTC(2000, month - 1, day));
+  date.setUTCFullYear(year);
+  return month >= 1 && month <= 12 && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+}
+
 /** Parses an ISO 8601 timestamp from the query parameter `name`, or says which one is wrong. */
 export function parseInstant(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
   const ms = ISO_INSTANT.test(value) ? Date.parse(value) : Number.NaN;
-  if (Number.isNaN(ms)) {
-    throw new ValidationError(`${name} must be an ISO 8601 timestamp with its offset, e.g. 2026-01-31T00:00:00Z.`);
+  if (Number.isNaN(ms) || !isCalendarDate(value)) {
+    throw new ValidationError(
+      `${name} must be an ISO 8601 date, or a timestamp with its offset, e.g. 2026-01-31T00:00:00Z (in a URL, write a + offset as %2B).`,
+    );
   }
   // Within years 1970–9999: every instant Gatehouse records is, and arithmetic on one
   // (a default range of a day before it) stays a date JavaScript can print.

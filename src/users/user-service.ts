@@ -38,8 +38,14 @@ export class UserService {
   /** An address being registered (the stricter rules of `newEmail`). */
   private email(input: string): string {
     const email = newEmail(input);
-    if (!email) throw new ValidationError("email must be an email address.");
-    return email;
+    if (email) return email;
+    // Looks right on screen, yet holds a character that is not: say which kind.
+    if (normaliseEmail(input) !== null) {
+      throw new ValidationError(
+        "email holds an invisible character (a zero-width space or joiner, a direction mark) or a private-use one: type the address plainly.",
+      );
+    }
+    throw new ValidationError("email must be an email address.");
   }
 
   private async assertAcceptable(password: string, email: string | null): Promise<void> {

@@ -69,6 +69,7 @@ for (const backend of backends()) {
       ]) {
         const refused = await server.call("POST", "/v1/users", { email: lookalike, password: STRONG_PASSWORD });
         assert.equal(refused.status, 400, JSON.stringify(lookalike));
+        assert.match(refused.body.detail, /invisible character|private-use/, JSON.stringify(lookalike));
       }
     });
 

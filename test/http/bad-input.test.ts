@@ -311,6 +311,17 @@ for (const backend of backends()) {
         assert.equal(r.status, 400, path);
         assert.match(r.body.detail, /must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z/, path);
       }
+      // A day that does not exist is not rolled over into the next month; an offset whose
+      // + became a space in the URL gets advice.
+      for (const since of ["2026-02-30T00:00:00Z", "2026-02-29", "2026-13-01", "2026-12-07T14:00:00 01:00"]) {
+        const r = await send(server, "GET", `/v1/audit?since=${encodeURIComponent(since)}`);
+        assert.equal(r.status, 400, since);
+        assert.match(r.body.detail, /write a \+ offset as %2B/, since);
+      }
+      assert.equal((await send(server, "GET", "/v1/audit?since=2024-02-29T00:00:00Z")).status, 200, "a leap day");
+      const days = await send(server, "GET", `/v1/keys/${id}/usage?interval=day&since=1970-01-01T00:00:00Z`);
+      assert.equal(days.status, 400);
+      assert.doesNotMatch(days.body.detail, /longer interval/, "there is none longer than a day");
     });
 
     test("hostile bodies never cause a 5xx", async () => {

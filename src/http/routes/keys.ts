@@ -3,7 +3,7 @@ import { Type } from "typebox";
 import { ValidationError } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
 import { MIN_LIFETIME_SECONDS, NAME_MAX_CHARS, OWNER_ID_MAX_CHARS } from "../../keys/key-rules.ts";
-import { isPermission } from "../../keys/permissions.ts";
+import { isPermission, PERMISSIONS } from "../../keys/permissions.ts";
 import type { ApiKeyRecord } from "../../storage/types.ts";
 import { type FailedAuthGuard, type Principal, requirePermissions } from "../authenticate.ts";
 import {
@@ -82,7 +82,9 @@ const UNSTORABLE_ESCAPE = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/i;
 function checkPermissionNames(permissions: readonly string[] | undefined): void {
   // Unknown names are refused rather than stored: a typo must not pass silently.
   const unknown = (permissions ?? []).filter((p) => !isPermission(p));
-  if (unknown.length > 0) throw new ValidationError(`Unknown permission(s): ${unknown.join(", ")}.`);
+  if (unknown.length > 0) {
+    throw new ValidationError(`Unknown permission(s): ${unknown.join(", ")} (known: ${PERMISSIONS.join(", ")}).`);
+  }
 }
 
 function caller(principal: Principal | null) {

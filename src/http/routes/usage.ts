@@ -46,9 +46,8 @@ export function usageRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fasti
           );
         }
         if ((until - start) / step > MAX_BUCKETS) {
-          throw new ValidationError(
-            `That range holds more than ${MAX_BUCKETS} ${interval}s; narrow it or use a longer interval.`,
-          );
+          const longer = interval === "day" ? "" : " or use a longer interval";
+          throw new ValidationError(`That range holds more than ${MAX_BUCKETS} ${interval}s; narrow it${longer}.`);
         }
         const id = request.params.id;
         // What is written, plus what this node still holds in memory, each count once:
