@@ -15,14 +15,6 @@ if (major < 24) {
   );
   process.exit(1);
 }
-// `serve` hashes passwords on libuv's thread pool, at most pool size − 1 at once, one
-// thread staying free for signatures and file work (src/users/password-hasher.ts). libuv's
-// default of 4 threads then hashes 3 at once, and on 2 cores 4 at once get ~8% more
-// hashes a second (docs/auth.md, "Passwords"): so a pool of 5, unless the operator chose.
-// libuv reads the variable when its pool first starts, which has not happened yet here.
-if (process.argv[2] === "serve" && !process.env.UV_THREADPOOL_SIZE) {
-  process.env.UV_THREADPOOL_SIZE = "5";
-}
 const { enableCompileCache } = await import("node:module");
 enableCompileCache(join(import.meta.dirname, "..", "node_modules", ".cache", "gatehouse-compile"));
 const { main } = await import("../src/cli/main.ts");
