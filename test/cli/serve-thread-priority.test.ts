@@ -21,6 +21,26 @@ async function ready(node: { logs(): string }): Promise<void> {
   assert.match(node.logs(), /Gatehouse is ready/);
 }
 
+/** Runs `check` on the threads of a `gatehouse serve` started on a new store with `env`. */
+async function withServeThreads(
+  env: Record<string, string>,
+  check: (threads: Array<{ name: string; nice: number }>) => void,
+): Promise<void> {
+  const dir = tempDir();
+  try {
+    assert.equal((await runCli(["init", "--json"], { GATEHOUSE_DATA_DIR: dir })).code, 0);
+    const node = await startNode({ GATEHOUSE_DATA_DIR: dir, ...env });
+    try {
+      await ready(node);
+      check(threads(node.child.pid as number));
+    } finally {
+      await node.stop();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const linux = process.platform === "linux";
 
 for (const [setting, expected] of [
@@ -31,26 +51,12 @@ for (const [setting, expected] of [
   test(`serve: libuv's pool threads run at nice ${expected}, the event loop at 0 (GATEHOUSE_THREADPOOL_NICE=${setting ?? "unset"})`, {
     skip: !linux,
   }, async () => {
-    const dir = tempDir();
-    try {
-      assert.equal((await runCli(["init", "--json"], { GATEHOUSE_DATA_DIR: dir })).code, 0);
-      const node = await startNode({
-        GATEHOUSE_DATA_DIR: dir,
-        ...(setting === undefined ? {} : { GATEHOUSE_THREADPOOL_NICE: setting }),
-      });
-      try {
-        await ready(node);
-        const all = threads(node.child.pid as number);
-        const pool = all.filter((thread) => thread.name === "libuv-worker");
-        assert.ok(pool.length >= 4, `expected libuv's pool, saw ${all.map((t) => t.name).join(", ")}`);
-        assert.deepEqual(new Set(pool.map((thread) => thread.nice)), new Set([expected]));
-        assert.equal(all.find((thread) => thread.name === "MainThread")?.nice, 0);
-      } finally {
-        await node.stop();
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await withServeThreads(setting === undefined ? {} : { GATEHOUSE_THREADPOOL_NICE: setting }, (all) => {
+      const pool = all.filter((thread) => thread.name === "libuv-worker");
+      assert.ok(pool.length >= 4, `expected libuv's pool, saw ${all.map((t) => t.name).join(", ")}`);
+      assert.deepEqual(new Set(pool.map((thread) => thread.nice)), new Set([expected]));
+      assert.equal(all.find((thread) => thread.name === "MainThread")?.nice, 0);
+    });
   });
 }
 
@@ -65,23 +71,9 @@ for (const [setting, expected] of [
     // Unset means unset in this test's own environment too (libuv reads "" as 1 thread).
     skip: !linux || (setting === undefined && process.env.UV_THREADPOOL_SIZE !== undefined),
   }, async () => {
-    const dir = tempDir();
-    try {
-      assert.equal((await runCli(["init", "--json"], { GATEHOUSE_DATA_DIR: dir })).code, 0);
-      const node = await startNode({
-        GATEHOUSE_DATA_DIR: dir,
-        ...(setting === undefined ? {} : { UV_THREADPOOL_SIZE: setting }),
-      });
-      try {
-        await ready(node);
-        const pool = threads(node.child.pid as number).filter((thread) => thread.name === "libuv-worker");
-        assert.equal(pool.length, expected);
-      } finally {
-        await node.stop();
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await withServeThreads(setting === undefined ? {} : { UV_THREADPOOL_SIZE: setting }, (all) => {
+      assert.equal(all.filter((thread) => thread.name === "libuv-worker").length, expected);
+    });
   });
 }
 

@@ -20,6 +20,20 @@ interface Answer {
  * Sends a raw request and checks what must hold for every answer: never a 5xx, never a
  * stack trace or internal error text, and every error is a complete problem document.
  */
+/** Writes `raw` bytes to the server and reads until it closes the connection. */
+function rawExchange(server: TestServer, raw: string): Promise<string> {
+  const { hostname, port } = new URL(server.url);
+  return new Promise<string>((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.end(raw));
+    let text = "";
+    socket.on("data", (chunk) => {
+      text += chunk.toString();
+    });
+    socket.on("close", () => resolve(text));
+    socket.on("error", reject);
+  });
+}
+
 async function send(
   server: TestServer,
   method: string,
@@ -559,7 +573,6 @@ for (const backend of backends()) {
     });
 
     test("what Node's HTTP parser refuses is a problem document too, and the connection closes", async () => {
-      const { hostname, port } = new URL(server.url);
       const cases = [
         // A 20 KB bearer token: over Node's 16 KiB header limit.
         {
@@ -575,15 +588,7 @@ for (const backend of backends()) {
         { raw: "NOT A REQUEST\r\n\r\n", status: 400, code: "VALIDATION_FAILED" },
       ];
       for (const { raw, status, code } of cases) {
-        const answer = await new Promise<string>((resolve, reject) => {
-          const socket = connect(Number(port), hostname, () => socket.end(raw));
-          let text = "";
-          socket.on("data", (chunk) => {
-            text += chunk.toString();
-          });
-          socket.on("close", () => resolve(text));
-          socket.on("error", reject);
-        });
+        const answer = await rawExchange(server, raw);
         const [head = "", body = ""] = answer.split("\r\n\r\n");
         assert.match(head, new RegExp(`^HTTP/1.1 ${status} `), code);
         assert.match(head, /content-type: application\/problem\+json/i);
@@ -598,7 +603,6 @@ for (const backend of backends()) {
     });
 
     test("two Authorization headers are refused, whichever comes first", async () => {
-      const { hostname, port } = new URL(server.url);
       const junk = `Bearer ${generateKey("gate")}`;
       const admin = `Bearer ${server.adminKey}`;
       for (const [first, second] of [
@@ -607,15 +611,7 @@ for (const backend of backends()) {
         [admin, admin],
       ]) {
         const raw = `GET /v1/keys?limit=1 HTTP/1.1\r\nHost: x\r\nAuthorization: ${first}\r\nAuthorization: ${second}\r\nConnection: close\r\n\r\n`;
-        const answer = await new Promise<string>((resolve, reject) => {
-          const socket = connect(Number(port), hostname, () => socket.end(raw));
-          let text = "";
-          socket.on("data", (chunk) => {
-            text += chunk.toString();
-          });
-          socket.on("close", () => resolve(text));
-          socket.on("error", reject);
-        });
+        const answer = await rawExchange(server, raw);
         assert.match(answer, /^HTTP\/1.1 400 /);
         assert.match(answer, /Send one Authorization header; this request has 2\./);
       }
