@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { Clock } from "../lib/clock.ts";
-import type { Storage } from "../storage/types.ts";
+import type { IndexedKey, Storage } from "../storage/types.ts";
 import { KeyIndex } from "./key-index.ts";
 import { keyStatus } from "./key-status.ts";
 
@@ -25,6 +25,8 @@ export class ActiveKeys {
   private readonly log: Logger | undefined;
   private readonly pollMs: number;
   private position = 0;
+  /** Reads of the change log (and reloads) begun so far: see `adopt`. */
+  private passes = 0;
   private loaded = false;
   private running: Promise<void> | null = null;
   private again = false;
@@ -72,7 +74,32 @@ export class ActiveKeys {
     clearInterval(this.sweepTimer);
   }
 
+  /**
+   * A mark to take before reading a key from storage, for `adopt` after the read; null
+   * until the index is loaded.
+   */
+  mark(): number | null {
+    return this.loaded ? this.passes : null;
+  }
+
+  /**
+   * Puts an active key just read from storage into the index, so that its uses are counted
+   * there from the first (a key another process created reaches the index only with the
+   * next poll, and counted until then by a limiter of its own, it could pass up to twice
+   * its limit in its first window). Safe only if no read of the change log began since
+   * `mark` was taken, before the storage read: a change committed after the read is then
+   * still to be applied, and will be; one applied in between (a revocation) would be undone
+   * by the stale record, and the log would not bring it again. Returns the key's index
+   * record, or -1 when it was not adopted.
+   */
+  adopt(key: IndexedKey, mark: number | null): number {
+    if (mark === null || mark !== this.passes || !this.loaded) return -1;
+    this.current.upsert(key);
+    return this.current.find(key.digest);
+  }
+
   private async reload(): Promise<void> {
+    this.passes++;
     // The position is read first: changes during the scan are applied again afterwards,
     // and applying a change twice is harmless.
     const position = await this.storage.keys.lastChange();
@@ -114,6 +141,7 @@ export class ActiveKeys {
 
   private async apply(): Promise<void> {
     for (;;) {
+      this.passes++;
       const changes = await this.storage.keys.changesSince(this.position, PAGE);
       if (changes.gap) {
         this.log?.warn("key change log was pruned past this node's position: reloading every key");

@@ -272,9 +272,19 @@ export class KeyVerifier {
     requiredScopes: readonly string[],
     context: ActorContext,
   ): Promise<VerifyResult> {
+    const mark = this.active !== null && this.limiter.local ? this.active.mark() : null;
     const resolution = await this.resolve(presented);
     if (!resolution.ok) return this.failed(presented, resolution.code, resolution.record?.id ?? null, context);
     const record = resolution.record;
+    // Active but not in the index yet (made by another process moments ago): counted in
+    // the index from now on, when that is safe (ActiveKeys.adopt).
+    const adopted = mark === null ? -1 : (this.active as ActiveKeys).adopt(record, mark);
+    if (adopted >= 0) {
+      const now = this.clock();
+      const ratelimit = this.take(adopted, this.policyOf(record), now);
+      const key = { id: record.id, ownerId: record.ownerId, scopes: record.scopes, expiresAt: record.expiresAt };
+      return this.conclude(key, ratelimit, requiredScopes, context, now, adopted);
+    }
     const ratelimit = await this.consumeLimit(record, this.policyOf(record));
     return this.conclude(
       { id: record.id, ownerId: record.ownerId, scopes: record.scopes, expiresAt: record.expiresAt },
