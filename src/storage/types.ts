@@ -348,12 +348,16 @@ export interface TokenRepository {
     at: number,
     audits: { rotated: AuditEventInput | null; reused: AuditEventInput | null },
   ): Promise<RefreshRotation>;
-  /** Revokes every token in the family and, optionally, denies an access token by jti. */
+  /**
+   * Revokes every token in the family and, optionally, denies an access token by jti;
+   * returns how many tokens this call revoked. With `onlyIfRevoked`, the audit event is
+   * written only when that is more than none (of concurrent calls, the one that ended it).
+   */
   revokeFamily(
     familyId: string,
-    change: { at: number; denyJti: { jti: string; expiresAt: number } | null },
+    change: { at: number; denyJti: { jti: string; expiresAt: number } | null; onlyIfRevoked?: boolean },
     audit: AuditEventInput | null,
-  ): Promise<void>;
+  ): Promise<number>;
   isFamilyRevoked(familyId: string): Promise<boolean>;
   /**
    * The user's sign-ins whose current refresh token is unspent, unrevoked and unexpired at

@@ -306,9 +306,7 @@ export class TokenService {
    */
   async endSignIn(userId: string, familyId: string, context: ActorContext): Promise<boolean> {
     const now = this.clock();
-    // Ownership and liveness in one read (family_id is indexed).
-    if (!(await this.storage.tokens.isActiveSignIn(userId, familyId, now))) {
-      // Someone else's sign-in, or one already ended: recorded, as a probe of ids would be.
+    const notFound = () =>
       this.audit.record(
         auditEvent(context, now, {
           action: "token.logout",
@@ -318,11 +316,17 @@ export class TokenService {
           detail: { reason: "NOT_FOUND", family: familyId, via: "sign_in_list" },
         }),
       );
+    // Ownership and liveness in one read (family_id is indexed). Someone else's sign-in, or
+    // one already ended: recorded, as a probe of ids would be.
+    if (!(await this.storage.tokens.isActiveSignIn(userId, familyId, now))) {
+      notFound();
       return false;
     }
-    await this.storage.tokens.revokeFamily(
+    // Of concurrent calls that all found it live, the one whose revocation took ends it;
+    // the others answer as if it had ended already (on PostgreSQL they did get here).
+    const revoked = await this.storage.tokens.revokeFamily(
       familyId,
-      { at: now, denyJti: null },
+      { at: now, denyJti: null, onlyIfRevoked: true },
       auditEvent(context, now, {
         action: "token.logout",
         outcome: "success",
@@ -331,7 +335,9 @@ export class TokenService {
         detail: { family: familyId, via: "sign_in_list" },
       }),
     );
-    return true;
+    if (revoked > 0) return true;
+    notFound();
+    return false;
   }
 
   /** Ends the sign-in: revokes the refresh family and denies this access token until it expires. */

@@ -66,6 +66,23 @@ for (const backend of backends()) {
       assert.equal(again.status, 404);
     });
 
+    test("twenty concurrent ends of one sign-in: one ends it, the others find it ended", async () => {
+      const user = await createUser(server);
+      const phone = await login(server, user);
+      const laptop = await login(server, user);
+      const laptopId = String(decodeJwt(laptop.access_token).sid);
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, () =>
+          server.call("DELETE", `/auth/sign-ins/${laptopId}`, undefined, { key: phone.access_token }),
+        ),
+      );
+      const statuses = answers.map((answer) => answer.status).sort();
+      assert.deepEqual(statuses, [204, ...Array(19).fill(404)]);
+      await server.gatehouse.audit.flush();
+      const ended = await auditEvents(server, `action=token.logout&outcome=success&targetId=${user.id}`);
+      assert.equal(ended.filter((event) => event.detail?.family === laptopId).length, 1, "one success recorded");
+    });
+
     test("another user's sign-in is not found, a malformed id is a 400, no credential a 401", async () => {
       const alice = await createUser(server);
       const bob = await createUser(server);

@@ -203,21 +203,24 @@ export class PostgresTokenRepository implements TokenRepository {
 
   async revokeFamily(
     familyId: string,
-    change: { at: number; denyJti: { jti: string; expiresAt: number } | null },
+    change: { at: number; denyJti: { jti: string; expiresAt: number } | null; onlyIfRevoked?: boolean },
     audit: AuditEventInput | null,
-  ): Promise<void> {
-    await this.database.transaction(async (client) => {
-      await client.query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL", [
-        change.at,
-        familyId,
-      ]);
+  ): Promise<number> {
+    return this.database.transaction(async (client) => {
+      // Row locks make concurrent calls wait for each other: the later ones revoke nothing.
+      const { rowCount } = await client.query(
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+        [change.at, familyId],
+      );
+      const revoked = rowCount ?? 0;
       if (change.denyJti) {
         await client.query(
           "INSERT INTO denied_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
           [change.denyJti.jti, change.denyJti.expiresAt],
         );
       }
-      if (audit) await insertAuditEvents(client, [audit]);
+      if (audit && (revoked > 0 || !change.onlyIfRevoked)) await insertAuditEvents(client, [audit]);
+      return revoked;
     });
   }
 

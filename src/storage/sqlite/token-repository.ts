@@ -157,19 +157,22 @@ export class SqliteTokenRepository implements TokenRepository {
 
   async revokeFamily(
     familyId: string,
-    change: { at: number; denyJti: { jti: string; expiresAt: number } | null },
+    change: { at: number; denyJti: { jti: string; expiresAt: number } | null; onlyIfRevoked?: boolean },
     audit: AuditEventInput | null,
-  ): Promise<void> {
-    this.database.transaction(() => {
-      this.database
-        .statement("UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL")
-        .run(change.at, familyId);
+  ): Promise<number> {
+    return this.database.transaction(() => {
+      const revoked = Number(
+        this.database
+          .statement("UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL")
+          .run(change.at, familyId).changes,
+      );
       if (change.denyJti) {
         this.database
           .statement("INSERT INTO denied_access_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING")
           .run(change.denyJti.jti, change.denyJti.expiresAt);
       }
-      if (audit) insertAuditEvent(this.database, audit);
+      if (audit && (revoked > 0 || !change.onlyIfRevoked)) insertAuditEvent(this.database, audit);
+      return revoked;
     });
   }
 
