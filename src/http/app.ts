@@ -175,7 +175,9 @@ export function buildApp(
     reply.header("cache-control", "no-store");
     reply.header("x-content-type-options", "nosniff");
     if (hsts) reply.header("strict-transport-security", "max-age=63072000; includeSubDomains");
-    done(refuseCredentialInUrl(request) ?? refuseRepeatedAuthorization(request) ?? undefined);
+    done(
+      refuseCredentialInUrl(request) ?? refuseRepeatedAuthorization(request) ?? refuseNulInUrl(request) ?? undefined,
+    );
   });
 
   gatehouse.metrics.install(app);
@@ -191,6 +193,16 @@ export function buildApp(
   app.register(authSessionRoutes(gatehouse));
   app.register(userRoutes(gatehouse, guard));
   return app;
+}
+
+/**
+ * U+0000 in the URL (%00): no id, filter or date holds one, and PostgreSQL refuses it in
+ * a query parameter, so a filter with one was a 500 there and an empty answer on SQLite.
+ */
+function refuseNulInUrl(request: FastifyRequest): GatehouseError | null {
+  return request.url.includes("%00")
+    ? new GatehouseError("VALIDATION_FAILED", "The URL must not contain U+0000 (%00).")
+    : null;
 }
 
 /**

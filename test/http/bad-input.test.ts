@@ -649,6 +649,20 @@ for (const backend of backends()) {
       assert.ok(!r.text.includes("must"), "no schema message");
     });
 
+    test("U+0000 anywhere in the URL is a 400 on both backends (PostgreSQL refuses it in a query)", async () => {
+      for (const path of [
+        "/v1/keys?ownerId=%00",
+        "/v1/audit?action=a%00b",
+        "/v1/audit?actor=%00",
+        "/v1/audit?targetId=x%00",
+        "/v1/keys/key_a%00b",
+      ]) {
+        const r = await send(server, "GET", path);
+        assert.equal(r.status, 400, path);
+        assert.match(r.body.detail, /must not contain U\+0000/, path);
+      }
+    });
+
     test("DELETE of a key says that keys are revoked, not deleted", async () => {
       const r = await send(server, "DELETE", "/v1/keys/key_abc");
       assert.equal(r.status, 404);
