@@ -158,6 +158,27 @@ for (const backend of backends()) {
       await login(server, { email, password: "legacy passphrase, old params" });
     });
 
+    test("a user deleted while signing in: the sign-in fails as for an unknown account, never a 500", async () => {
+      // Each sign-in hashes for tens of milliseconds; the delete lands during some of them.
+      const user = await createUser(server);
+      const credentials = { email: user.email, password: user.password };
+      const attempts = [
+        ...Array.from({ length: 5 }, () => server.call("POST", "/auth/login", credentials, { key: null })),
+        ...Array.from({ length: 5 }, () => server.call("POST", "/auth/session", credentials, { key: null })),
+      ];
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal((await server.call("DELETE", `/v1/users/${user.id}`)).status, 204);
+      const statuses = (await Promise.all(attempts)).map((answer) => answer.status);
+      for (const status of statuses) assert.ok([200, 204, 401].includes(status), `status ${status}`);
+      await server.gatehouse.audit.flush();
+      const successes = await auditEvents(server, `action=auth.login&outcome=success&targetId=${user.id}`);
+      assert.equal(
+        successes.length,
+        statuses.filter((status) => status !== 401).length,
+        "a success per sign-in issued",
+      );
+    });
+
     test("disable: sign-in refused, idempotent; delete: gone, with its tokens", async () => {
       const user = await createUser(server);
       const tokens = await login(server, user);

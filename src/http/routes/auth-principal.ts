@@ -266,14 +266,16 @@ export async function authenticateUser(gatehouse: Gatehouse, request: FastifyReq
 /**
  * Password sign-in shared by /auth/login and /auth/session: throttled per account, per
  * address and per pair (src/users/login-throttle.ts), one answer for every failure, every
- * attempt audited (never the password).
+ * attempt audited (never the password). `issue` makes what the sign-in hands out (tokens,
+ * a session) for the user whose password checked out; its success is what is audited.
  */
-export async function signInWithPassword(
+export async function signInWithPassword<T>(
   gatehouse: Gatehouse,
   request: FastifyRequest,
   credentials: { email: string; password: string },
   method: "token" | "session",
-): Promise<UserRecord> {
+  issue: (user: UserRecord) => Promise<T>,
+): Promise<T> {
   const context = requestContext(request, "anonymous");
   const account = normaliseEmail(credentials.email) ?? credentials.email.trim().toLowerCase().slice(0, 320);
   const subject = { account, ip: request.ip };
@@ -301,9 +303,21 @@ export async function signInWithPassword(
     record("failure", { reason: result.reason }, result.userId);
     throw new InvalidCredentialsError();
   }
+  let issued: T;
+  try {
+    issued = await issue(result.user);
+  } catch (error) {
+    // Deleted while its password was being hashed (tens of milliseconds): storage refuses
+    // a session or token for a user that is gone. That is a failed sign-in, as for an
+    // unknown account, not a 500 after a success on record.
+    const now = await gatehouse.storage.users.findById(result.user.id).catch(() => undefined);
+    if (now !== null) throw error;
+    record("failure", { reason: "USER_GONE" }, result.user.id);
+    throw new InvalidCredentialsError();
+  }
   await gatehouse.loginThrottle.success(subject);
   record("success", {}, result.user.id);
-  return result.user;
+  return issued;
 }
 
 export function noStore(reply: FastifyReply): void {

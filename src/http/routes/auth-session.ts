@@ -62,11 +62,12 @@ export function authSessionRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypeb
       async (request, reply) => {
         // Login CSRF: a foreign page must not sign the browser in to the attacker's account.
         assertAllowedOriginIfPresent(gatehouse, request);
-        const user = await signInWithPassword(gatehouse, request, request.body, "session");
-        const { secret } = await gatehouse.sessions.start(user, {
-          replacing: readCookie(request, SESSION_COOKIE),
-          context: requestContext(request, `user:${user.id}`),
-        });
+        const { secret } = await signInWithPassword(gatehouse, request, request.body, "session", (user) =>
+          gatehouse.sessions.start(user, {
+            replacing: readCookie(request, SESSION_COOKIE),
+            context: requestContext(request, `user:${user.id}`),
+          }),
+        );
         return reply
           .code(204)
           .header("set-cookie", sessionCookie(secret, gatehouse.config.auth.sessionSeconds))

@@ -118,8 +118,9 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
         const cookies = request.body.delivery === "cookie";
         // Cookie delivery turns the browser into the holder: refuse foreign pages (login CSRF).
         if (cookies) assertAllowedOriginIfPresent(gatehouse, request);
-        const user = await signInWithPassword(gatehouse, request, request.body, "token");
-        const issued = await gatehouse.tokens.issue(user, requestContext(request, `user:${user.id}`));
+        const issued = await signInWithPassword(gatehouse, request, request.body, "token", (user) =>
+          gatehouse.tokens.issue(user, requestContext(request, `user:${user.id}`)),
+        );
         noStore(reply);
         if (cookies) return sendTokenCookies(reply, issued);
         return issued.body;
