@@ -3,11 +3,13 @@ import type { ZxcvbnFactory } from "@zxcvbn-ts/core";
 /** Longest password accepted: long passphrases are welcome, megabytes of input are not. */
 export const MAX_PASSWORD_LENGTH = 1024;
 
-export type PasswordRejection = "TOO_SHORT" | "TOO_LONG" | "TOO_COMMON";
+export type PasswordRejection = "TOO_SHORT" | "TOO_LONG" | "TOO_COMMON" | "NOT_TEXT";
 
 const MESSAGES: Record<PasswordRejection, (policy: { minLength: number }) => string> = {
   TOO_SHORT: ({ minLength }) => `Use at least ${minLength} characters; a passphrase of several words is easiest.`,
   TOO_LONG: () => `Use at most ${MAX_PASSWORD_LENGTH} characters.`,
+  NOT_TEXT: () =>
+    "The password holds a lone surrogate (half of a character that JSON can escape but no keyboard types): it would be hashed as U+FFFD, and other spellings would match it. Use real characters.",
   TOO_COMMON: () =>
     "This password is too common or too easy to guess (it is on lists attackers try first, or is built from your email address). Choose another; a passphrase of several unrelated words works well.",
 };
@@ -64,6 +66,9 @@ export class PasswordPolicy {
 
   /** Why the password is refused, or null when it is acceptable. */
   async check(password: string, context: { email: string | null }): Promise<PasswordRejection | null> {
+    // Hashing encodes as UTF-8, where every lone surrogate becomes U+FFFD: "\ud800" and
+    // "\udc00" would be the same password.
+    if (!password.isWellFormed()) return "NOT_TEXT";
     const normalised = PasswordPolicy.normalise(password);
     const length = [...normalised].length;
     if (length < this.minLength) return "TOO_SHORT";

@@ -158,6 +158,15 @@ for (const backend of backends()) {
       await login(server, { email, password: "legacy passphrase, old params" });
     });
 
+    test("a password with a lone surrogate is refused (hashed as UTF-8 it would equal other spellings)", async () => {
+      const refused = await server.call("POST", "/v1/users", {
+        email: uniqueEmail(),
+        password: `${STRONG_PASSWORD}\ud800\udbff`,
+      });
+      assert.equal(refused.status, 400);
+      assert.equal(refused.body.reason, "NOT_TEXT");
+    });
+
     test("a user deleted while signing in: the sign-in fails as for an unknown account, never a 500", async () => {
       // Each sign-in hashes for tens of milliseconds; the delete lands during some of them.
       const user = await createUser(server);

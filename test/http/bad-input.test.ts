@@ -357,6 +357,10 @@ for (const backend of backends()) {
         if (r.status === 201) secrets.push(r.body.key);
       }
       assert.equal(({} as Record<string, unknown>).polluted, undefined);
+      // A number JSON reads as Infinity would be stored as null: refused.
+      const infinite = await send(server, "POST", "/v1/keys", { body: bodies[1] as string });
+      assert.equal(infinite.status, 400);
+      assert.match(infinite.body.detail, /metadata numbers must be finite/);
       for (const [method, path, body] of [
         ["PATCH", `/v1/keys/${id}`, deep],
         ["POST", `/v1/keys/${id}/rotate`, `{"gracePeriodSeconds":1e300}`],

@@ -60,12 +60,18 @@ const MAX_METADATA_BYTES = 4096;
 function checkMetadata(metadata: unknown): void {
   if (metadata === undefined || metadata === null) return;
   let json: string;
+  let outOfRange = false;
   try {
-    json = JSON.stringify(metadata);
+    // A number JSON parsed to ±Infinity (1e400) would be stored as null: refused instead.
+    json = JSON.stringify(metadata, (_key, value: unknown) => {
+      if (typeof value === "number" && !Number.isFinite(value)) outOfRange = true;
+      return value;
+    });
   } catch {
     // A body within the size limit can nest deeply enough to overflow the stack.
     throw new ValidationError("metadata is nested too deeply.");
   }
+  if (outOfRange) throw new ValidationError("metadata numbers must be finite (within ±1.8e308).");
   if (Buffer.byteLength(json) > MAX_METADATA_BYTES) {
     throw new ValidationError(`metadata may be at most ${MAX_METADATA_BYTES} bytes of JSON.`);
   }
