@@ -225,11 +225,19 @@ export interface UserRepository {
   rehash(id: string, expectedHash: string, newHash: string, at: number): Promise<boolean>;
   /**
    * Sets a new password hash and, atomically, ends the user's sessions and revokes their
-   * refresh token families, except the session and family the caller is using.
+   * refresh token families, except the session and family the caller is using. Only if
+   * the password was last changed at `changedAt` (the one the caller checked): of two
+   * changes checked against the same password, one wins. False when nothing was changed.
    */
   changePassword(
     id: string,
-    change: { passwordHash: string; at: number; keepSessionId: string | null; keepFamilyId: string | null },
+    change: {
+      passwordHash: string;
+      at: number;
+      changedAt: number;
+      keepSessionId: string | null;
+      keepFamilyId: string | null;
+    },
     audit: AuditEventInput | null,
   ): Promise<boolean>;
 }

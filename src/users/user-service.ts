@@ -190,6 +190,7 @@ export class UserService {
       {
         passwordHash: await this.hasher.hash(PasswordPolicy.normalise(change.newPassword)),
         at: now,
+        changedAt: user.passwordChangedAt,
         keepSessionId: keep.sessionId,
         keepFamilyId: keep.familyId,
       },
@@ -200,7 +201,11 @@ export class UserService {
         targetId: userId,
       }),
     );
-    if (!changed) throw new NotFoundError(`No user with id ${userId}.`);
-    return true;
+    if (changed) return true;
+    // Nothing changed: the user is gone or disabled, or another change of the password
+    // checked here won the race, and then the current password given is no longer it.
+    const after = await this.storage.users.findById(userId);
+    if (after === null || after.status !== "active") throw new NotFoundError(`No user with id ${userId}.`);
+    return false;
   }
 }

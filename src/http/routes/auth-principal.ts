@@ -275,6 +275,8 @@ export async function signInWithPassword<T>(
   credentials: { email: string; password: string },
   method: "token" | "session",
   issue: (user: UserRecord) => Promise<T>,
+  /** Ends what `issue` made, when the account changed while it was being made. */
+  undo: (issued: T, user: UserRecord) => Promise<unknown>,
 ): Promise<T> {
   const context = requestContext(request, "anonymous");
   const account = normaliseEmail(credentials.email) ?? credentials.email.trim().toLowerCase().slice(0, 320);
@@ -303,16 +305,33 @@ export async function signInWithPassword<T>(
     record("failure", { reason: result.reason }, result.userId);
     throw new InvalidCredentialsError();
   }
+  // The password was checked against the account as it was a hash ago (tens of
+  // milliseconds). If the account changed since (deleted, disabled, or its password
+  // changed, which ends every session and sign-in), what this sign-in makes must not
+  // outlive the change: the account is read again once it is made, and it is undone.
+  // A change after that read ends it with the rest.
+  const changed = (now: UserRecord | null): string | null =>
+    now === null
+      ? "USER_GONE"
+      : now.status !== "active"
+        ? "DISABLED"
+        : now.passwordChangedAt !== result.user.passwordChangedAt
+          ? "PASSWORD_CHANGED"
+          : null;
   let issued: T;
   try {
     issued = await issue(result.user);
   } catch (error) {
-    // Deleted while its password was being hashed (tens of milliseconds): storage refuses
-    // a session or token for a user that is gone. That is a failed sign-in, as for an
-    // unknown account, not a 500 after a success on record.
+    // Storage refuses a session or token for a user deleted meanwhile: not a 500.
     const now = await gatehouse.storage.users.findById(result.user.id).catch(() => undefined);
     if (now !== null) throw error;
     record("failure", { reason: "USER_GONE" }, result.user.id);
+    throw new InvalidCredentialsError();
+  }
+  const reason = changed(await gatehouse.storage.users.findById(result.user.id));
+  if (reason !== null) {
+    await undo(issued, result.user);
+    record("failure", { reason }, result.user.id);
     throw new InvalidCredentialsError();
   }
   await gatehouse.loginThrottle.success(subject);

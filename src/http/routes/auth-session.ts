@@ -3,7 +3,7 @@ import { Type } from "typebox";
 import { InvalidTokenError, NotFoundError } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
 import { SessionService } from "../../sessions/session-service.ts";
-import type { SessionRecord } from "../../storage/types.ts";
+import type { SessionRecord, UserRecord } from "../../storage/types.ts";
 import { requestContext } from "../authenticate.ts";
 import { iso } from "../schemas.ts";
 import {
@@ -62,11 +62,15 @@ export function authSessionRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypeb
       async (request, reply) => {
         // Login CSRF: a foreign page must not sign the browser in to the attacker's account.
         assertAllowedOriginIfPresent(gatehouse, request);
-        const { secret } = await signInWithPassword(gatehouse, request, request.body, "session", (user) =>
-          gatehouse.sessions.start(user, {
-            replacing: readCookie(request, SESSION_COOKIE),
-            context: requestContext(request, `user:${user.id}`),
-          }),
+        const context = (user: UserRecord) => requestContext(request, `user:${user.id}`);
+        const { secret } = await signInWithPassword(
+          gatehouse,
+          request,
+          request.body,
+          "session",
+          (user) =>
+            gatehouse.sessions.start(user, { replacing: readCookie(request, SESSION_COOKIE), context: context(user) }),
+          (started, user) => gatehouse.sessions.end(user.id, started.session.id, context(user)),
         );
         return reply
           .code(204)

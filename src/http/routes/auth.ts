@@ -14,6 +14,7 @@ import {
   ValidationError,
 } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
+import type { UserRecord } from "../../storage/types.ts";
 import type { IssuedTokens } from "../../tokens/token-service.ts";
 import { requestContext } from "../authenticate.ts";
 import { matchesSchema } from "../schemas.ts";
@@ -118,8 +119,14 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
         const cookies = request.body.delivery === "cookie";
         // Cookie delivery turns the browser into the holder: refuse foreign pages (login CSRF).
         if (cookies) assertAllowedOriginIfPresent(gatehouse, request);
-        const issued = await signInWithPassword(gatehouse, request, request.body, "token", (user) =>
-          gatehouse.tokens.issue(user, requestContext(request, `user:${user.id}`)),
+        const context = (user: UserRecord) => requestContext(request, `user:${user.id}`);
+        const issued = await signInWithPassword(
+          gatehouse,
+          request,
+          request.body,
+          "token",
+          (user) => gatehouse.tokens.issue(user, context(user)),
+          (tokens, user) => gatehouse.tokens.endSignIn(user.id, tokens.familyId, context(user)),
         );
         noStore(reply);
         if (cookies) return sendTokenCookies(reply, issued);

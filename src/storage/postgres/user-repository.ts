@@ -123,13 +123,19 @@ export class PostgresUserRepository implements UserRepository {
 
   async changePassword(
     id: string,
-    change: { passwordHash: string; at: number; keepSessionId: string | null; keepFamilyId: string | null },
+    change: {
+      passwordHash: string;
+      at: number;
+      changedAt: number;
+      keepSessionId: string | null;
+      keepFamilyId: string | null;
+    },
     audit: AuditEventInput | null,
   ): Promise<boolean> {
     return this.database.transaction(async (client) => {
       const result = await client.query(
-        "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2 WHERE id = $3 AND status = 'active'",
-        [change.passwordHash, change.at, id],
+        "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2 WHERE id = $3 AND status = 'active' AND password_changed_at = $4",
+        [change.passwordHash, change.at, id, change.changedAt],
       );
       if (result.rowCount === 0) return false;
       await revokeUserSessions(client, id, change.at, change.keepSessionId);

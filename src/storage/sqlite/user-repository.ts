@@ -108,15 +108,21 @@ export class SqliteUserRepository implements UserRepository {
 
   async changePassword(
     id: string,
-    change: { passwordHash: string; at: number; keepSessionId: string | null; keepFamilyId: string | null },
+    change: {
+      passwordHash: string;
+      at: number;
+      changedAt: number;
+      keepSessionId: string | null;
+      keepFamilyId: string | null;
+    },
     audit: AuditEventInput | null,
   ): Promise<boolean> {
     return this.database.transaction(() => {
       const result = this.database
         .statement(
-          "UPDATE users SET password_hash = ?, password_changed_at = ?, updated_at = ? WHERE id = ? AND status = 'active'",
+          "UPDATE users SET password_hash = ?, password_changed_at = ?, updated_at = ? WHERE id = ? AND status = 'active' AND password_changed_at = ?",
         )
-        .run(change.passwordHash, change.at, change.at, id);
+        .run(change.passwordHash, change.at, change.at, id, change.changedAt);
       if (result.changes === 0) return false;
       revokeUserSessions(this.database, id, change.at, change.keepSessionId);
       revokeUserRefreshTokens(this.database, id, change.at, change.keepFamilyId);
