@@ -212,6 +212,13 @@ export interface UserRepository {
   /** Returns false (and writes nothing) when the email is taken. */
   insert(record: UserRecord, audit: AuditEventInput | null): Promise<boolean>;
   findById(id: string): Promise<UserRecord | null>;
+  /**
+   * The user as committed, once no change of the row is in flight: PostgreSQL waits for a
+   * concurrent update (a password change, a disable) to commit rather than read around it.
+   * A sign-in reads this after it has issued, so a change either shows here or, starting
+   * later, ends what it issued.
+   */
+  findSettled(id: string): Promise<UserRecord | null>;
   findByEmail(email: string): Promise<UserRecord | null>;
   list(query: UserListQuery): Promise<UserRecord[]>;
   /**

@@ -328,7 +328,7 @@ export async function signInWithPassword<T>(
     record("failure", { reason: "USER_GONE" }, result.user.id);
     throw new InvalidCredentialsError();
   }
-  const reason = changed(await gatehouse.storage.users.findById(result.user.id));
+  const reason = changed(await gatehouse.storage.users.findSettled(result.user.id));
   if (reason !== null) {
     await undo(issued, result.user);
     record("failure", { reason }, result.user.id);

@@ -70,7 +70,8 @@ export function authSessionRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypeb
           "session",
           (user) =>
             gatehouse.sessions.start(user, { replacing: readCookie(request, SESSION_COOKIE), context: context(user) }),
-          (started, user) => gatehouse.sessions.end(user.id, started.session.id, context(user)),
+          // No event of its own: the sign-in's failure (PASSWORD_CHANGED…) says it.
+          (started, user) => gatehouse.storage.sessions.revoke(user.id, started.session.id, gatehouse.clock(), null),
         );
         return reply
           .code(204)

@@ -126,7 +126,9 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
           request.body,
           "token",
           (user) => gatehouse.tokens.issue(user, context(user)),
-          (tokens, user) => gatehouse.tokens.endSignIn(user.id, tokens.familyId, context(user)),
+          // No event of its own: the sign-in's failure (PASSWORD_CHANGED…) says it.
+          (tokens) =>
+            gatehouse.storage.tokens.revokeFamily(tokens.familyId, { at: gatehouse.clock(), denyJti: null }, null),
         );
         noStore(reply);
         if (cookies) return sendTokenCookies(reply, issued);

@@ -73,6 +73,18 @@ export class PostgresUserRepository implements UserRepository {
     }
   }
 
+  async findSettled(id: string): Promise<UserRecord | null> {
+    try {
+      // FOR SHARE conflicts with an UPDATE's row lock: the read waits for it to commit.
+      const { rows } = await this.database.pool.query<Row>(`SELECT ${COLUMNS} FROM users WHERE id = $1 FOR SHARE`, [
+        id,
+      ]);
+      return rows[0] ? toUser(rows[0]) : null;
+    } catch (error) {
+      throw this.database.translate(error);
+    }
+  }
+
   async findByEmail(email: string): Promise<UserRecord | null> {
     const { rows } = await this.database.query<Row>(`SELECT ${COLUMNS} FROM users WHERE email = $1`, [email]);
     return rows[0] ? toUser(rows[0]) : null;

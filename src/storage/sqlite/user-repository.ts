@@ -53,6 +53,11 @@ export class SqliteUserRepository implements UserRepository {
     return this.findByIdNow(id);
   }
 
+  /** SQLite runs one write transaction at a time on this connection: every read is settled. */
+  async findSettled(id: string): Promise<UserRecord | null> {
+    return this.findByIdNow(id);
+  }
+
   private findByIdNow(id: string): UserRecord | null {
     const row = this.database.statement(`SELECT ${COLUMNS} FROM users WHERE id = ?`).get(id) as Row | undefined;
     return row ? rowToUser(row) : null;
