@@ -91,6 +91,10 @@ export class ActiveKeys {
    * still to be applied, and will be; one applied in between (a revocation) would be undone
    * by the stale record, and the log would not bring it again. Returns the key's index
    * record, or -1 when it was not adopted.
+   *
+   * The argument leans on SQLite (the only store with an index): its reads run when they are
+   * called, so a pass that began after the mark read the log after the key. With a store
+   * whose reads run later than they are issued, it would not hold as it stands.
    */
   adopt(key: IndexedKey, mark: number | null): number {
     if (mark === null || mark !== this.passes || !this.loaded) return -1;
