@@ -236,17 +236,17 @@ export interface UserRepository {
    * the password was last changed at `changedAt` (the one the caller checked): of two
    * changes checked against the same password, one wins. False when nothing was changed.
    */
-  changePassword(
-    id: string,
-    change: {
-      passwordHash: string;
-      at: number;
-      changedAt: number;
-      keepSessionId: string | null;
-      keepFamilyId: string | null;
-    },
-    audit: AuditEventInput | null,
-  ): Promise<boolean>;
+  changePassword(id: string, change: PasswordChange, audit: AuditEventInput | null): Promise<boolean>;
+}
+
+/** A password change as storage writes it (UserRepository.changePassword). */
+export interface PasswordChange {
+  passwordHash: string;
+  at: number;
+  /** When the password being replaced was set: the change happens only if it still is. */
+  changedAt: number;
+  keepSessionId: string | null;
+  keepFamilyId: string | null;
 }
 
 export type SigningAlgorithm = "RS256" | "ES256" | "EdDSA" | "HS256";

@@ -1,4 +1,4 @@
-import type { AuditEventInput, UserListQuery, UserRecord, UserRepository } from "../types.ts";
+import type { AuditEventInput, PasswordChange, UserListQuery, UserRecord, UserRepository } from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 import { revokeUserSessions } from "./session-repository.ts";
@@ -133,17 +133,7 @@ export class PostgresUserRepository implements UserRepository {
     return (result.rowCount ?? 0) > 0;
   }
 
-  async changePassword(
-    id: string,
-    change: {
-      passwordHash: string;
-      at: number;
-      changedAt: number;
-      keepSessionId: string | null;
-      keepFamilyId: string | null;
-    },
-    audit: AuditEventInput | null,
-  ): Promise<boolean> {
+  async changePassword(id: string, change: PasswordChange, audit: AuditEventInput | null): Promise<boolean> {
     return this.database.transaction(async (client) => {
       const result = await client.query(
         "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2 WHERE id = $3 AND status = 'active' AND password_changed_at = $4",

@@ -1,4 +1,4 @@
-import type { AuditEventInput, UserListQuery, UserRecord, UserRepository } from "../types.ts";
+import type { AuditEventInput, PasswordChange, UserListQuery, UserRecord, UserRepository } from "../types.ts";
 import { insertAuditEvent } from "./audit-repository.ts";
 import type { SqliteDatabase } from "./database.ts";
 import { revokeUserSessions } from "./session-repository.ts";
@@ -111,17 +111,7 @@ export class SqliteUserRepository implements UserRepository {
     return result.changes > 0;
   }
 
-  async changePassword(
-    id: string,
-    change: {
-      passwordHash: string;
-      at: number;
-      changedAt: number;
-      keepSessionId: string | null;
-      keepFamilyId: string | null;
-    },
-    audit: AuditEventInput | null,
-  ): Promise<boolean> {
+  async changePassword(id: string, change: PasswordChange, audit: AuditEventInput | null): Promise<boolean> {
     return this.database.transaction(() => {
       const result = this.database
         .statement(
