@@ -1,4 +1,5 @@
 import { ValidationError } from "../errors/gatehouse-error.ts";
+import { unstorableText } from "../lib/storable-text.ts";
 import type { RateLimitPolicy } from "../storage/types.ts";
 import { isPermission, PERMISSIONS } from "./permissions.ts";
 
@@ -41,12 +42,8 @@ type Problem = { path: string; message: string };
 function lengthProblem(path: string, value: string, max: number): Problem | null {
   if (value.length === 0) return { path, message: "must not be empty" };
   if (value.length > max) return { path, message: `must be at most ${max} characters` };
-  // A lone surrogate (JSON can escape one: "\ud800") is not Unicode text: storage would
-  // keep U+FFFD in its place, so what a read answers would differ from what was written.
-  if (!value.isWellFormed()) return { path, message: "must be valid Unicode text (it holds a lone surrogate)" };
-  // PostgreSQL's text cannot hold U+0000; refused on both backends alike.
-  if (value.includes("\u0000")) return { path, message: "must not contain the character U+0000" };
-  return null;
+  const unstorable = unstorableText(value);
+  return unstorable === null ? null : { path, message: unstorable };
 }
 
 function isWhole(value: number, min: number, max: number): boolean {

@@ -2,6 +2,7 @@ import { type ActorContext, auditEvent } from "../audit/context.ts";
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from "../errors/gatehouse-error.ts";
 import type { Clock } from "../lib/clock.ts";
 import { newId } from "../lib/ids.ts";
+import { unstorableText } from "../lib/storable-text.ts";
 import type { OnIssued } from "../observability/issued.ts";
 import type { ApiKeyRecord, AuditEventInput, KeyUpdate, RateLimitPolicy, Storage } from "../storage/types.ts";
 import { digestKey, generateKey, keyHint, type RandomBytes } from "./key-format.ts";
@@ -221,6 +222,10 @@ export class KeyService {
   }
 
   async revoke(id: string, reason: string, caller: Caller): Promise<ApiKeyRecord> {
+    const unstorable = unstorableText(reason);
+    if (unstorable !== null) {
+      throw new ValidationError(`reason ${unstorable}.`, [{ path: "/reason", message: unstorable }]);
+    }
     await this.manageable(id, caller, { action: "key.revoke", targetId: id });
     const now = this.clock();
     const record = await this.storage.keys.revoke(

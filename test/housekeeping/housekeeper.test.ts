@@ -6,6 +6,9 @@ import type { AuditEventInput } from "../../src/storage/types.ts";
 import { backends, type TestStore } from "../support/backends.ts";
 import { keyRecord } from "../support/records.ts";
 
+/** What a pass that finds nothing to do reports. */
+const NOTHING_LEFT = { ended_keys: 0, usage: 0, usage_hours: 0, audit: 0, usageRolledUp: 0 };
+
 const DAY = 86_400_000;
 
 const key = keyRecord;
@@ -76,13 +79,7 @@ for (const backend of backends()) {
       );
       assert.equal((await storage.audit.query({ limit: 10 })).length, 2);
       // A second pass finds nothing more.
-      assert.deepEqual(await housekeeper.runOnce(), {
-        ended_keys: 0,
-        usage: 0,
-        usage_hours: 0,
-        audit: 0,
-        usageRolledUp: 0,
-      });
+      assert.deepEqual(await housekeeper.runOnce(), NOTHING_LEFT);
     });
 
     test("stop waits for a pass in flight, which ends after its current batch", async () => {
@@ -102,13 +99,7 @@ for (const backend of backends()) {
       const deleted = await pass;
       assert.ok(deleted.audit < 40, `the pass stopped early (deleted ${deleted.audit})`);
       // Stopped for good: a later pass deletes nothing.
-      assert.deepEqual(await housekeeper.runOnce(), {
-        ended_keys: 0,
-        usage: 0,
-        usage_hours: 0,
-        audit: 0,
-        usageRolledUp: 0,
-      });
+      assert.deepEqual(await housekeeper.runOnce(), NOTHING_LEFT);
     });
   });
 }
