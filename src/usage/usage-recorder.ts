@@ -54,6 +54,14 @@ function coalesce(increments: UsageIncrement[]): UsageIncrement[] {
   return merged;
 }
 
+/** A tally as the rows it adds to: its valid uses (with the last), then each other outcome. */
+function pushIncrements(into: UsageIncrement[], keyId: string, tally: Tally): void {
+  if (tally.valid > 0)
+    into.push({ keyId, bucket: tally.bucket, outcome: VALID, count: tally.valid, lastAt: tally.lastUsed });
+  if (tally.others === null) return;
+  for (const [outcome, count] of tally.others) into.push({ keyId, bucket: tally.bucket, outcome, count, lastAt: null });
+}
+
 function tallyOf(table: ValidUseTable, entry: number, bucket: number): [string, Tally] {
   return [table.keyId(entry), { bucket, valid: table.count(entry), lastUsed: table.lastUsed(entry), others: null }];
 }
@@ -195,17 +203,10 @@ export class UsageRecorder {
         lastAt: this.valid.lastUsed(entry),
       });
     }
-    const addTally = (tally: Tally) => {
-      if (tally.valid > 0)
-        increments.push({ keyId, bucket: tally.bucket, outcome: VALID, count: tally.valid, lastAt: tally.lastUsed });
-      if (tally.others !== null)
-        for (const [outcome, count] of tally.others)
-          increments.push({ keyId, bucket: tally.bucket, outcome, count, lastAt: null });
-    };
     // Closed minutes wait for the next flush (a few seconds): a scan, on a read path only.
-    for (const [id, tally] of this.closed) if (id === keyId) addTally(tally);
+    for (const [id, tally] of this.closed) if (id === keyId) pushIncrements(increments, keyId, tally);
     const tally = this.tallies.get(keyId);
-    if (tally !== undefined) addTally(tally);
+    if (tally !== undefined) pushIncrements(increments, keyId, tally);
     return coalesce(increments);
   }
 
@@ -232,13 +233,7 @@ export class UsageRecorder {
     this.tallies = new Map();
     this.closed = [];
     const others: UsageIncrement[] = [];
-    for (const [keyId, tally] of taken) {
-      if (tally.valid > 0)
-        others.push({ keyId, bucket: tally.bucket, outcome: VALID, count: tally.valid, lastAt: tally.lastUsed });
-      if (tally.others === null) continue;
-      for (const [outcome, count] of tally.others)
-        others.push({ keyId, bucket: tally.bucket, outcome, count, lastAt: null });
-    }
+    for (const [keyId, tally] of taken) pushIncrements(others, keyId, tally);
     const merged = coalesce(others);
     const order = table.inIdOrder();
     this.flushesStarted++;
