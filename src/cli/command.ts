@@ -1,4 +1,5 @@
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
+import { nearestSetting } from "../config/nearest-setting.ts";
 import { GatehouseError } from "../errors/gatehouse-error.ts";
 import { parseProblem } from "./parse-problem.ts";
 
@@ -30,6 +31,12 @@ export interface Command {
   epilog?: string;
   /** Returns the exit code. */
   run(args: { values: Record<string, unknown>; positionals: string[] }, io: CliIO): Promise<number>;
+}
+
+/** "; did you mean list?" for a mistyped command name, or nothing when none is close. */
+export function commandSuggestion(name: string, commands: readonly string[]): string {
+  const meant = nearestSetting(name, commands);
+  return meant ? `; did you mean ${meant}?` : "";
 }
 
 /** A usage mistake: printed with the command's usage, exit code 2. */

@@ -1,5 +1,4 @@
-import { nearestSetting } from "../config/nearest-setting.ts";
-import { type CliIO, type Command, processIO, runCommand } from "./command.ts";
+import { type CliIO, type Command, commandSuggestion, processIO, runCommand } from "./command.ts";
 import { initCommand } from "./commands/init.ts";
 import { runKeys } from "./commands/keys.ts";
 import { serveCommand } from "./commands/serve.ts";
@@ -36,8 +35,8 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
   if (name === "keys") return runKeys(rest, io);
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) {
-    const meant = nearestSetting(name, ["keys", ...COMMANDS.map((c) => c.name)]);
-    io.err(`gatehouse: unknown command "${name}"${meant ? `; did you mean ${meant}?` : ""}\n\n${HELP}`);
+    const meant = commandSuggestion(name, ["keys", ...COMMANDS.map((c) => c.name)]);
+    io.err(`gatehouse: unknown command "${name}"${meant}\n\n${HELP}`);
     return 2;
   }
   return runCommand(command, rest, io);

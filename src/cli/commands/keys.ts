@@ -1,12 +1,11 @@
 import { existsSync } from "node:fs";
 import { CLI_ACTOR } from "../../audit/context.ts";
-import { nearestSetting } from "../../config/nearest-setting.ts";
 import { ValidationError } from "../../errors/gatehouse-error.ts";
 import { digestKey, redactKey } from "../../keys/key-format.ts";
 import { keyStatus } from "../../keys/key-status.ts";
 import { PERMISSIONS } from "../../keys/permissions.ts";
 import { scanForKeys } from "../../leaks/key-scanner.ts";
-import { type CliIO, type Command, runCommand, UsageError } from "../command.ts";
+import { type CliIO, type Command, commandSuggestion, runCommand, UsageError } from "../command.ts";
 import { describeStore, withGatehouse } from "../context.ts";
 import { rotateSigningCommand } from "./keys-rotate-signing.ts";
 
@@ -289,15 +288,6 @@ const scan: Command = {
 
 export const keysSubcommands: Command[] = [create, list, revoke, rotate, scan, rotateSigningCommand];
 
-/** "; did you mean list?" for a mistyped subcommand, or nothing when none is close. */
-function suggestion(name: string, commands: readonly Command[]): string {
-  const meant = nearestSetting(
-    name,
-    commands.map((c) => c.name.slice(5)),
-  );
-  return meant ? `; did you mean ${meant}?` : "";
-}
-
 export async function runKeys(argv: string[], io: CliIO): Promise<number> {
   const [name, ...rest] = argv;
   const command = keysSubcommands.find((c) => c.name === `keys ${name}`);
@@ -310,7 +300,10 @@ export async function runKeys(argv: string[], io: CliIO): Promise<number> {
     (help ? io.out : io.err)(
       help
         ? lines.join("\n")
-        : `gatehouse keys: unknown command "${name}"${suggestion(name, keysSubcommands)}\n\n${lines.join("\n")}`,
+        : `gatehouse keys: unknown command "${name}"${commandSuggestion(
+            name,
+            keysSubcommands.map((c) => c.name.slice(5)),
+          )}\n\n${lines.join("\n")}`,
     );
     return help ? 0 : 2;
   }
