@@ -14,6 +14,8 @@ export interface GatehouseConfig {
   host: string;
   dataDir: string;
   issuer: string;
+  /** False when the issuer was derived from the host and port, which differ between nodes. */
+  issuerSet: boolean;
   tls: { certFile: string; keyFile: string } | null;
   /** Addresses/CIDRs of TLS-terminating proxies whose X-Forwarded-* headers we trust. */
   trustedProxies: string[];
@@ -307,6 +309,7 @@ export function loadConfig(env: Env = process.env, options: { serving?: boolean 
     host,
     dataDir,
     issuer: issuer.replace(/\/$/, ""),
+    issuerSet: explicitIssuer !== undefined,
     tls,
     trustedProxies,
     logLevel,

@@ -85,6 +85,14 @@ export const serveCommand: Command = {
       },
       "Gatehouse is ready",
     );
+    if (config.databaseUrl !== null && !config.issuerSet) {
+      // Nodes on one database serve the same users, but each derives its own issuer from
+      // its own host and port: a token's `iss` from one node is then refused by the others.
+      app.log.warn(
+        { issuer: config.issuer },
+        `GATEHOUSE_ISSUER is not set, so this node's issuer is ${config.issuer}, made from its own host and port. On a shared PostgreSQL store, access tokens from one node fail on every node with another issuer: set GATEHOUSE_ISSUER to the same public URL on every node.`,
+      );
+    }
     if ((await storage.meta.get(INITIALISED)) === null) {
       // A first start: every admin route needs a key that does not exist yet.
       app.log.warn(
