@@ -3,8 +3,8 @@ import { hs256KeyId } from "../../sdk/src/token-signature.ts";
 import { type ActorContext, auditEvent } from "../audit/context.ts";
 import type { AuthConfig } from "../config/auth-config.ts";
 import type { Clock } from "../lib/clock.ts";
-import type { SigningAlgorithm, Storage } from "../storage/types.ts";
-import { type LoadedSigningKey, loadSigningKey, newSigningKey } from "./signing-key.ts";
+import type { SigningAlgorithm, SigningKeyRecord, SigningKeyState, Storage } from "../storage/types.ts";
+import { type LoadedSigningKey, loadSigningKey, newSigningKey, unsealsWith } from "./signing-key.ts";
 
 /** Tolerance for verifiers whose clocks run behind, added to how long retired keys stay published. */
 const PUBLISH_MARGIN_MS = 5 * 60_000;
@@ -214,6 +214,48 @@ export class SigningKeyring {
     );
     await this.reload();
     return rotated ? { current: upcoming.kid, next: newNext.kid, retired: current.kid } : null;
+  }
+
+  /** The stored keys, split by whether the configured master key unseals them. */
+  async storedKeysByUnsealing(): Promise<{ readable: SigningKeyRecord[]; unreadable: SigningKeyRecord[] }> {
+    const records = await this.storage.signingKeys.list(this.clock());
+    const readable = records.filter((record) => unsealsWith(record, this.masterKey));
+    return { readable, unreadable: records.filter((record) => !readable.includes(record)) };
+  }
+
+  /**
+   * Deletes the stored keys this master key cannot unseal (they were sealed under another,
+   * lost or replaced) and creates a current and a next key where none is left, so the
+   * keyring starts again. Tokens the deleted keys signed stop verifying. Does not load the
+   * keyring first: `start()` is what fails on such keys. `discarded` is empty, and
+   * nothing changed, when every key unseals.
+   */
+  async replaceUnreadable(
+    context: ActorContext,
+  ): Promise<{ discarded: string[]; created: Array<{ kid: string; state: SigningKeyState }> }> {
+    if (this.signing.algorithm === "HS256") {
+      throw new TypeError("HS256 keys are configured, not stored: change GATEHOUSE_JWT_HS256_SECRET");
+    }
+    const now = this.clock();
+    const { readable: kept, unreadable } = await this.storedKeysByUnsealing();
+    if (unreadable.length === 0) return { discarded: [], created: [] };
+    const alg = this.signing.algorithm;
+    const fresh = (["current", "next"] as const)
+      .filter((state) => !kept.some((record) => record.state === state))
+      .map((state) => newSigningKey(alg, { masterKey: this.masterKey, state, now }));
+    const discarded = unreadable.map((record) => record.kid);
+    await this.storage.signingKeys.replace(
+      discarded,
+      fresh,
+      auditEvent(context, now, {
+        action: "signing_key.reset",
+        outcome: "success",
+        targetType: "signing_key",
+        targetId: fresh.find((record) => record.state === "current")?.kid ?? null,
+        detail: { discarded, created: fresh.map((record) => record.kid), alg },
+      }),
+    );
+    return { discarded, created: fresh.map((record) => ({ kid: record.kid, state: record.state })) };
   }
 
   /** Rotates when the current key has signed for the configured number of days. */

@@ -30,7 +30,8 @@ function readKeyFile(path: string): Buffer {
  * The 256-bit key that seals private signing keys at rest. From GATEHOUSE_MASTER_KEY,
  * else GATEHOUSE_MASTER_KEY_FILE, else `<dataDir>/master.key`, created on first use with
  * mode 0600. Keep a backup apart from the database: without it the signing keys are lost
- * (tokens can be re-issued; nothing else depends on them).
+ * (`gatehouse keys reset-signing` replaces them; refresh tokens and sessions do not depend
+ * on them, but keys derived from the master key change: docs/auth.md).
  */
 export function loadMasterKey(config: { dataDir: string; auth: Pick<AuthConfig, "masterKey"> }): Buffer {
   const source = config.auth.masterKey;

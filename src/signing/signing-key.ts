@@ -65,6 +65,16 @@ export function newSigningKey(
   };
 }
 
+/** Whether `masterKey` opens the record's sealed private key (the one it was sealed with). */
+export function unsealsWith(record: SigningKeyRecord, masterKey: Buffer): boolean {
+  try {
+    open(masterKey, record.sealedPrivateKey, record.kid).fill(0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function loadSigningKey(record: SigningKeyRecord, masterKey: Buffer): LoadedSigningKey {
   let der: Buffer;
   try {

@@ -288,6 +288,11 @@ export interface SigningKeyRepository {
     change: { at: number; publishUntil: number; newNext: SigningKeyRecord },
     audit: AuditEventInput | null,
   ): Promise<boolean>;
+  /**
+   * Atomically deletes the keys `discard` names, then inserts `fresh` (`gatehouse keys
+   * reset-signing`: keys sealed under a lost master key are replaced).
+   */
+  replace(discard: readonly string[], fresh: readonly SigningKeyRecord[], audit: AuditEventInput | null): Promise<void>;
 }
 
 export interface RefreshTokenRecord {

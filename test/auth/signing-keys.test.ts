@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createPrivateKey } from "node:crypto";
+import { createPrivateKey, randomBytes } from "node:crypto";
 import { chmodSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -9,6 +9,7 @@ import { ConfigError, loadConfig } from "../../src/config/config.ts";
 import { manualClock } from "../../src/lib/clock.ts";
 import { loadMasterKey, MasterKeyError } from "../../src/signing/master-key.ts";
 import { open, seal } from "../../src/signing/sealed-box.ts";
+import { newSigningKey } from "../../src/signing/signing-key.ts";
 import { SqliteStorage } from "../../src/storage/sqlite/sqlite-storage.ts";
 import { backends, tempDir } from "../support/backends.ts";
 import type { TestServer } from "../support/server.ts";
@@ -102,6 +103,28 @@ for (const backend of backends()) {
       assert.ok(other);
       assert.throws(() => open(masterKey, record.sealedPrivateKey, other.kid));
       assert.ok(!record.publicJwk.includes('"d"'));
+    });
+
+    test("reset: only keys another master key sealed are deleted; a current and next that unseal are kept", async () => {
+      const actor = { actor: "cli", ip: null, userAgent: null, requestId: null };
+      const kept = (await server.gatehouse.storage.signingKeys.list(clock())).map((r) => r.kid);
+      // A retired key sealed under another master key, as if sealed before the key was replaced.
+      const foreign = {
+        ...newSigningKey("RS256", { masterKey: randomBytes(32), state: "retired", now: clock() }),
+        retiredAt: clock(),
+        publishUntil: clock() + 60_000,
+      };
+      await server.gatehouse.storage.signingKeys.replace([], [foreign], null);
+      const split = await server.gatehouse.keyring.storedKeysByUnsealing();
+      assert.deepEqual(
+        split.unreadable.map((r) => r.kid),
+        [foreign.kid],
+      );
+      const reset = await server.gatehouse.keyring.replaceUnreadable(actor);
+      assert.deepEqual(reset, { discarded: [foreign.kid], created: [] });
+      const after = (await server.gatehouse.storage.signingKeys.list(clock())).map((r) => r.kid);
+      assert.deepEqual(after.toSorted(), kept.toSorted());
+      assert.deepEqual(await server.gatehouse.keyring.replaceUnreadable(actor), { discarded: [], created: [] });
     });
   });
 }

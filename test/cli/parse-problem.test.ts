@@ -58,6 +58,7 @@ describe("every command reports a mistyped flag in one line of its own, exit 2",
     ["keys", "rotate"],
     ["keys", "scan"],
     ["keys", "rotate-signing"],
+    ["keys", "reset-signing"],
   ];
   for (const words of commands) {
     const name = words.join(" ");

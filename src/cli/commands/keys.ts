@@ -7,6 +7,7 @@ import { PERMISSIONS } from "../../keys/permissions.ts";
 import { scanForKeys } from "../../leaks/key-scanner.ts";
 import { type CliIO, type Command, commandSuggestion, runCommand, UsageError } from "../command.ts";
 import { describeStore, withGatehouse } from "../context.ts";
+import { resetSigningCommand } from "./keys-reset-signing.ts";
 import { rotateSigningCommand } from "./keys-rotate-signing.ts";
 
 const OPERATOR = { context: CLI_ACTOR, permissions: null };
@@ -286,7 +287,15 @@ const scan: Command = {
   },
 };
 
-export const keysSubcommands: Command[] = [create, list, revoke, rotate, scan, rotateSigningCommand];
+export const keysSubcommands: Command[] = [
+  create,
+  list,
+  revoke,
+  rotate,
+  scan,
+  rotateSigningCommand,
+  resetSigningCommand,
+];
 
 export async function runKeys(argv: string[], io: CliIO): Promise<number> {
   const [name, ...rest] = argv;

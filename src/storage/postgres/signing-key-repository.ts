@@ -92,4 +92,18 @@ export class PostgresSigningKeyRepository implements SigningKeyRepository {
       return true;
     });
   }
+
+  async replace(
+    discard: readonly string[],
+    fresh: readonly SigningKeyRecord[],
+    audit: AuditEventInput | null,
+  ): Promise<void> {
+    await this.database.transaction(async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock($1)", [KEYRING_LOCK]);
+      // Deleted first: at most one current and one next key may exist at any moment.
+      await client.query("DELETE FROM signing_keys WHERE kid = ANY($1::text[])", [discard]);
+      for (const record of fresh) await insert(client, record);
+      if (audit) await insertAuditEvents(client, [audit]);
+    });
+  }
 }

@@ -82,4 +82,17 @@ export class SqliteSigningKeyRepository implements SigningKeyRepository {
       return true;
     });
   }
+
+  async replace(
+    discard: readonly string[],
+    fresh: readonly SigningKeyRecord[],
+    audit: AuditEventInput | null,
+  ): Promise<void> {
+    this.database.transaction(() => {
+      // Deleted first: at most one current and one next key may exist at any moment.
+      for (const kid of discard) this.database.statement("DELETE FROM signing_keys WHERE kid = ?").run(kid);
+      for (const record of fresh) this.insertNow(record);
+      if (audit) insertAuditEvent(this.database, audit);
+    });
+  }
 }
