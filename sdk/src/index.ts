@@ -6,6 +6,8 @@ export type { KeyVerifier, KeyVerifierOptions, VerifyOptions } from "./key-verif
 export { createKeyVerifier } from "./key-verifier.ts";
 export type { ProblemCode, ProblemDocument, ProblemStatus } from "./problems.ts";
 export { PROBLEMS } from "./problems.ts";
+export type { RequestLogFields } from "./redacted-request.ts";
+export { redactedRequest } from "./redacted-request.ts";
 export type { TokenGuardOptions, TokenGuardResult } from "./token-guard.ts";
 export { guardToken, guardTokenNow } from "./token-guard.ts";
 export type {
