@@ -3,6 +3,7 @@ import type { JsonObject } from "./assert.ts";
 import { gatehouseURL } from "./base-url.ts";
 import { createJwksKeySource } from "./jwks-key-source.ts";
 import { assertScopes } from "./key-shape.ts";
+import { RevocationAnswers } from "./revocation-answers.ts";
 import { createRevocationCheck } from "./revocation-check.ts";
 import { hasCompactShape, withinTokenLength } from "./token-shape.ts";
 import { createSignatureCheck, hs256Secret, parseCompactJws } from "./token-signature.ts";
@@ -190,6 +191,9 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const revocationTtlMs = revocation
     ? integerIn(revocation.ttlMs ?? DEFAULTS.revocationTtlMs, 0, 3_600_000, "revocationCheck.ttlMs")
     : 0;
+  // Bounded like the cache's default, and kept even when the cache is off, so that ttlMs
+  // holds either way.
+  const revocationAnswers = revocation ? new RevocationAnswers({ maxEntries: DEFAULTS.cacheMaxEntries }) : null;
   const askGatehouse = revocation
     ? createRevocationCheck({
         baseUrl: gatehouseURL(revocation.baseUrl ?? issuerBase, "revocationCheck.baseUrl", insecure),
@@ -352,7 +356,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       const verified = secret ? verifyWithSecret(token, secret, now) : verifyWithKnownKey(token, now);
       if (verified === null) return null;
       if (typeof verified === "string") return { valid: false, code: "INVALID_TOKEN", reason: verified };
-      const entry: CachedToken = { token: verified, revocation: null };
+      const entry: CachedToken = { token: verified };
       cache?.set(token, entry, now);
       return verdict(entry, scopes, false);
     },
@@ -370,17 +374,17 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         if (!hasCompactShape(token)) return { valid: false, code: "INVALID_TOKEN", reason: "MALFORMED" };
         const verified = await verifySignature(token, now);
         if (typeof verified === "string") return { valid: false, code: "INVALID_TOKEN", reason: verified };
-        entry = { token: verified, revocation: null };
+        entry = { token: verified };
         cache?.set(token, entry, now);
       }
-      if (askGatehouse) {
-        if (entry.revocation === null || (entry.revocation.state === "active" && clock() >= entry.revocation.until)) {
+      if (askGatehouse && revocationAnswers) {
+        let known = revocationAnswers.get(token, entry.token, clock());
+        if (known === null || (known.state === "active" && clock() >= known.until)) {
           const answer = await askGatehouse(token);
-          // The entry is shared with the cache: the answer serves later hits too.
-          entry.revocation =
-            answer === "active" ? { state: "active", until: clock() + revocationTtlMs } : { state: "revoked" };
+          known = answer === "active" ? { state: "active", until: clock() + revocationTtlMs } : { state: "revoked" };
+          revocationAnswers.set(token, entry.token, known, clock());
         }
-        if (entry.revocation?.state === "revoked") return { valid: false, code: "INVALID_TOKEN", reason: "REVOKED" };
+        if (known.state === "revoked") return { valid: false, code: "INVALID_TOKEN", reason: "REVOKED" };
       }
       return verdict(entry, scopes, cached);
     },

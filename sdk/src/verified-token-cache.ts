@@ -1,16 +1,8 @@
 import { LruMap } from "./lru-map.ts";
 import type { VerifiedToken } from "./verified-token.ts";
-/** What the revocation check last said about a token, when it is on. */
-export type RevocationState =
-  /** Gatehouse accepted the token; ask again from `until` (ms since the epoch). */
-  | { state: "active"; until: number }
-  /** Gatehouse refused it: denied at logout, sign-in revoked or user disabled. Final. */
-  | { state: "revoked" };
 
 export interface CachedToken {
   token: VerifiedToken;
-  /** Null when the revocation check is off. */
-  revocation: RevocationState | null;
 }
 
 /**
@@ -24,8 +16,8 @@ export interface CachedToken {
  * (no clock tolerance here: tolerance is for clocks that disagree, not for extending a
  * cache), and the least recently used goes first once `maxEntries` is reached (a hit
  * makes an entry the most recent). Scopes come from the signed token, so a hit
- * answers scope checks exactly; revocation is the one thing a hit cannot know, hence
- * `revocation`.
+ * answers scope checks exactly; revocation is the one thing a hit cannot know (the
+ * revocation check keeps its answers apart: revocation-answers.ts).
  */
 export class VerifiedTokenCache {
   private readonly entries: LruMap<string, { presented: string; entry: CachedToken }>;

@@ -280,6 +280,33 @@ describe("the revocation check", () => {
     assert.equal(verifier.stats.revocationChecks, 2);
   });
 
+  test("on, with the cache of verified tokens off: the answer is still reused for ttlMs", async () => {
+    const clock = manualClock(Date.now());
+    const counter = pathCountingFetch();
+    const verifier = gh.verifier({
+      clock,
+      fetch: counter.fetch,
+      cache: { maxEntries: 0 },
+      revocationCheck: { baseUrl: gh.server.url, ttlMs: 5_000 },
+    });
+    const { accessToken } = await gh.signIn();
+    for (let i = 0; i < 3; i++) {
+      const result = await verifier.verify(accessToken);
+      assert.ok(result.valid && !result.cached, "every request checks the signature");
+    }
+    assert.equal(counter.count("/auth/me"), 1, "one question to Gatehouse within the TTL");
+    assert.equal(verifier.stats.signatureChecks, 3);
+
+    assert.equal(await gh.logout(accessToken), 204);
+    clock.advance(4_999);
+    assert.equal((await verifier.verify(accessToken)).valid, true, "within the documented delay");
+    clock.advance(1);
+    assert.deepEqual(await verifier.verify(accessToken), { valid: false, code: "INVALID_TOKEN", reason: "REVOKED" });
+    clock.advance(60_000);
+    assert.deepEqual(await verifier.verify(accessToken), { valid: false, code: "INVALID_TOKEN", reason: "REVOKED" });
+    assert.equal(counter.count("/auth/me"), 2, "a refusal is remembered without asking again");
+  });
+
   test("on with ttlMs 0: refused on the very next request after logout", async () => {
     const verifier = gh.verifier({ revocationCheck: { baseUrl: gh.server.url, ttlMs: 0 } });
     const { accessToken } = await gh.signIn();

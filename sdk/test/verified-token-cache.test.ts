@@ -18,7 +18,7 @@ function token(sub: string, expiresAt: number): VerifiedToken {
 describe("VerifiedTokenCache", () => {
   test("a hit needs the very token: the same signature under another header or payload finds nothing", () => {
     const cache = new VerifiedTokenCache({ maxEntries: 10 });
-    cache.set("header.payload.signature", { token: token("a", 10_000), revocation: null }, 0);
+    cache.set("header.payload.signature", { token: token("a", 10_000) }, 0);
     assert.equal(cache.get("header.payload.signature", 1)?.token.sub, "a");
     assert.equal(cache.get("header.forged.signature", 1), null, "another payload");
     assert.equal(cache.get("forged.payload.signature", 1), null, "another header");
@@ -28,20 +28,20 @@ describe("VerifiedTokenCache", () => {
 
   test("served strictly before expiresAt, dropped at it, never stored when already expired", () => {
     const cache = new VerifiedTokenCache({ maxEntries: 10 });
-    cache.set("h.p.d", { token: token("a", 10_000), revocation: null }, 0);
+    cache.set("h.p.d", { token: token("a", 10_000) }, 0);
     assert.ok(cache.get("h.p.d", 9_999));
     assert.equal(cache.get("h.p.d", 10_000), null);
     assert.equal(cache.size, 0, "the expired entry is gone");
-    cache.set("h.p.e", { token: token("b", 10_000), revocation: null }, 10_000);
+    cache.set("h.p.e", { token: token("b", 10_000) }, 10_000);
     assert.equal(cache.size, 0);
   });
 
   test("least recently used first; a hit refreshes", () => {
     const cache = new VerifiedTokenCache({ maxEntries: 2 });
-    cache.set("h.p.a", { token: token("a", 10_000), revocation: null }, 0);
-    cache.set("h.p.b", { token: token("b", 10_000), revocation: null }, 0);
+    cache.set("h.p.a", { token: token("a", 10_000) }, 0);
+    cache.set("h.p.b", { token: token("b", 10_000) }, 0);
     assert.ok(cache.get("h.p.a", 1));
-    cache.set("h.p.c", { token: token("c", 10_000), revocation: null }, 1);
+    cache.set("h.p.c", { token: token("c", 10_000) }, 1);
     assert.equal(cache.get("h.p.b", 2), null);
     assert.ok(cache.get("h.p.a", 2));
     assert.ok(cache.get("h.p.c", 2));
@@ -62,7 +62,7 @@ describe("VerifiedTokenCache", () => {
       const name = `h.p.s${Math.floor(random() * 120)}`;
       const expiresAt = now + 1 + Math.floor(random() * 400);
       if (random() < 0.5) {
-        cache.set(name, { token: token(name, expiresAt), revocation: null }, now);
+        cache.set(name, { token: token(name, expiresAt) }, now);
         reference.delete(name);
         reference.set(name, expiresAt);
         while (reference.size > 50) reference.delete(reference.keys().next().value as string);
