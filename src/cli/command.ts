@@ -20,6 +20,17 @@ export interface OptionSpec {
   short?: string;
   multiple?: boolean;
   description: string;
+  /**
+   * For a string option whose values have a shape: what is wrong with `value` ("takes a
+   * whole number"), or null when it could be valid. Lets a refused command line name the
+   * real problem instead of suggesting a value the option would refuse next.
+   */
+  check?: (value: string) => string | null;
+}
+
+/** `check` of options that take a count (seconds and the like). */
+export function wholeNumber(value: string): string | null {
+  return /^\d+$/.test(value) ? null : "takes a whole number";
 }
 
 export interface Command {
@@ -77,7 +88,10 @@ export async function runCommand(command: Command, argv: string[], io: CliIO): P
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (error) {
-    const problem = parseProblem(error, argv, options);
+    const checks = Object.fromEntries(
+      Object.entries(command.options).flatMap(([name, { check }]) => (check ? [[name, check]] : [])),
+    );
+    const problem = parseProblem(error, argv, options, checks);
     if (problem === null) throw error;
     // One line that stays on screen, not the whole help after it: the help is one flag away.
     io.err(`gatehouse ${command.name}: ${problem} (see gatehouse ${command.name} --help)`);

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { type CliIO, type Command, commandSuggestion, processIO, runCommand } from "./command.ts";
 import { initCommand } from "./commands/init.ts";
 import { runKeys } from "./commands/keys.ts";
@@ -14,7 +15,8 @@ Commands:
   init       Create the store and print an admin key (once)
   keys       Create, list, rotate, revoke and scan for API keys
 
-Run gatehouse <command> --help for a command's options. Configuration comes from
+Run gatehouse <command> --help for a command's options, gatehouse --version for the
+version. Configuration comes from
 GATEHOUSE_* environment variables; see README.md.`;
 
 export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
@@ -22,6 +24,10 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     io.out(HELP);
     return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-v") {
+    io.out(packageVersion());
+    return 0;
   }
   // A reader that stops early (`gatehouse keys list | head`) closes the pipe: the rest of
   // the output has nowhere to go, which is no error of ours, so exit quietly as Unix tools
@@ -40,4 +46,12 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
     return 2;
   }
   return runCommand(command, rest, io);
+}
+
+/** The version in Gatehouse's own package.json, read when asked (nothing else needs it). */
+function packageVersion(): string {
+  const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+    version?: unknown;
+  };
+  return typeof version === "string" ? version : "unknown";
 }

@@ -11,7 +11,13 @@ import { nearestSetting } from "../config/nearest-setting.ts";
  * again from parseArgs' tokens (read leniently) rather than from the wording of a message
  * that may change between Node versions.
  */
-export function parseProblem(error: unknown, args: string[], options: ParseArgsOptionsConfig): string | null {
+export function parseProblem(
+  error: unknown,
+  args: string[],
+  options: ParseArgsOptionsConfig,
+  /** Per option, what is wrong with a value, or null when it could be valid (OptionSpec.check). */
+  checks: Record<string, (value: string) => string | null> = {},
+): string | null {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code !== "string" || !code.startsWith("ERR_PARSE_ARGS_")) return null;
   const { tokens } = parseArgs({ args, options, allowPositionals: true, strict: false, tokens: true });
@@ -30,6 +36,11 @@ export function parseProblem(error: unknown, args: string[], options: ParseArgsO
     // The same test as parseArgs' strict mode: a separate value that looks like an option
     // is more often a forgotten value than a value.
     if (!token.inlineValue && token.value.length > 1 && token.value.startsWith("-")) {
+      // `--grace -5`: advising `--grace=-5` would only earn the next refusal. Say what the
+      // option takes instead, when the value could not be one.
+      const check = Object.hasOwn(checks, token.name) ? checks[token.name] : undefined;
+      const wrong = check?.(token.value) ?? null;
+      if (wrong !== null) return `${token.rawName} ${wrong} (got ${token.value})`;
       return `${token.rawName} needs a value (got ${token.value}, which looks like an option; write ${token.rawName}=${token.value} if that is the value)`;
     }
   }

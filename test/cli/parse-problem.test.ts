@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { main } from "../../src/cli/main.ts";
@@ -38,6 +39,25 @@ describe("parseProblem: a refused command line in our words", () => {
     assert.equal(
       problemOf(["--name", "--offline"]),
       "--name needs a value (got --offline, which looks like an option; write --name=--offline if that is the value)",
+    );
+  });
+
+  test("a value that looks like an option and that the option would refuse: what the option takes, no advice to write it inline", () => {
+    const options: ParseArgsOptionsConfig = { grace: { type: "string" }, reason: { type: "string" } };
+    const checks = { grace: (value: string) => (/^\d+$/.test(value) ? null : "takes a whole number") };
+    const problem = (args: string[]) => {
+      try {
+        parseArgs({ args, options, allowPositionals: true, strict: true });
+      } catch (error) {
+        return parseProblem(error, args, options, checks);
+      }
+      assert.fail(`parseArgs accepted ${args.join(" ")}`);
+    };
+    assert.equal(problem(["--grace", "-5"]), "--grace takes a whole number (got -5)");
+    // No check, or a value the check allows: the inline form is still the advice.
+    assert.equal(
+      problem(["--reason", "-5"]),
+      "--reason needs a value (got -5, which looks like an option; write --reason=-5 if that is the value)",
     );
   });
 
@@ -82,10 +102,43 @@ describe("every command reports a mistyped flag in one line of its own, exit 2",
     assert.deepEqual(err, ["gatehouse keys scan: --offline takes no value (see gatehouse keys scan --help)"]);
   });
 
+  test("keys rotate --grace -5 says what --grace takes, not to write --grace=-5 (which it refuses too)", async () => {
+    for (const args of [
+      ["keys", "rotate", "key_x", "--grace", "-5"],
+      ["keys", "rotate", "key_x", "--grace=-5"],
+    ]) {
+      const err: string[] = [];
+      const io = { out: () => {}, err: (t: string) => err.push(t), env: {} };
+      assert.equal(await main(args, io), 2, args.join(" "));
+      assert.match(err[0] ?? "", /^gatehouse keys rotate: --grace takes a whole number/, args.join(" "));
+      assert.doesNotMatch(err.join("\n"), /write --grace=/);
+    }
+    const err: string[] = [];
+    const io = { out: () => {}, err: (t: string) => err.push(t), env: {} };
+    assert.equal(await main(["keys", "create", "--name", "x", "--expires-in", "-60"], io), 2);
+    assert.deepEqual(err, [
+      "gatehouse keys create: --expires-in takes a whole number (got -60) (see gatehouse keys create --help)",
+    ]);
+  });
+
   test("keys create: a flag whose value was forgotten", async () => {
     const err: string[] = [];
     const io = { out: () => {}, err: (t: string) => err.push(t), env: {} };
     assert.equal(await main(["keys", "create", "--name"], io), 2);
     assert.deepEqual(err, ["gatehouse keys create: --name needs a value (see gatehouse keys create --help)"]);
+  });
+});
+
+describe("gatehouse --version", () => {
+  test("--version and -v print the package's version alone, exit 0", async () => {
+    const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
+    for (const flag of ["--version", "-v"]) {
+      const out: string[] = [];
+      const err: string[] = [];
+      const io = { out: (t: string) => out.push(t), err: (t: string) => err.push(t), env: {} };
+      assert.equal(await main([flag], io), 0, flag);
+      assert.deepEqual(out, [version]);
+      assert.deepEqual(err, []);
+    }
   });
 });

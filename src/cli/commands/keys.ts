@@ -5,7 +5,7 @@ import { digestKey, redactKey } from "../../keys/key-format.ts";
 import { keyStatus } from "../../keys/key-status.ts";
 import { PERMISSIONS } from "../../keys/permissions.ts";
 import { scanForKeys } from "../../leaks/key-scanner.ts";
-import { type CliIO, type Command, commandSuggestion, runCommand, UsageError } from "../command.ts";
+import { type CliIO, type Command, commandSuggestion, runCommand, UsageError, wholeNumber } from "../command.ts";
 import { describeStore, withGatehouse } from "../context.ts";
 import { resetSigningCommand } from "./keys-reset-signing.ts";
 import { rotateSigningCommand } from "./keys-rotate-signing.ts";
@@ -14,8 +14,14 @@ const OPERATOR = { context: CLI_ACTOR, permissions: null };
 
 function integerOption(value: unknown, name: string): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== "string" || !/^\d+$/.test(value)) throw new UsageError(`--${name} takes a whole number`);
+  const wrong = typeof value === "string" ? wholeNumber(value) : "takes a whole number";
+  if (wrong !== null) throw new UsageError(`--${name} ${wrong}`);
   return Number(value);
+}
+
+/** `check` of --rate-limit: its shape (the limits within it are checked when it is used). */
+function rateLimitValue(value: string): string | null {
+  return /^\d{1,10}\/\d{1,5}$/.test(value) ? null : "takes <limit>/<window seconds>, e.g. 100/60";
 }
 
 /** The option of `keys create` that sets each field the key service checks. */
@@ -53,9 +59,17 @@ const create: Command = {
       multiple: true,
       description: `a Gatehouse admin permission (repeatable): ${PERMISSIONS.join(", ")}`,
     },
-    "expires-in": { type: "string", description: "lifetime in seconds, at least 60 (default: the maximum)" },
+    "expires-in": {
+      type: "string",
+      description: "lifetime in seconds, at least 60 (default: the maximum)",
+      check: wholeNumber,
+    },
     owner: { type: "string", description: "owner id to record" },
-    "rate-limit": { type: "string", description: "<limit>/<window seconds>, e.g. 100/60 (default: the server's)" },
+    "rate-limit": {
+      type: "string",
+      description: "<limit>/<window seconds>, e.g. 100/60 (default: the server's)",
+      check: rateLimitValue,
+    },
     json: { type: "boolean", description: "print JSON" },
   },
   async run({ values }, io) {
@@ -183,7 +197,7 @@ const rotate: Command = {
   summary: "Issue a replacement key; the old one works for the grace period.",
   usage: "keys rotate <id> --grace <seconds> [--json]",
   options: {
-    grace: { type: "string", description: "seconds the old key keeps working (0: stops now)" },
+    grace: { type: "string", description: "seconds the old key keeps working (0: stops now)", check: wholeNumber },
     json: { type: "boolean", description: "print JSON" },
   },
   async run({ values, positionals }, io) {
