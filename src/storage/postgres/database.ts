@@ -32,18 +32,30 @@ function isUnavailable(error: unknown): boolean {
 export class PostgresDatabase {
   readonly pool: pg.Pool;
   readonly schema: string;
+  private readonly url: string;
 
-  constructor(url: string, options: { schema?: string; max?: number } = {}) {
+  constructor(
+    url: string,
+    options: {
+      schema?: string;
+      max?: number;
+      /** What a request's statement may take (ms); tests lower it. */
+      statementTimeoutMs?: number;
+    } = {},
+  ) {
+    this.url = url;
     this.schema = options.schema ?? "public";
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(this.schema))
       throw new TypeError("schema must be a plain lowercase identifier");
+    const statementTimeout = options.statementTimeoutMs ?? 5000;
     this.pool = new pg.Pool({
       connectionString: url,
       max: options.max ?? 10,
       connectionTimeoutMillis: 2000,
       idleTimeoutMillis: 30_000,
-      statement_timeout: 5000,
-      query_timeout: 6000,
+      statement_timeout: statementTimeout,
+      // The client gives up a second after the server should have.
+      query_timeout: statementTimeout + 1000,
       idle_in_transaction_session_timeout: 10_000,
       options: `-c search_path=${this.schema}`,
       types,
@@ -88,6 +100,38 @@ export class PostgresDatabase {
       throw isUnavailable(error) ? new StorageUnavailableError(error) : error;
     } finally {
       client.release(broken);
+    }
+  }
+
+  /**
+   * Runs `work` on a connection of its own, outside the pool and without the statement
+   * and query timeouts: for schema migrations, which can run for minutes on a large store
+   * (and other nodes wait that long for the migration lock). Cut by the request timeouts,
+   * a long migration rolled back every time and the node could never start.
+   */
+  async unhurried<T>(work: (client: Queryable) => Promise<T>): Promise<T> {
+    const client = new pg.Client({
+      connectionString: this.url,
+      connectionTimeoutMillis: 2000,
+      options: `-c search_path=${this.schema}`,
+      types,
+    });
+    // A connection lost between queries emits here; the query in flight fails anyway.
+    client.on("error", () => {});
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.end().catch(() => {});
+      throw this.translate(error);
+    }
+    try {
+      // Also over a default set for the role or database, which would cut it the same way.
+      await client.query("SET statement_timeout = 0");
+      return await work(client);
+    } catch (error) {
+      throw this.translate(error);
+    } finally {
+      await client.end().catch(() => {});
     }
   }
 

@@ -1,11 +1,17 @@
-import type { PostgresDatabase } from "./database.ts";
+import type { PostgresDatabase, Queryable } from "./database.ts";
+
+export interface PostgresMigration {
+  version: number;
+  name: string;
+  sql: string;
+}
 
 /**
  * Versioned, forward-only migrations, the same history as sqlite/migrations.ts. Nodes
  * starting together take a transaction-scoped advisory lock, so exactly one applies
  * each migration and the others wait, then see it recorded.
  */
-export const POSTGRES_MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
   {
     version: 1,
     name: "api keys, audit log, usage, meta",
@@ -213,28 +219,65 @@ export const POSTGRES_MIGRATIONS: ReadonlyArray<{ version: number; name: string;
   },
 ];
 
-const LOCK_ID = 0x6761_7465; // "gate"
+/** The advisory lock migrations run under (exported for tests that hold it). */
+export const MIGRATION_LOCK_ID = 0x6761_7465; // "gate"
 
-export async function migratePostgres(database: PostgresDatabase): Promise<void> {
-  await database.query(`CREATE SCHEMA IF NOT EXISTS ${database.schema}`).catch(async (error) => {
-    // Two nodes creating the schema at once: one wins, the other sees a duplicate.
-    if ((error as { code?: string }).code !== "23505" && (error as { code?: string }).code !== "42P06") throw error;
-  });
-  await database.transaction(async (client) => {
-    await client.query("SELECT pg_advisory_xact_lock($1)", [LOCK_ID]);
-    await client.query(
-      "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-    );
-    const { rows } = await client.query<{ version: number }>("SELECT version FROM schema_migrations");
-    const applied = new Set(rows.map((row) => row.version));
-    for (const migration of POSTGRES_MIGRATIONS) {
+async function inTransaction<T>(client: Queryable, work: () => Promise<T>): Promise<T> {
+  await client.query("BEGIN");
+  try {
+    const result = await work();
+    await client.query("COMMIT");
+    return result;
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * Applies pending migrations, each in its own transaction (as SQLite does), each under
+ * the advisory lock and checked again once it is held, so of nodes starting together one
+ * applies it and the others wait for it. A migration that fails leaves those before it
+ * committed: the next start resumes there instead of redoing a long one.
+ *
+ * On a connection without the request timeouts (PostgresDatabase.unhurried): migration 5
+ * copies every refresh token, and the nodes waiting for the lock wait as long.
+ * `migrations` is for tests.
+ */
+export async function migratePostgres(
+  database: PostgresDatabase,
+  options: { migrations?: readonly PostgresMigration[] } = {},
+): Promise<void> {
+  const migrations = options.migrations ?? POSTGRES_MIGRATIONS;
+  await database.unhurried(async (client) => {
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${database.schema}`).catch((error: unknown) => {
+      // Two nodes creating the schema at once: one wins, the other sees a duplicate.
+      const code = (error as { code?: string }).code;
+      if (code !== "23505" && code !== "42P06") throw error;
+    });
+    const isApplied = async (version: number) =>
+      (await client.query("SELECT 1 FROM schema_migrations WHERE version = $1", [version])).rows.length > 0;
+    const applied = await inTransaction(client, async () => {
+      await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_ID]);
+      await client.query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+      );
+      const { rows } = await client.query<{ version: number }>("SELECT version FROM schema_migrations");
+      return new Set(rows.map((row) => row.version));
+    });
+    for (const migration of migrations) {
       if (applied.has(migration.version)) continue;
-      await client.query(migration.sql);
-      await client.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)", [
-        migration.version,
-        migration.name,
-        Date.now(),
-      ]);
+      await inTransaction(client, async () => {
+        await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_ID]);
+        // Another node may have applied it while this one waited for the lock.
+        if (await isApplied(migration.version)) return;
+        await client.query(migration.sql);
+        await client.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)", [
+          migration.version,
+          migration.name,
+          Date.now(),
+        ]);
+      });
     }
   });
 }
