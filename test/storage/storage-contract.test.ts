@@ -364,3 +364,24 @@ describe("PostgreSQL migrations", () => {
     }
   });
 });
+
+for (const backend of backends()) {
+  describe(`audit append is atomic (${backend.name})`, () => {
+    let store: TestStore;
+    before(async () => {
+      store = await backend.create();
+    });
+    after(() => store.dispose());
+
+    test("a batch larger than one statement's 1,000 events is written whole or not at all", async () => {
+      const events = Array.from({ length: 2500 }, () => event("audit.atomic"));
+      // A time that is not a whole number of ms: refused by both (INTEGER STRICT, BIGINT).
+      events[2100] = { ...event("audit.atomic"), at: NOW + 0.5 };
+      await assert.rejects(store.storage.audit.append(events));
+      assert.deepEqual(await store.storage.audit.query({ action: "audit.atomic", limit: 10 }), []);
+      events[2100] = event("audit.atomic");
+      await store.storage.audit.append(events);
+      assert.equal((await store.storage.audit.query({ action: "audit.atomic", limit: 5000 })).length, 2500);
+    });
+  });
+}

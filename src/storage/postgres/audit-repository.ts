@@ -54,10 +54,15 @@ export class PostgresAuditRepository implements AuditRepository {
   }
 
   async append(events: readonly AuditEventInput[]): Promise<void> {
-    // 10 parameters per event; stay well under PostgreSQL's 65,535 per statement.
-    for (let i = 0; i < events.length; i += 1000) {
-      await insertAuditEvents(this.database.pool, events.slice(i, i + 1000));
-    }
+    if (events.length === 0) return;
+    // One transaction, as every mutating method (types.ts): a batch that fails leaves
+    // nothing behind, so the caller's retry cannot write part of it twice.
+    await this.database.transaction(async (client) => {
+      // 10 parameters per event; stay well under PostgreSQL's 65,535 per statement.
+      for (let i = 0; i < events.length; i += 1000) {
+        await insertAuditEvents(client, events.slice(i, i + 1000));
+      }
+    });
   }
 
   async query(query: AuditQuery): Promise<AuditEvent[]> {
