@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { StorageUnavailableError } from "../errors/gatehouse-error.ts";
 import { addressGroup } from "../lib/address-group.ts";
 import type { AuditEventInput, Storage } from "../storage/types.ts";
 
@@ -9,6 +10,11 @@ export const ANONYMOUS_FAILURES_PER_MINUTE = 60;
 const HINTS_KEPT = 10;
 /** Senders and actions whose minute is tracked at once; past this the oldest is summed up early. */
 const MAX_TRACKED = 10_000;
+/**
+ * Events held while storage is down, at most. Past it new events are dropped and counted
+ * in an error log line, rather than the queue growing until the process runs out of memory.
+ */
+export const MAX_QUEUED = 100_000;
 
 /** One sender's anonymous failures of one action in the current minute. */
 interface SenderMinute {
@@ -36,6 +42,12 @@ interface SenderMinute {
  * hints among them. Never held back: events that name a key, user or sign-in Gatehouse
  * holds (`targetId`: a revoked key tried, a victim's old refresh token), and events of
  * authenticated callers (a resource server's failed verifications).
+ *
+ * A batch storage cannot write because it is unavailable goes back to the queue whole
+ * (append is atomic, so nothing of it was written). Any other failure is taken to be an
+ * event storage refuses (text PostgreSQL cannot hold, say): the batch is written again
+ * event by event, and an event refused on its own is dropped with an error log line, so
+ * one bad event cannot hold back every later one.
  */
 export class AuditLog {
   private queue: AuditEventInput[] = [];
@@ -46,14 +58,18 @@ export class AuditLog {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private readonly tracked = new Map<string, SenderMinute>();
+  private readonly maxQueued: number;
+  /** Events dropped because the queue was full, since the last log line said so. */
+  private dropped = 0;
 
   constructor(
     storage: Storage,
-    options: { intervalMs: number; maxBatch?: number; log?: Logger; clock?: () => number },
+    options: { intervalMs: number; maxBatch?: number; maxQueued?: number; log?: Logger; clock?: () => number },
   ) {
     this.storage = storage;
     this.log = options.log;
     this.maxBatch = options.maxBatch ?? 500;
+    this.maxQueued = options.maxQueued ?? MAX_QUEUED;
     this.clock = options.clock ?? Date.now;
     if (options.intervalMs > 0) {
       this.timer = setInterval(() => void this.flush(), options.intervalMs);
@@ -75,8 +91,14 @@ export class AuditLog {
   }
 
   private enqueue(event: AuditEventInput): void {
+    if (this.queue.length >= this.maxQueued) {
+      this.dropped++;
+      return;
+    }
     this.queue.push(event);
-    if (this.queue.length >= this.maxBatch) void this.flush();
+    // One write at a time: while one is in flight (storage slow or down) the timer takes
+    // the next, instead of every event past the batch size chaining another attempt.
+    if (this.queue.length >= this.maxBatch && !this.flushing) void this.flush();
   }
 
   /** Whether this anonymous failure is written; if not, it is counted for its sender's summary. */
@@ -150,20 +172,53 @@ export class AuditLog {
 
   private write(): Promise<void> {
     if (this.flushing) return this.flushing.then(() => this.write());
+    if (this.dropped > 0) {
+      this.log?.error({ dropped: this.dropped, queued: this.queue.length }, "audit queue full; events dropped");
+      this.dropped = 0;
+    }
     if (this.queue.length === 0) return Promise.resolve();
     const batch = this.queue;
     this.queue = [];
-    this.flushing = (async () => {
-      try {
-        await this.storage.audit.append(batch);
-      } catch (error) {
-        this.log?.warn({ err: error, events: batch.length }, "audit flush failed; will retry");
-        this.queue = batch.concat(this.queue);
-      } finally {
-        this.flushing = undefined;
-      }
-    })();
+    this.flushing = this.writeBatch(batch).finally(() => {
+      this.flushing = undefined;
+    });
     return this.flushing;
+  }
+
+  private async writeBatch(batch: AuditEventInput[]): Promise<void> {
+    try {
+      await this.storage.audit.append(batch);
+      return;
+    } catch (error) {
+      if (error instanceof StorageUnavailableError) {
+        this.requeue(batch, error);
+        return;
+      }
+    }
+    for (const [i, event] of batch.entries()) {
+      try {
+        await this.storage.audit.append([event]);
+      } catch (error) {
+        if (error instanceof StorageUnavailableError) {
+          this.requeue(batch.slice(i), error);
+          return;
+        }
+        // The action and the database's reason, never the event itself: not its detail, nor
+        // the error's context (PostgreSQL's `where` quotes the JSON it could not read).
+        this.log?.error({ action: event.action, reason: refusal(error) }, "audit event refused by storage; dropped");
+      }
+    }
+  }
+
+  /** Puts events that could not be written back at the head of the queue, within its bound. */
+  private requeue(events: AuditEventInput[], error: unknown): void {
+    this.log?.warn({ err: error, events: events.length }, "audit flush failed; will retry");
+    const queue = events.concat(this.queue);
+    if (queue.length > this.maxQueued) {
+      this.dropped += queue.length - this.maxQueued;
+      queue.length = this.maxQueued;
+    }
+    this.queue = queue;
   }
 
   async stop(): Promise<void> {
@@ -171,4 +226,11 @@ export class AuditLog {
     this.closeMinutes(true);
     await this.write();
   }
+}
+
+/** Why storage refused an event: the error's code and message only. */
+function refusal(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" ? `${code}: ${error.message}` : error.message;
 }

@@ -1,8 +1,13 @@
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import pg from "pg";
+import { type Logger, pino } from "pino";
 import { ANONYMOUS_FAILURES_PER_MINUTE, AuditLog } from "../../src/audit/audit-log.ts";
+import { PostgresStorage } from "../../src/storage/postgres/postgres-storage.ts";
 import type { AuditEventInput } from "../../src/storage/types.ts";
-import { backends, type TestStore } from "../support/backends.ts";
+import { backends, TEST_DATABASE_URL, type TestStore } from "../support/backends.ts";
+import { TcpProxy } from "../support/processes.ts";
 
 const T0 = Date.UTC(2026, 11, 7, 12, 0, 0);
 const LIMIT = ANONYMOUS_FAILURES_PER_MINUTE;
@@ -99,3 +104,105 @@ for (const backend of backends()) {
     });
   });
 }
+
+/** A pino logger whose lines the test reads. */
+function capturedLog(): { log: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  return { log, lines };
+}
+
+function writtenSince(query: { since: number }, store: TestStore) {
+  return store.storage.audit.query({ ...query, limit: 1000 });
+}
+
+const SECRET_HINT = "gate_zz9q…K7pX";
+
+for (const backend of backends()) {
+  describe(`audit log writes what storage refuses around (${backend.name})`, () => {
+    let store: TestStore;
+    before(async () => {
+      store = await backend.create();
+    });
+    after(() => store.dispose());
+
+    test("one event storage refuses is dropped with a log line; the rest of its batch is written", async () => {
+      const { log, lines } = capturedLog();
+      const audit = new AuditLog(store.storage, { intervalMs: 0, log });
+      const at = T0 + 7_200_000;
+      const event = (n: number, fields: Partial<AuditEventInput> = {}) =>
+        failure("key:key_rs", "192.0.2.1", "key.verify", at + n, { detail: { n, hint: SECRET_HINT }, ...fields });
+      audit.record(event(1));
+      // U+0000 in detail: PostgreSQL's jsonb cannot hold it (SQLite's JSON text escapes it).
+      audit.record(event(2, { detail: { n: 2, url: "https://example.com/\u0000", hint: SECRET_HINT } }));
+      audit.record(event(3));
+      // Not a whole number of ms: refused by both stores.
+      audit.record(event(4, { at: at + 4.5, action: "key.leak_report" }));
+      audit.record(event(5));
+      await audit.flush();
+      const kept = (await writtenSince({ since: at }, store)).map((e) => (e.detail as { n: number }).n).sort();
+      assert.deepEqual(kept, backend.name === "postgres" ? [1, 3, 5] : [1, 2, 3, 5]);
+      const refusals = lines.filter((line) => line.msg === "audit event refused by storage; dropped");
+      assert.deepEqual(
+        refusals.map((line) => line.action),
+        backend.name === "postgres" ? ["key.verify", "key.leak_report"] : ["key.leak_report"],
+      );
+      for (const line of refusals) assert.equal(typeof line.reason, "string");
+      assert.ok(!JSON.stringify(lines).includes(SECRET_HINT), "no log line holds the event's detail");
+
+      // Nothing is left behind to block what comes next.
+      audit.record(event(6));
+      await audit.flush();
+      assert.equal((await writtenSince({ since: at + 6 }, store)).length, 1);
+    });
+
+    test("past the queue's bound new events are dropped and counted in an error log line", async () => {
+      const { log, lines } = capturedLog();
+      const audit = new AuditLog(store.storage, { intervalMs: 0, maxBatch: 1000, maxQueued: 10, log });
+      const at = T0 + 10_800_000;
+      for (let n = 0; n < 13; n++) {
+        audit.record(failure("key:key_rs", "192.0.2.1", "key.verify", at + n, { detail: { n } }));
+      }
+      await audit.flush();
+      const kept = (await writtenSince({ since: at }, store))
+        .map((e) => (e.detail as { n: number }).n)
+        .sort((a, b) => a - b);
+      assert.deepEqual(kept, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "the oldest are kept");
+      const full = lines.filter((line) => line.msg === "audit queue full; events dropped");
+      assert.deepEqual(
+        full.map((line) => line.dropped),
+        [3],
+      );
+    });
+  });
+}
+
+describe("audit log while PostgreSQL is unreachable", { skip: !backends().some((b) => b.name === "postgres") }, () => {
+  test("a batch that fails because storage is unavailable is kept whole and written once when it returns", async () => {
+    const proxy = new TcpProxy({ host: "127.0.0.1", port: 5432 });
+    const port = await proxy.start();
+    const url = new URL(TEST_DATABASE_URL);
+    url.port = String(port);
+    const schema = `gh_test_${randomBytes(6).toString("hex")}`;
+    const storage = await PostgresStorage.open(url.toString(), { schema, poolSize: 2 });
+    try {
+      const { log, lines } = capturedLog();
+      const audit = new AuditLog(storage, { intervalMs: 0, log });
+      for (let n = 0; n < 3; n++) audit.record(failure("key:key_rs", "192.0.2.1", "key.verify", T0 + n));
+      await proxy.cut();
+      await audit.flush();
+      assert.ok(lines.some((line) => line.msg === "audit flush failed; will retry"));
+      assert.ok(!lines.some((line) => line.msg === "audit event refused by storage; dropped"));
+      await proxy.restore();
+      await audit.flush();
+      assert.equal((await storage.audit.query({ action: "key.verify", limit: 10 })).length, 3);
+    } finally {
+      await storage.close();
+      await proxy.cut();
+      const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await client.end();
+    }
+  });
+});
