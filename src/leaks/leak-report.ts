@@ -3,6 +3,7 @@ import { type ActorContext, auditEvent } from "../audit/context.ts";
 import type { Gatehouse } from "../gatehouse.ts";
 import { digestKey, isWellFormedKey, keyHint } from "../keys/key-format.ts";
 import { keyStatus } from "../keys/key-status.ts";
+import { storableText } from "../lib/storable-text.ts";
 
 export interface LeakedToken {
   token: string;
@@ -36,7 +37,12 @@ export async function handleLeakReport(
     const record = isWellFormedKey(item.token, gatehouse.config.keys.prefix)
       ? await gatehouse.storage.keys.findByDigest(digestKey(item.token))
       : null;
-    const where = { source: item.source ?? null, url: item.url ?? null };
+    // Replaced, not refused: a 400 would leave every key in the report unrevoked, and
+    // GitHub cannot fix what it found. Kept as it was, PostgreSQL refused the event.
+    const where = {
+      source: item.source === undefined ? null : storableText(item.source),
+      url: item.url === undefined ? null : storableText(item.url),
+    };
     if (!record) {
       gatehouse.audit.record(
         auditEvent(context, gatehouse.clock(), {

@@ -9,3 +9,11 @@ export function unstorableText(value: string): string | null {
   if (value.includes("\u0000")) return "must not contain the character U+0000";
   return null;
 }
+
+/**
+ * The text with what storage cannot keep replaced by U+FFFD, for text Gatehouse records
+ * but cannot send back to be fixed (what a leak report says about where a key was found).
+ */
+export function storableText(value: string): string {
+  return unstorableText(value) === null ? value : value.toWellFormed().replaceAll("\u0000", "\uFFFD");
+}

@@ -115,6 +115,30 @@ for (const backend of backends()) {
       assert.ok(!JSON.stringify(everything.body).includes(key), "the audit log never holds the token");
     });
 
+    test("where a report says a key was found is audited with text storage cannot keep replaced", async () => {
+      const { id, key } = await newKey("found at an odd url");
+      const unknown = generateKey("gate");
+      const odd = { url: "https://github.com/o/r/blob/x/\ud800.env", source: "content\u0000x" };
+      const r = await report(
+        server,
+        JSON.stringify([
+          { token: key, ...odd },
+          { token: unknown, ...odd },
+        ]),
+        github,
+      );
+      assert.equal(r.status, 200, r.text);
+      assert.equal((await verify(key)).code, "REVOKED");
+      const events = await leakEvents();
+      for (const event of [
+        events.find((e) => e.targetId === id),
+        events.find((e) => e.detail.tokenHash === sha256(unknown)),
+      ]) {
+        assert.equal(event?.detail.url, "https://github.com/o/r/blob/x/\ufffd.env");
+        assert.equal(event?.detail.source, "content\ufffdx");
+      }
+    });
+
     test("an unknown token is false_positive; an already revoked key is still true_positive", async () => {
       const revoked = await newKey("revoked before");
       await server.call("POST", `/v1/keys/${revoked.id}/revoke`, { reason: "rotated out" });
