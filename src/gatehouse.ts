@@ -161,15 +161,12 @@ export function createGatehouse(options: {
   });
   let authTimer: NodeJS.Timeout | undefined;
   if (background) {
-    // Hourly: rotate the signing key when it is due, and drop spent tokens and sessions.
+    // Hourly: rotate the signing key when it is due. (Spent tokens and sessions are the
+    // housekeeper's, in bounded batches.)
     authTimer = setInterval(() => {
-      const now = clock();
       void keyring
         .rotateIfDue(SYSTEM_ACTOR)
         .catch((error) => options.log?.warn({ err: error }, "signing key rotation failed"));
-      void Promise.all([storage.tokens.prune(now), storage.sessions.prune(now)]).catch((error) =>
-        options.log?.warn({ err: error }, "token pruning failed"),
-      );
     }, 3_600_000);
     authTimer.unref();
   }

@@ -76,8 +76,23 @@ export class Housekeeper {
       usage: now - this.retention.usageDays * DAY,
       usage_hours: now - this.retention.usageDays * DAY,
       audit: now - this.retention.auditDays * DAY,
+      // Credentials go as soon as they have ended: nothing reads them after.
+      refresh_tokens: now,
+      legacy_token_digests: now,
+      denied_access_tokens: now,
+      sessions: now,
     };
-    const deleted: PassResult = { ended_keys: 0, usage: 0, usage_hours: 0, audit: 0, usageRolledUp: 0 };
+    const deleted: PassResult = {
+      ended_keys: 0,
+      usage: 0,
+      usage_hours: 0,
+      audit: 0,
+      refresh_tokens: 0,
+      legacy_token_digests: 0,
+      denied_access_tokens: 0,
+      sessions: 0,
+      usageRolledUp: 0,
+    };
     const minuteCutoff = now - Math.min(this.retention.usageMinuteDays, this.retention.usageDays) * DAY;
     const purge = async (target: PurgeTarget) => {
       for (;;) {
@@ -88,7 +103,13 @@ export class Housekeeper {
         await yieldToRequests();
       }
     };
-    // Minutes past the usage retention go first (summing them into hours only to delete
+    // Spent credentials first: at a high rotation rate they are the most rows an hour, and
+    // the usage roll-up after an upgrade can take hours. The legacy digests follow the
+    // tokens they belonged to.
+    for (const target of ["refresh_tokens", "legacy_token_digests", "denied_access_tokens", "sessions"] as const) {
+      await purge(target);
+    }
+    // Of usage, minutes past the usage retention go first (summing them into hours only to delete
     // those would be wasted work, most of all on the first pass after an upgrade); then
     // the minutes past the minute retention become hours.
     await purge("usage");

@@ -387,8 +387,6 @@ export interface TokenRepository {
   /** Whether this family is one of the user's sign-ins that `listActiveSignIns` would list at `now`. */
   isActiveSignIn(userId: string, familyId: string, now: number): Promise<boolean>;
   isJtiDenied(jti: string): Promise<boolean>;
-  /** Deletes expired refresh tokens and denylist entries. */
-  prune(now: number): Promise<void>;
 }
 
 export interface SessionRecord {
@@ -419,14 +417,28 @@ export interface SessionRepository {
   revoke(userId: string, id: string, at: number, audit: AuditEventInput | null): Promise<boolean>;
   /** Revokes every session of the user (and their refresh token families); returns how many sessions. */
   revokeAllForUser(userId: string, at: number, audit: AuditEventInput | null): Promise<number>;
-  prune(now: number): Promise<void>;
 }
 
 /**
  * What housekeeping purges. Each call deletes one bounded batch in its own short
  * transaction, so purging never holds a long lock; the housekeeper loops.
+ *
+ * - `ended_keys`, `usage`, `usage_hours`, `audit`: rows older than their retention.
+ * - `refresh_tokens`: tokens whose family ended before `before` (`familyExpiresAt`).
+ * - `legacy_token_digests`: digests of tokens from before migration 5 whose token is gone
+ *   (pruned, or its user deleted); `before` is not used.
+ * - `denied_access_tokens`: denylist entries of access tokens expired before `before`.
+ * - `sessions`: sessions past their absolute or idle end at `before`.
  */
-export type PurgeTarget = "ended_keys" | "usage" | "usage_hours" | "audit";
+export type PurgeTarget =
+  | "ended_keys"
+  | "usage"
+  | "usage_hours"
+  | "audit"
+  | "refresh_tokens"
+  | "legacy_token_digests"
+  | "denied_access_tokens"
+  | "sessions";
 
 export interface HousekeepingRepository {
   /** Deletes up to `limit` rows of `target` older than `before` (ms); returns how many. */

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, describe, test } from "node:test";
 import pg from "pg";
+import { Housekeeper } from "../../src/housekeeping/housekeeper.ts";
 import { newId } from "../../src/lib/ids.ts";
 import { POSTGRES_MIGRATIONS } from "../../src/storage/postgres/migrations.ts";
 import { PostgresStorage } from "../../src/storage/postgres/postgres-storage.ts";
@@ -71,8 +72,8 @@ async function legacyTokenStillWorks(storage: Storage): Promise<void> {
     "reused",
   );
   assert.equal(await storage.tokens.isFamilyRevoked("fam_legacy"), true);
-  // Once the family has expired, pruning takes the token and its legacy digest.
-  await storage.tokens.prune(NOW + 7_200_000);
+  // Once the family has expired, housekeeping takes the token and its legacy digest.
+  await new Housekeeper({ storage, clock: () => NOW + 7_200_000 }).runOnce();
   assert.equal(await storage.tokens.findRefresh(ref), null);
 }
 

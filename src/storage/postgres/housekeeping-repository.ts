@@ -16,6 +16,18 @@ const STATEMENTS: Record<PurgeTarget, string> = {
       SELECT key_id, bucket, outcome FROM key_usage_hours WHERE bucket < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
   audit: `DELETE FROM audit_events WHERE id IN (
       SELECT id FROM audit_events WHERE at < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+  refresh_tokens: `DELETE FROM refresh_tokens WHERE id IN (
+      SELECT id FROM refresh_tokens WHERE family_expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+  // No cutoff, only a limit ($1): the digest goes once its token has (pruned, or its user
+  // deleted).
+  legacy_token_digests: `DELETE FROM refresh_token_legacy_digests WHERE digest IN (
+      SELECT l.digest FROM refresh_token_legacy_digests l
+      WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.id = l.id)
+      LIMIT $1 FOR UPDATE OF l SKIP LOCKED)`,
+  denied_access_tokens: `DELETE FROM denied_access_tokens WHERE jti IN (
+      SELECT jti FROM denied_access_tokens WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+  sessions: `DELETE FROM sessions WHERE digest IN (
+      SELECT digest FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 };
 
 export class PostgresHousekeepingRepository implements HousekeepingRepository {
@@ -33,7 +45,9 @@ export class PostgresHousekeepingRepository implements HousekeepingRepository {
         return (await client.query(STATEMENTS.usage, [before, limit])).rowCount ?? 0;
       });
     }
-    const result = await this.database.query(STATEMENTS[target], [before, limit]);
+    // PostgreSQL refuses a parameter a statement does not use (it cannot type it).
+    const params = target === "legacy_token_digests" ? [limit] : [before, limit];
+    const result = await this.database.query(STATEMENTS[target], params);
     return result.rowCount ?? 0;
   }
 }

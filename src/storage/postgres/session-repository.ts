@@ -118,8 +118,4 @@ export class PostgresSessionRepository implements SessionRepository {
       return count;
     });
   }
-
-  async prune(now: number): Promise<void> {
-    await this.database.query("DELETE FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1", [now]);
-  }
 }

@@ -270,15 +270,4 @@ export class PostgresTokenRepository implements TokenRepository {
     const { rows } = await this.database.query("SELECT 1 FROM denied_access_tokens WHERE jti = $1", [jti]);
     return rows.length > 0;
   }
-
-  async prune(now: number): Promise<void> {
-    await this.database.transaction(async (client) => {
-      await client.query("DELETE FROM denied_access_tokens WHERE expires_at < $1", [now]);
-      await client.query("DELETE FROM refresh_tokens WHERE family_expires_at < $1", [now]);
-      // Digests of tokens from before migration 5 whose token is gone (pruned, or its user deleted).
-      await client.query(
-        "DELETE FROM refresh_token_legacy_digests l WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.id = l.id)",
-      );
-    });
-  }
 }

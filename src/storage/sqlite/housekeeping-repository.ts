@@ -12,6 +12,16 @@ const STATEMENTS: Record<PurgeTarget, string> = {
   usage_hours: `DELETE FROM key_usage_hours WHERE (key_id, bucket, outcome) IN (
       SELECT key_id, bucket, outcome FROM key_usage_hours WHERE bucket < ?1 LIMIT ?2)`,
   audit: "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < ?1 ORDER BY id LIMIT ?2)",
+  refresh_tokens: `DELETE FROM refresh_tokens WHERE id IN (
+      SELECT id FROM refresh_tokens WHERE family_expires_at < ?1 LIMIT ?2)`,
+  // No cutoff (?1): the digest goes once its token has (pruned, or its user deleted).
+  legacy_token_digests: `DELETE FROM refresh_token_legacy_digests WHERE digest IN (
+      SELECT l.digest FROM refresh_token_legacy_digests l
+      WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.id = l.id) LIMIT ?2)`,
+  denied_access_tokens: `DELETE FROM denied_access_tokens WHERE jti IN (
+      SELECT jti FROM denied_access_tokens WHERE expires_at < ?1 LIMIT ?2)`,
+  sessions: `DELETE FROM sessions WHERE digest IN (
+      SELECT digest FROM sessions WHERE expires_at < ?1 OR idle_expires_at < ?1 LIMIT ?2)`,
 };
 
 export class SqliteHousekeepingRepository implements HousekeepingRepository {

@@ -111,8 +111,4 @@ export class SqliteSessionRepository implements SessionRepository {
       return count;
     });
   }
-
-  async prune(now: number): Promise<void> {
-    this.database.statement("DELETE FROM sessions WHERE expires_at < ? OR idle_expires_at < ?").run(now, now);
-  }
 }

@@ -209,17 +209,4 @@ export class SqliteTokenRepository implements TokenRepository {
   async isJtiDenied(jti: string): Promise<boolean> {
     return this.database.statement("SELECT 1 AS hit FROM denied_access_tokens WHERE jti = ?").get(jti) !== undefined;
   }
-
-  async prune(now: number): Promise<void> {
-    this.database.transaction(() => {
-      this.database.statement("DELETE FROM denied_access_tokens WHERE expires_at < ?").run(now);
-      this.database.statement("DELETE FROM refresh_tokens WHERE family_expires_at < ?").run(now);
-      // Digests of tokens from before migration 5 whose token is gone (pruned, or its user deleted).
-      this.database
-        .statement(
-          "DELETE FROM refresh_token_legacy_digests WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.id = refresh_token_legacy_digests.id)",
-        )
-        .run();
-    });
-  }
 }
