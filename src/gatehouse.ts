@@ -136,7 +136,7 @@ export function createGatehouse(options: {
     accessTokenSeconds: config.auth.accessTokenSeconds,
     clock,
   });
-  const hasher = new PasswordHasher(config.auth.password.argon2);
+  const hasher = new PasswordHasher(config.auth.password.argon2, { maxWaiting: config.auth.password.maxWaiting });
   // In the background: the first unknown account must not pay for making the dummy hash.
   hasher.warm().catch(() => {});
   const users = new UserService({

@@ -1,5 +1,6 @@
 import { decodeHs256Secret } from "../../sdk/src/token-signature.ts";
 import type { SigningAlgorithm } from "../storage/types.ts";
+import { DEFAULT_MAX_WAITING } from "../users/password-hasher.ts";
 
 /** Settings for users, passwords, tokens, sessions and signing keys (docs/auth.md). */
 export interface AuthConfig {
@@ -26,6 +27,8 @@ export interface AuthConfig {
     /** zxcvbn score (0–4) a new password must reach. */
     minScore: number;
     argon2: { memoryKiB: number; timeCost: number; parallelism: number };
+    /** Password checks that may wait for a hashing slot; past it, 503 BUSY. */
+    maxWaiting: number;
   };
   signupEnabled: boolean;
   /** Origins allowed to send cookie-authenticated state-changing requests. */
@@ -112,6 +115,7 @@ export function loadAuthConfig(
   const memoryKiB = integer("GATEHOUSE_ARGON2_MEMORY_KIB", 19456, 19456, 4 * 1024 * 1024);
   const timeCost = integer("GATEHOUSE_ARGON2_TIME_COST", 2, 2, 20);
   const parallelism = integer("GATEHOUSE_ARGON2_PARALLELISM", 1, 1, 16);
+  const maxWaiting = integer("GATEHOUSE_ARGON2_MAX_WAITING", DEFAULT_MAX_WAITING, 0, 100_000);
 
   const signupEnabled = boolean("GATEHOUSE_SIGNUP_ENABLED");
 
@@ -144,7 +148,7 @@ export function loadAuthConfig(
     refreshTokenIdleSeconds,
     sessionSeconds,
     sessionIdleSeconds,
-    password: { minLength, minScore, argon2: { memoryKiB, timeCost, parallelism } },
+    password: { minLength, minScore, argon2: { memoryKiB, timeCost, parallelism }, maxWaiting },
     signupEnabled,
     allowedOrigins,
     login: { freeFailuresPerAccount, freeFailuresPerIp, maxDelaySeconds, knownAddressDays },

@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   HEADERS_TOO_LARGE: { status: 431, title: "The request headers are too large" },
   INTERNAL: { status: 500, title: "Internal error" },
   STORAGE_UNAVAILABLE: { status: 503, title: "Storage is unavailable" },
+  BUSY: { status: 503, title: "Gatehouse is too busy to take this request now" },
   UPSTREAM_UNAVAILABLE: { status: 503, title: "A service Gatehouse depends on did not answer" },
 } as const satisfies Record<string, { status: number; title: string }>;
 

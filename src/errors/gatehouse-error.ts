@@ -103,6 +103,19 @@ export class StorageUnavailableError extends GatehouseError {
   }
 }
 
+/**
+ * Work that waits its turn (argon2id hashes) has a queue of bounded length: past it, the
+ * request is refused at once rather than answered many seconds later.
+ */
+export class BusyError extends GatehouseError {
+  constructor(detail: string, retryAfterSeconds = 1) {
+    super("BUSY", `${detail} Retry in ${retryAfterSeconds} s.`, {
+      headers: { "retry-after": String(retryAfterSeconds) },
+    });
+    this.name = "BusyError";
+  }
+}
+
 /** Failed sign-in: one answer whether the account is unknown, disabled, or the password wrong. */
 export class InvalidCredentialsError extends GatehouseError {
   constructor() {

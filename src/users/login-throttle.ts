@@ -48,10 +48,15 @@ interface SubjectKeys {
  * and the address's own counts. The pair gets the account's free failures, so a known
  * address has the budget any address had before the account was blocked.
  *
+ * An attempt is counted as a failure when it is admitted, before its password is checked,
+ * and taken back only when the password turns out right: counted when it ended, a burst of
+ * attempts sent together would all be admitted (each checked while the others were still
+ * hashing), and the brakes would start only after a thousand guesses had been made.
+ *
  * A refused attempt counts as a failure of its address, so polling during a wait is not
  * free: it spends the address's budget and pushes its own wait out. A success clears the
- * account's and the pair's counts; the address count is not cleared, so one valid account
- * does not reset an attacker's budget.
+ * account's and the pair's counts; of the address's count it takes back only its own
+ * attempt, so one valid account does not reset an attacker's budget.
  *
  * Counters live in memory, or in Redis when the deployment has one (the limiter factory
  * of the runtime), so that every node brakes the same attacker.
@@ -125,30 +130,54 @@ export class LoginThrottle {
   }
 
   /**
-   * Seconds to wait before this attempt may be checked; 0: go ahead. A refusal (more
-   * than 0) has already been counted against the address.
+   * Seconds to wait before this attempt may be checked; 0: go ahead. Either way the
+   * attempt is counted: a refused one against its address; an admitted one as a failure
+   * of the account, the pair and the address, until `success` (the password was right) or
+   * `release` (it was never checked) takes it back.
    */
   async admit(subject: LoginSubject): Promise<number> {
     const keys = this.keys(subject);
-    const [account, ip, pair, known] = await unavailableOnError(
+    const [account, ip, pair, known, ...counted] = await unavailableOnError(
       Promise.all([
         this.blocks.get(keys.account),
         this.blocks.get(keys.ip),
         this.blocks.get(keys.pair),
         this.known.get(keys.pair),
+        this.failures.get(keys.account),
+        this.failures.get(keys.pair),
+        this.failures.get(keys.ip),
       ]),
     );
     const wait = (res: RateLimiterRes | null) => (res && res.consumedPoints > 1 ? res.msBeforeNext : 0);
     const isKnown = known !== null && known.consumedPoints > 0;
     const ms = Math.max(isKnown ? 0 : wait(account), wait(ip), wait(pair));
-    if (ms === 0) return 0;
-    const charged = await unavailableOnError(this.count(keys.ip, this.settings.freeFailuresPerIp));
-    return Math.max(Math.ceil(ms / 1000), charged);
+    if (ms > 0) {
+      const charged = await unavailableOnError(this.count(keys.ip, this.settings.freeFailuresPerIp));
+      return Math.max(Math.ceil(ms / 1000), charged.seconds);
+    }
+    // Counted now, not when the password has been checked: the brake this attempt may
+    // start then stops the attempts sent alongside it.
+    const charged = await this.charge(keys);
+    // Past the free failures, one attempt at a time: if others were counted between this
+    // one's look at the brakes and its own count (concurrent attempts, other nodes), the
+    // first of them started the brake and this one is refused by it.
+    const overtaken = charged.findIndex(
+      (count, i) => (i > 0 || !isKnown) && count.seconds > 0 && count.consumed > (counted[i]?.consumedPoints ?? 0) + 1,
+    );
+    return overtaken < 0 ? 0 : Math.max(...charged.map((count) => count.seconds));
   }
 
+  /**
+   * Counts one failed attempt. `admit` already counts every attempt it lets through; this
+   * is for failures that did not come through it (tests build long waits with it).
+   */
   async failure(subject: LoginSubject): Promise<void> {
-    const keys = this.keys(subject);
-    await unavailableOnError(
+    await this.charge(this.keys(subject));
+  }
+
+  /** One failure of the account, the pair and the address, in that order. */
+  private charge(keys: SubjectKeys): Promise<Array<{ consumed: number; seconds: number }>> {
+    return unavailableOnError(
       Promise.all([
         this.count(keys.account, this.settings.freeFailuresPerAccount),
         this.count(keys.pair, this.settings.freeFailuresPerAccount),
@@ -157,17 +186,47 @@ export class LoginThrottle {
     );
   }
 
-  /** Counts one failure for `key`; returns the wait it starts in seconds (0: none). */
-  private async count(key: string, free: number): Promise<number> {
-    const res = await this.failures.penalty(key, 1);
-    const over = res.consumedPoints - free;
-    if (over <= 0) return 0;
-    const seconds = Math.min(2 ** Math.min(over - 1, 30), this.settings.maxDelaySeconds);
-    await this.blocks.block(key, seconds);
-    return seconds;
+  /**
+   * An admitted attempt that was never checked (the hasher was full, storage failed):
+   * its count is taken back, so the owner is not braked for Gatehouse's trouble.
+   */
+  async release(subject: LoginSubject): Promise<void> {
+    const keys = this.keys(subject);
+    await unavailableOnError(
+      Promise.all([
+        this.uncount(keys.account, this.settings.freeFailuresPerAccount),
+        this.uncount(keys.pair, this.settings.freeFailuresPerAccount),
+        this.uncount(keys.ip, this.settings.freeFailuresPerIp),
+      ]),
+    );
   }
 
-  /** The password was right: clear the account's and the pair's counts, and remember the address. */
+  /** Counts one failure for `key`: the failures counted now, and the wait it starts in seconds (0: none). */
+  private async count(key: string, free: number): Promise<{ consumed: number; seconds: number }> {
+    const res = await this.failures.penalty(key, 1);
+    const over = res.consumedPoints - free;
+    if (over <= 0) return { consumed: res.consumedPoints, seconds: 0 };
+    const seconds = Math.min(2 ** Math.min(over - 1, 30), this.settings.maxDelaySeconds);
+    await this.blocks.block(key, seconds);
+    return { consumed: res.consumedPoints, seconds };
+  }
+
+  /**
+   * Takes one counted failure back from `key`, and the brake with it if the count is back
+   * within the free failures (a brake this very attempt started when it was admitted).
+   */
+  private async uncount(key: string, free: number): Promise<void> {
+    const res = await this.failures.reward(key, 1);
+    // Below zero when the count was forgotten in between (a day without failures): an
+    // address must not bank free failures.
+    if (res.consumedPoints <= 0) await this.failures.delete(key);
+    if (res.consumedPoints <= free) await this.blocks.delete(key);
+  }
+
+  /**
+   * The password was right: clear the account's and the pair's counts, take this attempt
+   * back from the address's, and remember the address.
+   */
   async success(subject: LoginSubject): Promise<void> {
     const keys = this.keys(subject);
     await unavailableOnError(
@@ -176,6 +235,7 @@ export class LoginThrottle {
         this.blocks.delete(keys.account),
         this.failures.delete(keys.pair),
         this.blocks.delete(keys.pair),
+        this.uncount(keys.ip, this.settings.freeFailuresPerIp),
         this.known.set(keys.pair, 1, this.knownSeconds),
       ]),
     );

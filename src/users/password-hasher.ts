@@ -1,4 +1,5 @@
 import { hash, parseOptions, verify } from "@node-rs/argon2";
+import { BusyError } from "../errors/gatehouse-error.ts";
 
 export interface Argon2Parameters {
   memoryKiB: number;
@@ -8,6 +9,9 @@ export interface Argon2Parameters {
 
 /** `Algorithm.Argon2id` of @node-rs/argon2 (an ambient const enum, not importable as a value). */
 const ARGON2ID = 2;
+
+/** Hashes that may wait for a slot before more are refused (PasswordHasher). */
+export const DEFAULT_MAX_WAITING = 256;
 
 /** libuv's thread pool size: UV_THREADPOOL_SIZE (1–1024), else 4. */
 export function threadPoolSize(env: NodeJS.ProcessEnv = process.env): number {
@@ -25,22 +29,33 @@ export function threadPoolSize(env: NodeJS.ProcessEnv = process.env): number {
  * the pool (WebCrypto signing the new access token, file system calls, DNS) waits
  * behind the hashes. One free thread keeps those prompt; the hashes left still fill
  * every core on machines with fewer cores than threads.
+ *
+ * At most `maxWaiting` wait (default 256, about 2 s of hashing at this project's
+ * benchmark host's rate); past that a hash is refused with BusyError (503, Retry-After).
+ * Unbounded, a burst of a thousand sign-ins made every sign-in behind it wait ~17 s,
+ * longer than most clients wait for an answer, and held each one's request in memory.
  */
 export class PasswordHasher {
   private readonly parameters: Argon2Parameters;
   private readonly maxConcurrent: number;
+  private readonly maxWaiting: number;
   private running = 0;
   private readonly waiting: Array<() => void> = [];
   private dummy: Promise<string> | undefined;
   private dummyChecks = 0;
 
-  constructor(parameters: Argon2Parameters, options: { maxConcurrent?: number } = {}) {
+  constructor(parameters: Argon2Parameters, options: { maxConcurrent?: number; maxWaiting?: number } = {}) {
     this.parameters = parameters;
     const maxConcurrent = options.maxConcurrent ?? Math.max(1, threadPoolSize() - 1);
     if (!Number.isSafeInteger(maxConcurrent) || maxConcurrent < 1) {
       throw new TypeError("maxConcurrent must be a positive integer");
     }
+    const maxWaiting = options.maxWaiting ?? DEFAULT_MAX_WAITING;
+    if (!Number.isSafeInteger(maxWaiting) || maxWaiting < 0) {
+      throw new TypeError("maxWaiting must be a whole number");
+    }
     this.maxConcurrent = maxConcurrent;
+    this.maxWaiting = maxWaiting;
   }
 
   /** Hashes running now, and hashes waiting for a slot (for metrics and tests). */
@@ -51,6 +66,9 @@ export class PasswordHasher {
   /** Runs `work` when fewer than `maxConcurrent` hashes are running, first come first served. */
   private async limited<T>(work: () => Promise<T>): Promise<T> {
     if (this.running >= this.maxConcurrent) {
+      if (this.waiting.length >= this.maxWaiting) {
+        throw new BusyError("Too many passwords are waiting to be checked.");
+      }
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     } else {
       this.running++;
@@ -94,11 +112,14 @@ export class PasswordHasher {
   }
 
   private async check(stored: string, password: string): Promise<boolean> {
-    try {
-      return await this.limited(() => verify(stored, password));
-    } catch {
-      return false;
-    }
+    // A stored hash argon2 cannot read is a failed check; a full queue (BusyError) is not.
+    return this.limited(async () => {
+      try {
+        return await verify(stored, password);
+      } catch {
+        return false;
+      }
+    });
   }
 
   needsRehash(stored: string): boolean {
@@ -122,7 +143,13 @@ export class PasswordHasher {
   async burn(password: string): Promise<void> {
     const dummy = await this.dummyHash();
     this.dummyChecks++;
-    await this.limited(() => verify(dummy, password)).catch(() => false);
+    await this.limited(async () => {
+      try {
+        return await verify(dummy, password);
+      } catch {
+        return false;
+      }
+    });
   }
 
   /** Checks against the dummy hash so far (tests read it; each is a hash's worth of work). */

@@ -1,5 +1,11 @@
 import { type ActorContext, auditEvent } from "../audit/context.ts";
-import { ConflictError, NotFoundError, PasswordRejectedError, ValidationError } from "../errors/gatehouse-error.ts";
+import {
+  BusyError,
+  ConflictError,
+  NotFoundError,
+  PasswordRejectedError,
+  ValidationError,
+} from "../errors/gatehouse-error.ts";
 import type { Clock } from "../lib/clock.ts";
 import { newId } from "../lib/ids.ts";
 import type { Storage, UserListQuery, UserRecord } from "../storage/types.ts";
@@ -161,8 +167,12 @@ export class UserService {
     if (!checked.ok) return { ok: false, reason: "WRONG_PASSWORD", userId: user.id };
     if (user.status !== "active") return { ok: false, reason: "DISABLED", userId: user.id };
     if (checked.rehash) {
-      const newHash = await this.hasher.hash(candidate);
-      if (await this.storage.users.rehash(user.id, user.passwordHash, newHash, this.clock())) {
+      // The rehash can wait for a quieter sign-in: a full hasher does not fail this one.
+      const newHash = await this.hasher.hash(candidate).catch((error: unknown) => {
+        if (error instanceof BusyError) return null;
+        throw error;
+      });
+      if (newHash !== null && (await this.storage.users.rehash(user.id, user.passwordHash, newHash, this.clock()))) {
         return { ok: true, user: { ...user, passwordHash: newHash } };
       }
     }

@@ -19,23 +19,60 @@ describe("login throttle (in memory)", () => {
   test("free failures, then doubling waits capped at the maximum; success clears the account", async () => {
     const throttle = new LoginThrottle(SETTINGS, OPTIONS);
     const subject = { account: `a-${randomBytes(4).toString("hex")}@example.com`, ip: "203.0.113.7" };
-    const waits: number[] = [];
-    for (let i = 0; i < 7; i++) {
+    // An admitted attempt counts as a failure from the start: the third starts a 1 s brake.
+    assert.deepEqual(
+      [await throttle.admit(subject), await throttle.admit(subject), await throttle.admit(subject)],
+      [0, 0, 0],
+    );
+    const waits = [await throttle.admit(subject)];
+    for (let i = 0; i < 5; i++) {
       await throttle.failure(subject);
       waits.push(await throttle.admit(subject));
     }
-    assert.deepEqual(waits, [0, 0, 1, 2, 4, 8, 8]);
+    assert.deepEqual(waits, [1, 2, 4, 8, 8, 8]);
     await throttle.success(subject);
     assert.equal(await throttle.admit(subject), 0);
+  });
+
+  test("attempts sent together are counted as they start: past the free failures, one gets through", async () => {
+    const throttle = new LoginThrottle(SETTINGS, OPTIONS);
+    const subject = { account: freshAccount("burst"), ip: "203.0.113.8" };
+    // Each attempt's look at the brakes comes before any of them is counted.
+    const waits = await Promise.all(Array.from({ length: 20 }, () => throttle.admit(subject)));
+    const admitted = waits.filter((wait) => wait === 0).length;
+    assert.ok(admitted >= 1 && admitted <= SETTINGS.freeFailuresPerAccount + 1, `admitted ${admitted} of 20`);
+    // Checked one at a time, the same 20 admit the free failures and the one that starts the brake.
+    const serial = new LoginThrottle(SETTINGS, OPTIONS);
+    const one = { account: freshAccount("serial"), ip: "203.0.113.9" };
+    const serialWaits: number[] = [];
+    for (let i = 0; i < 20; i++) serialWaits.push(await serial.admit(one));
+    assert.equal(serialWaits.filter((wait) => wait === 0).length, SETTINGS.freeFailuresPerAccount + 1);
+  });
+
+  test("success and release take an attempt back: right passwords never brake an address", async () => {
+    const throttle = new LoginThrottle({ ...SETTINGS, freeFailuresPerIp: 2 }, OPTIONS);
+    const ip = "198.51.100.77";
+    for (let i = 0; i < 10; i++) {
+      const subject = { account: freshAccount(`ok${i}`), ip };
+      assert.equal(await throttle.admit(subject), 0, `sign-in ${i}`);
+      await (i % 2 === 0 ? throttle.success(subject) : throttle.release(subject));
+    }
+    // The address still has its two free failures; the third starts its brake, and asking
+    // during it counts too (2 s).
+    const guesses: number[] = [];
+    for (let i = 0; i < 4; i++) guesses.push(await throttle.admit({ account: freshAccount(`guess${i}`), ip }));
+    assert.deepEqual(guesses, [0, 0, 0, 2]);
   });
 
   test("the per-address count is not cleared by a success on some account", async () => {
     const throttle = new LoginThrottle({ ...SETTINGS, freeFailuresPerAccount: 1000, freeFailuresPerIp: 1 }, OPTIONS);
     const ip = "198.51.100.9";
     await throttle.failure({ account: "x@example.com", ip });
+    const owner = { account: "z@example.com", ip };
+    assert.equal(await throttle.admit(owner), 0);
+    await throttle.success(owner);
     await throttle.failure({ account: "y@example.com", ip });
-    await throttle.success({ account: "z@example.com", ip });
-    // Blocked for 1 s by the second failure; asking again counts too, so the wait is now 2 s.
+    // x's and y's failures stay counted: blocked for 1 s by y's; asking again counts too, so the wait is now 2 s.
     assert.equal(await throttle.admit({ account: "fresh@example.com", ip }), 2);
   });
 
@@ -47,26 +84,22 @@ describe("login throttle (in memory)", () => {
     await new Promise((resolve) => setTimeout(resolve, 5));
     // Failures from many addresses: the account's count grows past its free failures.
     for (let i = 0; i < 6; i++) await throttle.failure({ account, ip: `198.51.100.${i}` });
-    assert.equal(await throttle.admit({ account, ip: "192.0.2.10" }), 0);
     assert.equal(await throttle.admit({ account, ip: "203.0.113.99" }), 8);
     // Known for this account only.
     await throttle.success({ account: freshAccount("other"), ip: "203.0.113.99" });
     assert.equal(await throttle.admit({ account, ip: "203.0.113.99" }), 8);
+    assert.equal(await throttle.admit({ account, ip: "192.0.2.10" }), 0);
   });
 
-  test("at a known address the pair's own waits grow, blocked account or not", async () => {
+  test("at a known address the pair's own brake still applies, blocked account or not", async () => {
     const throttle = new LoginThrottle(SETTINGS, OPTIONS);
     const subject = { account: freshAccount("pair"), ip: "192.0.2.20" };
     await throttle.success(subject);
     for (let i = 0; i < 4; i++) await throttle.failure({ account: subject.account, ip: `198.51.100.${i}` });
     const waits: number[] = [];
-    for (let i = 0; i < 6; i++) {
-      waits.push(await throttle.admit(subject));
-      await throttle.failure(subject);
-    }
-    waits.push(await throttle.admit(subject));
-    // The pair counts only its own failures: free twice, then 1 s, 2 s, 4 s, 8 s (the cap).
-    assert.deepEqual(waits, [0, 0, 0, 1, 2, 4, 8]);
+    for (let i = 0; i < 4; i++) waits.push(await throttle.admit(subject));
+    // The pair counts only its own attempts: free twice, the third starts its 1 s brake.
+    assert.deepEqual(waits, [0, 0, 0, 1]);
   });
 
   test("a memory of known addresses longer than Node's timers can hold is refused", () => {
@@ -110,13 +143,28 @@ describe("login throttle shared through Redis", () => {
       account: `shared-${randomBytes(4).toString("hex")}@example.com`,
       ip: `2001:db8::${randomBytes(2).toString("hex")}`,
     };
-    await nodeA.failure(subject);
-    await nodeA.failure(subject);
+    assert.equal(await nodeA.admit(subject), 0);
+    assert.equal(await nodeA.admit(subject), 0);
+    // The third attempt, on the other node, is admitted and starts the brake both see.
     assert.equal(await nodeB.admit(subject), 0);
-    await nodeA.failure(subject);
-    assert.equal(await nodeB.admit(subject), 1);
+    assert.equal(await nodeA.admit(subject), 1);
     await nodeB.success(subject);
     assert.equal(await nodeA.admit(subject), 0);
+  });
+
+  test("attempts sent together to two nodes: past the free failures, at most one gets through", async (t) => {
+    if (!available) return t.skip("no Redis on 127.0.0.1:6379");
+    const factory = redisLimiterFactory(client, { failClosed: true });
+    const nodes = [
+      new LoginThrottle(SETTINGS, { ...OPTIONS, factory }),
+      new LoginThrottle(SETTINGS, { ...OPTIONS, factory }),
+    ];
+    const subject = { account: freshAccount("burst"), ip: `2001:db8:4::${randomBytes(2).toString("hex")}` };
+    const waits = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => (nodes[i % 2] as LoginThrottle).admit(subject)),
+    );
+    const admitted = waits.filter((wait) => wait === 0).length;
+    assert.ok(admitted >= 1 && admitted <= SETTINGS.freeFailuresPerAccount + 1, `admitted ${admitted} of 30`);
   });
 
   test("an address known on one node is known on the other; the store keeps only a digest of it", async (t) => {
@@ -128,8 +176,8 @@ describe("login throttle shared through Redis", () => {
     const home = `2001:db8:1::${randomBytes(2).toString("hex")}`;
     await nodeA.success({ account, ip: home });
     for (let i = 0; i < 3; i++) await nodeA.failure({ account, ip: `2001:db8:2::${randomBytes(2).toString("hex")}` });
-    assert.equal(await nodeB.admit({ account, ip: home }), 0);
     assert.equal(await nodeB.admit({ account, ip: `2001:db8:3::${randomBytes(2).toString("hex")}` }), 1);
+    assert.equal(await nodeB.admit({ account, ip: home }), 0);
     const remembered = await client.keys("login-known:*");
     assert.ok(remembered.length > 0);
     assert.ok(remembered.every((key) => !key.includes(home) && !key.includes(account)));

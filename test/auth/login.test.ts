@@ -146,10 +146,74 @@ for (const backend of backends()) {
       assert.deepEqual(statuses, [401, 401, 401, 401, 429]);
     });
 
+    test("a burst of guesses sent at once is braked as it starts, not after every guess was checked", async () => {
+      const user = await createUser(server);
+      const wrong = { email: user.email, password: "not the password at all" };
+      const statuses = (
+        await Promise.all(Array.from({ length: 30 }, () => server.call("POST", "/auth/login", wrong, { key: null })))
+      ).map((response) => response.status);
+      // 3 free failures and the one that starts the wait are checked; every other guess is
+      // refused before its password is (when failures were counted as they ended, all 30 were checked).
+      const checked = statuses.filter((status) => status === 401).length;
+      assert.ok(checked >= 1 && checked <= 4, `checked ${checked} of 30: ${statuses.join(",")}`);
+      assert.equal(statuses.filter((status) => status === 429).length, 30 - checked);
+    });
+
     test("malformed bodies are 400, not a sign-in attempt", async () => {
       const response = await server.call("POST", "/auth/login", { email: "a@b.c" }, { key: null });
       assert.equal(response.status, 400);
       assert.equal(response.body.code, "VALIDATION_FAILED");
+    });
+  });
+
+  describe(`a full hasher (${backend.name})`, () => {
+    let server: TestServer;
+    before(async () => {
+      // No waiting at all: whatever finds every hashing slot taken is refused.
+      server = await startAuthServer(backend, {
+        env: { GATEHOUSE_ARGON2_MAX_WAITING: "0", GATEHOUSE_LOGIN_FREE_FAILURES_PER_ACCOUNT: "1" },
+      });
+    });
+    after(() => server.close());
+
+    test("refuses sign-ins past its queue with 503 BUSY and Retry-After, and does not count them as failures", async () => {
+      const users: Array<Awaited<ReturnType<typeof createUser>>> = [];
+      // One at a time: creating a user hashes a password too.
+      for (let i = 0; i < 12; i++) users.push(await createUser(server));
+      const answers = await Promise.all(
+        users.map((user) =>
+          server.call("POST", "/auth/login", { email: user.email, password: user.password }, { key: null }),
+        ),
+      );
+      const busy = answers.filter((answer) => answer.status === 503);
+      assert.ok(busy.length > 0, `statuses ${answers.map((answer) => answer.status).join(",")}`);
+      assert.ok(answers.every((answer) => answer.status === 200 || answer.status === 503));
+      for (const answer of busy) {
+        assert.equal(answer.body.code, "BUSY");
+        assert.equal(answer.headers.get("retry-after"), "1");
+      }
+      // A refused sign-in was never checked: with one free failure per account, two
+      // counted failures would brake the next attempt; these go straight through.
+      for (const [i, answer] of answers.entries()) {
+        if (answer.status !== 503) continue;
+        const user = users[i] as (typeof users)[number];
+        assert.equal(
+          (
+            await server.call(
+              "POST",
+              "/auth/login",
+              { email: user.email, password: "wrong password here" },
+              { key: null },
+            )
+          ).status,
+          401,
+        );
+        assert.equal(
+          (await server.call("POST", "/auth/login", { email: user.email, password: user.password }, { key: null }))
+            .status,
+          200,
+        );
+      }
     });
   });
 

@@ -59,7 +59,8 @@ for (const backend of backends()) {
       }
       assert.equal((await change).status, 204);
       for (const answer of await Promise.all(racing)) {
-        assert.ok(answer.status === 200 || answer.status === 401, String(answer.status));
+        // 429: an attempt counted while more than the free failures were still being checked.
+        assert.ok([200, 401, 429].includes(answer.status), String(answer.status));
         if (answer.status === 200) {
           // Answered, whether before or after the change: either way it ends with it.
           assert.equal((await me(server, answer.body.access_token)).status, 401);

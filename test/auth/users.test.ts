@@ -178,12 +178,13 @@ for (const backend of backends()) {
       await new Promise((resolve) => setTimeout(resolve, 10));
       assert.equal((await server.call("DELETE", `/v1/users/${user.id}`)).status, 204);
       const statuses = (await Promise.all(attempts)).map((answer) => answer.status);
-      for (const status of statuses) assert.ok([200, 204, 401].includes(status), `status ${status}`);
+      // 429: attempts sent together past the account's free failures wait for the first to be judged.
+      for (const status of statuses) assert.ok([200, 204, 401, 429].includes(status), `status ${status}`);
       await server.gatehouse.audit.flush();
       const successes = await auditEvents(server, `action=auth.login&outcome=success&targetId=${user.id}`);
       assert.equal(
         successes.length,
-        statuses.filter((status) => status !== 401).length,
+        statuses.filter((status) => status === 200 || status === 204).length,
         "a success per sign-in issued",
       );
     });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { BusyError } from "../../src/errors/gatehouse-error.ts";
 import { PasswordHasher, threadPoolSize } from "../../src/users/password-hasher.ts";
 
 /** Cheap parameters: these tests are about scheduling, not strength. */
@@ -70,5 +71,36 @@ describe("PasswordHasher: at most maxConcurrent hashes at once, so a pool thread
     await today.burn("unknown account");
     assert.equal(today.dummyCheckCount, 3);
     assert.deepEqual(today.load, { running: 0, waiting: 0 });
+  });
+
+  test("at most maxWaiting wait: past that a check is refused at once with BusyError, and the rest still finish", async () => {
+    assert.throws(() => new PasswordHasher(PARAMETERS, { maxWaiting: -1 }), TypeError);
+    const hasher = new PasswordHasher(PARAMETERS, { maxConcurrent: 1, maxWaiting: 2 });
+    await hasher.warm();
+    const stored = await hasher.hash("correct horse battery staple");
+    const started = [
+      hasher.verify(stored, "correct horse battery staple"),
+      hasher.verify(stored, "wrong"),
+      hasher.verify(stored, "wrong again"),
+    ];
+    assert.deepEqual(hasher.load, { running: 1, waiting: 2 });
+    // Refused, not swallowed as a wrong password: a full queue is not a failed check.
+    await assert.rejects(hasher.verify(stored, "correct horse battery staple"), (error: unknown) => {
+      assert.ok(error instanceof BusyError);
+      assert.equal(error.status, 503);
+      assert.equal(error.headers?.["retry-after"], "1");
+      return true;
+    });
+    await assert.rejects(hasher.burn("another unknown account"), BusyError);
+    await assert.rejects(hasher.hash("a new password"), BusyError);
+    const [a, b] = await Promise.all(started);
+    assert.deepEqual(
+      [a, b],
+      [
+        { ok: true, rehash: false },
+        { ok: false, rehash: false },
+      ],
+    );
+    assert.deepEqual(hasher.load, { running: 0, waiting: 0 });
   });
 });

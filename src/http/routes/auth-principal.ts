@@ -293,15 +293,19 @@ export async function signInWithPassword<T>(
     );
   // Before the password, so a refusal costs no argon2. An account under attack still
   // admits the addresses its owner signed in from, so an attacker elsewhere cannot keep
-  // the owner out.
+  // the owner out. An admitted attempt is counted as failed from here on, until the
+  // password is found right (attempts sent together are braked as they start).
   const wait = await gatehouse.loginThrottle.admit(subject);
   if (wait > 0) {
     record("failure", { reason: "THROTTLED", retryAfter: wait }, null);
     throw new RateLimitedError(wait, "sign-in");
   }
-  const result = await gatehouse.users.signIn(credentials.email, credentials.password);
+  const result = await gatehouse.users.signIn(credentials.email, credentials.password).catch(async (error) => {
+    // Never checked (the hasher is full, storage failed): not the owner's failure.
+    await gatehouse.loginThrottle.release(subject);
+    throw error;
+  });
   if (!result.ok) {
-    await gatehouse.loginThrottle.failure(subject);
     record("failure", { reason: result.reason }, result.userId);
     throw new InvalidCredentialsError();
   }
@@ -324,6 +328,8 @@ export async function signInWithPassword<T>(
   } catch (error) {
     // Storage refuses a session or token for a user deleted meanwhile: not a 500.
     const now = await gatehouse.storage.users.findById(result.user.id).catch(() => undefined);
+    // The password was right: whatever ends this sign-in, it is not a guess.
+    await gatehouse.loginThrottle.release(subject);
     if (now !== null) throw error;
     record("failure", { reason: "USER_GONE" }, result.user.id);
     throw new InvalidCredentialsError();
@@ -331,6 +337,7 @@ export async function signInWithPassword<T>(
   const reason = changed(await gatehouse.storage.users.findSettled(result.user.id));
   if (reason !== null) {
     await undo(issued, result.user);
+    await gatehouse.loginThrottle.release(subject);
     record("failure", { reason }, result.user.id);
     throw new InvalidCredentialsError();
   }

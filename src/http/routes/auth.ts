@@ -270,16 +270,22 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
           refuse("THROTTLED", { retryAfter: wait });
           throw new RateLimitedError(wait, "sign-in");
         }
-        const changed = await gatehouse.users.changePassword(
-          principal.user.id,
-          { currentPassword: request.body.currentPassword, newPassword: request.body.newPassword },
-          principal.via === "bearer"
-            ? { sessionId: null, familyId: principal.claims.sid }
-            : { sessionId: principal.session.id, familyId: null },
-          principal.context,
-        );
+        // Counted as a failed guess since `admit`, until the current password is found right.
+        const changed = await gatehouse.users
+          .changePassword(
+            principal.user.id,
+            { currentPassword: request.body.currentPassword, newPassword: request.body.newPassword },
+            principal.via === "bearer"
+              ? { sessionId: null, familyId: principal.claims.sid }
+              : { sessionId: principal.session.id, familyId: null },
+            principal.context,
+          )
+          .catch(async (error) => {
+            // Not a wrong password (a refused new one, a full hasher, storage): not a guess.
+            await gatehouse.loginThrottle.release(subject);
+            throw error;
+          });
         if (!changed) {
-          await gatehouse.loginThrottle.failure(subject);
           refuse("WRONG_PASSWORD");
           throw new InvalidCredentialsError();
         }
