@@ -43,11 +43,11 @@ interface SenderMinute {
  * holds (`targetId`: a revoked key tried, a victim's old refresh token), and events of
  * authenticated callers (a resource server's failed verifications).
  *
- * A batch storage cannot write because it is unavailable goes back to the queue whole
- * (append is atomic, so nothing of it was written). Any other failure is taken to be an
- * event storage refuses (text PostgreSQL cannot hold, say): the batch is written again
- * event by event, and an event refused on its own is dropped with an error log line, so
- * one bad event cannot hold back every later one.
+ * A batch storage cannot write goes back to the queue whole (append is atomic, so
+ * nothing of it was written), unless storage refused its data (text PostgreSQL cannot
+ * hold, say: `refusesData`): then the batch is written again event by event, and an event
+ * refused on its own is dropped with an error log line, so one bad event cannot hold back
+ * every later one.
  */
 export class AuditLog {
   private queue: AuditEventInput[] = [];
@@ -190,7 +190,7 @@ export class AuditLog {
       await this.storage.audit.append(batch);
       return;
     } catch (error) {
-      if (error instanceof StorageUnavailableError) {
+      if (!refusesData(error)) {
         this.requeue(batch, error);
         return;
       }
@@ -199,7 +199,7 @@ export class AuditLog {
       try {
         await this.storage.audit.append([event]);
       } catch (error) {
-        if (error instanceof StorageUnavailableError) {
+        if (!refusesData(error)) {
           this.requeue(batch.slice(i), error);
           return;
         }
@@ -226,6 +226,21 @@ export class AuditLog {
     this.closeMinutes(true);
     await this.write();
   }
+}
+
+/**
+ * Whether storage refused what it was given, rather than failed to take anything: the
+ * one case where writing the same events again cannot help. PostgreSQL's data exceptions
+ * and constraint violations (SQLSTATE classes 22 and 23: text it cannot hold, a value out
+ * of range), SQLite's TOOBIG, CONSTRAINT, MISMATCH and RANGE. Anything else (the store
+ * unavailable, busy, full, a statement timeout) keeps the events for the next flush: a
+ * store that is down must not cost the audit trail.
+ */
+function refusesData(error: unknown): boolean {
+  if (error instanceof StorageUnavailableError || !(error instanceof Error)) return false;
+  const { code, errcode } = error as { code?: unknown; errcode?: unknown };
+  if (typeof errcode === "number") return [18, 19, 20, 25].includes(errcode & 0xff);
+  return typeof code === "string" && /^2[23][0-9A-Z]{3}$/.test(code);
 }
 
 /** Why storage refused an event: the error's code and message only. */

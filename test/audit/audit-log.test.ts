@@ -156,6 +156,20 @@ for (const backend of backends()) {
       assert.equal((await writtenSince({ since: at + 6 }, store)).length, 1);
     });
 
+    test("a failure that is not storage refusing the data (a closed store, busy, full) keeps the batch", async () => {
+      const own = await backend.create();
+      const { log, lines } = capturedLog();
+      const audit = new AuditLog(own.storage, { intervalMs: 0, log });
+      for (let n = 0; n < 3; n++) audit.record(failure("key:key_rs", "192.0.2.1", "key.verify", T0 + n));
+      await own.dispose();
+      await audit.flush();
+      assert.ok(lines.some((line) => line.msg === "audit flush failed; will retry"));
+      assert.ok(
+        !lines.some((line) => line.msg === "audit event refused by storage; dropped"),
+        "kept for the next flush, not dropped event by event",
+      );
+    });
+
     test("past the queue's bound new events are dropped and counted in an error log line", async () => {
       const { log, lines } = capturedLog();
       const audit = new AuditLog(store.storage, { intervalMs: 0, maxBatch: 1000, maxQueued: 10, log });
