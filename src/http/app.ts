@@ -2,8 +2,9 @@ import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from "fastify";
-import type { DestinationStream } from "pino";
+import { type DestinationStream, type Logger, pino } from "pino";
 import { auditEvent } from "../audit/context.ts";
+import type { GatehouseConfig } from "../config/config.ts";
 import { GatehouseError, NotFoundError } from "../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../gatehouse.ts";
 import { keyAnywherePattern, keyHint } from "../keys/key-format.ts";
@@ -47,12 +48,37 @@ const CHARSET = /;\s*charset\s*=\s*"?([^";\s]+)/i;
 /** How long a request's headers and body may take to arrive. */
 export const REQUEST_TIMEOUT_MS = 30_000;
 
+/**
+ * The server's logger: pino at the configured level, with credentials kept out. Made
+ * before the app, so the parts that log outside requests (the audit log's and usage
+ * counts' writes, housekeeping) write to the same place as the requests do.
+ */
+export function createLogger(config: GatehouseConfig, stream?: DestinationStream): Logger {
+  const keyInUrl = keyAnywherePattern(config.keys.prefix);
+  return pino(
+    {
+      level: config.logLevel,
+      // Credentials never reach the logs: headers that carry them are redacted, and the
+      // request line is logged without its query string and with any key in the path
+      // cut down to its hint.
+      redact: ["req.headers.authorization", 'req.headers["x-api-key"]', "req.headers.cookie"],
+      serializers: {
+        req: (req: FastifyRequest) => ({
+          method: req.method,
+          url: redactPath(req.url, keyInUrl),
+          remoteAddress: req.ip,
+        }),
+      },
+    },
+    stream,
+  );
+}
+
 export function buildApp(
   gatehouse: Gatehouse,
   options: {
-    logger?: FastifyServerOptions["logger"];
-    /** Where the standard (redacting) logger writes; tests capture it. Default: stdout. */
-    logStream?: DestinationStream;
+    /** The logger made by `createLogger` (default: one writing to stdout). */
+    logger?: Logger;
   } = {},
 ): FastifyInstance {
   const { config } = gatehouse;
@@ -62,17 +88,7 @@ export function buildApp(
   // instance as the default server so routes need no generic juggling.
   const app = (Fastify as unknown as (options: FastifyServerOptions & { https: object | null }) => FastifyInstance)({
     https,
-    logger: options.logger ?? {
-      level: config.logLevel,
-      // Credentials never reach the logs: headers that carry them are redacted, and the
-      // request line is logged without its query string and with any key in the path
-      // cut down to its hint.
-      redact: ["req.headers.authorization", 'req.headers["x-api-key"]', "req.headers.cookie"],
-      serializers: {
-        req: (req) => ({ method: req.method, url: redactPath(req.url, keyInUrl), remoteAddress: req.ip }),
-      },
-      ...(options.logStream ? { stream: options.logStream } : {}),
-    },
+    loggerInstance: options.logger ?? createLogger(config),
     bodyLimit: config.bodyLimitBytes,
     // The whole request (headers and body) must arrive within 30 s, else 408 and the
     // connection closes. Fastify's default is none: a client that sent headers and then a

@@ -3,7 +3,7 @@ import type { DestinationStream } from "pino";
 import { CLI_ACTOR } from "../../src/audit/context.ts";
 import { type GatehouseConfig, loadConfig } from "../../src/config/config.ts";
 import { createGatehouse, type Gatehouse } from "../../src/gatehouse.ts";
-import { buildApp } from "../../src/http/app.ts";
+import { buildApp, createLogger } from "../../src/http/app.ts";
 import { PERMISSIONS } from "../../src/keys/permissions.ts";
 import type { Clock } from "../../src/lib/clock.ts";
 import type { Backend, TestStore } from "./backends.ts";
@@ -46,13 +46,15 @@ export async function startServer(
     GATEHOUSE_USAGE_FLUSH_MS: "50",
     ...options.env,
   });
+  const log = createLogger(config, options.logStream);
   const gatehouse = createGatehouse({
     config,
     storage: store.storage,
+    log,
     ...(options.clock ? { clock: options.clock } : {}),
   });
   await gatehouse.start();
-  const app = buildApp(gatehouse, options.logStream ? { logStream: options.logStream } : {});
+  const app = buildApp(gatehouse, { logger: log });
   const address = await app.listen({ port: 0, host: "127.0.0.1" });
   const { key: adminKey } = await gatehouse.keys.create(
     {

@@ -1,5 +1,5 @@
 import { createGatehouse } from "../../gatehouse.ts";
-import { buildApp } from "../../http/app.ts";
+import { buildApp, createLogger } from "../../http/app.ts";
 import { lowerThreadPoolPriority } from "../../lib/thread-pool-priority.ts";
 import { keepTickObjectShape } from "../../lib/tick-shape.ts";
 import { openRuntime } from "../../runtime.ts";
@@ -16,9 +16,13 @@ export const serveCommand: Command = {
     if (!config) return 1;
     const runtime = await openRuntime(config);
     const { storage } = runtime;
+    // One logger for the requests and for what runs beside them (audit and usage writes,
+    // housekeeping), whose failures were otherwise silent.
+    const log = createLogger(config);
     const gatehouse = createGatehouse({
       config,
       storage,
+      log,
       changes: runtime.changes,
       limiterFactory: runtime.limiterFactory,
       onStop: runtime.close,
@@ -41,7 +45,7 @@ export const serveCommand: Command = {
     }
     let app: ReturnType<typeof buildApp>;
     try {
-      app = buildApp(gatehouse);
+      app = buildApp(gatehouse, { logger: log });
     } catch (error) {
       // The TLS certificate and key are read here; a file that is not PEM is an operator
       // mistake to report in one line.
