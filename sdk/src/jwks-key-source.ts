@@ -1,6 +1,7 @@
 import { KeyObject } from "node:crypto";
 import { createRemoteJWKSet, customFetch, errors } from "jose";
 import { assertObject } from "./assert.ts";
+import { MAX_JWKS_BYTES, readBoundedText } from "./bounded-body.ts";
 import { KID } from "./token-shape.ts";
 import { TokenRefusal } from "./token-verify-result.ts";
 import { VerifierError } from "./verifier-error.ts";
@@ -43,10 +44,10 @@ export function createJwksKeySource(options: JwksKeySourceOptions) {
     lastFetchAt = now;
     options.onFetch();
     let response: Response;
-    let text: string;
+    let text: string | null;
     try {
       response = await options.fetch(url, init);
-      text = await response.text();
+      text = await readBoundedText(response, MAX_JWKS_BYTES);
     } catch (cause) {
       lastFailureAt = clock();
       if (cause instanceof DOMException && cause.name === "TimeoutError") {
@@ -56,6 +57,7 @@ export function createJwksKeySource(options: JwksKeySourceOptions) {
     }
     try {
       if (response.status !== 200) throw new TypeError(`JWKS answered ${response.status}`);
+      if (text === null) throw new TypeError(`JWKS exceeds ${MAX_JWKS_BYTES} bytes`);
       const body: unknown = JSON.parse(text);
       assertObject(body, "JWKS");
       if (!Array.isArray(body.keys)) throw new TypeError("JWKS.keys must be an array");

@@ -1,4 +1,5 @@
 import { endpointUnder, gatehouseURL } from "./base-url.ts";
+import { MAX_ANSWER_BYTES, readBoundedText } from "./bounded-body.ts";
 import { assertScopes, hasKeyShape } from "./key-shape.ts";
 import { PositiveCache } from "./positive-cache.ts";
 import { parseRetryAfter } from "./retry-after.ts";
@@ -71,7 +72,7 @@ export function createKeyVerifier(options: KeyVerifierOptions): KeyVerifier {
 
   async function ask(key: string, scopes: readonly string[]): Promise<VerifyResult> {
     let response: Response;
-    let text: string;
+    let text: string | null;
     try {
       response = await fetchImpl(endpoint, {
         method: "POST",
@@ -81,7 +82,7 @@ export function createKeyVerifier(options: KeyVerifierOptions): KeyVerifier {
         redirect: "manual",
         signal: AbortSignal.timeout(timeoutMs),
       });
-      text = await response.text();
+      text = await readBoundedText(response, MAX_ANSWER_BYTES);
     } catch (cause) {
       if (cause instanceof DOMException && cause.name === "TimeoutError") {
         throw new VerifierError("TIMEOUT", `Gatehouse did not answer within ${timeoutMs} ms`, { cause });
@@ -89,7 +90,13 @@ export function createKeyVerifier(options: KeyVerifierOptions): KeyVerifier {
       throw new VerifierError("UNREACHABLE", "Gatehouse could not be reached", { cause });
     }
     const status = response.status;
-    const body = parseJson(text);
+    // An oversized body is no answer Gatehouse gives: for a 200 no verdict, otherwise no problem document.
+    if (text === null && status === 200) {
+      throw new VerifierError("INVALID_RESPONSE", `Gatehouse's answer exceeds ${MAX_ANSWER_BYTES} bytes`, {
+        status,
+      });
+    }
+    const body = text === null ? null : parseJson(text);
     if (status === 200) {
       try {
         return parseVerifyAnswer(body);

@@ -1,4 +1,5 @@
 import { endpointUnder } from "./base-url.ts";
+import { MAX_ANSWER_BYTES, readBoundedText } from "./bounded-body.ts";
 import { VerifierError } from "./verifier-error.ts";
 
 /**
@@ -22,6 +23,7 @@ export function createRevocationCheck(options: {
   return async function askGatehouse(token) {
     options.onRequest();
     let response: Response;
+    let text: string | null;
     try {
       response = await options.fetch(endpoint, {
         method: "GET",
@@ -30,13 +32,19 @@ export function createRevocationCheck(options: {
         redirect: "manual",
         signal: AbortSignal.timeout(options.timeoutMs),
       });
-      // Only the status matters; drain the body so the connection is reused.
-      await response.arrayBuffer();
+      // Only the status matters; the body is drained (bounded) so the connection is reused.
+      text = await readBoundedText(response, MAX_ANSWER_BYTES);
     } catch (cause) {
       if (cause instanceof DOMException && cause.name === "TimeoutError") {
         throw new VerifierError("TIMEOUT", `Gatehouse did not answer within ${options.timeoutMs} ms`, { cause });
       }
       throw new VerifierError("UNREACHABLE", "Gatehouse could not be reached", { cause });
+    }
+    // Not an answer /auth/me gives: no verdict, like any other unusable answer.
+    if (text === null) {
+      throw new VerifierError("INVALID_RESPONSE", `Gatehouse's answer exceeds ${MAX_ANSWER_BYTES} bytes`, {
+        status: response.status,
+      });
     }
     if (response.status === 200) return "active";
     if (response.status === 401) return "revoked";
