@@ -11,12 +11,20 @@ export type HeaderBag = Headers | Record<string, string | string[] | undefined>;
 export interface RequestLike {
   headers: HeaderBag;
   url?: string | undefined;
+  /**
+   * node:http's header list as received (name, value, name, value…), on its requests and
+   * Express's: the only place a second Authorization header still shows, as node keeps
+   * the first in `headers` and drops the rest.
+   */
+  rawHeaders?: readonly string[] | undefined;
+  /** Fastify's request: the node:http request underneath, for its `rawHeaders`. */
+  raw?: { rawHeaders?: readonly string[] | undefined } | undefined;
 }
 
 export type PresentedCredential =
   | { kind: "none" }
   | { kind: "key"; key: string }
-  /** Both `Authorization: Bearer` and `X-API-Key`, or a header handed over as a list. */
+  /** Both `Authorization: Bearer` and `X-API-Key`, or Authorization more than once. */
   | { kind: "ambiguous" }
   /** Something that is or names a credential in the query string: refused, never verified. */
   | { kind: "in-url" };
@@ -38,6 +46,7 @@ export function presentedCredential(request: RequestLike): PresentedCredential {
   const authorization = header(request.headers, "authorization");
   const apiKey = header(request.headers, "x-api-key");
   if (Array.isArray(authorization) || Array.isArray(apiKey)) return { kind: "ambiguous" };
+  if (authorization !== undefined && repeatedAuthorization(request, authorization)) return { kind: "ambiguous" };
   // Another scheme (Basic, Digest…) is not ours: it presents nothing to this guard.
   const bearer =
     authorization !== undefined && /^Bearer(?: |$)/i.test(authorization) ? bearerToken(authorization) : undefined;
@@ -50,7 +59,7 @@ export function presentedCredential(request: RequestLike): PresentedCredential {
 export type PresentedToken =
   | { kind: "none" }
   | { kind: "token"; token: string }
-  /** More than one Authorization header, handed over as a list. */
+  /** More than one Authorization header. */
   | { kind: "ambiguous" }
   /** A credential in the query string: refused, never verified. */
   | { kind: "in-url" };
@@ -65,8 +74,31 @@ export function presentedToken(request: RequestLike): PresentedToken {
   if (typeof request.url === "string" && credentialInQuery(request.url)) return { kind: "in-url" };
   const authorization = header(request.headers, "authorization");
   if (Array.isArray(authorization)) return { kind: "ambiguous" };
+  if (authorization !== undefined && repeatedAuthorization(request, authorization)) return { kind: "ambiguous" };
   if (authorization === undefined || !/^Bearer(?: |$)/i.test(authorization)) return { kind: "none" };
   return { kind: "token", token: bearerToken(authorization) };
+}
+
+/**
+ * Whether the request carried Authorization more than once. node:http keeps the first
+ * and drops the rest, while a proxy in front may judge the last: the two would disagree
+ * about who is calling, so such a request is refused, as Gatehouse itself refuses it.
+ * A Fetch `Headers` has no raw list: it joins repeats with ", " (RFC 9110 §5.3), which a
+ * Bearer credential never holds (RFC 6750 §2.1 `b64token`), so there ", " after `Bearer`
+ * is a repeat. Elsewhere a comma is only a malformed token (the one 401).
+ */
+function repeatedAuthorization(request: RequestLike, value: string): boolean {
+  if (isFetchHeaders(request.headers)) return /^Bearer(?: |$)/i.test(value) && value.includes(", ");
+  const raw = request.rawHeaders ?? request.raw?.rawHeaders;
+  if (raw === undefined) return false;
+  let seen = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (name !== undefined && name.length === 13 && name.toLowerCase() === "authorization" && ++seen > 1) {
+      return true;
+    }
+  }
+  return false;
 }
 
 /** The token of a Bearer header; "" when the header says Bearer but holds no valid token. */

@@ -65,7 +65,7 @@ export async function guard(request: RequestLike, options: GuardOptions): Promis
     return refuse(
       problem(
         "AMBIGUOUS_CREDENTIALS",
-        "Send one key, once: either `Authorization: Bearer <key>` or `X-API-Key`, not both.",
+        "Send one key, once: one `Authorization: Bearer <key>` header or `X-API-Key`, not both.",
       ),
       // RFC 6750 §3.1: more than one method is an invalid_request.
       { "www-authenticate": `Bearer realm="${realm}", error="invalid_request"` },
