@@ -139,3 +139,11 @@ export function keyHint(key: string): string {
 
 /** A redacted form for reports: enough to tell keys apart, never enough to use one. */
 export const redactKey = keyHint;
+
+/**
+ * `text` with everything shaped like a key (even glued to other characters, checksum or
+ * not) cut to its hint: for printing text that is not ours, such as a file's path.
+ */
+export function redactKeysIn(text: string, prefix: string): string {
+  return text.replace(keyAnywherePattern(prefix, "g"), keyHint);
+}

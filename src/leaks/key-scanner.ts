@@ -11,14 +11,24 @@ export interface Finding {
   key: string;
 }
 
-/** A path the scan did not read, and why: a scan must never pass over a file in silence. */
+/** A path the scan did not read on purpose, and why: a scan must never pass over a file in silence. */
 export interface Skipped {
   kind: "skipped";
   path: string;
   reason: string;
 }
 
-export type ScanEvent = Finding | Skipped;
+/**
+ * A path the scan meant to read and could not (missing, permission denied, an I/O
+ * error): unlike `Skipped`, the scan is incomplete, and a caller must not call it clean.
+ */
+export interface Unreadable {
+  kind: "unreadable";
+  path: string;
+  reason: string;
+}
+
+export type ScanEvent = Finding | Skipped | Unreadable;
 
 // Not read, but reported. Version-control stores keep most of their history in packed,
 // zlib-compressed objects, where a key is not visible as text: scanning them would only
@@ -39,12 +49,32 @@ const SYMLINK_REASON = "symbolic link (not followed: links can loop or lead outs
 /** Read size; memory stays at about this much per file, whatever the file's size. */
 export const DEFAULT_CHUNK_CHARS = 1024 * 1024;
 
+const ERROR_NAMES: Record<string, string> = {
+  ENOENT: "no such file or directory",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EIO: "I/O error",
+  ELOOP: "too many levels of symbolic links",
+  EISDIR: "is a directory",
+  ENOTDIR: "not a directory",
+};
+
+/** The event for a path whose stat, listing or reading failed with `error`, or null when it is no file-system error. */
+function unreadable(path: string, error: unknown): Unreadable | null {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  if (typeof code !== "string") return null;
+  const name = ERROR_NAMES[code];
+  return { kind: "unreadable", path, reason: name === undefined ? code : `${name} (${code})` };
+}
+
 async function* entries(path: string): AsyncGenerator<ScanEvent | { kind: "file"; path: string }> {
   let info: Stats;
   try {
     info = await stat(path);
   } catch (error) {
-    yield { kind: "skipped", path, reason: `cannot be read (${(error as NodeJS.ErrnoException).code ?? "error"})` };
+    const event = unreadable(path, error);
+    if (event === null) throw error;
+    yield event;
     return;
   }
   if (info.isFile()) {
@@ -60,7 +90,9 @@ async function* entries(path: string): AsyncGenerator<ScanEvent | { kind: "file"
   try {
     listing = await readdir(path, { withFileTypes: true });
   } catch (error) {
-    yield { kind: "skipped", path, reason: `cannot be read (${(error as NodeJS.ErrnoException).code ?? "error"})` };
+    const event = unreadable(path, error);
+    if (event === null) throw error;
+    yield event;
     return;
   }
   for (const entry of listing) {
@@ -73,6 +105,41 @@ async function* entries(path: string): AsyncGenerator<ScanEvent | { kind: "file"
 }
 
 /**
+ * A file's text in chunks of about `chunkBytes`. latin1 maps each byte to one character,
+ * so a chunk boundary never splits a character, and keys (ASCII) are found the same in
+ * UTF-8 text. A file that starts with a UTF-16 byte order mark (FF FE, FE FF: what
+ * Windows PowerShell 5's `>` writes) is decoded as UTF-16 instead: read as bytes, each of
+ * its ASCII characters is followed or preceded by a zero, and a key in it would not be
+ * seen. Lines and columns then count UTF-16 characters after the mark.
+ */
+async function* textChunks(path: string, chunkBytes: number): AsyncGenerator<string> {
+  const stream = createReadStream(path, { highWaterMark: chunkBytes });
+  let decoder: TextDecoder | null = null;
+  let head: Buffer | null = Buffer.alloc(0);
+  for await (const bytes of stream as AsyncIterable<Buffer>) {
+    if (head === null) {
+      yield decoder ? decoder.decode(bytes, { stream: true }) : bytes.toString("latin1");
+      continue;
+    }
+    // The first two bytes decide the encoding; chunks may be smaller than that.
+    head = Buffer.concat([head, bytes]);
+    if (head.length < 2) continue;
+    decoder = utf16Decoder(head);
+    yield decoder ? decoder.decode(head, { stream: true }) : head.toString("latin1");
+    head = null;
+  }
+  if (head !== null && head.length > 0) yield head.toString("latin1");
+  if (decoder) yield decoder.decode();
+}
+
+/** A UTF-16 decoder (it drops the byte order mark) when `head` starts with one, else null. */
+function utf16Decoder(head: Buffer): TextDecoder | null {
+  if (head[0] === 0xff && head[1] === 0xfe) return new TextDecoder("utf-16le");
+  if (head[0] === 0xfe && head[1] === 0xff) return new TextDecoder("utf-16be");
+  return null;
+}
+
+/**
  * Scans one file in chunks, however large, with bounded memory. Each window is the tail
  * of the previous one (a key's length and the character before it) plus the next chunk,
  * so a key split across two chunks is found whole, once.
@@ -80,9 +147,6 @@ async function* entries(path: string): AsyncGenerator<ScanEvent | { kind: "file"
 async function* scanFile(path: string, prefix: string, chunkChars: number): AsyncGenerator<Finding> {
   const pattern = keyPattern(prefix);
   const carryChars = keyLength(prefix) + 1;
-  // latin1 maps each byte to one character, so character offsets are byte offsets and a
-  // chunk boundary never splits a character. Keys are ASCII, found the same in UTF-8 text.
-  const stream = createReadStream(path, { encoding: "latin1", highWaterMark: chunkChars });
   let carry = "";
   let windowStart = 0; // offset in the file of the window's first character
   let line = 1;
@@ -111,7 +175,7 @@ async function* scanFile(path: string, prefix: string, chunkChars: number): Asyn
       yield { kind: "key", path, line, column: start - lineStart + 1, key: match[0] };
     }
   };
-  for await (const chunk of stream as AsyncIterable<string>) {
+  for await (const chunk of textChunks(path, chunkChars)) {
     const window = carry + chunk;
     yield* findings(window, false);
     const next = Math.max(0, window.length - carryChars);
@@ -125,7 +189,8 @@ async function* scanFile(path: string, prefix: string, chunkChars: number): Asyn
 /**
  * Finds Gatehouse keys in files: candidates by pattern, kept only when the checksum
  * matches, so random strings of the right shape are not reported. Every path not read is
- * reported as `skipped`, with the reason.
+ * reported with the reason: `skipped` when on purpose, `unreadable` when it failed (a
+ * path given that does not exist too).
  */
 export async function* scanForKeys(
   paths: readonly string[],
@@ -141,9 +206,9 @@ export async function* scanForKeys(
       try {
         yield* scanFile(entry.path, options.prefix, chunkChars);
       } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (typeof code !== "string") throw error;
-        yield { kind: "skipped", path: entry.path, reason: `cannot be read (${code})` };
+        const event = unreadable(entry.path, error);
+        if (event === null) throw error;
+        yield event;
       }
     }
   }

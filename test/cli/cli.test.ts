@@ -471,7 +471,7 @@ describe("gatehouse CLI", () => {
         .split("\n")
         .map((line) => JSON.parse(line));
       // One object per finding, then the summary, which counts the paths not read.
-      assert.deepEqual(lines.at(-1), { summary: { found: 3, live: 1, skipped: 2 } });
+      assert.deepEqual(lines.at(-1), { summary: { found: 3, live: 1, skipped: 2, unreadable: 0 } });
       const findings = lines.slice(0, -1).sort((a, b) => a.path.localeCompare(b.path));
       assert.deepEqual(findings, [
         { path: join(repo, ".env"), line: 2, column: 15, key: keyHint(live.key), status: "live" },
@@ -546,7 +546,7 @@ describe("gatehouse CLI", () => {
         .split("\n")
         .map((line) => JSON.parse(line));
       assert.equal(lines[0].status, "unchecked");
-      assert.deepEqual(lines.at(-1), { summary: { found: 1, live: 0, skipped: 1 } });
+      assert.deepEqual(lines.at(-1), { summary: { found: 1, live: 0, skipped: 1, unreadable: 0 } });
       for (const output of [text.stdout, text.stderr, json.stdout, json.stderr]) {
         assert.ok(!output.includes(committed.slice(9, 49)), "a scan never prints a whole key");
       }
@@ -558,6 +558,100 @@ describe("gatehouse CLI", () => {
       const help = await cli(["keys", "scan", "--help"], env);
       assert.match(help.stdout, /Exit codes:/);
       assert.match(help.stdout, /with --offline any well-formed key/);
+    } finally {
+      rmSync(repo, { recursive: true, force: true });
+    }
+  });
+
+  // Regression: an unreadable path was reported as skipped and the run exited 0 (a CI job
+  // passed without having looked); one missing path among several scanned nothing.
+  test("keys scan: a path it could not read or that is missing makes an incomplete run exit 2; the rest is scanned", async () => {
+    const committed = generateKey("gate");
+    const repo = tempDir("gatehouse-scan-incomplete-");
+    try {
+      mkdirSync(join(repo, "clean"));
+      writeFileSync(join(repo, "clean", "app.ts"), "export const answer = 42;\n");
+      mkdirSync(join(repo, "leaky"));
+      writeFileSync(join(repo, "leaky", "app.env"), `KEY=${committed}\n`);
+      const missing = join(repo, "no-such-file");
+
+      // A missing path next to a clean one: the clean one is scanned, the missing one named, exit 2.
+      const incomplete = await cli(["keys", "scan", "--offline", missing, join(repo, "clean")], env);
+      assert.equal(incomplete.code, 2, incomplete.stderr);
+      assert.ok(incomplete.stderr.includes(`could not read ${missing}: no such file or directory (ENOENT)`));
+      assert.match(incomplete.stderr, /0 key\(s\) found, 0 path\(s\) skipped, 1 path\(s\) could not be read/);
+      assert.match(incomplete.stderr, /The scan is incomplete/);
+      assert.doesNotMatch(incomplete.stderr, NO_STACK);
+
+      // Next to a leak: the leak is found and decides the exit code (1).
+      const leak = await cli(["keys", "scan", "--offline", "--json", missing, join(repo, "leaky")], env);
+      assert.equal(leak.code, 1, leak.stderr);
+      const lines = leak.stdout
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line));
+      assert.equal(lines[0].path, join(repo, "leaky", "app.env"));
+      assert.deepEqual(lines.at(-1), { summary: { found: 1, live: 0, skipped: 0, unreadable: 1 } });
+
+      // A file whose read fails (an I/O error: /proc/self/mem at offset 0, whoever runs it).
+      if (process.platform === "linux") {
+        const failing = await cli(["keys", "scan", "--offline", join(repo, "clean"), "/proc/self/mem"], env);
+        assert.equal(failing.code, 2, failing.stderr);
+        assert.match(failing.stderr, /could not read \/proc\/self\/mem: I\/O error \(EIO\)/);
+      }
+
+      // The help says what 2 means.
+      const help = await cli(["keys", "scan", "--help"], env);
+      assert.match(help.stdout, /2 {2}no leak found, but the scan is incomplete/);
+    } finally {
+      rmSync(repo, { recursive: true, force: true });
+    }
+  });
+
+  // Regression: a path holding a key was printed whole; keys in UTF-16 files (PowerShell 5's
+  // `>` writes UTF-16LE with a byte order mark) were not seen.
+  test("keys scan prints a key in a path as its hint, and finds keys in UTF-16 files", async () => {
+    const key = generateKey("gate");
+    const repo = tempDir("gatehouse-scan-names-");
+    try {
+      const named = join(repo, `copy-of-${key}.env`);
+      writeFileSync(named, `KEY=${key}\n`);
+      const text = await cli(["keys", "scan", "--offline", repo], env);
+      const json = await cli(["keys", "scan", "--offline", "--json", repo], env);
+      for (const run of [text, json]) {
+        assert.equal(run.code, 1, run.stderr);
+        assert.ok(!(run.stdout + run.stderr).includes(key), "the key in the path is not printed whole");
+        assert.ok(run.stdout.includes(join(repo, `copy-of-${keyHint(key)}.env`)), run.stdout);
+      }
+      // Also when the path is only named, not read: a missing one, or one skipped on purpose.
+      mkdirSync(join(repo, "sub"));
+      symlinkSync(named, join(repo, "sub", `link-${key}`));
+      const notRead = await cli(["keys", "scan", "--offline", join(repo, "sub"), join(repo, `gone-${key}`)], env);
+      assert.equal(notRead.code, 2, notRead.stderr);
+      assert.ok(!notRead.stderr.includes(key), notRead.stderr);
+      assert.ok(notRead.stderr.includes(`skipped ${join(repo, "sub", `link-${keyHint(key)}`)}: symbolic link`));
+      assert.ok(notRead.stderr.includes(`could not read ${join(repo, `gone-${keyHint(key)}`)}`));
+
+      rmSync(named);
+      rmSync(join(repo, "sub"), { recursive: true });
+      const bom = "\uFEFF";
+      writeFileSync(join(repo, "le.txt"), Buffer.from(`${bom}# settings\r\nKEY=${key}\r\n`, "utf16le"));
+      writeFileSync(join(repo, "be.txt"), Buffer.from(`${bom}# settings\r\nKEY=${key}\r\n`, "utf16le").swap16());
+      const utf16 = await cli(["keys", "scan", "--offline", "--json", repo], env);
+      assert.equal(utf16.code, 1, utf16.stderr);
+      const findings = utf16.stdout
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line))
+        .filter((line) => line.path !== undefined)
+        .sort((a, b) => a.path.localeCompare(b.path));
+      assert.deepEqual(
+        findings.map(({ path, line, column }) => ({ path, line, column })),
+        [
+          { path: join(repo, "be.txt"), line: 2, column: 5 },
+          { path: join(repo, "le.txt"), line: 2, column: 5 },
+        ],
+      );
     } finally {
       rmSync(repo, { recursive: true, force: true });
     }

@@ -98,4 +98,58 @@ describe("key scanner", () => {
     // A link named on the command line is the caller's choice: it is followed.
     assert.equal((await scan([join(tree, "link.ts")])).length, 1);
   });
+
+  // Regression: a path that could not be read was `skipped`, like .git, so a scan that had
+  // not looked at everything passed as clean.
+  test("a path that is missing or fails to read is unreadable, not skipped", async () => {
+    const missing = join(dir, "missing.txt");
+    const loop = join(dir, "loop-a");
+    symlinkSync(join(dir, "loop-b"), loop);
+    symlinkSync(loop, join(dir, "loop-b"));
+    const paths = [missing, loop];
+    // An I/O error on read, whoever runs the test (root reads a file of mode 000).
+    if (process.platform === "linux") paths.push("/proc/self/mem");
+    assert.deepEqual(
+      await scan(paths),
+      [
+        { kind: "unreadable", path: missing, reason: "no such file or directory (ENOENT)" },
+        { kind: "unreadable", path: loop, reason: "too many levels of symbolic links (ELOOP)" },
+        { kind: "unreadable", path: "/proc/self/mem", reason: "I/O error (EIO)" },
+      ].slice(0, paths.length),
+    );
+  });
+
+  test("a file of mode 000 is unreadable (not as root, who reads it anyway)", {
+    skip: process.getuid?.() === 0,
+  }, async () => {
+    const path = join(dir, "secret.env");
+    writeFileSync(path, `KEY=${generateKey(prefix)}\n`, { mode: 0o000 });
+    assert.deepEqual(await scan([path]), [{ kind: "unreadable", path, reason: "permission denied (EACCES)" }]);
+  });
+
+  // Regression: Windows PowerShell 5 redirection writes UTF-16LE with a byte order mark;
+  // read as bytes, every other character is a zero and keys in it were not seen.
+  test("UTF-16 files with a byte order mark are decoded, at every chunk size", async () => {
+    const key = generateKey(prefix);
+    const text = `\uFEFFa\r\nb ${key} c\r\n${key}`;
+    const cases = [
+      ["utf16le.txt", Buffer.from(text, "utf16le")],
+      ["utf16be.txt", Buffer.from(text, "utf16le").swap16()],
+    ] as const;
+    for (const [name, bytes] of cases) {
+      const path = join(dir, name);
+      writeFileSync(path, bytes);
+      const expected = [
+        { kind: "key", path, line: 2, column: 3, key },
+        { kind: "key", path, line: 3, column: 1, key },
+      ];
+      for (let chunk = 1; chunk <= 2 * key.length + 8; chunk++) {
+        assert.deepEqual(await scan([path], chunk), expected, `${name}, chunk of ${chunk}`);
+      }
+    }
+    // Without a byte order mark, bytes stay bytes: a file of "ÿ" (FF) alone is not UTF-16.
+    const path = join(dir, "latin1.txt");
+    writeFileSync(path, Buffer.from([0xff, 0x20, ...Buffer.from(key), 0x0a]));
+    assert.deepEqual(await scan([path], 1), [{ kind: "key", path, line: 1, column: 3, key }]);
+  });
 });

@@ -1,7 +1,6 @@
-import { existsSync } from "node:fs";
 import { CLI_ACTOR } from "../../audit/context.ts";
 import { ValidationError } from "../../errors/gatehouse-error.ts";
-import { digestKey, redactKey } from "../../keys/key-format.ts";
+import { digestKey, redactKey, redactKeysIn } from "../../keys/key-format.ts";
 import { keyStatus } from "../../keys/key-status.ts";
 import { PERMISSIONS } from "../../keys/permissions.ts";
 import { scanForKeys } from "../../leaks/key-scanner.ts";
@@ -230,37 +229,48 @@ const scan: Command = {
     },
   },
   epilog: [
-    "Every path not read (version-control stores, dependencies, symbolic links inside the",
-    "tree, unreadable files) is named on stderr with the reason.",
+    "Every path not read is named on stderr with the reason: skipped on purpose",
+    "(version-control stores, dependencies, symbolic links inside the tree, FIFOs and",
+    "devices), or could not be read (missing, permission denied, an I/O error). Files",
+    "that start with a UTF-16 byte order mark are decoded as UTF-16. A key in a path is",
+    "printed as its hint, like the keys found.",
     "",
     "Exit codes:",
-    "  0  no leak: no key found, or (checked against the store) none of them live",
-    "  1  a leak: a live key, or with --offline any well-formed key (its state is unknown);",
-    "     also when the configuration or the store cannot be opened",
-    "  2  usage error",
+    "  0  no leak: no key found, or (checked against the store) none of them live, and",
+    "     every path was read or skipped on purpose",
+    "  1  a leak: a live key, or with --offline any well-formed key (its state is unknown),",
+    "     whatever else happened; also when the configuration or the store cannot be opened",
+    "  2  no leak found, but the scan is incomplete: a path is missing or could not be read",
+    "     (the rest were scanned); or a usage error",
   ].join("\n"),
   async run({ values, positionals }, io) {
     if (positionals.length === 0) throw new UsageError("give at least one file or directory");
-    const missing = positionals.filter((path) => !existsSync(path));
-    if (missing.length > 0) throw new UsageError(`no such file or directory: ${missing.join(", ")}`);
     const report = async (lookup: ((key: string) => Promise<string>) | null, prefix: string) => {
+      // A path can hold a key too (`copy-of-gate_….env`): printed as the key's hint.
+      const shown = (path: string) => redactKeysIn(path, prefix);
       let live = 0;
       let found = 0;
       let skipped = 0;
+      let unread = 0;
       for await (const event of scanForKeys(positionals, { prefix })) {
         if (event.kind === "skipped") {
           skipped++;
-          io.err(`skipped ${event.path}: ${event.reason}`);
+          io.err(`skipped ${shown(event.path)}: ${event.reason}`);
+          continue;
+        }
+        if (event.kind === "unreadable") {
+          unread++;
+          io.err(`could not read ${shown(event.path)}: ${event.reason}`);
           continue;
         }
         found++;
         const status = lookup ? await lookup(event.key) : "unchecked";
         if (status === "live") live++;
-        const where = `${event.path}:${event.line}:${event.column}`;
+        const where = `${shown(event.path)}:${event.line}:${event.column}`;
         if (values.json)
           io.out(
             JSON.stringify({
-              path: event.path,
+              path: shown(event.path),
               line: event.line,
               column: event.column,
               key: redactKey(event.key),
@@ -269,15 +279,22 @@ const scan: Command = {
           );
         else io.out(`${where}  ${redactKey(event.key)}  ${status}`);
       }
-      if (values.json) io.out(JSON.stringify({ summary: { found, live, skipped } }));
-      else if (lookup) io.err(`${found} key(s) found, ${live} live, ${skipped} path(s) skipped`);
+      const unreadNote = unread > 0 ? `, ${unread} path(s) could not be read` : "";
+      if (values.json) io.out(JSON.stringify({ summary: { found, live, skipped, unreadable: unread } }));
+      else if (lookup) io.err(`${found} key(s) found, ${live} live, ${skipped} path(s) skipped${unreadNote}`);
       else {
         const unchecked = found > 0 ? ", not checked (--offline: each counts as a leak)" : "";
-        io.err(`${found} key(s) found${unchecked}, ${skipped} path(s) skipped`);
+        io.err(`${found} key(s) found${unchecked}, ${skipped} path(s) skipped${unreadNote}`);
       }
       // Offline, a well-formed key's state is unknown: it may be live, so it is a leak
       // until checked. A CI job that runs --offline must fail on a committed key.
-      return (lookup ? live : found) > 0 ? 1 : 0;
+      if ((lookup ? live : found) > 0) return 1;
+      // Not a clean result either: what could not be read may hold a key.
+      if (unread > 0) {
+        io.err("The scan is incomplete: no leak in what was read, but not everything could be read (exit 2).");
+        return 2;
+      }
+      return 0;
     };
     if (values.offline) {
       const { configOrReport } = await import("../context.ts");
