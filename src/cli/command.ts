@@ -1,6 +1,7 @@
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { nearestSetting } from "../config/nearest-setting.ts";
 import { GatehouseError } from "../errors/gatehouse-error.ts";
+import { MasterKeyError } from "../signing/master-key.ts";
 import { parseProblem } from "./parse-problem.ts";
 
 export interface CliIO {
@@ -113,6 +114,12 @@ export async function runCommand(command: Command, argv: string[], io: CliIO): P
     // for the operator, not a bug: one line, no stack trace.
     if (error instanceof GatehouseError) {
       io.err(`gatehouse ${command.name}: ${error.detail} (${error.code})`);
+      return 1;
+    }
+    // The master key missing, wrong or readable by others: the operator's to fix, said in
+    // one line as `serve` says it, not as a stack trace.
+    if (error instanceof MasterKeyError) {
+      io.err(`gatehouse ${command.name}: ${error.message}`);
       return 1;
     }
     // Files that are not there or not readable: the system's own message says it well.
