@@ -131,7 +131,7 @@ export function createGatehouse(options: {
   });
   const keyring = new SigningKeyring({
     storage,
-    masterKey: () => loadMasterKey(config),
+    masterKey: (options) => loadMasterKey(config, options),
     signing: config.auth.signing,
     accessTokenSeconds: config.auth.accessTokenSeconds,
     clock,

@@ -7,11 +7,15 @@ import type { CliIO } from "./command.ts";
 
 /**
  * Loads configuration, printing every problem, or returns null. Only `serve` checks the
- * listening settings (`serving`); other commands ignore them.
+ * listening settings (`serving`); other commands ignore them. A command that opens no
+ * store (`usingStore: false`) ignores the data folder's.
  */
-export function configOrReport(io: CliIO, options: { serving?: boolean } = {}): GatehouseConfig | null {
+export function configOrReport(
+  io: CliIO,
+  options: { serving?: boolean; usingStore?: boolean } = {},
+): GatehouseConfig | null {
   try {
-    const config = loadConfig(io.env, { serving: options.serving ?? false });
+    const config = loadConfig(io.env, { serving: options.serving ?? false, usingStore: options.usingStore ?? true });
     for (const warning of config.warnings) io.err(`warning: ${warning}`);
     return config;
   } catch (error) {

@@ -1,4 +1,5 @@
 import { decodeHs256Secret } from "../../sdk/src/token-signature.ts";
+import { parseMasterKey } from "../signing/master-key.ts";
 import type { SigningAlgorithm } from "../storage/types.ts";
 import { DEFAULT_MAX_WAITING } from "../users/password-hasher.ts";
 
@@ -68,8 +69,10 @@ export function loadAuthConfig(
   if (masterBase64 !== undefined && masterFile !== undefined) {
     problems.push("set GATEHOUSE_MASTER_KEY or GATEHOUSE_MASTER_KEY_FILE, not both");
   }
-  if (masterBase64 !== undefined && Buffer.from(masterBase64, "base64").length !== 32) {
-    problems.push("GATEHOUSE_MASTER_KEY must be base64 of exactly 32 random bytes (openssl rand -base64 32)");
+  if (masterBase64 !== undefined && parseMasterKey(masterBase64) === null) {
+    problems.push(
+      "GATEHOUSE_MASTER_KEY must be base64 of exactly 32 random bytes and nothing else (openssl rand -base64 32)",
+    );
   }
   const masterKey = masterBase64 ? { base64: masterBase64 } : masterFile ? { file: masterFile } : null;
 

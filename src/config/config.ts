@@ -85,12 +85,18 @@ function isReadableFile(path: string): boolean {
  * than `serve`) leaves out the mistakes that matter only to a server that listens (port,
  * host, TLS files, a non-loopback address without TLS): a scan or a key listing run with
  * the server's environment should not fail over where the server would listen.
+ * `usingStore: false` (`keys scan --offline`) likewise leaves out the data folder's.
  */
-export function loadConfig(env: Env = process.env, options: { serving?: boolean } = {}): GatehouseConfig {
+export function loadConfig(
+  env: Env = process.env,
+  options: { serving?: boolean; usingStore?: boolean } = {},
+): GatehouseConfig {
   const serving = options.serving ?? true;
   const problems: string[] = [];
   /** Problems of the listening settings alone: reported only when serving. */
   const listenProblems: string[] = [];
+  /** Problems of the data folder alone: not reported to a command that opens no store. */
+  const storeProblems: string[] = [];
   const known = new Set<string>();
   const read = (name: string) => {
     known.add(name);
@@ -122,6 +128,12 @@ export function loadConfig(env: Env = process.env, options: { serving?: boolean 
     listenProblems.push(`GATEHOUSE_HOST must be an IP address or "localhost" (got "${host}")`);
   }
   const dataDir = resolve(read("GATEHOUSE_DATA_DIR") ?? "./data");
+  // Else the first mkdir under it says only `EEXIST: file already exists, mkdir '…'`.
+  if (statSync(dataDir, { throwIfNoEntry: false })?.isDirectory() === false) {
+    const setting =
+      read("GATEHOUSE_DATA_DIR") === undefined ? "GATEHOUSE_DATA_DIR (default ./data)" : "GATEHOUSE_DATA_DIR";
+    storeProblems.push(`${setting} must be a folder, but ${dataDir} is a file`);
+  }
 
   const certFile = read("GATEHOUSE_TLS_CERT_FILE");
   const keyFile = read("GATEHOUSE_TLS_KEY_FILE");
@@ -301,6 +313,7 @@ export function loadConfig(env: Env = process.env, options: { serving?: boolean 
       const meant = nearestSetting(name, known);
       return `${name} is not a Gatehouse setting and is ignored (${meant === null ? "misspelt?" : `did you mean ${meant}?`})`;
     });
+  if (options.usingStore ?? true) problems.unshift(...storeProblems);
   if (serving) problems.unshift(...listenProblems);
   if (problems.length > 0 || auth === null) throw new ConfigError(problems, warnings);
   return {

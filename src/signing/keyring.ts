@@ -4,6 +4,7 @@ import { type ActorContext, auditEvent } from "../audit/context.ts";
 import type { AuthConfig } from "../config/auth-config.ts";
 import type { Clock } from "../lib/clock.ts";
 import type { SigningAlgorithm, SigningKeyRecord, SigningKeyState, Storage } from "../storage/types.ts";
+import type { LoadMasterKeyOptions } from "./master-key.ts";
 import { type LoadedSigningKey, loadSigningKey, newSigningKey, unsealsWith } from "./signing-key.ts";
 
 /** Tolerance for verifiers whose clocks run behind, added to how long retired keys stay published. */
@@ -28,7 +29,7 @@ export interface Jwks {
  */
 export class SigningKeyring {
   private readonly storage: Storage;
-  private readonly masterKeySource: () => Buffer;
+  private readonly masterKeySource: (options: LoadMasterKeyOptions) => Buffer;
   private masterKeyValue: Buffer | undefined;
   private readonly signing: AuthConfig["signing"];
   private readonly tokenLifetimeMs: number;
@@ -40,8 +41,11 @@ export class SigningKeyring {
 
   constructor(options: {
     storage: Storage;
-    /** Called once, on first use: the embedded default creates a key file. */
-    masterKey: () => Buffer;
+    /**
+     * Called once, on first use. The embedded default creates a key file if missing, but
+     * only when told so: never while the store holds keys sealed under another.
+     */
+    masterKey: (options: LoadMasterKeyOptions) => Buffer;
     signing: AuthConfig["signing"];
     accessTokenSeconds: number;
     clock: Clock;
@@ -70,8 +74,12 @@ export class SigningKeyring {
     }
   }
 
-  private get masterKey(): Buffer {
-    this.masterKeyValue ??= this.masterKeySource();
+  /**
+   * The master key, loaded on first use. `ifMissing`: whether a missing default key file
+   * may be created, which is only right while the store holds no key sealed under one.
+   */
+  private masterKey(ifMissing: LoadMasterKeyOptions["ifMissing"]): Buffer {
+    this.masterKeyValue ??= this.masterKeySource({ ifMissing });
     return this.masterKeyValue;
   }
 
@@ -80,7 +88,8 @@ export class SigningKeyring {
    * HKDF-Expand with one block), so each use has its own key and none reveals the master.
    */
   derivedKey(label: string): Buffer {
-    return createHmac("sha256", this.masterKey).update(`gatehouse derived key\0${label}`).digest();
+    // Servers call this after start(), which has loaded the master key (or refused to start).
+    return createHmac("sha256", this.masterKey("create")).update(`gatehouse derived key\0${label}`).digest();
   }
 
   /**
@@ -103,8 +112,9 @@ export class SigningKeyring {
     const alg = this.signing.algorithm;
     await this.storage.signingKeys.initialise(
       [
-        newSigningKey(alg, { masterKey: this.masterKey, state: "current", now }),
-        newSigningKey(alg, { masterKey: this.masterKey, state: "next", now }),
+        // A new store: no key is sealed yet, so a first master key may be made.
+        newSigningKey(alg, { masterKey: this.masterKey("create"), state: "current", now }),
+        newSigningKey(alg, { masterKey: this.masterKey("create"), state: "next", now }),
       ],
       auditEvent(SYSTEM_ACTOR, now, {
         action: "signing_key.initialise",
@@ -134,7 +144,7 @@ export class SigningKeyring {
             record.kid,
             cached
               ? { ...cached, state: record.state, publishUntil: record.publishUntil }
-              : loadSigningKey(record, this.masterKey),
+              : loadSigningKey(record, this.masterKey("refuse")),
           );
         }
         this.keys = next;
@@ -200,7 +210,7 @@ export class SigningKeyring {
     const upcoming = [...this.keys.values()].find((key) => key.state === "next");
     if (!current || !upcoming) throw new Error("the keyring has no current or next key (was start() called?)");
     const now = this.clock();
-    const newNext = newSigningKey(this.signing.algorithm, { masterKey: this.masterKey, state: "next", now });
+    const newNext = newSigningKey(this.signing.algorithm, { masterKey: this.masterKey("refuse"), state: "next", now });
     const rotated = await this.storage.signingKeys.rotate(
       current.kid,
       { at: now, publishUntil: now + this.tokenLifetimeMs + PUBLISH_MARGIN_MS, newNext },
@@ -216,10 +226,15 @@ export class SigningKeyring {
     return rotated ? { current: upcoming.kid, next: newNext.kid, retired: current.kid } : null;
   }
 
-  /** The stored keys, split by whether the configured master key unseals them. */
-  async storedKeysByUnsealing(): Promise<{ readable: SigningKeyRecord[]; unreadable: SigningKeyRecord[] }> {
+  /**
+   * The stored keys, split by whether the configured master key unseals them. A missing
+   * default key file is an error here (`refuse`) unless the caller is replacing the keys.
+   */
+  async storedKeysByUnsealing(
+    options: LoadMasterKeyOptions = { ifMissing: "refuse" },
+  ): Promise<{ readable: SigningKeyRecord[]; unreadable: SigningKeyRecord[] }> {
     const records = await this.storage.signingKeys.list(this.clock());
-    const readable = records.filter((record) => unsealsWith(record, this.masterKey));
+    const readable = records.filter((record) => unsealsWith(record, this.masterKey(options.ifMissing)));
     return { readable, unreadable: records.filter((record) => !readable.includes(record)) };
   }
 
@@ -237,12 +252,13 @@ export class SigningKeyring {
       throw new TypeError("HS256 keys are configured, not stored: change GATEHOUSE_JWT_HS256_SECRET");
     }
     const now = this.clock();
-    const { readable: kept, unreadable } = await this.storedKeysByUnsealing();
+    // Replacing the keys a lost master key sealed: a new default key file may be made.
+    const { readable: kept, unreadable } = await this.storedKeysByUnsealing({ ifMissing: "create" });
     if (unreadable.length === 0) return { discarded: [], created: [] };
     const alg = this.signing.algorithm;
     const fresh = (["current", "next"] as const)
       .filter((state) => !kept.some((record) => record.state === state))
-      .map((state) => newSigningKey(alg, { masterKey: this.masterKey, state, now }));
+      .map((state) => newSigningKey(alg, { masterKey: this.masterKey("create"), state, now }));
     const discarded = unreadable.map((record) => record.kid);
     await this.storage.signingKeys.replace(
       discarded,

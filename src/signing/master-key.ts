@@ -11,19 +11,48 @@ export class MasterKeyError extends Error {
   }
 }
 
+/**
+ * 32 bytes in base64: 43 characters of the alphabet and an optional `=`, nothing else.
+ * Buffer.from(…, "base64") skips characters outside the alphabet, so `!!!!<a valid key>`
+ * decoded to the same 32 bytes and a mangled setting passed. The base64url alphabet
+ * (`-`, `_`) is accepted too, as Buffer.from always did.
+ */
+const MASTER_KEY_TEXT = /^[A-Za-z0-9+/_-]{43}=?$/;
+
+/** The master key `text` holds (surrounding whitespace aside), or null when it is not base64 of exactly 32 bytes. */
+export function parseMasterKey(text: string): Buffer | null {
+  const trimmed = text.trim();
+  if (!MASTER_KEY_TEXT.test(trimmed)) return null;
+  const key = Buffer.from(trimmed, "base64");
+  return key.length === 32 ? key : null;
+}
+
 function decode(text: string, where: string): Buffer {
-  const key = Buffer.from(text.trim(), "base64");
-  if (key.length !== 32) throw new MasterKeyError(`${where} must hold base64 of exactly 32 bytes`);
+  const key = parseMasterKey(text);
+  if (key === null) throw new MasterKeyError(`${where} must hold base64 of exactly 32 bytes, and nothing else`);
   return key;
 }
 
 function readKeyFile(path: string): Buffer {
-  const mode = statSync(path).mode & 0o777;
+  const info = statSync(path);
+  if (info.isDirectory()) throw new MasterKeyError(`${path} is a directory, not a master key file`);
+  if (!info.isFile()) throw new MasterKeyError(`${path} is not a regular file`);
+  const mode = info.mode & 0o777;
   // Like ssh with private keys: a key file others can read is refused, not used.
   if ((mode & 0o077) !== 0) {
     throw new MasterKeyError(`${path} is readable by others (mode ${mode.toString(8)}); run: chmod 600 ${path}`);
   }
   return decode(readFileSync(path, "utf8"), path);
+}
+
+export interface LoadMasterKeyOptions {
+  /**
+   * What to do when the default `<dataDir>/master.key` does not exist: `create` a new
+   * key there (a store with no sealed signing keys yet, or a deliberate reset), or
+   * `refuse` (the store holds keys sealed under the missing one: a new key could not
+   * unseal them, and would sit where the operator is about to restore the backup).
+   */
+  ifMissing: "create" | "refuse";
 }
 
 /**
@@ -33,11 +62,24 @@ function readKeyFile(path: string): Buffer {
  * (`gatehouse keys reset-signing` replaces them; refresh tokens and sessions do not depend
  * on them, but keys derived from the master key change: docs/auth.md).
  */
-export function loadMasterKey(config: { dataDir: string; auth: Pick<AuthConfig, "masterKey"> }): Buffer {
+export function loadMasterKey(
+  config: { dataDir: string; auth: Pick<AuthConfig, "masterKey"> },
+  options: LoadMasterKeyOptions,
+): Buffer {
   const source = config.auth.masterKey;
   if (source && "base64" in source) return decode(source.base64, "GATEHOUSE_MASTER_KEY");
   if (source && "file" in source) return readKeyFile(source.file);
   const path = join(config.dataDir, "master.key");
+  if (options.ifMissing === "refuse") {
+    try {
+      return readKeyFile(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+      throw new MasterKeyError(
+        `the master key file ${path} is missing, and the store holds signing keys sealed under it. Restore the file from your backup (or point GATEHOUSE_MASTER_KEY_FILE at it); if it is lost for good, \`gatehouse keys reset-signing --yes\` replaces the signing keys under a new master key (access tokens already issued stop verifying). No new key file was created.`,
+      );
+    }
+  }
   try {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     // `wx`: never overwrite a key that appeared meanwhile (another process starting).

@@ -170,10 +170,10 @@ describe("master key sources", () => {
     const dir = tempDir();
     try {
       const config = { dataDir: join(dir, "data"), auth: { masterKey: null } };
-      const first = loadMasterKey(config);
+      const first = loadMasterKey(config, { ifMissing: "create" });
       assert.equal(first.length, 32);
       assert.equal(statSync(join(dir, "data", "master.key")).mode & 0o777, 0o600);
-      assert.deepEqual(loadMasterKey(config), first);
+      assert.deepEqual(loadMasterKey(config, { ifMissing: "create" }), first);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -185,11 +185,17 @@ describe("master key sources", () => {
       const file = join(dir, "key");
       writeFileSync(file, Buffer.alloc(32, 1).toString("base64"));
       chmodSync(file, 0o644);
-      assert.throws(() => loadMasterKey({ dataDir: dir, auth: { masterKey: { file } } }), MasterKeyError);
+      assert.throws(
+        () => loadMasterKey({ dataDir: dir, auth: { masterKey: { file } } }, { ifMissing: "create" }),
+        MasterKeyError,
+      );
       chmodSync(file, 0o600);
-      assert.equal(loadMasterKey({ dataDir: dir, auth: { masterKey: { file } } }).length, 32);
+      assert.equal(loadMasterKey({ dataDir: dir, auth: { masterKey: { file } } }, { ifMissing: "create" }).length, 32);
       writeFileSync(file, Buffer.alloc(16, 1).toString("base64"));
-      assert.throws(() => loadMasterKey({ dataDir: dir, auth: { masterKey: { file } } }), MasterKeyError);
+      assert.throws(
+        () => loadMasterKey({ dataDir: dir, auth: { masterKey: { file } } }, { ifMissing: "create" }),
+        MasterKeyError,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -344,6 +344,30 @@ describe("loadConfig", () => {
     });
   }
 
+  // Regression: Buffer.from(…, "base64") skips characters outside the alphabet, so a
+  // mangled GATEHOUSE_MASTER_KEY decoded to 32 bytes all the same and passed.
+  test("GATEHOUSE_MASTER_KEY must be base64 of 32 bytes and nothing else", () => {
+    const valid = Buffer.alloc(32, 7).toString("base64");
+    const expected = [
+      "GATEHOUSE_MASTER_KEY must be base64 of exactly 32 random bytes and nothing else (openssl rand -base64 32)",
+    ];
+    for (const mangled of [`!!!!${valid}`, `${valid}!`, `${valid.slice(0, 20)} ${valid.slice(20)}`, `${valid}==`]) {
+      assert.deepEqual(problemsOf({ GATEHOUSE_MASTER_KEY: mangled }), expected, mangled);
+    }
+    assert.deepEqual(loadConfig({ GATEHOUSE_MASTER_KEY: valid }).auth.masterKey, { base64: valid });
+    // Unpadded and base64url (as Buffer.from always read them) still pass.
+    const url = Buffer.alloc(32, 0xfb).toString("base64url");
+    assert.deepEqual(loadConfig({ GATEHOUSE_MASTER_KEY: url }).auth.masterKey, { base64: url });
+  });
+
+  // Regression: the first mkdir under it said `EEXIST: file already exists, mkdir '/etc/passwd'`.
+  test("GATEHOUSE_DATA_DIR that is a file: said so, except to a command that opens no store", () => {
+    assert.deepEqual(problemsOf({ GATEHOUSE_DATA_DIR: certFile }), [
+      `GATEHOUSE_DATA_DIR must be a folder, but ${certFile} is a file`,
+    ]);
+    assert.equal(loadConfig({ GATEHOUSE_DATA_DIR: certFile }, { usingStore: false }).dataDir, certFile);
+  });
+
   test("several mistakes are reported together, one line each", () => {
     const env = Object.assign({}, ...cases.slice(0, 1).map(([, e]) => e), {
       GATEHOUSE_HOST: "0.0.0.0",

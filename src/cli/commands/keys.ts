@@ -298,7 +298,7 @@ const scan: Command = {
     };
     if (values.offline) {
       const { configOrReport } = await import("../context.ts");
-      const config = configOrReport(io);
+      const config = configOrReport(io, { usingStore: false });
       return config ? report(null, config.keys.prefix) : 1;
     }
     return withGatehouse(

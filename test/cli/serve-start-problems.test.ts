@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { tempDir } from "../support/backends.ts";
+import { runCli, startNode } from "../support/processes.ts";
+
+const STACK = /\n\s+at |node:internal|\.ts:\d+:\d+/;
+
+/** Runs `serve` expecting it to refuse to start; resolves with what it printed. */
+async function refusedStart(env: Record<string, string>): Promise<string> {
+  const error = await startNode(env).then(
+    async (node) => {
+      await node.stop();
+      assert.fail(`serve started:\n${node.logs()}`);
+    },
+    (failure: unknown) => failure,
+  );
+  assert.ok(error instanceof Error);
+  assert.match(error.message, /exited \(1\) before listening/);
+  return error.message;
+}
+
+describe("serve's start-up messages", () => {
+  const dirs: string[] = [];
+  const dir = () => {
+    const made = tempDir("gatehouse-start-");
+    dirs.push(made);
+    return made;
+  };
+  after(() => {
+    for (const made of dirs) rmSync(made, { recursive: true, force: true });
+  });
+
+  // Regression: a deleted default master.key was silently replaced by a new one, which
+  // then could not unseal the stored keys; the fresh file sat where the backup goes.
+  test("a missing master.key with sealed signing keys in the store: said so, and no new key file made", async () => {
+    const dataDir = dir();
+    const env = { GATEHOUSE_DATA_DIR: dataDir };
+    assert.equal((await runCli(["init", "--json"], env)).code, 0);
+    assert.equal((await runCli(["keys", "rotate-signing"], env)).code, 0, "signing keys sealed under master.key");
+    const file = join(dataDir, "master.key");
+    rmSync(file);
+    const output = await refusedStart(env);
+    assert.ok(output.includes(`the master key file ${file} is missing`), output);
+    assert.match(output, /Restore the file from your backup/);
+    assert.match(output, /gatehouse keys reset-signing --yes/);
+    assert.equal(existsSync(file), false, "no new master key was created");
+    // The CLI says the same, in one line, and creates nothing either.
+    const rotate = await runCli(["keys", "rotate-signing"], env);
+    assert.equal(rotate.code, 1);
+    assert.match(rotate.stderr, /^gatehouse keys rotate-signing: the master key file .* is missing/);
+    assert.doesNotMatch(rotate.stderr, STACK);
+    assert.equal(existsSync(file), false);
+    // Deliberately replacing the keys makes a new one, and serve starts again.
+    assert.equal((await runCli(["keys", "reset-signing", "--yes"], env)).code, 0);
+    assert.equal(existsSync(file), true);
+    const node = await startNode(env);
+    assert.equal(await node.stop(), 0);
+  });
+
+  test("GATEHOUSE_MASTER_KEY with junk around valid base64 is refused", async () => {
+    const valid = randomBytes(32).toString("base64");
+    const output = await refusedStart({ GATEHOUSE_DATA_DIR: dir(), GATEHOUSE_MASTER_KEY: `!!!!${valid}` });
+    assert.match(output, /GATEHOUSE_MASTER_KEY must be base64 of exactly 32 random bytes and nothing else/);
+  });
+
+  test("GATEHOUSE_DATA_DIR naming a file: said so, not EEXIST", async () => {
+    const file = join(dir(), "not-a-folder");
+    writeFileSync(file, "x\n");
+    const output = await refusedStart({ GATEHOUSE_DATA_DIR: file });
+    assert.ok(output.includes(`GATEHOUSE_DATA_DIR must be a folder, but ${file} is a file`), output);
+    assert.doesNotMatch(output, /EEXIST/);
+  });
+
+  test("GATEHOUSE_MASTER_KEY_FILE naming a directory: said so, not its mode", async () => {
+    const folder = join(dir(), "keys");
+    mkdirSync(folder, { mode: 0o755 });
+    const output = await refusedStart({ GATEHOUSE_DATA_DIR: dir(), GATEHOUSE_MASTER_KEY_FILE: folder });
+    assert.ok(output.includes(`${folder} is a directory, not a master key file`), output);
+    assert.doesNotMatch(output, /readable by others/);
+  });
+});
