@@ -12,12 +12,35 @@ export interface Runtime {
   limiterFactory: LimiterFactory | undefined;
   /** Closes Redis connections (storage is closed by Gatehouse.stop). */
   close(): Promise<void>;
+  /**
+   * Without Redis, null. With it, whether it answers (its connection is ready) within
+   * `withinMs`: ioredis connects in the background and never says so by itself, so a
+   * node pointed at a Redis that is down started without a word.
+   */
+  redisAnswers(withinMs: number): Promise<boolean | null>;
+}
+
+/** A Redis URL fit for logs: its password left out. */
+export function redisUrlForLogs(redisUrl: string): string {
+  try {
+    const url = new URL(redisUrl);
+    url.password = "";
+    return url.toString();
+  } catch {
+    return "(GATEHOUSE_REDIS_URL)";
+  }
 }
 
 export async function openRuntime(config: GatehouseConfig): Promise<Runtime> {
   const storage = await openStorage(config);
   if (!config.redisUrl) {
-    return { storage, changes: new LocalChangeFeed(), limiterFactory: undefined, close: async () => {} };
+    return {
+      storage,
+      changes: new LocalChangeFeed(),
+      limiterFactory: undefined,
+      close: async () => {},
+      redisAnswers: async () => null,
+    };
   }
   // Imported only when Redis is configured: ioredis alone is ~7 MB of heap on a node without it.
   const [{ RedisChangeFeed }, { createRedisClient }, { redisLimiterFactory }] = await Promise.all([
@@ -36,6 +59,22 @@ export async function openRuntime(config: GatehouseConfig): Promise<Runtime> {
       await changes.close();
       commands.disconnect();
       subscriber.disconnect();
+    },
+    redisAnswers(withinMs) {
+      if (commands.status === "ready") return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const ready = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+        const timer = setTimeout(() => {
+          commands.off("ready", ready);
+          resolve(false);
+        }, withinMs);
+        // Never what keeps a process alive: a command that failed meanwhile exits at once.
+        timer.unref();
+        commands.once("ready", ready);
+      });
     },
   };
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { tempDir } from "../support/backends.ts";
@@ -81,4 +82,48 @@ describe("serve's start-up messages", () => {
     assert.ok(output.includes(`${folder} is a directory, not a master key file`), output);
     assert.doesNotMatch(output, /readable by others/);
   });
+
+  // Regression: an unreachable Redis started without a word, and the log said "redis":true.
+  test("an unreachable GATEHOUSE_REDIS_URL: a warning naming it without its password", async () => {
+    const port = await freePort();
+    const node = await startNode({
+      GATEHOUSE_DATA_DIR: dir(),
+      GATEHOUSE_REDIS_URL: `redis://gate:s3cret-pass@127.0.0.1:${port}/0`,
+    });
+    try {
+      for (let i = 0; i < 200 && !node.logs().includes("Gatehouse is ready"); i++) await sleep(25);
+      const lines = node
+        .logs()
+        .split("\n")
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as { level: number; msg: string; redisAnswering?: boolean });
+      const warning = lines.find((line) => line.level === 40 && line.msg.includes("Redis"));
+      assert.ok(warning, node.logs());
+      assert.match(
+        warning.msg,
+        new RegExp(
+          `^Redis at redis://gate@127\\.0\\.0\\.1:${port}/0 did not answer within 2 s \\(GATEHOUSE_REDIS_URL\\)`,
+        ),
+      );
+      assert.match(warning.msg, /rate limits are counted on each node alone/);
+      assert.equal(lines.find((line) => line.msg === "Gatehouse is ready")?.redisAnswering, false);
+      assert.ok(!node.logs().includes("s3cret-pass"), "the password is not logged");
+    } finally {
+      assert.equal(await node.stop(), 0);
+    }
+  });
 });
+
+/** A loopback port nothing listens on: one just freed. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (typeof address !== "object" || address === null) throw new Error("no port");
+  return address.port;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

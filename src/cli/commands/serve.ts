@@ -2,9 +2,12 @@ import { createGatehouse } from "../../gatehouse.ts";
 import { buildApp, createLogger } from "../../http/app.ts";
 import { lowerThreadPoolPriority } from "../../lib/thread-pool-priority.ts";
 import { keepTickObjectShape } from "../../lib/tick-shape.ts";
-import { openRuntime } from "../../runtime.ts";
+import { openRuntime, redisUrlForLogs } from "../../runtime.ts";
 import type { Command } from "../command.ts";
 import { configOrReport, INITIALISED } from "../context.ts";
+
+/** How long `serve` waits for Redis to answer before warning that it does not. */
+const REDIS_WAIT_MS = 2000;
 
 export const serveCommand: Command = {
   name: "serve",
@@ -16,6 +19,8 @@ export const serveCommand: Command = {
     if (!config) return 1;
     const runtime = await openRuntime(config);
     const { storage } = runtime;
+    // Asked now, answered by the time the node is listening (or after REDIS_WAIT_MS).
+    const redisAnswering = runtime.redisAnswers(REDIS_WAIT_MS);
     // One logger for the requests and for what runs beside them (audit and usage writes,
     // housekeeping), whose failures were otherwise silent.
     const log = createLogger(config);
@@ -79,11 +84,23 @@ export const serveCommand: Command = {
     }
     // Hashing and signing on libuv's pool yield to the event loop (src/lib/thread-pool-priority.ts).
     const lowered = await lowerThreadPoolPriority(config.threadPoolNice);
+    const redis = await redisAnswering;
+    if (redis === false && config.redisUrl !== null) {
+      // The node works without it, but not as configured: say so where the operator looks.
+      const fallback = config.rateLimitFailClosed
+        ? "requests that need a rate limit are refused with 503 (GATEHOUSE_RATE_LIMIT_FAIL_CLOSED)"
+        : "rate limits are counted on each node alone, so each node allows the whole limit";
+      app.log.warn(
+        { redis: redisUrlForLogs(config.redisUrl) },
+        `Redis at ${redisUrlForLogs(config.redisUrl)} did not answer within ${REDIS_WAIT_MS / 1000} s (GATEHOUSE_REDIS_URL): until it does, ${fallback}. The node keeps trying to connect.`,
+      );
+    }
     app.log.info(
       {
         issuer: config.issuer,
         storage: storage.kind,
         redis: config.redisUrl !== null,
+        ...(redis === null ? {} : { redisAnswering: redis }),
         dataDir: config.dataDir,
         threadPool: { threads: lowered, nice: lowered > 0 ? config.threadPoolNice : 0 },
       },
