@@ -226,6 +226,12 @@ export interface UserRepository {
    * their refresh tokens. Returns the record afterwards, or null when there is none.
    */
   disable(id: string, at: number, audit: AuditEventInput | null): Promise<UserRecord | null>;
+  /**
+   * Makes a disabled user active again. What the disable ended (sessions, refresh tokens)
+   * stays ended: the user signs in afresh. Returns the record afterwards, or null when
+   * there is none.
+   */
+  enable(id: string, at: number, audit: AuditEventInput | null): Promise<UserRecord | null>;
   /** Deletes the user with their sessions and refresh tokens. False when there is none. */
   delete(id: string, at: number, audit: AuditEventInput | null): Promise<boolean>;
   /** Replaces the hash only if it is still `expectedHash` (rehash on sign-in after a parameter change). */

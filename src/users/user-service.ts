@@ -141,6 +141,22 @@ export class UserService {
     return record;
   }
 
+  /**
+   * Lets a disabled user sign in again. Idempotent. The sessions and refresh tokens the
+   * disable ended stay ended: whoever held them then must not get them back, so the user
+   * signs in afresh.
+   */
+  async enable(id: string, context: ActorContext): Promise<UserRecord> {
+    const now = this.clock();
+    const record = await this.storage.users.enable(
+      id,
+      now,
+      auditEvent(context, now, { action: "user.enable", outcome: "success", targetType: "user", targetId: id }),
+    );
+    if (!record) throw new NotFoundError(`No user with id ${id}.`);
+    return record;
+  }
+
   async delete(id: string, context: ActorContext): Promise<void> {
     const now = this.clock();
     const deleted = await this.storage.users.delete(

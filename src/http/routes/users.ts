@@ -40,6 +40,13 @@ function context(principal: Principal | null) {
   return principal.context;
 }
 
+/** No fields to take: anything sent is a mistake worth saying (an empty object is fine). */
+function assertNoBody(body: unknown): void {
+  if (body !== undefined && body !== null && !(typeof body === "object" && Object.keys(body).length === 0)) {
+    throw new ValidationError("This call takes no body (or {}).");
+  }
+}
+
 /** Admin API for users (API keys with users:read / users:write). */
 export function userRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): FastifyPluginAsyncTypebox {
   return async (app) => {
@@ -107,12 +114,17 @@ export function userRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastif
       "/v1/users/:id/disable",
       { preValidation: write, schema: { params: IdParams, response: { 200: UserView } } },
       async (request) => {
-        // No fields to take: anything sent is a mistake worth saying (an empty object is fine).
-        const body = request.body;
-        if (body !== undefined && body !== null && !(typeof body === "object" && Object.keys(body).length === 0)) {
-          throw new ValidationError("This call takes no body (or {}).");
-        }
+        assertNoBody(request.body);
         return userView(await gatehouse.users.disable(request.params.id, context(request.principal)));
+      },
+    );
+
+    app.post(
+      "/v1/users/:id/enable",
+      { preValidation: write, schema: { params: IdParams, response: { 200: UserView } } },
+      async (request) => {
+        assertNoBody(request.body);
+        return userView(await gatehouse.users.enable(request.params.id, context(request.principal)));
       },
     );
 

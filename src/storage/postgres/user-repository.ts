@@ -116,6 +116,19 @@ export class PostgresUserRepository implements UserRepository {
     });
   }
 
+  async enable(id: string, at: number, audit: AuditEventInput | null): Promise<UserRecord | null> {
+    return this.database.transaction(async (client) => {
+      await client.query(
+        "UPDATE users SET status = 'active', disabled_at = NULL, updated_at = $1 WHERE id = $2 AND status = 'disabled'",
+        [at, id],
+      );
+      const record = await findById(client, id);
+      if (!record) return null;
+      if (audit) await insertAuditEvents(client, [audit]);
+      return record;
+    });
+  }
+
   async delete(id: string, _at: number, audit: AuditEventInput | null): Promise<boolean> {
     return this.database.transaction(async (client) => {
       const result = await client.query("DELETE FROM users WHERE id = $1", [id]);

@@ -94,6 +94,20 @@ export class SqliteUserRepository implements UserRepository {
     });
   }
 
+  async enable(id: string, at: number, audit: AuditEventInput | null): Promise<UserRecord | null> {
+    return this.database.transaction(() => {
+      this.database
+        .statement(
+          "UPDATE users SET status = 'active', disabled_at = NULL, updated_at = ? WHERE id = ? AND status = 'disabled'",
+        )
+        .run(at, id);
+      const record = this.findByIdNow(id);
+      if (!record) return null;
+      if (audit) insertAuditEvent(this.database, audit);
+      return record;
+    });
+  }
+
   async delete(id: string, _at: number, audit: AuditEventInput | null): Promise<boolean> {
     return this.database.transaction(() => {
       // Sessions and refresh tokens go with the user (ON DELETE CASCADE).
