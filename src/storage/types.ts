@@ -352,15 +352,23 @@ export interface TokenSignIn {
   expiresAt: number;
 }
 
+/** What a refresh reads before it signs (TokenRepository.findRefreshForRotation). */
+export interface RefreshForRotation {
+  record: RefreshTokenRecord;
+  userActive: boolean;
+  /** The user's scopes now, which may differ from the scope the family was issued with. */
+  userScopes: string[];
+}
+
 export interface TokenRepository {
   insertRefresh(record: RefreshTokenRecord, audit: AuditEventInput | null): Promise<void>;
   /** The token `ref` names, if its digest matches. */
   findRefresh(ref: RefreshTokenRef): Promise<RefreshTokenRecord | null>;
   /**
-   * The token `ref` names and whether its user exists and is active: what a refresh
-   * checks before it signs, in one read.
+   * The token `ref` names, whether its user exists and is active, and the user's scopes as
+   * they are now (empty when the user is gone): what a refresh checks and signs, in one read.
    */
-  findRefreshForRotation(ref: RefreshTokenRef): Promise<{ record: RefreshTokenRecord; userActive: boolean } | null>;
+  findRefreshForRotation(ref: RefreshTokenRef): Promise<RefreshForRotation | null>;
   /**
    * The one place a refresh token is spent. In one transaction: marks the token `ref`
    * names used, but only if it is unused and unrevoked (a conditional write, so of

@@ -185,9 +185,17 @@ export class TokenService {
     // a replayed token must not buy one). Concurrent first uses all get here with
     // `usedAt === null`; the conditional write below picks the one winner.
     if (record.usedAt !== null) return this.replayed(record, now, context);
+    // The user's scopes now, not the ones the family was issued with: a scope an admin
+    // removed (PATCH /v1/users/{id}) is gone from the next access token, so within one
+    // access-token lifetime of the change, and one added arrives without a new sign-in.
     const replacement = this.newRefresh(
       record.userId,
-      { id: record.familyId, expiresAt: record.familyExpiresAt, clientId: record.clientId, scope: record.scope },
+      {
+        id: record.familyId,
+        expiresAt: record.familyExpiresAt,
+        clientId: record.clientId,
+        scope: found.userScopes.join(" "),
+      },
       now,
     );
     const body = await this.response(record.userId, replacement, now);

@@ -126,7 +126,11 @@ for (const backend of backends()) {
       const t = token("fam_read");
       await store.storage.tokens.insertRefresh(t, null);
       const found = await store.storage.tokens.findRefreshForRotation(ref(t));
-      assert.deepEqual(found, { record: await store.storage.tokens.findRefresh(ref(t)), userActive: true });
+      assert.deepEqual(found, {
+        record: await store.storage.tokens.findRefresh(ref(t)),
+        userActive: true,
+        userScopes: [],
+      });
       assert.equal(await store.storage.tokens.findRefreshForRotation(ref(token("fam_never_stored"))), null);
       // The right id with another secret's digest finds nothing either.
       const forged = { id: t.id, digest: digestOpaqueToken(newOpaqueToken()) };
@@ -146,6 +150,17 @@ for (const backend of backends()) {
         NO_AUDIT,
       );
       assert.equal(outcome.outcome, "unknown");
+    });
+
+    test("findRefreshForRotation reads the user's scopes as they are, not the family's", async () => {
+      const now = Date.now();
+      const scopedId = newId("usr", now);
+      await store.storage.users.insert(activeUser(scopedId, now, { scopes: ["payments:read", "a:b"] }), null);
+      const t = { ...token("fam_scoped"), userId: scopedId, scope: "payments:write" };
+      await store.storage.tokens.insertRefresh(t, null);
+      const found = await store.storage.tokens.findRefreshForRotation(ref(t));
+      assert.equal(found?.record.scope, "payments:write");
+      assert.deepEqual(found?.userScopes, ["payments:read", "a:b"]);
     });
 
     test("findRefreshForRotation: a disabled user's token reads as not active", async () => {

@@ -3,6 +3,7 @@ import { AUDIT_COLUMNS, auditColumnValues } from "../audit-columns.ts";
 import { TOKEN_COLUMNS as COLUMNS, liveTokenCondition, tokenColumnValues } from "../token-columns.ts";
 import type {
   AuditEventInput,
+  RefreshForRotation,
   RefreshRotation,
   RefreshTokenRecord,
   RefreshTokenRef,
@@ -127,21 +128,21 @@ export class PostgresTokenRepository implements TokenRepository {
     return this.findWith(this.database, ref);
   }
 
-  async findRefreshForRotation(
-    ref: RefreshTokenRef,
-  ): Promise<{ record: RefreshTokenRecord; userActive: boolean } | null> {
+  async findRefreshForRotation(ref: RefreshTokenRef): Promise<RefreshForRotation | null> {
     const id = await this.idOf(this.database, ref);
     if (id === null) return null;
-    const { rows } = await this.database.query<Row & { status: string | null }>(
+    const { rows } = await this.database.query<Row & { status: string | null; user_scopes: string[] | null }>(
       `SELECT ${COLUMNS.split(", ")
         .map((column) => `t.${column}`)
         .join(
           ", ",
-        )}, u.status FROM refresh_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.id = $1 AND t.digest = $2`,
+        )}, u.status, u.scopes AS user_scopes FROM refresh_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.id = $1 AND t.digest = $2`,
       [id, ref.digest],
     );
     const row = rows[0];
-    return row ? { record: toToken(row), userActive: row.status === "active" } : null;
+    return row
+      ? { record: toToken(row), userActive: row.status === "active", userScopes: row.user_scopes ?? [] }
+      : null;
   }
 
   async rotateRefresh(

@@ -1,6 +1,7 @@
 import { TOKEN_COLUMNS as COLUMNS, liveTokenCondition, tokenColumnValues } from "../token-columns.ts";
 import type {
   AuditEventInput,
+  RefreshForRotation,
   RefreshRotation,
   RefreshTokenRecord,
   RefreshTokenRef,
@@ -13,9 +14,11 @@ import { GroupCommit } from "./group-commit.ts";
 
 const INSERT = `INSERT INTO refresh_tokens (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
-const TOKEN_WITH_USER_STATUS = `SELECT ${COLUMNS.split(", ")
+const TOKEN_WITH_USER = `SELECT ${COLUMNS.split(", ")
   .map((column) => `t.${column}`)
-  .join(", ")}, u.status FROM refresh_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.id = ? AND t.digest = ?`;
+  .join(
+    ", ",
+  )}, u.status, u.scopes FROM refresh_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.id = ? AND t.digest = ?`;
 
 type Cell = string | number | Uint8Array | null;
 
@@ -99,16 +102,19 @@ export class SqliteTokenRepository implements TokenRepository {
     return row ? arrayToToken(row, ref.digest) : null;
   }
 
-  async findRefreshForRotation(
-    ref: RefreshTokenRef,
-  ): Promise<{ record: RefreshTokenRecord; userActive: boolean } | null> {
+  async findRefreshForRotation(ref: RefreshTokenRef): Promise<RefreshForRotation | null> {
     const id = this.idOf(ref);
     if (id === null) return null;
-    const row = this.database.statement(TOKEN_WITH_USER_STATUS, { returnArrays: true }).get(id, ref.digest) as
+    const row = this.database.statement(TOKEN_WITH_USER, { returnArrays: true }).get(id, ref.digest) as
       | Cell[]
       | undefined;
-    // The digest read back is the one looked up: no copy of the stored blob.
-    return row ? { record: arrayToToken(row, ref.digest), userActive: row[12] === "active" } : null;
+    if (!row) return null;
+    return {
+      // The digest read back is the one looked up: no copy of the stored blob.
+      record: arrayToToken(row, ref.digest),
+      userActive: row[12] === "active",
+      userScopes: typeof row[13] === "string" ? JSON.parse(row[13]) : [],
+    };
   }
 
   /**
