@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyRequest } from "fastify";
+import { SCOPE_PATTERN, SCOPE_PATTERN_MEANING } from "../keys/key-rules.ts";
 import { LIMIT_PATTERN } from "./schemas.ts";
 
 /** One validation problem as the answer lists it. */
@@ -29,7 +30,10 @@ export function validationProblems(error: FastifyError, request: FastifyRequest)
 }
 
 /** Patterns whose regular expression says little to a reader, and what they mean. */
-const PATTERN_MEANINGS: Record<string, string> = { [LIMIT_PATTERN]: "must be a whole number from 1 to 100" };
+const PATTERN_MEANINGS: Record<string, string> = {
+  [LIMIT_PATTERN]: "must be a whole number from 1 to 100",
+  [SCOPE_PATTERN]: SCOPE_PATTERN_MEANING,
+};
 
 /** A property name as the answer echoes it: at most 64 characters (a name can be any length). */
 function shortName(name: unknown): string {

@@ -19,6 +19,8 @@ export const MAX_PERMISSIONS = 32;
  * backslash. No spaces, so a verify request can ask for any scope a key holds.
  */
 export const SCOPE_PATTERN = "^[!#-\\[\\]-~]+$";
+/** SCOPE_PATTERN in words, for whoever sent a scope that does not match it. */
+export const SCOPE_PATTERN_MEANING = "must be printable ASCII without spaces, quotes or backslashes";
 /** A shorter life is a mistake (an expired key reported as created), not a use. */
 export const MIN_LIFETIME_SECONDS = 60;
 export const RATE_LIMIT_MAX = 1_000_000_000;
@@ -71,7 +73,7 @@ export function assertValidKeyFields(fields: KeyFields): void {
       const problem = lengthProblem(path, scope, SCOPE_MAX_CHARS);
       if (problem) add(problem);
       else if (!scopePattern.test(scope)) {
-        add({ path, message: "must be printable ASCII without spaces, quotes or backslashes" });
+        add({ path, message: SCOPE_PATTERN_MEANING });
       }
     });
   }

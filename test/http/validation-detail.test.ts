@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyInstance } from "fastify";
 import { Type } from "typebox";
 import { errorHandler } from "../../src/http/problem.ts";
+import { Scopes } from "../../src/http/schemas.ts";
 
 /**
  * How validation problems are worded, on shapes of schema the API may grow into: the
@@ -26,6 +27,7 @@ describe("validation problems, worded", () => {
     );
     app.post("/choices", { schema: { body } }, async () => ({ ok: true }));
     app.post("/list", { schema: { body: Type.Array(Type.String()) } }, async () => ({ ok: true }));
+    app.post("/scopes", { schema: { body: Scopes } }, async () => ({ ok: true }));
     url = await app.listen({ port: 0, host: "127.0.0.1" });
   });
   after(() => app.close());
@@ -59,5 +61,11 @@ describe("validation problems, worded", () => {
     const r = await post("/list", JSON.stringify({ not: "a list" }));
     assert.equal(r.status, 400);
     assert.equal(r.body.detail, "body: must be array");
+  });
+
+  test("a scope name that does not match its pattern is told what a scope may hold, not the regular expression", async () => {
+    const r = await post("/scopes", JSON.stringify(["fine", "has space"]));
+    assert.equal(r.status, 400);
+    assert.equal(r.body.detail, "body/1: must be printable ASCII without spaces, quotes or backslashes");
   });
 });
