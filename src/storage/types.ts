@@ -202,6 +202,11 @@ export interface UserRecord {
   passwordChangedAt: number;
 }
 
+/** What an admin may change on a user (`PATCH /v1/users/{id}`): the scopes, for now. */
+export interface UserUpdate {
+  scopes?: string[];
+}
+
 export interface UserListQuery {
   /** Return users with id below this (cursor pagination, newest first). */
   before?: string;
@@ -232,6 +237,18 @@ export interface UserRepository {
    * there is none.
    */
   enable(id: string, at: number, audit: AuditEventInput | null): Promise<UserRecord | null>;
+  /**
+   * Sets the fields `changes` holds (`updatedAt` moves only if one differs) and, in the same
+   * transaction, writes the event `audit` makes of the user as it was and as it is: a
+   * change's audit names the values it replaced, read under the same lock. Returns the
+   * record afterwards, or null when there is none. Sessions and tokens are left alone.
+   */
+  update(
+    id: string,
+    changes: UserUpdate,
+    at: number,
+    audit: (before: UserRecord, after: UserRecord) => AuditEventInput | null,
+  ): Promise<UserRecord | null>;
   /** Deletes the user with their sessions and refresh tokens. False when there is none. */
   delete(id: string, at: number, audit: AuditEventInput | null): Promise<boolean>;
   /** Replaces the hash only if it is still `expectedHash` (rehash on sign-in after a parameter change). */

@@ -8,7 +8,7 @@ import {
 } from "../errors/gatehouse-error.ts";
 import type { Clock } from "../lib/clock.ts";
 import { newId } from "../lib/ids.ts";
-import type { Storage, UserListQuery, UserRecord } from "../storage/types.ts";
+import type { Storage, UserListQuery, UserRecord, UserUpdate } from "../storage/types.ts";
 import { newEmail, normaliseEmail } from "./email.ts";
 import type { PasswordHasher } from "./password-hasher.ts";
 import { PasswordPolicy } from "./password-policy.ts";
@@ -26,6 +26,12 @@ export type SignInResult =
   | { ok: true; user: UserRecord }
   /** `userId` is for the audit log: known account, wrong password or disabled. */
   | { ok: false; reason: SignInFailure; userId: string | null };
+
+/** The names of the fields an update changed (none when it set what was there). */
+function changedFields(before: UserRecord, after: UserRecord): Array<keyof UserUpdate> {
+  const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+  return same(before.scopes, after.scopes) ? [] : ["scopes"];
+}
 
 /** Users and their passwords. Knows nothing of HTTP, tokens or cookies. */
 export class UserService {
@@ -152,6 +158,32 @@ export class UserService {
       id,
       now,
       auditEvent(context, now, { action: "user.enable", outcome: "success", targetType: "user", targetId: id }),
+    );
+    if (!record) throw new NotFoundError(`No user with id ${id}.`);
+    return record;
+  }
+
+  /**
+   * Changes what an admin may change (the scopes, for now). Sessions and tokens already
+   * issued are left alone: an access token keeps the scope it was signed with until it
+   * expires, and the next refresh issues the new scopes (TokenService.refresh). The audit
+   * event names the fields whose value changed and, for scopes, both lists (scopes are
+   * not secret, and "who gave whom payments:write" is what the log is read for).
+   */
+  async update(id: string, changes: UserUpdate, context: ActorContext): Promise<UserRecord> {
+    const normalised: UserUpdate = changes.scopes === undefined ? {} : { scopes: [...new Set(changes.scopes)] };
+    const now = this.clock();
+    const record = await this.storage.users.update(id, normalised, now, (before, after) =>
+      auditEvent(context, now, {
+        action: "user.update",
+        outcome: "success",
+        targetType: "user",
+        targetId: id,
+        detail: {
+          fields: changedFields(before, after),
+          ...(normalised.scopes === undefined ? {} : { scopes: { before: before.scopes, after: after.scopes } }),
+        },
+      }),
     );
     if (!record) throw new NotFoundError(`No user with id ${id}.`);
     return record;

@@ -5,6 +5,12 @@ import { backends } from "../support/backends.ts";
 import type { TestServer } from "../support/server.ts";
 import { auditEvents, createUser, login, me, startAuthServer } from "./support.ts";
 
+/** The `scope` claim of an access token (its payload read, not verified: the server verified it). */
+function scopeOf(accessToken: string): string {
+  const payload = accessToken.split(".")[1] ?? "";
+  return JSON.parse(Buffer.from(payload, "base64url").toString("utf8")).scope;
+}
+
 const ORIGIN = "https://app.example.com";
 const UNKNOWN_USER = "usr_0000000000000000000000000000";
 
@@ -110,6 +116,144 @@ for (const backend of backends()) {
       // A deleted user is gone, not disabled: there is nothing to enable.
       await server.call("DELETE", `/v1/users/${user.id}`);
       assert.equal((await server.call("POST", `/v1/users/${user.id}/enable`)).status, 404);
+    });
+  });
+
+  describe(`user admin: PATCH scopes (${backend.name})`, () => {
+    let server: TestServer;
+    before(async () => {
+      server = await startAuthServer(backend);
+    });
+    after(() => server.close());
+
+    function refresh(refreshToken: string) {
+      return server.call("POST", "/auth/refresh", { refresh_token: refreshToken }, { key: null });
+    }
+
+    test("new sign-ins carry the new scopes; a removed scope is gone from the next refresh's token", async () => {
+      const user = await createUser(server, { scopes: ["payments:read", "payments:write"] });
+      const before = await login(server, user);
+      assert.equal(scopeOf(before.access_token), "payments:read payments:write");
+
+      const patched = await server.call("PATCH", `/v1/users/${user.id}`, { scopes: ["payments:read", "reports:read"] });
+      assert.equal(patched.status, 200);
+      assert.deepEqual(patched.body.scopes, ["payments:read", "reports:read"]);
+      assert.notEqual(patched.body.updatedAt, patched.body.createdAt);
+      assert.deepEqual((await server.call("GET", `/v1/users/${user.id}`)).body, patched.body);
+
+      // What was issued is left alone: the access token keeps its scope until it expires.
+      assert.equal((await me(server, before.access_token)).status, 200);
+      assert.equal(scopeOf(before.access_token), "payments:read payments:write");
+
+      // The next refresh of that sign-in issues the scopes the user has now, removal and addition alike.
+      const refreshed = await refresh(before.refresh_token);
+      assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+      assert.equal(scopeOf(refreshed.body.access_token), "payments:read reports:read");
+      assert.equal(refreshed.body.scope, "payments:read reports:read");
+      const signIns = await server.call("GET", "/auth/sign-ins", undefined, { key: refreshed.body.access_token });
+      assert.deepEqual(
+        signIns.body.data.map((signIn: { scope: string }) => signIn.scope),
+        ["payments:read reports:read"],
+      );
+
+      // A new sign-in carries them from the start; none at all is a valid choice too.
+      const fresh = await login(server, user);
+      assert.equal(scopeOf(fresh.access_token), "payments:read reports:read");
+      assert.equal(fresh.scope, "payments:read reports:read");
+      assert.equal((await server.call("PATCH", `/v1/users/${user.id}`, { scopes: [] })).status, 200);
+      const emptied = await refresh(fresh.refresh_token);
+      assert.equal(scopeOf(emptied.body.access_token), "");
+      assert.deepEqual((await me(server, emptied.body.access_token)).body.scopes, []);
+    });
+
+    test("audited with the fields changed and both lists; a PATCH that changes nothing says so", async () => {
+      const user = await createUser(server, { scopes: ["a:read"] });
+      const created = (await server.call("GET", `/v1/users/${user.id}`)).body;
+      const patched = await server.call("PATCH", `/v1/users/${user.id}`, { scopes: ["a:write", "a:read", "a:write"] });
+      assert.deepEqual(patched.body.scopes, ["a:write", "a:read"], "duplicates dropped, as at creation");
+      const same = await server.call("PATCH", `/v1/users/${user.id}`, { scopes: ["a:write", "a:read"] });
+      assert.equal(same.status, 200);
+      assert.equal(same.body.updatedAt, patched.body.updatedAt, "nothing changed, nothing moved");
+      assert.notEqual(created.updatedAt, patched.body.updatedAt);
+
+      const events = await auditEvents(server, `action=user.update&targetId=${user.id}`);
+      assert.equal(events.length, 2);
+      const [unchanged, changed] = events; // newest first
+      assert.match(changed?.actor ?? "", /^key:key_/);
+      assert.equal(changed?.outcome, "success");
+      assert.deepEqual(changed?.detail, {
+        fields: ["scopes"],
+        scopes: { before: ["a:read"], after: ["a:write", "a:read"] },
+      });
+      assert.deepEqual(unchanged?.detail, {
+        fields: [],
+        scopes: { before: ["a:write", "a:read"], after: ["a:write", "a:read"] },
+      });
+    });
+
+    test("a disabled user's scopes can be changed; the sign-in after enabling carries them", async () => {
+      const user = await createUser(server, { scopes: ["old"] });
+      await server.call("POST", `/v1/users/${user.id}/disable`);
+      const patched = await server.call("PATCH", `/v1/users/${user.id}`, { scopes: ["new"] });
+      assert.equal(patched.status, 200);
+      assert.equal(patched.body.status, "disabled");
+      await server.call("POST", `/v1/users/${user.id}/enable`);
+      assert.equal(scopeOf((await login(server, user)).access_token), "new");
+    });
+
+    test("bad scope names, unknown fields and an empty body are 400 with what is wrong; nothing changes", async () => {
+      const user = await createUser(server, { scopes: ["kept"] });
+      const refused: Array<[unknown, RegExp]> = [
+        [{ scopes: ["has space"] }, /scopes\/0: must be printable ASCII without spaces, quotes or backslashes/],
+        [{ scopes: ['quote"d'] }, /scopes\/0: must be printable ASCII/],
+        [{ scopes: ["ok", "back\\slash"] }, /scopes\/1: must be printable ASCII/],
+        [{ scopes: [""] }, /scopes\/0: must NOT have fewer than 1 characters/],
+        [{ scopes: ["x".repeat(129)] }, /scopes\/0: must NOT have more than 128 characters/],
+        [{ scopes: Array.from({ length: 65 }, (_, i) => `s${i}`) }, /scopes: must NOT have more than 64 items/],
+        [{ scopes: "payments:read" }, /scopes: must be array/],
+        [{ scopes: null }, /scopes: must be array/],
+        [{ scopes: ["a"], email: "new@example.com" }, /unknown property "email"/],
+        [{ status: "active" }, /unknown property "status"/],
+        [{}, /body: must have at least one of "scopes"/],
+        [[], /body: must be a JSON object with at least one of "scopes"/],
+      ];
+      for (const [body, detail] of refused) {
+        const response = await server.call("PATCH", `/v1/users/${user.id}`, body);
+        assert.equal(response.status, 400, JSON.stringify(body));
+        assert.equal(response.body.code, "VALIDATION_FAILED", JSON.stringify(body));
+        assert.match(response.body.detail, detail, JSON.stringify(body));
+      }
+      // The same rule and wording as at creation.
+      const atCreation = await server.call("POST", "/v1/users", {
+        email: user.email,
+        password: user.password,
+        scopes: ["has space"],
+      });
+      assert.equal(atCreation.status, 400);
+      assert.match(atCreation.body.detail, /scopes\/0: must be printable ASCII without spaces, quotes or backslashes/);
+      const none = await server.call("PATCH", `/v1/users/${user.id}`);
+      assert.equal(none.status, 400);
+      assert.match(none.body.detail, /body: must be a JSON object with at least one of "scopes"/);
+      assert.deepEqual((await server.call("GET", `/v1/users/${user.id}`)).body.scopes, ["kept"]);
+      assert.equal((await auditEvents(server, `action=user.update&targetId=${user.id}`)).length, 0);
+    });
+
+    test("PATCH needs users:write; an unknown or deleted user is 404", async () => {
+      const user = await createUser(server, { scopes: ["kept"] });
+      const reader = await server.gatehouse.keys.create(
+        { name: "reader", scopes: [], permissions: ["users:read"] },
+        { context: CLI_ACTOR, permissions: null },
+      );
+      const denied = await server.call("PATCH", `/v1/users/${user.id}`, { scopes: [] }, { key: reader.key });
+      assert.equal(denied.status, 403);
+      assert.deepEqual(denied.body.missingPermissions, ["users:write"]);
+      assert.deepEqual((await server.call("GET", `/v1/users/${user.id}`)).body.scopes, ["kept"]);
+
+      const unknown = await server.call("PATCH", `/v1/users/${UNKNOWN_USER}`, { scopes: [] });
+      assert.equal(unknown.status, 404);
+      assert.equal(unknown.body.code, "NOT_FOUND");
+      await server.call("DELETE", `/v1/users/${user.id}`);
+      assert.equal((await server.call("PATCH", `/v1/users/${user.id}`, { scopes: [] })).status, 404);
     });
   });
 }

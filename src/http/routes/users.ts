@@ -128,6 +128,21 @@ export function userRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastif
       },
     );
 
+    app.patch(
+      "/v1/users/:id",
+      {
+        preValidation: write,
+        schema: {
+          params: IdParams,
+          // Scope names as POST /v1/users takes them; more fields will join, so at least one.
+          body: Type.Object({ scopes: Type.Optional(Scopes) }, { additionalProperties: false, minProperties: 1 }),
+          response: { 200: UserView },
+        },
+      },
+      async (request) =>
+        userView(await gatehouse.users.update(request.params.id, request.body, context(request.principal))),
+    );
+
     app.delete("/v1/users/:id", { preValidation: write, schema: { params: IdParams } }, async (request, reply) => {
       await gatehouse.users.delete(request.params.id, context(request.principal));
       return reply.code(204).send();

@@ -1,4 +1,11 @@
-import type { AuditEventInput, PasswordChange, UserListQuery, UserRecord, UserRepository } from "../types.ts";
+import type {
+  AuditEventInput,
+  PasswordChange,
+  UserListQuery,
+  UserRecord,
+  UserRepository,
+  UserUpdate,
+} from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 import { revokeUserSessions } from "./session-repository.ts";
@@ -126,6 +133,31 @@ export class PostgresUserRepository implements UserRepository {
       if (!record) return null;
       if (audit) await insertAuditEvents(client, [audit]);
       return record;
+    });
+  }
+
+  async update(
+    id: string,
+    changes: UserUpdate,
+    at: number,
+    audit: (before: UserRecord, after: UserRecord) => AuditEventInput | null,
+  ): Promise<UserRecord | null> {
+    return this.database.transaction(async (client) => {
+      // Locked, so the values the audit event says were replaced are the ones this change replaced.
+      const { rows } = await client.query<Row>(`SELECT ${COLUMNS} FROM users WHERE id = $1 FOR UPDATE`, [id]);
+      const before = rows[0] ? toUser(rows[0]) : null;
+      if (!before) return null;
+      let after = before;
+      if (changes.scopes !== undefined) {
+        const updated = await client.query<Row>(
+          `UPDATE users SET scopes = $1::jsonb, updated_at = $2 WHERE id = $3 AND scopes <> $1::jsonb RETURNING ${COLUMNS}`,
+          [JSON.stringify(changes.scopes), at, id],
+        );
+        if (updated.rows[0]) after = toUser(updated.rows[0]);
+      }
+      const event = audit(before, after);
+      if (event) await insertAuditEvents(client, [event]);
+      return after;
     });
   }
 

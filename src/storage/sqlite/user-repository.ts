@@ -1,4 +1,11 @@
-import type { AuditEventInput, PasswordChange, UserListQuery, UserRecord, UserRepository } from "../types.ts";
+import type {
+  AuditEventInput,
+  PasswordChange,
+  UserListQuery,
+  UserRecord,
+  UserRepository,
+  UserUpdate,
+} from "../types.ts";
 import { insertAuditEvent } from "./audit-repository.ts";
 import type { SqliteDatabase } from "./database.ts";
 import { revokeUserSessions } from "./session-repository.ts";
@@ -105,6 +112,29 @@ export class SqliteUserRepository implements UserRepository {
       if (!record) return null;
       if (audit) insertAuditEvent(this.database, audit);
       return record;
+    });
+  }
+
+  async update(
+    id: string,
+    changes: UserUpdate,
+    at: number,
+    audit: (before: UserRecord, after: UserRecord) => AuditEventInput | null,
+  ): Promise<UserRecord | null> {
+    return this.database.transaction(() => {
+      const before = this.findByIdNow(id);
+      if (!before) return null;
+      if (changes.scopes !== undefined) {
+        const scopes = JSON.stringify(changes.scopes);
+        this.database
+          .statement("UPDATE users SET scopes = ?, updated_at = ? WHERE id = ? AND scopes IS NOT ?")
+          .run(scopes, at, id, scopes);
+      }
+      const after = this.findByIdNow(id);
+      if (!after) return null;
+      const event = audit(before, after);
+      if (event) insertAuditEvent(this.database, event);
+      return after;
     });
   }
 
