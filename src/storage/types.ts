@@ -341,8 +341,10 @@ export interface RefreshTokenRecord {
 
 export type RefreshRotation =
   | { outcome: "rotated" }
-  /** The token was already used or revoked: the whole family is now revoked. */
+  /** The token was already spent: the whole family is now revoked. */
   | { outcome: "reused"; record: RefreshTokenRecord }
+  /** The token was revoked (never spent) since it was read: its family had been ended. */
+  | { outcome: "revoked"; record: RefreshTokenRecord }
   | { outcome: "unknown" };
 
 /**

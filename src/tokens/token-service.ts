@@ -209,6 +209,9 @@ export class TokenService {
       }),
       reused: this.reuseEvent(record, now, context),
     });
+    // Lost to a logout, password change or disable: refused as a revoked token, not
+    // recorded as a theft (nobody presented a spent token).
+    if (outcome.outcome === "revoked") this.refuse(context, "REVOKED", outcome.record);
     if (outcome.outcome !== "rotated") throw new InvalidGrantError();
     this.countIssued();
     return { body, familyId: record.familyId, refreshExpiresAt: replacement.record.expiresAt };

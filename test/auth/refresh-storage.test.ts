@@ -83,6 +83,32 @@ for (const backend of backends()) {
       assert.equal(await store.storage.tokens.isFamilyRevoked("fam_twice"), true);
     });
 
+    test("a token revoked after it was read (a logout racing the refresh) is 'revoked', not a reuse", async () => {
+      const t = token("fam_logout_race");
+      await store.storage.tokens.insertRefresh(t, null);
+      // The refresh read the token as good; the logout lands before its conditional write.
+      await store.storage.tokens.revokeFamily("fam_logout_race", { at: Date.now(), denyJti: null }, null);
+      const reuse = {
+        at: Date.now(),
+        actor: "anonymous",
+        action: "token.refresh_reuse",
+        targetType: "user",
+        targetId: userId,
+        outcome: "failure" as const,
+        ip: null,
+        userAgent: null,
+        requestId: "req-logout-race",
+        detail: { probableTheft: true },
+      };
+      const outcome = await store.storage.tokens.rotateRefresh(ref(t), token("fam_logout_race"), Date.now(), {
+        rotated: null,
+        reused: reuse,
+      });
+      assert.equal(outcome.outcome, "revoked");
+      const events = await store.storage.audit.query({ action: "token.refresh_reuse", targetId: userId, limit: 100 });
+      assert.ok(!events.some((event) => event.requestId === "req-logout-race"), "no theft recorded");
+    });
+
     test("a rotation's audit event is committed with it; a failed rotation leaves none", async () => {
       const a = token("fam_audit_a");
       const b = token("fam_audit_b");

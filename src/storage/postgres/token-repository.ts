@@ -193,6 +193,9 @@ export class PostgresTokenRepository implements TokenRepository {
     return this.database.transaction(async (client): Promise<RefreshRotation> => {
       const record = await this.findWith(client, { id, digest: ref.digest });
       if (!record) return { outcome: "unknown" };
+      // Revoked and never spent: a logout, password change or disable landed between the
+      // read and this write. Nobody else holds it; its family is already ended.
+      if (record.usedAt === null) return { outcome: "revoked", record };
       await client.query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL", [
         at,
         record.familyId,

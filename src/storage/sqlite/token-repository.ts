@@ -154,6 +154,9 @@ export class SqliteTokenRepository implements TokenRepository {
     }
     const record = this.findNow({ id, digest: ref.digest });
     if (!record) return { outcome: "unknown" };
+    // Revoked and never spent: a logout, password change or disable landed between the
+    // read and this write. Nobody else holds it; its family is already ended.
+    if (record.usedAt === null) return { outcome: "revoked", record };
     this.database
       .statement("UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL")
       .run(at, record.familyId);
