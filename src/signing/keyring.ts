@@ -199,8 +199,14 @@ export class SigningKeyring {
   /**
    * next → current, current → retired (published until its last token expires), and a
    * new next key. Returns the kid now signing, or null when another node rotated first.
+   * With `onlyIfCurrent`, rotates only while that key is still the one signing: a node
+   * that judged it due from a cached keyring must not retire the key another node has
+   * just made current (published only seconds before).
    */
-  async rotate(context: ActorContext): Promise<{ current: string; next: string; retired: string } | null> {
+  async rotate(
+    context: ActorContext,
+    options: { onlyIfCurrent?: string } = {},
+  ): Promise<{ current: string; next: string; retired: string } | null> {
     if (this.signing.algorithm === "HS256") {
       throw new TypeError("HS256 keys are configured, not rotated: change GATEHOUSE_JWT_HS256_SECRET");
     }
@@ -209,6 +215,7 @@ export class SigningKeyring {
     const current = this.currentKey();
     const upcoming = [...this.keys.values()].find((key) => key.state === "next");
     if (!current || !upcoming) throw new Error("the keyring has no current or next key (was start() called?)");
+    if (options.onlyIfCurrent !== undefined && current.kid !== options.onlyIfCurrent) return null;
     const now = this.clock();
     const newNext = newSigningKey(this.signing.algorithm, { masterKey: this.masterKey("refuse"), state: "next", now });
     const rotated = await this.storage.signingKeys.rotate(
@@ -284,6 +291,8 @@ export class SigningKeyring {
     const records = await this.storage.signingKeys.list(this.clock());
     const activatedAt = records.find((record) => record.kid === current.kid)?.activatedAt ?? 0;
     if (this.clock() - activatedAt < this.signing.rotationDays * 86_400_000) return false;
-    return (await this.rotate(context)) !== null;
+    // The key judged due, not whichever is current once reloaded: this node's keyring may
+    // be up to RELOAD_AFTER_MS old, and another node may have rotated since.
+    return (await this.rotate(context, { onlyIfCurrent: current.kid })) !== null;
   }
 }

@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import { decodeProtectedHeader } from "jose";
 import { main } from "../../src/cli/main.ts";
 import { ConfigError, loadConfig } from "../../src/config/config.ts";
+import { createGatehouse } from "../../src/gatehouse.ts";
 import { manualClock } from "../../src/lib/clock.ts";
 import { loadMasterKey, MasterKeyError } from "../../src/signing/master-key.ts";
 import { open, seal } from "../../src/signing/sealed-box.ts";
@@ -149,6 +150,44 @@ describe("automatic rotation schedule", () => {
       await server.close();
     }
   });
+});
+
+describe("automatic rotation on two nodes", () => {
+  for (const backend of backends()) {
+    test(`a node whose keyring is cached does not rotate again the key another node just made current (${backend.name})`, async () => {
+      const clock = manualClock(Date.now());
+      const env = { GATEHOUSE_SIGNING_KEY_ROTATION_DAYS: "1" };
+      const nodeA = await startAuthServer(backend, { clock, env });
+      try {
+        // Node B: a second Gatehouse on the same store, its keyring loaded now.
+        const nodeB = createGatehouse({
+          config: nodeA.gatehouse.config,
+          storage: nodeA.gatehouse.storage,
+          clock,
+          background: false,
+        });
+        await nodeB.keyring.start();
+        const first = (await nodeB.keyring.signingKey()).kid;
+        const actor = { actor: "system", ip: null, userAgent: null, requestId: null };
+        clock.advance(86_400_000);
+        // B signs a token now: its keyring is fresh (reloaded), with the first key current.
+        assert.equal((await nodeB.keyring.signingKey()).kid, first);
+        assert.equal(await nodeA.gatehouse.keyring.rotateIfDue(actor), true);
+        const second = (await nodeA.gatehouse.keyring.signingKey()).kid;
+        clock.advance(2_000);
+        // B still holds the first key as current (its keyring reloads every 30 s).
+        assert.equal(await nodeB.keyring.rotateIfDue(actor), false);
+        const current = (await nodeA.gatehouse.storage.signingKeys.list(clock())).filter((r) => r.state === "current");
+        assert.deepEqual(
+          current.map((r) => r.kid),
+          [second],
+        );
+        assert.notEqual(second, first);
+      } finally {
+        await nodeA.close();
+      }
+    });
+  }
 });
 
 describe("sealed boxes (AES-256-GCM)", () => {
