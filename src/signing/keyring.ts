@@ -11,6 +11,12 @@ import { type LoadedSigningKey, loadSigningKey, newSigningKey, unsealsWith } fro
 const PUBLISH_MARGIN_MS = 5 * 60_000;
 /** How stale the cached key set may get before a signer looks again (another node may have rotated). */
 const RELOAD_AFTER_MS = 30_000;
+/**
+ * How long verifiers may cache the JWKS (its Cache-Control max-age). A next key published
+ * for less than this may be missing from a verifier's cached copy, which would refuse the
+ * tokens it signs until it refetches: a manual rotation waits this long after the last.
+ */
+export const JWKS_MAX_AGE_SECONDS = 300;
 /** Floor between reloads caused by an unknown kid, so junk kids cannot hammer storage. */
 const UNKNOWN_KID_FLOOR_MS = 5_000;
 
@@ -231,6 +237,13 @@ export class SigningKeyring {
     );
     await this.reload();
     return rotated ? { current: upcoming.kid, next: newNext.kid, retired: current.kid } : null;
+  }
+
+  /** How long the next key has been published (ms), or null when there is none. */
+  async nextKeyPublishedFor(): Promise<number | null> {
+    const now = this.clock();
+    const next = (await this.storage.signingKeys.list(now)).find((record) => record.state === "next");
+    return next ? now - next.createdAt : null;
   }
 
   /**

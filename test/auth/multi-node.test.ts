@@ -86,7 +86,7 @@ describe("users and tokens across several nodes (PostgreSQL + Redis)", { skip: !
     const email = uniqueEmail("rotation");
     await post(node(0), "/v1/users", admin, { email, password: STRONG_PASSWORD });
     const before = await call(node(0), "POST", "/auth/login", { body: { email, password: STRONG_PASSWORD } });
-    const rotated = await runCli(["keys", "rotate-signing", "--json"], env());
+    const rotated = await runCli(["keys", "rotate-signing", "--json", "--force"], env());
     assert.equal(rotated.code, 0, rotated.stderr);
     const { current } = JSON.parse(rotated.stdout);
     // A node started after the rotation signs with the promoted key at once...

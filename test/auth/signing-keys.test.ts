@@ -303,9 +303,14 @@ describe("gatehouse keys rotate-signing (CLI)", () => {
       const io = { out: (t: string) => out.push(t), err: (t: string) => err.push(t), env: { GATEHOUSE_DATA_DIR: dir } };
       assert.equal(await main(["init", "--json"], io), 0, err.join("\n"));
       out.length = 0;
-      assert.equal(await main(["keys", "rotate-signing", "--json"], io), 0, err.join("\n"));
+      // The next key made by init was published a moment ago: refused without --force.
+      assert.equal(await main(["keys", "rotate-signing", "--json"], io), 1);
+      assert.match(err.join("\n"), /published 0 s ago.*--force/);
+      assert.equal(out.length, 0);
+      err.length = 0;
+      assert.equal(await main(["keys", "rotate-signing", "--json", "--force"], io), 0, err.join("\n"));
       const first = JSON.parse(out[0] ?? "{}");
-      assert.equal(await main(["keys", "rotate-signing", "--json"], io), 0, err.join("\n"));
+      assert.equal(await main(["keys", "rotate-signing", "--json", "--force"], io), 0, err.join("\n"));
       const second = JSON.parse(out[1] ?? "{}");
       assert.equal(second.current, first.next, "the published next key is the one promoted");
       assert.equal(second.retired, first.current);

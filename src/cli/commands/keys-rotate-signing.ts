@@ -1,4 +1,5 @@
 import { CLI_ACTOR } from "../../audit/context.ts";
+import { JWKS_MAX_AGE_SECONDS } from "../../signing/keyring.ts";
 import type { Command } from "../command.ts";
 import { withGatehouse } from "../context.ts";
 
@@ -7,17 +8,37 @@ import { withGatehouse } from "../context.ts";
  * one retires (still published until every token it signed has expired), and a new next
  * key is published. Safe to run while servers are up: they pick the change up within
  * 30 s, and verifiers meeting the new kid refetch the JWKS.
+ *
+ * Refused, unless --force, while the next key has been published for less than the
+ * JWKS's cache lifetime: a second rotation right after a first (two operators, a retried
+ * script) would make a key that verifiers may not have fetched yet sign at once.
  */
 export const rotateSigningCommand: Command = {
   name: "keys rotate-signing",
   summary: "Rotate the access-token signing key (next -> current -> retired).",
-  usage: "keys rotate-signing [--json]",
-  options: { json: { type: "boolean", description: "print JSON" } },
+  usage: "keys rotate-signing [--json] [--force]",
+  options: {
+    json: { type: "boolean", description: "print JSON" },
+    force: {
+      type: "boolean",
+      description: `rotate even if the next key was published less than ${JWKS_MAX_AGE_SECONDS / 60} minutes ago (e.g. the current key leaked)`,
+    },
+  },
   async run({ values }, io) {
     return withGatehouse(io, async (gatehouse) => {
       if (gatehouse.config.auth.signing.algorithm === "HS256") {
         io.err(
           "HS256 uses the configured secret, which is not rotated here: set a new GATEHOUSE_JWT_HS256_SECRET (tokens signed with the old one stop verifying).",
+        );
+        return 1;
+      }
+      // Loaded first: keys this master key cannot unseal are the first thing to report.
+      await gatehouse.keyring.start();
+      const publishedFor = await gatehouse.keyring.nextKeyPublishedFor();
+      if (!values.force && publishedFor !== null && publishedFor < JWKS_MAX_AGE_SECONDS * 1000) {
+        const wait = Math.ceil((JWKS_MAX_AGE_SECONDS * 1000 - publishedFor) / 1000);
+        io.err(
+          `The next signing key was published ${Math.floor(publishedFor / 1000)} s ago; verifiers may cache the JWKS for ${JWKS_MAX_AGE_SECONDS} s and refuse its tokens until they fetch it again. Nothing was changed: run again in ${wait} s, or with --force to rotate now (the current key leaked, say).`,
         );
         return 1;
       }
