@@ -48,15 +48,18 @@ interface SubjectKeys {
  * and the address's own counts. The pair gets the account's free failures, so a known
  * address has the budget any address had before the account was blocked.
  *
- * An attempt is counted as a failure when it is admitted, before its password is checked,
- * and taken back only when the password turns out right: counted when it ended, a burst of
- * attempts sent together would all be admitted (each checked while the others were still
- * hashing), and the brakes would start only after a thousand guesses had been made.
+ * An attempt is counted as a failure of its account and pair when it is admitted, before
+ * its password is checked, and cleared when the password turns out right: counted when it
+ * ended, a burst of guesses at one account sent together would all be admitted (each
+ * checked while the others were still hashing), and the brakes would start only after a
+ * thousand guesses had been made. The address is charged when the password is found
+ * wrong, as before: counted up front, the sign-ins in flight behind one NAT (an office at
+ * 9 am) would brake each other, and every refusal then charges the address further.
  *
  * A refused attempt counts as a failure of its address, so polling during a wait is not
  * free: it spends the address's budget and pushes its own wait out. A success clears the
- * account's and the pair's counts; of the address's count it takes back only its own
- * attempt, so one valid account does not reset an attacker's budget.
+ * account's and the pair's counts, not the address's, so one valid account does not reset
+ * an attacker's budget.
  *
  * Counters live in memory, or in Redis when the deployment has one (the limiter factory
  * of the runtime), so that every node brakes the same attacker.
@@ -132,8 +135,8 @@ export class LoginThrottle {
   /**
    * Seconds to wait before this attempt may be checked; 0: go ahead. Either way the
    * attempt is counted: a refused one against its address; an admitted one as a failure
-   * of the account, the pair and the address, until `success` (the password was right) or
-   * `release` (it was never checked) takes it back.
+   * of the account and the pair, until `success` (the password was right) or `release`
+   * (it was never checked) says otherwise. A wrong password then goes to `rejected`.
    */
   async admit(subject: LoginSubject): Promise<number> {
     const keys = this.keys(subject);
@@ -145,39 +148,47 @@ export class LoginThrottle {
         this.known.get(keys.pair),
         this.failures.get(keys.account),
         this.failures.get(keys.pair),
-        this.failures.get(keys.ip),
       ]),
     );
     const wait = (res: RateLimiterRes | null) => (res && res.consumedPoints > 1 ? res.msBeforeNext : 0);
     const isKnown = known !== null && known.consumedPoints > 0;
     const ms = Math.max(isKnown ? 0 : wait(account), wait(ip), wait(pair));
-    if (ms > 0) {
-      const charged = await unavailableOnError(this.count(keys.ip, this.settings.freeFailuresPerIp));
-      return Math.max(Math.ceil(ms / 1000), charged.seconds);
-    }
+    if (ms > 0) return Math.max(Math.ceil(ms / 1000), await this.refuse(keys));
     // Counted now, not when the password has been checked: the brake this attempt may
     // start then stops the attempts sent alongside it.
-    const charged = await this.charge(keys);
+    const charged = await unavailableOnError(
+      Promise.all([
+        this.count(keys.account, this.settings.freeFailuresPerAccount),
+        this.count(keys.pair, this.settings.freeFailuresPerAccount),
+      ]),
+    );
     // Past the free failures, one attempt at a time: if others were counted between this
     // one's look at the brakes and its own count (concurrent attempts, other nodes), the
     // first of them started the brake and this one is refused by it.
-    const overtaken = charged.findIndex(
+    const overtaken = charged.some(
       (count, i) => (i > 0 || !isKnown) && count.seconds > 0 && count.consumed > (counted[i]?.consumedPoints ?? 0) + 1,
     );
-    return overtaken < 0 ? 0 : Math.max(...charged.map((count) => count.seconds));
+    if (!overtaken) return 0;
+    return Math.max(...charged.map((count) => count.seconds), await this.refuse(keys));
+  }
+
+  /** A refused attempt: a failure of its address. Returns the wait that starts (s). */
+  private async refuse(keys: SubjectKeys): Promise<number> {
+    return (await unavailableOnError(this.count(keys.ip, this.settings.freeFailuresPerIp))).seconds;
+  }
+
+  /** The admitted attempt's password was wrong: its address is charged too. */
+  async rejected(subject: LoginSubject): Promise<void> {
+    await this.refuse(this.keys(subject));
   }
 
   /**
-   * Counts one failed attempt. `admit` already counts every attempt it lets through; this
-   * is for failures that did not come through it (tests build long waits with it).
+   * Counts one failed attempt in full (account, pair and address), for failures that did
+   * not come through `admit`: tests build long waits with it.
    */
   async failure(subject: LoginSubject): Promise<void> {
-    await this.charge(this.keys(subject));
-  }
-
-  /** One failure of the account, the pair and the address, in that order. */
-  private charge(keys: SubjectKeys): Promise<Array<{ consumed: number; seconds: number }>> {
-    return unavailableOnError(
+    const keys = this.keys(subject);
+    await unavailableOnError(
       Promise.all([
         this.count(keys.account, this.settings.freeFailuresPerAccount),
         this.count(keys.pair, this.settings.freeFailuresPerAccount),
@@ -187,8 +198,9 @@ export class LoginThrottle {
   }
 
   /**
-   * An admitted attempt that was never checked (the hasher was full, storage failed):
-   * its count is taken back, so the owner is not braked for Gatehouse's trouble.
+   * An admitted attempt that was never checked (the hasher was full, storage failed, the
+   * account changed while it was made): its count is taken back, so the owner is not
+   * braked for Gatehouse's trouble.
    */
   async release(subject: LoginSubject): Promise<void> {
     const keys = this.keys(subject);
@@ -196,7 +208,6 @@ export class LoginThrottle {
       Promise.all([
         this.uncount(keys.account, this.settings.freeFailuresPerAccount),
         this.uncount(keys.pair, this.settings.freeFailuresPerAccount),
-        this.uncount(keys.ip, this.settings.freeFailuresPerIp),
       ]),
     );
   }
@@ -223,10 +234,7 @@ export class LoginThrottle {
     if (res.consumedPoints <= free) await this.blocks.delete(key);
   }
 
-  /**
-   * The password was right: clear the account's and the pair's counts, take this attempt
-   * back from the address's, and remember the address.
-   */
+  /** The password was right: clear the account's and the pair's counts, and remember the address. */
   async success(subject: LoginSubject): Promise<void> {
     const keys = this.keys(subject);
     await unavailableOnError(
@@ -235,7 +243,6 @@ export class LoginThrottle {
         this.blocks.delete(keys.account),
         this.failures.delete(keys.pair),
         this.blocks.delete(keys.pair),
-        this.uncount(keys.ip, this.settings.freeFailuresPerIp),
         this.known.set(keys.pair, 1, this.knownSeconds),
       ]),
     );

@@ -49,19 +49,33 @@ describe("login throttle (in memory)", () => {
     assert.equal(serialWaits.filter((wait) => wait === 0).length, SETTINGS.freeFailuresPerAccount + 1);
   });
 
-  test("success and release take an attempt back: right passwords never brake an address", async () => {
+  test("release takes an unchecked attempt back; a right password never counts against its address", async () => {
     const throttle = new LoginThrottle({ ...SETTINGS, freeFailuresPerIp: 2 }, OPTIONS);
     const ip = "198.51.100.77";
+    const account = freshAccount("released");
+    // Never checked (a full hasher, say): ten of them leave the account's budget whole.
+    for (let i = 0; i < 10; i++) {
+      assert.equal(await throttle.admit({ account, ip }), 0, `attempt ${i}`);
+      await throttle.release({ account, ip });
+    }
+    // Right passwords from the address: nothing is charged to it.
     for (let i = 0; i < 10; i++) {
       const subject = { account: freshAccount(`ok${i}`), ip };
       assert.equal(await throttle.admit(subject), 0, `sign-in ${i}`);
-      await (i % 2 === 0 ? throttle.success(subject) : throttle.release(subject));
+      await throttle.success(subject);
     }
-    // The address still has its two free failures; the third starts its brake, and asking
-    // during it counts too (2 s).
+    // Wrong ones are: two free, the third starts the address's brake.
     const guesses: number[] = [];
-    for (let i = 0; i < 4; i++) guesses.push(await throttle.admit({ account: freshAccount(`guess${i}`), ip }));
+    for (let i = 0; i < 4; i++) {
+      const subject = { account: freshAccount(`guess${i}`), ip };
+      const wait = await throttle.admit(subject);
+      guesses.push(wait);
+      if (wait === 0) await throttle.rejected(subject);
+    }
     assert.deepEqual(guesses, [0, 0, 0, 2]);
+    const waits: number[] = [];
+    for (let i = 0; i < 4; i++) waits.push(await throttle.admit({ account, ip: "198.51.100.78" }));
+    assert.deepEqual(waits, [0, 0, 0, 1], "the released account's own budget is whole");
   });
 
   test("the per-address count is not cleared by a success on some account", async () => {

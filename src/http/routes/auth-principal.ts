@@ -293,8 +293,8 @@ export async function signInWithPassword<T>(
     );
   // Before the password, so a refusal costs no argon2. An account under attack still
   // admits the addresses its owner signed in from, so an attacker elsewhere cannot keep
-  // the owner out. An admitted attempt is counted as failed from here on, until the
-  // password is found right (attempts sent together are braked as they start).
+  // the owner out. An admitted attempt counts against the account from here on, until
+  // the password is found right (attempts sent together are braked as they start).
   const wait = await gatehouse.loginThrottle.admit(subject);
   if (wait > 0) {
     record("failure", { reason: "THROTTLED", retryAfter: wait }, null);
@@ -306,6 +306,7 @@ export async function signInWithPassword<T>(
     throw error;
   });
   if (!result.ok) {
+    await gatehouse.loginThrottle.rejected(subject);
     record("failure", { reason: result.reason }, result.userId);
     throw new InvalidCredentialsError();
   }

@@ -270,7 +270,7 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
           refuse("THROTTLED", { retryAfter: wait });
           throw new RateLimitedError(wait, "sign-in");
         }
-        // Counted as a failed guess since `admit`, until the current password is found right.
+        // Counted against the account since `admit`, until the current password is found right.
         const changed = await gatehouse.users
           .changePassword(
             principal.user.id,
@@ -286,6 +286,7 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
             throw error;
           });
         if (!changed) {
+          await gatehouse.loginThrottle.rejected(subject);
           refuse("WRONG_PASSWORD");
           throw new InvalidCredentialsError();
         }
