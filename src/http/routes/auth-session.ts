@@ -4,6 +4,7 @@ import { InvalidTokenError, NotFoundError } from "../../errors/gatehouse-error.t
 import type { Gatehouse } from "../../gatehouse.ts";
 import { SessionService } from "../../sessions/session-service.ts";
 import type { SessionRecord, UserRecord } from "../../storage/types.ts";
+import { signInWithPassword } from "../../users/sign-in.ts";
 import { requestContext } from "../authenticate.ts";
 import { iso } from "../schemas.ts";
 import {
@@ -15,7 +16,6 @@ import {
   requireUser,
   SESSION_COOKIE,
   sessionCookie,
-  signInWithPassword,
   userOf,
 } from "./auth-principal.ts";
 
@@ -65,7 +65,7 @@ export function authSessionRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypeb
         const context = (user: UserRecord) => requestContext(request, `user:${user.id}`);
         const { secret } = await signInWithPassword(
           gatehouse,
-          request,
+          requestContext(request, "anonymous"),
           request.body,
           "session",
           (user) =>

@@ -16,6 +16,7 @@ import {
 import type { Gatehouse } from "../../gatehouse.ts";
 import type { UserRecord } from "../../storage/types.ts";
 import type { IssuedTokens } from "../../tokens/token-service.ts";
+import { signInWithPassword } from "../../users/sign-in.ts";
 import { requestContext } from "../authenticate.ts";
 import { matchesSchema } from "../schemas.ts";
 import {
@@ -29,7 +30,6 @@ import {
   readCookie,
   requireUser,
   signInCsrfToken,
-  signInWithPassword,
   tokenCookies,
   userOf,
 } from "./auth-principal.ts";
@@ -122,7 +122,7 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
         const context = (user: UserRecord) => requestContext(request, `user:${user.id}`);
         const issued = await signInWithPassword(
           gatehouse,
-          request,
+          requestContext(request, "anonymous"),
           request.body,
           "token",
           (user) => gatehouse.tokens.issue(user, context(user)),
