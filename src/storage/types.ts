@@ -403,12 +403,12 @@ export interface TokenRepository {
   ): Promise<RefreshRotation>;
   /**
    * Revokes every token in the family and, optionally, denies an access token by jti;
-   * returns how many tokens this call revoked. With `onlyIfRevoked`, the audit event is
+   * returns how many tokens this call revoked. With `auditOnlyIfRevoked`, the audit event is
    * written only when that is more than none (of concurrent calls, the one that ended it).
    */
   revokeFamily(
     familyId: string,
-    change: { at: number; denyJti: { jti: string; expiresAt: number } | null; onlyIfRevoked?: boolean },
+    change: { at: number; denyJti: { jti: string; expiresAt: number } | null; auditOnlyIfRevoked?: boolean },
     audit: AuditEventInput | null,
   ): Promise<number>;
   isFamilyRevoked(familyId: string): Promise<boolean>;

@@ -337,7 +337,7 @@ export class TokenService {
     // the others answer as if it had ended already (on PostgreSQL they did get here).
     const revoked = await this.storage.tokens.revokeFamily(
       familyId,
-      { at: now, denyJti: null, onlyIfRevoked: true },
+      { at: now, denyJti: null, auditOnlyIfRevoked: true },
       auditEvent(context, now, {
         action: "token.logout",
         outcome: "success",

@@ -207,7 +207,7 @@ export class PostgresTokenRepository implements TokenRepository {
 
   async revokeFamily(
     familyId: string,
-    change: { at: number; denyJti: { jti: string; expiresAt: number } | null; onlyIfRevoked?: boolean },
+    change: { at: number; denyJti: { jti: string; expiresAt: number } | null; auditOnlyIfRevoked?: boolean },
     audit: AuditEventInput | null,
   ): Promise<number> {
     return this.database.transaction(async (client) => {
@@ -223,7 +223,7 @@ export class PostgresTokenRepository implements TokenRepository {
           [change.denyJti.jti, change.denyJti.expiresAt],
         );
       }
-      if (audit && (revoked > 0 || !change.onlyIfRevoked)) await insertAuditEvents(client, [audit]);
+      if (audit && (revoked > 0 || !change.auditOnlyIfRevoked)) await insertAuditEvents(client, [audit]);
       return revoked;
     });
   }

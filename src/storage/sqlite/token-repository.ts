@@ -166,7 +166,7 @@ export class SqliteTokenRepository implements TokenRepository {
 
   async revokeFamily(
     familyId: string,
-    change: { at: number; denyJti: { jti: string; expiresAt: number } | null; onlyIfRevoked?: boolean },
+    change: { at: number; denyJti: { jti: string; expiresAt: number } | null; auditOnlyIfRevoked?: boolean },
     audit: AuditEventInput | null,
   ): Promise<number> {
     return this.database.transaction(() => {
@@ -180,7 +180,7 @@ export class SqliteTokenRepository implements TokenRepository {
           .statement("INSERT INTO denied_access_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING")
           .run(change.denyJti.jti, change.denyJti.expiresAt);
       }
-      if (audit && (revoked > 0 || !change.onlyIfRevoked)) insertAuditEvent(this.database, audit);
+      if (audit && (revoked > 0 || !change.auditOnlyIfRevoked)) insertAuditEvent(this.database, audit);
       return revoked;
     });
   }
