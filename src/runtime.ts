@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { GatehouseConfig } from "./config/config.ts";
 import { type ChangeFeed, LocalChangeFeed } from "./lib/change-feed.ts";
 import type { LimiterFactory } from "./ratelimit/key-rate-limiter.ts";
@@ -50,11 +51,12 @@ export async function openRuntime(config: GatehouseConfig): Promise<Runtime> {
   ]);
   const commands = createRedisClient(config.redisUrl, { name: "commands" });
   const subscriber = createRedisClient(config.redisUrl, { name: "subscriber" });
-  const changes = new RedisChangeFeed(commands, subscriber);
+  const namespace = await redisNamespace(storage);
+  const changes = new RedisChangeFeed(commands, subscriber, namespace);
   return {
     storage,
     changes,
-    limiterFactory: redisLimiterFactory(commands, { failClosed: config.rateLimitFailClosed }),
+    limiterFactory: redisLimiterFactory(commands, { failClosed: config.rateLimitFailClosed, namespace }),
     async close() {
       await changes.close();
       commands.disconnect();
@@ -77,4 +79,16 @@ export async function openRuntime(config: GatehouseConfig): Promise<Runtime> {
       });
     },
   };
+}
+
+/**
+ * The prefix of this store's keys and channel in Redis: `gatehouse:` and an id the store
+ * is given the first time a node opens it with Redis (claimed atomically, so nodes starting
+ * together agree). Two stores sharing one Redis (staging and production, or every test
+ * database on a developer's machine) otherwise shared their brakes and rate limits: one
+ * store's failed sign-ins blocked an address on the other.
+ */
+export async function redisNamespace(storage: Storage): Promise<string> {
+  const id = await storage.meta.claim("redis_namespace", randomBytes(9).toString("base64url"));
+  return `gatehouse:${id}`;
 }

@@ -180,6 +180,11 @@ export interface UsageRepository {
 export interface MetaRepository {
   get(name: string): Promise<string | null>;
   set(name: string, value: string): Promise<void>;
+  /**
+   * Stores `value` under `name` unless a value is there already, atomically; returns the
+   * value stored: of nodes claiming at once, every one gets the first writer's.
+   */
+  claim(name: string, value: string): Promise<string>;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -252,6 +252,13 @@ for (const backend of backends()) {
       await storage.meta.set("m", "2");
       assert.equal(await storage.meta.get("m"), "2");
     });
+
+    test("meta claim: the first value stays, and claims made at once all get the same one", async () => {
+      const claims = await Promise.all(Array.from({ length: 8 }, (_, i) => storage.meta.claim("claimed", `v${i}`)));
+      assert.equal(new Set(claims).size, 1, claims.join(","));
+      assert.equal(await storage.meta.claim("claimed", "later"), claims[0]);
+      assert.equal(await storage.meta.get("claimed"), claims[0]);
+    });
   });
 }
 

@@ -12,6 +12,16 @@ export class PostgresMetaRepository implements MetaRepository {
     return rows[0]?.value ?? null;
   }
 
+  async claim(name: string, value: string): Promise<string> {
+    // A concurrent claim's insert makes this one wait and then do nothing; the read after
+    // it (a new snapshot) sees the row it committed.
+    await this.database.query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", [
+      name,
+      value,
+    ]);
+    return (await this.get(name)) ?? value;
+  }
+
   async set(name: string, value: string): Promise<void> {
     await this.database.query(
       "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",

@@ -1,8 +1,6 @@
 import type { Redis } from "ioredis";
 import { type ChangeEvent, type ChangeFeed, LocalChangeFeed } from "../../lib/change-feed.ts";
 
-const CHANNEL = "gatehouse:changes";
-
 /**
  * Change notifications across nodes over Redis pub/sub. Pub/sub delivers at most once
  * and only while connected, so after any reconnection subscribers get a `reset` and
@@ -11,17 +9,20 @@ const CHANNEL = "gatehouse:changes";
 export class RedisChangeFeed implements ChangeFeed {
   private readonly local = new LocalChangeFeed();
   private readonly publisher: Redis;
+  private readonly channel: string;
   private wasConnected = false;
 
-  constructor(publisher: Redis, subscriber: Redis) {
+  /** `namespace`: this store's prefix in Redis (`redisNamespace`), so stores sharing a Redis do not hear each other. */
+  constructor(publisher: Redis, subscriber: Redis, namespace = "gatehouse") {
     this.publisher = publisher;
+    this.channel = `${namespace}:changes`;
     subscriber.on("message", (_channel: string, message: string) => {
       const separator = message.indexOf("\u0000");
       if (separator < 0) return;
       this.local.emit({ kind: "changed", topic: message.slice(0, separator), id: message.slice(separator + 1) });
     });
     subscriber.on("ready", () => {
-      void subscriber.subscribe(CHANNEL).catch(() => {});
+      void subscriber.subscribe(this.channel).catch(() => {});
       if (this.wasConnected) this.local.emit({ kind: "reset" });
       this.wasConnected = true;
     });
@@ -31,7 +32,7 @@ export class RedisChangeFeed implements ChangeFeed {
   publish(topic: string, id: string): void {
     // Local listeners hear it at once; other nodes through Redis.
     this.local.publish(topic, id);
-    this.publisher.publish(CHANNEL, `${topic}\u0000${id}`).catch(() => {});
+    this.publisher.publish(this.channel, `${topic}\u0000${id}`).catch(() => {});
   }
 
   subscribe(listener: (event: ChangeEvent) => void): () => void {

@@ -8,9 +8,16 @@ import type { LimiterFactory } from "../../ratelimit/key-rate-limiter.ts";
  * counters (the "insurance" limiter), unless `failClosed`, in which case the limiter
  * errors and the request is refused with 503.
  */
-export function redisLimiterFactory(client: Redis, options: { failClosed: boolean }): LimiterFactory {
-  return (policy, keyPrefix) =>
-    new RateLimiterRedis({
+export function redisLimiterFactory(
+  client: Redis,
+  options: {
+    failClosed: boolean /** This store's prefix (`redisNamespace`); none: keys as given. */;
+    namespace?: string;
+  },
+): LimiterFactory {
+  return (policy, name) => {
+    const keyPrefix = options.namespace ? `${options.namespace}:${name}` : name;
+    return new RateLimiterRedis({
       storeClient: client,
       points: policy.limit,
       duration: policy.windowSeconds,
@@ -26,4 +33,5 @@ export function redisLimiterFactory(client: Redis, options: { failClosed: boolea
             }),
           }),
     });
+  };
 }

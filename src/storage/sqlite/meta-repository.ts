@@ -14,6 +14,13 @@ export class SqliteMetaRepository implements MetaRepository {
     return row?.value ?? null;
   }
 
+  async claim(name: string, value: string): Promise<string> {
+    this.database
+      .statement("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
+      .run(name, value);
+    return (await this.get(name)) ?? value;
+  }
+
   async set(name: string, value: string): Promise<void> {
     this.database
       .statement("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
