@@ -16,7 +16,7 @@ test("keys rotate-signing reports master-key problems in one line, exit 1", asyn
     const env = { GATEHOUSE_DATA_DIR: dir };
     assert.equal((await runCli(["init", "--json"], env)).code, 0);
     // The first rotation seals the signing keys under <data dir>/master.key, created now.
-    const first = await runCli(["keys", "rotate-signing"], env);
+    const first = await runCli(["keys", "rotate-signing", "--force"], env);
     assert.equal(first.code, 0, first.stderr);
 
     const wrong = await runCli(["keys", "rotate-signing"], {

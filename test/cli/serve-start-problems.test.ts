@@ -40,7 +40,11 @@ describe("serve's start-up messages", () => {
     const dataDir = dir();
     const env = { GATEHOUSE_DATA_DIR: dataDir };
     assert.equal((await runCli(["init", "--json"], env)).code, 0);
-    assert.equal((await runCli(["keys", "rotate-signing"], env)).code, 0, "signing keys sealed under master.key");
+    assert.equal(
+      (await runCli(["keys", "rotate-signing", "--force"], env)).code,
+      0,
+      "signing keys sealed under master.key",
+    );
     const file = join(dataDir, "master.key");
     rmSync(file);
     const output = await refusedStart(env);
