@@ -152,6 +152,9 @@ async function* scanFile(path: string, prefix: string, chunkChars: number): Asyn
   let line = 1;
   let lineStart = 0;
   let counted = 0; // newlines are counted up to here
+  // Where the last key reported starts: a file no longer than the carried-over tail is
+  // scanned again whole at the end, and must not report its key twice.
+  let reportedAt = -1;
   const countLinesTo = (window: string, offset: number) => {
     let i = window.indexOf("\n", counted - windowStart);
     while (i !== -1 && windowStart + i < offset) {
@@ -171,6 +174,8 @@ async function* scanFile(path: string, prefix: string, chunkChars: number): Asyn
       if (match.index + match[0].length === window.length && !atEnd) continue;
       if (!isWellFormedKey(match[0], prefix)) continue;
       const start = windowStart + match.index;
+      if (start <= reportedAt) continue;
+      reportedAt = start;
       countLinesTo(window, start);
       yield { kind: "key", path, line, column: start - lineStart + 1, key: match[0] };
     }

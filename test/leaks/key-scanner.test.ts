@@ -61,6 +61,18 @@ describe("key scanner", () => {
     }
   });
 
+  // Regression: a file no longer than the tail carried between chunks (a key saved with
+  // `echo "$KEY" > file`) was scanned twice and its key reported twice.
+  test("a file holding just a key and a newline reports it once", async () => {
+    const key = generateKey(prefix);
+    const path = join(dir, "just-a-key");
+    for (const text of [`${key}\n`, `${key} `, `${key}`, ` ${key}\n`]) {
+      writeFileSync(path, text);
+      const column = text.startsWith(" ") ? 2 : 1;
+      assert.deepEqual(await scan([path]), [{ kind: "key", path, line: 1, column, key }], JSON.stringify(text));
+    }
+  });
+
   test("a chunk boundary does not make a key out of part of a longer token", async () => {
     const key = generateKey(prefix);
     const path = join(dir, "glued.txt");
