@@ -39,6 +39,9 @@ export async function createPostgresEnvironment(): Promise<PostgresEnvironment> 
       GATEHOUSE_DATABASE_URL: databaseUrl,
       GATEHOUSE_REDIS_URL: REDIS_URL,
       GATEHOUSE_MASTER_KEY: randomBytes(32).toString("base64"),
+      // Every node the same issuer, as a deployment on a shared store must have (and
+      // `serve` warns without it).
+      GATEHOUSE_ISSUER: "http://127.0.0.1:8080",
     },
     async drop() {
       rmSync(dataDir, { recursive: true, force: true });
