@@ -31,7 +31,7 @@ export interface OptionSpec {
 
 /** `check` of options that take a count (seconds and the like). */
 export function wholeNumber(value: string): string | null {
-  return /^\d+$/.test(value) ? null : "takes a whole number";
+  return /^\d+$/.test(value) ? null : "takes a whole number of 0 or more";
 }
 
 export interface Command {

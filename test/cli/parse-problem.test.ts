@@ -44,7 +44,7 @@ describe("parseProblem: a refused command line in our words", () => {
 
   test("a value that looks like an option and that the option would refuse: what the option takes, no advice to write it inline", () => {
     const options: ParseArgsOptionsConfig = { grace: { type: "string" }, reason: { type: "string" } };
-    const checks = { grace: (value: string) => (/^\d+$/.test(value) ? null : "takes a whole number") };
+    const checks = { grace: (value: string) => (/^\d+$/.test(value) ? null : "takes a whole number of 0 or more") };
     const problem = (args: string[]) => {
       try {
         parseArgs({ args, options, allowPositionals: true, strict: true });
@@ -53,7 +53,7 @@ describe("parseProblem: a refused command line in our words", () => {
       }
       assert.fail(`parseArgs accepted ${args.join(" ")}`);
     };
-    assert.equal(problem(["--grace", "-5"]), "--grace takes a whole number (got -5)");
+    assert.equal(problem(["--grace", "-5"]), "--grace takes a whole number of 0 or more (got -5)");
     // No check, or a value the check allows: the inline form is still the advice.
     assert.equal(
       problem(["--reason", "-5"]),
@@ -117,7 +117,7 @@ describe("every command reports a mistyped flag in one line of its own, exit 2",
     const io = { out: () => {}, err: (t: string) => err.push(t), env: {} };
     assert.equal(await main(["keys", "create", "--name", "x", "--expires-in", "-60"], io), 2);
     assert.deepEqual(err, [
-      "gatehouse keys create: --expires-in takes a whole number (got -60) (see gatehouse keys create --help)",
+      "gatehouse keys create: --expires-in takes a whole number of 0 or more (got -60) (see gatehouse keys create --help)",
     ]);
   });
 

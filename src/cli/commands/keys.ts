@@ -13,7 +13,7 @@ const OPERATOR = { context: CLI_ACTOR, permissions: null };
 
 function integerOption(value: unknown, name: string): number | undefined {
   if (value === undefined) return undefined;
-  const wrong = typeof value === "string" ? wholeNumber(value) : "takes a whole number";
+  const wrong = typeof value === "string" ? wholeNumber(value) : "takes a whole number of 0 or more";
   if (wrong !== null) throw new UsageError(`--${name} ${wrong}`);
   return Number(value);
 }
