@@ -34,6 +34,7 @@ export const rotateSigningCommand: Command = {
       }
       // Loaded first: keys this master key cannot unseal are the first thing to report.
       await gatehouse.keyring.start();
+      const current = (await gatehouse.keyring.signingKey()).kid;
       const publishedFor = await gatehouse.keyring.nextKeyPublishedFor();
       if (!values.force && publishedFor !== null && publishedFor < JWKS_MAX_AGE_SECONDS * 1000) {
         const wait = Math.ceil((JWKS_MAX_AGE_SECONDS * 1000 - publishedFor) / 1000);
@@ -42,7 +43,9 @@ export const rotateSigningCommand: Command = {
         );
         return 1;
       }
-      const rotated = await gatehouse.keyring.rotate(CLI_ACTOR);
+      // Only the key found current above: a run overlapping another (whose rotation landed
+      // after this one's check) must not rotate again and make the brand-new next key sign.
+      const rotated = await gatehouse.keyring.rotate(CLI_ACTOR, { onlyIfCurrent: current });
       if (!rotated) {
         io.err(
           "Another node rotated the signing key at the same moment; nothing was changed. Run again to rotate once more.",
