@@ -169,7 +169,12 @@ export class LoginThrottle {
       (count, i) => (i > 0 || !isKnown) && count.seconds > 0 && count.consumed > (counted[i]?.consumedPoints ?? 0) + 1,
     );
     if (!overtaken) return 0;
-    return Math.max(...charged.map((count) => count.seconds), await this.refuse(keys));
+    // Refused after all, its password never checked: its counts are taken back (the brakes
+    // it met stay), and it is charged to its address as any refusal is. The wait named is
+    // the brakes that apply to it (not the account's, from an address the account knows).
+    await unavailableOnError(Promise.all([this.failures.reward(keys.account, 1), this.failures.reward(keys.pair, 1)]));
+    const waits = charged.filter((_, i) => i > 0 || !isKnown).map((count) => count.seconds);
+    return Math.max(1, ...waits, await this.refuse(keys));
   }
 
   /** A refused attempt: a failure of its address. Returns the wait that starts (s). */

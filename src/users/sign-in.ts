@@ -50,8 +50,8 @@ export async function signInWithPassword<T>(
     throw error;
   });
   if (!result.ok) {
-    await gatehouse.loginThrottle.rejected(subject);
     record("failure", { reason: result.reason }, result.userId);
+    await gatehouse.loginThrottle.rejected(subject);
     throw new InvalidCredentialsError();
   }
   // The password was checked against the account as it was a hash ago (tens of
@@ -67,26 +67,38 @@ export async function signInWithPassword<T>(
         : now.passwordChangedAt !== result.user.passwordChangedAt
           ? "PASSWORD_CHANGED"
           : null;
+  // The password was right: however this sign-in ends from here, the attempt is not a
+  // guess, so it stops counting against the account (`success`, or `release` if it fails).
+  let counted = true;
   let issued: T;
   try {
-    issued = await issue(result.user);
-  } catch (error) {
-    // Storage refuses a session or token for a user deleted meanwhile: not a 500.
-    const now = await gatehouse.storage.users.findById(result.user.id).catch(() => undefined);
-    // The password was right: whatever ends this sign-in, it is not a guess.
-    await gatehouse.loginThrottle.release(subject);
-    if (now !== null) throw error;
-    record("failure", { reason: "USER_GONE" }, result.user.id);
-    throw new InvalidCredentialsError();
+    try {
+      issued = await issue(result.user);
+    } catch (error) {
+      // Storage refuses a session or token for a user deleted meanwhile: not a 500.
+      const now = await gatehouse.storage.users.findById(result.user.id).catch(() => undefined);
+      if (now !== null) throw error;
+      record("failure", { reason: "USER_GONE" }, result.user.id);
+      throw new InvalidCredentialsError();
+    }
+    let reason: string | null;
+    try {
+      reason = changed(await gatehouse.storage.users.findSettled(result.user.id));
+    } catch (error) {
+      // Not known to be settled: what was made is not handed out, so it is ended.
+      await undo(issued, result.user).catch(() => {});
+      throw error;
+    }
+    if (reason !== null) {
+      await undo(issued, result.user);
+      record("failure", { reason }, result.user.id);
+      throw new InvalidCredentialsError();
+    }
+    await gatehouse.loginThrottle.success(subject);
+    counted = false;
+  } finally {
+    if (counted) await gatehouse.loginThrottle.release(subject).catch(() => {});
   }
-  const reason = changed(await gatehouse.storage.users.findSettled(result.user.id));
-  if (reason !== null) {
-    await undo(issued, result.user);
-    await gatehouse.loginThrottle.release(subject);
-    record("failure", { reason }, result.user.id);
-    throw new InvalidCredentialsError();
-  }
-  await gatehouse.loginThrottle.success(subject);
   record("success", {}, result.user.id);
   return issued;
 }

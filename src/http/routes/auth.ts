@@ -286,8 +286,8 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
             throw error;
           });
         if (!changed) {
-          await gatehouse.loginThrottle.rejected(subject);
           refuse("WRONG_PASSWORD");
+          await gatehouse.loginThrottle.rejected(subject);
           throw new InvalidCredentialsError();
         }
         // The current password was right from this address: as good as a sign-in from it.
