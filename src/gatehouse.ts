@@ -115,6 +115,8 @@ export function createGatehouse(options: {
     storage,
     clock,
     retention: config.retention,
+    // The access-token lifetime and five minutes of clock tolerance (see Housekeeper).
+    credentialGraceMs: (config.auth.accessTokenSeconds + 300) * 1000,
     ...(options.log ? { log: options.log } : {}),
   });
   if (background) housekeeper.start(config.housekeepingIntervalSeconds * 1000);

@@ -32,6 +32,7 @@ export type PassResult = Record<PurgeTarget, number> & { usageRolledUp: number }
 export class Housekeeper {
   private readonly storage: Storage;
   private readonly clock: Clock;
+  private readonly credentialGraceMs: number;
   private readonly retention: RetentionPolicy;
   private readonly batchSize: number;
   private readonly log: Logger | undefined;
@@ -45,9 +46,16 @@ export class Housekeeper {
     retention?: RetentionPolicy;
     batchSize?: number;
     log?: Logger;
+    /**
+     * How long spent refresh tokens and denylist entries outlive their end: access tokens
+     * signed near a family's end, or denied at logout, are judged by these rows until they
+     * expire (their lifetime past the family's end, and clock tolerance). Default 20 min.
+     */
+    credentialGraceMs?: number;
   }) {
     this.storage = options.storage;
     this.clock = options.clock;
+    this.credentialGraceMs = options.credentialGraceMs ?? 20 * 60_000;
     this.retention = options.retention ?? DEFAULT_RETENTION;
     this.batchSize = options.batchSize ?? 1000;
     this.log = options.log;
@@ -76,10 +84,12 @@ export class Housekeeper {
       usage: now - this.retention.usageDays * DAY,
       usage_hours: now - this.retention.usageDays * DAY,
       audit: now - this.retention.auditDays * DAY,
-      // Credentials go as soon as they have ended: nothing reads them after.
-      refresh_tokens: now,
+      // A family's rows say whether its access tokens were revoked, and a denylist entry
+      // that its token is: both are read until the last such token expires (an access
+      // token signed just before its family's end outlives it), so they go a grace later.
+      refresh_tokens: now - this.credentialGraceMs,
       legacy_token_digests: now,
-      denied_access_tokens: now,
+      denied_access_tokens: now - this.credentialGraceMs,
       sessions: now,
     };
     const deleted: PassResult = {
@@ -107,7 +117,9 @@ export class Housekeeper {
     // the usage roll-up after an upgrade can take hours. The legacy digests follow the
     // tokens they belonged to.
     for (const target of ["refresh_tokens", "legacy_token_digests", "denied_access_tokens", "sessions"] as const) {
-      await purge(target);
+      // One target failing (a statement timeout on a large table) must not stop the rest
+      // of the pass: retention of usage and the audit log goes on.
+      await purge(target).catch((error) => this.log?.warn({ err: error, target }, "housekeeping of a target failed"));
     }
     // Of usage, minutes past the usage retention go first (summing them into hours only to delete
     // those would be wasted work, most of all on the first pass after an upgrade); then
