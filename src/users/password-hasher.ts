@@ -106,9 +106,22 @@ export class PasswordHasher {
     // a known account from an unknown one, whose dummy check uses today's parameters, as
     // soon as the parameters are raised. So a check under today's runs beside it, and the
     // answer comes no sooner than an unknown account's.
+    this.assertRoom();
     const outdated = this.needsRehash(stored);
-    const [ok] = await Promise.all([this.check(stored, password), outdated ? this.burn(password) : undefined]);
+    const [ok] = await Promise.all([this.check(stored, password), outdated ? this.burnDummy(password) : undefined]);
     return { ok, rehash: ok && outdated };
+  }
+
+  /**
+   * Refuses a sign-in check unless the queue has room for two hashes, whatever the check
+   * will need: a known account whose hash is outdated takes two (its own and the dummy
+   * beside it), an unknown one takes one, and a queue that refused only the first would
+   * tell them apart when it is nearly full.
+   */
+  private assertRoom(): void {
+    if (this.running + this.waiting.length + 2 > this.maxConcurrent + this.maxWaiting) {
+      throw new BusyError("Too many passwords are waiting to be checked.");
+    }
   }
 
   private async check(stored: string, password: string): Promise<boolean> {
@@ -141,6 +154,11 @@ export class PasswordHasher {
    * whether an account exists. The dummy hash uses today's parameters.
    */
   async burn(password: string): Promise<void> {
+    this.assertRoom();
+    await this.burnDummy(password);
+  }
+
+  private async burnDummy(password: string): Promise<void> {
     const dummy = await this.dummyHash();
     this.dummyChecks++;
     await this.limited(async () => {

@@ -75,7 +75,7 @@ describe("PasswordHasher: at most maxConcurrent hashes at once, so a pool thread
 
   test("at most maxWaiting wait: past that a check is refused at once with BusyError, and the rest still finish", async () => {
     assert.throws(() => new PasswordHasher(PARAMETERS, { maxWaiting: -1 }), TypeError);
-    const hasher = new PasswordHasher(PARAMETERS, { maxConcurrent: 1, maxWaiting: 2 });
+    const hasher = new PasswordHasher(PARAMETERS, { maxConcurrent: 1, maxWaiting: 3 });
     await hasher.warm();
     const stored = await hasher.hash("correct horse battery staple");
     const started = [
@@ -92,7 +92,10 @@ describe("PasswordHasher: at most maxConcurrent hashes at once, so a pool thread
       return true;
     });
     await assert.rejects(hasher.burn("another unknown account"), BusyError);
-    await assert.rejects(hasher.hash("a new password"), BusyError);
+    // A password being set needs one place: it takes the last, and then none is left.
+    const set = hasher.hash("a new password");
+    await assert.rejects(hasher.hash("another new password"), BusyError);
+    await set;
     const [a, b] = await Promise.all(started);
     assert.deepEqual(
       [a, b],
@@ -102,5 +105,20 @@ describe("PasswordHasher: at most maxConcurrent hashes at once, so a pool thread
       ],
     );
     assert.deepEqual(hasher.load, { running: 0, waiting: 0 });
+  });
+
+  test("a sign-in check needs room for two hashes, known account or not, so a nearly full queue tells nothing", async () => {
+    const hasher = new PasswordHasher(PARAMETERS, { maxConcurrent: 1, maxWaiting: 2 });
+    await hasher.warm();
+    const stored = await hasher.hash("correct horse battery staple");
+    const started = [hasher.verify(stored, "wrong"), hasher.verify(stored, "wrong again")];
+    assert.deepEqual(hasher.load, { running: 1, waiting: 1 });
+    // Room for one more hash only: an unknown account's check (one hash) is refused like a
+    // known one's, which may need two.
+    await assert.rejects(hasher.burn("unknown account"), BusyError);
+    await assert.rejects(hasher.verify(stored, "correct horse battery staple"), BusyError);
+    // A password being set is not a sign-in check: it takes the last place.
+    await hasher.hash("a new password");
+    await Promise.all(started);
   });
 });
