@@ -115,33 +115,6 @@ for (const backend of backends()) {
       // Stopped for good: a later pass deletes nothing.
       assert.deepEqual(await housekeeper.runOnce(), NOTHING_LEFT);
     });
-
-    // Regression: a family's rows and denylist entries went the moment they ended, while an
-    // access token signed near the family's end (or denied at logout) was still judged by
-    // them: its revocation was forgotten for the rest of its life.
-    test("a family's tokens and denylist entries outlive their end by the grace, then go", async () => {
-      const clock = manualClock(Date.UTC(2027, 3, 1));
-      const now = clock();
-      const { storage } = store;
-      const user = userRecord(newId("usr", now), now);
-      assert.equal(await storage.users.insert(user, null), true);
-      const token = refreshToken(user.id, now, { familyExpiresAt: now - MINUTE, expiresAt: now - MINUTE });
-      await storage.tokens.insertRefresh(token, null);
-      await storage.tokens.revokeFamily(
-        token.familyId,
-        { at: now - 2 * MINUTE, denyJti: { jti: "jti_grace", expiresAt: now - MINUTE } },
-        null,
-      );
-      const housekeeper = new Housekeeper({ storage, clock, credentialGraceMs: 20 * MINUTE });
-      await housekeeper.runOnce();
-      assert.ok(await storage.tokens.findRefresh(token), "kept within the grace");
-      assert.equal(await storage.tokens.isFamilyRevoked(token.familyId), true);
-      assert.equal(await storage.tokens.isJtiDenied("jti_grace"), true);
-      clock.advance(20 * MINUTE);
-      await housekeeper.runOnce();
-      assert.equal(await storage.tokens.findRefresh(token), null);
-      assert.equal(await storage.tokens.isJtiDenied("jti_grace"), false);
-    });
   });
 }
 
