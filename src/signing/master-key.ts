@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { decodeHs256Secret } from "../../sdk/src/token-signature.ts";
 import type { AuthConfig } from "../config/auth-config.ts";
 
 /** Raised when the master key cannot be had; the server refuses to start. */
@@ -12,19 +13,14 @@ export class MasterKeyError extends Error {
 }
 
 /**
- * 32 bytes in base64: 43 characters of the alphabet and an optional `=`, nothing else.
- * Buffer.from(…, "base64") skips characters outside the alphabet, so `!!!!<a valid key>`
- * decoded to the same 32 bytes and a mangled setting passed. The base64url alphabet
- * (`-`, `_`) is accepted too, as Buffer.from always did.
+ * The master key `text` holds (surrounding whitespace aside), or null when it is not base64
+ * (or base64url) of exactly 32 bytes. Strict, as the HS256 secret is read: Buffer.from(…,
+ * "base64") skips characters outside the alphabet, so `!!!!<a valid key>` decoded to the
+ * same 32 bytes and a mangled setting passed.
  */
-const MASTER_KEY_TEXT = /^[A-Za-z0-9+/_-]{43}=?$/;
-
-/** The master key `text` holds (surrounding whitespace aside), or null when it is not base64 of exactly 32 bytes. */
 export function parseMasterKey(text: string): Buffer | null {
-  const trimmed = text.trim();
-  if (!MASTER_KEY_TEXT.test(trimmed)) return null;
-  const key = Buffer.from(trimmed, "base64");
-  return key.length === 32 ? key : null;
+  const key = decodeHs256Secret(text.trim());
+  return key?.length === 32 ? key : null;
 }
 
 function decode(text: string, where: string): Buffer {
