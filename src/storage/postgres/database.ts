@@ -19,7 +19,7 @@ function isUnavailable(error: unknown): boolean {
     if (["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH"].includes(code)) return true;
   }
   const message = error instanceof Error ? error.message : "";
-  return /timeout exceeded when trying to connect|Connection terminated|Query read timeout|connect ECONNREFUSED/i.test(
+  return /timeout exceeded when trying to connect|Connection terminated|Query read timeout|connect ECONNREFUSED|is not queryable/i.test(
     message,
   );
 }
@@ -62,6 +62,15 @@ export class PostgresDatabase {
     });
     // An idle client losing its connection emits here; without a listener the process dies.
     this.pool.on("error", () => {});
+    // The pool listens for errors only on idle clients. A connection that dies while its
+    // client is checked out (the server restarted, pg_terminate_backend, a failover), or
+    // in the moment between the pool handing it over and `transaction` receiving it, emits
+    // 'error' on the client with no listener, which crashed the whole process. The query
+    // in flight, or the next one, fails on its own (503), and `transaction` then drops the
+    // client; this listener only keeps the process alive.
+    this.pool.on("connect", (client) => {
+      client.on("error", () => {});
+    });
   }
 
   /** Turns "database not there" errors into StorageUnavailableError (503). */
