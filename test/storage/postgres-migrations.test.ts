@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { afterEach, describe, test } from "node:test";
 import pg from "pg";
+import { StorageUnavailableError } from "../../src/errors/gatehouse-error.ts";
 import { PostgresDatabase } from "../../src/storage/postgres/database.ts";
 import {
   MIGRATION_LOCK_ID,
@@ -23,6 +24,13 @@ const TINY_TIMEOUT_MS = 100;
 async function versions(database: PostgresDatabase): Promise<number[]> {
   const { rows } = await database.query<{ version: number }>("SELECT version FROM schema_migrations ORDER BY version");
   return rows.map((row) => row.version);
+}
+
+/** A statement cut by the timeout: a 503 for the client, with PostgreSQL's reason kept as the cause. */
+function cutByTimeout(error: unknown): boolean {
+  assert.ok(error instanceof StorageUnavailableError, String(error));
+  assert.equal((error.cause as { code?: unknown }).code, "57014");
+  return true;
 }
 
 describe("PostgreSQL migrations and the request timeouts", { skip }, () => {
@@ -52,10 +60,19 @@ describe("PostgreSQL migrations and the request timeouts", { skip }, () => {
   test("a migration step longer than the statement timeout applies", async () => {
     const database = open();
     // The pool's requests do get cut at the tiny timeout.
-    await assert.rejects(database.query("SELECT pg_sleep(0.5)"), { code: "57014" });
+    await assert.rejects(database.query("SELECT pg_sleep(0.5)"), cutByTimeout);
     const slow: PostgresMigration = { version: 1001, name: "slow", sql: "SELECT pg_sleep(0.5)" };
     await migratePostgres(database, { migrations: [...POSTGRES_MIGRATIONS, slow] });
     assert.deepEqual(await versions(database), [...POSTGRES_MIGRATIONS.map((m) => m.version), 1001]);
+  });
+
+  test("a request cut by the statement timeout is STORAGE_UNAVAILABLE (503), in a transaction too", async () => {
+    const database = open();
+    await assert.rejects(database.query("SELECT pg_sleep(0.5)"), cutByTimeout);
+    await assert.rejects(
+      database.transaction((client) => client.query("SELECT pg_sleep(0.5)")),
+      cutByTimeout,
+    );
   });
 
   test("a node waits for another's migration lock longer than the statement timeout, then starts", async () => {

@@ -15,7 +15,13 @@ const types = {
 function isUnavailable(error: unknown): boolean {
   const code = (error as { code?: unknown })?.code;
   if (typeof code === "string") {
-    if (code.startsWith("08") || code.startsWith("57P") || code === "53300") return true; // connection, shutdown, too many clients
+    // Connection, shutdown, and insufficient resources (disk full, out of memory, too many
+    // clients): the database cannot take the request now, which is a 503, not our bug.
+    if (code.startsWith("08") || code.startsWith("57P") || code.startsWith("53")) return true;
+    // query_canceled: Gatehouse cancels nothing itself, so this is the statement timeout
+    // (5 s: a lock held elsewhere, an overloaded server), which docs/deployment.md promises
+    // as a 503 STORAGE_UNAVAILABLE like an unreachable database.
+    if (code === "57014") return true;
     if (["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH"].includes(code)) return true;
   }
   const message = error instanceof Error ? error.message : "";
