@@ -2,7 +2,8 @@ import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { ERROR_CODES, type ErrorCode } from "../errors/codes.ts";
-import { GatehouseError } from "../errors/gatehouse-error.ts";
+import { GatehouseError, StorageUnavailableError } from "../errors/gatehouse-error.ts";
+import { isSqliteUnavailable } from "../storage/sqlite/errors.ts";
 import { validationProblems } from "./validation-detail.ts";
 
 /** Sends an RFC 9457 problem document. */
@@ -94,6 +95,12 @@ export function errorHandler(error: FastifyError | Error, request: FastifyReques
   if (typeof fastifyError.statusCode === "number" && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
     request.log.info({ err: error }, "client error");
     return sendProblem(reply, new GatehouseError("VALIDATION_FAILED", "The request is not valid."));
+  }
+  if (isSqliteUnavailable(error)) {
+    // A full or read-only disk is the operator's to fix: logged as an error, with SQLite's
+    // reason, and answered 503 so clients retry rather than report a bug.
+    request.log.error({ err: error }, "storage cannot take the request");
+    return sendProblem(reply, new StorageUnavailableError(error));
   }
   request.log.error({ err: error }, "unhandled error");
   return sendProblem(reply, new GatehouseError("INTERNAL", "Something went wrong on our side; it has been logged."));
