@@ -46,8 +46,11 @@ export interface Gatehouse {
   activeKeys: ActiveKeys | null;
   /** Loads what must be in memory before serving (the active keys); call once before listening. */
   start(): Promise<void>;
-  /** Flushes buffered usage and audit events, then closes storage. */
-  stop(): Promise<void>;
+  /**
+   * Flushes buffered usage and audit events, then closes storage. False when some of them
+   * could not be written (and are lost; logged as an error).
+   */
+  stop(): Promise<boolean>;
 }
 
 export function createGatehouse(options: {
@@ -172,7 +175,7 @@ export function createGatehouse(options: {
     }, 3_600_000);
     authTimer.unref();
   }
-  let stopped: Promise<void> | undefined;
+  let stopped: Promise<boolean> | undefined;
   return {
     config,
     storage,
@@ -199,10 +202,11 @@ export function createGatehouse(options: {
         activeKeys?.stop();
         if (authTimer) clearInterval(authTimer);
         await housekeeper.stop();
-        await usage.stop();
-        await audit.stop();
+        const usageWritten = await usage.stop();
+        const auditWritten = await audit.stop();
         await storage.close();
         await options.onStop?.();
+        return usageWritten && auditWritten;
       })();
       return stopped;
     },

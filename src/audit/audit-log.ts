@@ -221,10 +221,18 @@ export class AuditLog {
     this.queue = queue;
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Writes what is queued, for the last time. False when some of it could not be written
+   * (storage unreachable at shutdown): those events are lost with the process, and an
+   * error line says how many.
+   */
+  async stop(): Promise<boolean> {
     if (this.timer) clearInterval(this.timer);
     this.closeMinutes(true);
     await this.write();
+    if (this.queue.length === 0) return true;
+    this.log?.error({ events: this.queue.length }, "audit events could not be written at shutdown; they are lost");
+    return false;
   }
 }
 

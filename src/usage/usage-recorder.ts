@@ -277,8 +277,17 @@ export class UsageRecorder {
     return this.flushing;
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Writes what is held, for the last time. False when some of it could not be written
+   * (storage unreachable at shutdown): those counts are lost with the process, and an
+   * error line says how many keys they were, rather than the flush's "will retry".
+   */
+  async stop(): Promise<boolean> {
     if (this.timer) clearInterval(this.timer);
     await this.flush();
+    const keys = new Set([...this.closed.map(([keyId]) => keyId), ...this.tallies.keys()]).size + this.valid.length;
+    if (keys === 0) return true;
+    this.log?.error({ keys }, "usage counts could not be written at shutdown; they are lost");
+    return false;
   }
 }

@@ -284,3 +284,45 @@ describe("graceful shutdown on SIGTERM (SQLite)", () => {
     }
   });
 });
+
+describe("graceful shutdown with storage unreachable (PostgreSQL)", { skip: !withPostgres }, () => {
+  const cleanup: Array<() => Promise<unknown>> = [];
+  after(async () => {
+    for (const step of cleanup.reverse()) await step();
+  });
+
+  test("usage counts that cannot be written are reported lost, and the exit code says so", async () => {
+    const database = await createTestDatabase();
+    cleanup.push(() => database.drop());
+    const proxy = new TcpProxy({ host: "127.0.0.1", port: 5432 });
+    const port = await proxy.start();
+    cleanup.push(() => proxy.cut());
+    const url = new URL(database.url);
+    url.port = String(port);
+    const env = {
+      GATEHOUSE_DATABASE_URL: url.toString(),
+      GATEHOUSE_MASTER_KEY: CLUSTER_MASTER_KEY,
+      GATEHOUSE_USAGE_FLUSH_MS: "60000",
+    };
+    const node = await startNode(env);
+    cleanup.push(() => node.stop());
+    const admin = JSON.parse((await runCli(["init", "--json"], env)).stdout).adminKey as string;
+    const created = await post(node.url, "/v1/keys", admin, { name: "lost", scopes: [] });
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await post(node.url, "/v1/keys/verify", admin, { key: created.body.key })).body.valid, true);
+    }
+    // Held in memory for 60 s; the shutdown flush is their only chance, and it fails.
+    await proxy.cut();
+    node.child.kill("SIGTERM");
+    const code = await node.exited;
+    const lines = node
+      .logs()
+      .split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line) as { level: number; msg: string });
+    const lost = lines.find((line) => line.level >= 50 && /usage counts .*lost/.test(line.msg));
+    assert.ok(lost, `an error line says the counts are lost:\n${node.logs().slice(-2000)}`);
+    // Exit 0 told the orchestrator all was well while counts were thrown away.
+    assert.equal(code, 1);
+  });
+});

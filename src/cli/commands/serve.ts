@@ -65,9 +65,14 @@ export const serveCommand: Command = {
       app.log.info({ signal }, "shutting down: no new connections, finishing in-flight requests");
       // app.close() stops accepting, waits for in-flight requests, then we flush buffers.
       await app.close();
-      await gatehouse.stop();
-      app.log.info("stopped");
-      process.exit(0);
+      // Exit 1 when buffered usage counts or audit events could not be written (each
+      // logged as an error): exit 0 would tell the supervisor nothing was lost.
+      const written = await gatehouse.stop().catch((error: unknown) => {
+        app.log.error({ err: error }, "stopping failed");
+        return false;
+      });
+      app.log.info(written ? "stopped" : "stopped; buffered usage or audit events were lost (see above)");
+      process.exit(written ? 0 : 1);
     };
     process.once("SIGTERM", () => void shutdown("SIGTERM"));
     process.once("SIGINT", () => void shutdown("SIGINT"));
