@@ -71,6 +71,26 @@ describe("serve's start-up messages", () => {
     assert.match(output, /GATEHOUSE_MASTER_KEY must be base64 of exactly 32 random bytes and nothing else/);
   });
 
+  test("a second serve on the same data directory is refused; once the first is killed, a new one starts", async () => {
+    const env = { GATEHOUSE_DATA_DIR: dir() };
+    const first = await startNode(env);
+    try {
+      // Each process counts rate limits and sign-in brakes alone: two would each allow
+      // the whole limit, with nothing said.
+      const output = await refusedStart(env);
+      assert.ok(output.includes(`another gatehouse serve is running on ${env.GATEHOUSE_DATA_DIR}`), output);
+      assert.doesNotMatch(output, STACK);
+      // CLI commands still run beside the server.
+      assert.equal((await runCli(["init", "--key-only"], env)).code, 0);
+    } finally {
+      first.child.kill("SIGKILL");
+      await first.exited;
+    }
+    // The lock died with the process: no stale lock to remove by hand.
+    const next = await startNode(env);
+    assert.equal(await next.stop(), 0);
+  });
+
   test("GATEHOUSE_DATA_DIR naming a file: said so, not EEXIST", async () => {
     const file = join(dir(), "not-a-folder");
     writeFileSync(file, "x\n");

@@ -17,6 +17,25 @@ export const serveCommand: Command = {
   async run(_args, io) {
     const config = configOrReport(io, { serving: true });
     if (!config) return 1;
+    let releaseLock = () => {};
+    if (config.databaseUrl === null) {
+      // Imported here: a PostgreSQL node has no use for node:sqlite.
+      const { lockDataDir } = await import("../../storage/sqlite/serve-lock.ts");
+      let release: (() => void) | null;
+      try {
+        release = lockDataDir(config.dataDir);
+      } catch (error) {
+        io.err(`gatehouse serve: cannot start: cannot use ${config.dataDir}: ${(error as Error).message}`);
+        return 1;
+      }
+      if (release === null) {
+        io.err(
+          `gatehouse serve: cannot start: another gatehouse serve is running on ${config.dataDir}. The embedded store is served by one process (rate limits and sign-in brakes are counted in it, so two would each allow the whole limit): stop the other one, or use GATEHOUSE_DATABASE_URL to run several nodes.`,
+        );
+        return 1;
+      }
+      releaseLock = release;
+    }
     const runtime = await openRuntime(config);
     const { storage } = runtime;
     // Asked now, answered by the time the node is listening (or after REDIS_WAIT_MS).
@@ -71,6 +90,7 @@ export const serveCommand: Command = {
         app.log.error({ err: error }, "stopping failed");
         return false;
       });
+      releaseLock();
       app.log.info(written ? "stopped" : "stopped; buffered usage or audit events were lost (see above)");
       process.exit(written ? 0 : 1);
     };
