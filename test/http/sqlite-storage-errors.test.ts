@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { copyFileSync, renameSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import type { SqliteStorage } from "../../src/storage/sqlite/sqlite-storage.ts";
-import { backends } from "../support/backends.ts";
+import { SqliteStorage } from "../../src/storage/sqlite/sqlite-storage.ts";
+import { backends, tempDir } from "../support/backends.ts";
 import { startServer, type TestServer } from "../support/server.ts";
 
 const sqlite = backends().find((b) => b.name === "sqlite");
@@ -44,5 +46,37 @@ describe("SQLite that cannot write: 503 STORAGE_UNAVAILABLE, nothing half-writte
     }
     assert.equal((await create()).status, 201);
     assert.equal(keyCount(), before + 1);
+  });
+});
+
+describe("SQLite database file deleted under a running server: not ready", { skip: !sqlite }, () => {
+  test("ping, and so /readyz, fails once the file is gone", async () => {
+    const dir = tempDir();
+    const path = join(dir, "gatehouse.db");
+    const storage = SqliteStorage.open(path);
+    try {
+      await storage.ping();
+      // The open file lives on, unlinked: every write acknowledged from now on is gone at
+      // the next start. Readiness must say so, where the operator's probes look.
+      rmSync(dir, { recursive: true, force: true });
+      await assert.rejects(storage.ping(), /deleted or replaced/);
+    } finally {
+      await storage.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a file put in its place (a copy moved over it) is not the one open either", async () => {
+    const dir = tempDir();
+    const path = join(dir, "gatehouse.db");
+    const storage = SqliteStorage.open(path);
+    try {
+      copyFileSync(path, `${path}.copy`);
+      renameSync(`${path}.copy`, path);
+      await assert.rejects(storage.ping(), /deleted or replaced/);
+    } finally {
+      await storage.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import type { Storage } from "../types.ts";
 import { SqliteAuditRepository } from "./audit-repository.ts";
 import { SqliteDatabase } from "./database.ts";
@@ -25,10 +26,14 @@ export class SqliteStorage implements Storage {
   readonly tokens: SqliteTokenRepository;
   readonly sessions: SqliteSessionRepository;
   private readonly checkpointer: WalCheckpointer | null;
+  /** The file opened, to tell when its path no longer names it; null in memory. */
+  private readonly file: { path: string; dev: number; ino: number } | null;
 
-  private constructor(database: SqliteDatabase, checkpointer: WalCheckpointer | null) {
+  private constructor(database: SqliteDatabase, checkpointer: WalCheckpointer | null, path: string) {
     this.database = database;
     this.checkpointer = checkpointer;
+    const stat = path === ":memory:" ? undefined : statSync(path, { throwIfNoEntry: false });
+    this.file = stat ? { path, dev: stat.dev, ino: stat.ino } : null;
     this.keys = new SqliteKeyRepository(database);
     this.housekeeping = new SqliteHousekeepingRepository(database);
     this.audit = new SqliteAuditRepository(database);
@@ -50,11 +55,21 @@ export class SqliteStorage implements Storage {
       throw error;
     }
     // WAL checkpoints (and their fsyncs) run on a worker thread, not on the event loop.
-    return new SqliteStorage(database, path === ":memory:" ? null : new WalCheckpointer(database, path));
+    return new SqliteStorage(database, path === ":memory:" ? null : new WalCheckpointer(database, path), path);
   }
 
   async ping(): Promise<void> {
     this.database.statement("SELECT 1").get();
+    // A data directory deleted (or a file moved over the database) under a running server
+    // leaves it writing to a file no path names: every write it acknowledges is gone at the
+    // next start. Readiness is where an operator's probes look, so it fails here.
+    if (this.file === null) return;
+    const now = statSync(this.file.path, { throwIfNoEntry: false });
+    if (now === undefined || now.ino !== this.file.ino || now.dev !== this.file.dev) {
+      throw new Error(
+        `${this.file.path} was deleted or replaced while this server had it open: what it writes now is lost when it stops`,
+      );
+    }
   }
 
   async close(): Promise<void> {
