@@ -73,6 +73,25 @@ async function insert(client: Queryable, record: RefreshTokenRecord): Promise<vo
   );
 }
 
+/**
+ * Runs a revocation of refresh tokens until a pass finds nothing left to revoke; returns
+ * how many it revoked. Under READ COMMITTED one statement sees only the rows committed
+ * before it started, and a rotation that already holds a token's row lock commits the
+ * successor while the statement waits for that lock: the statement then revokes the
+ * spent token but never sees its successor, which goes on refreshing (a thief surviving
+ * the reuse detection, a logout or a password change). That successor was committed
+ * before the wait ended, so the next pass sees it. The loop ends: a pass finds only the
+ * successors of rotations it waited for, and rotating one of those takes a new request.
+ */
+async function revokeUntilNoneLeft(client: Queryable, sql: string, params: unknown[]): Promise<number> {
+  let revoked = 0;
+  for (;;) {
+    const { rowCount } = await client.query(sql, params);
+    if (!rowCount) return revoked;
+    revoked += rowCount;
+  }
+}
+
 /** Revokes the user's refresh tokens except family `keepFamilyId`; the caller owns the transaction. */
 export async function revokeUserRefreshTokens(
   client: Queryable,
@@ -80,11 +99,14 @@ export async function revokeUserRefreshTokens(
   at: number,
   keepFamilyId: string | null,
 ): Promise<void> {
-  await client.query(
+  await revokeUntilNoneLeft(
+    client,
     "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND family_id IS DISTINCT FROM $3",
     [at, userId, keepFamilyId],
   );
 }
+
+const REVOKE_FAMILY = "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL";
 
 /** The pool or a transaction's client: what a read needs. */
 interface Runner {
@@ -197,10 +219,7 @@ export class PostgresTokenRepository implements TokenRepository {
       // Revoked and never spent: a logout, password change or disable landed between the
       // read and this write. Nobody else holds it; its family is already ended.
       if (record.usedAt === null) return { outcome: "revoked", record };
-      await client.query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL", [
-        at,
-        record.familyId,
-      ]);
+      await revokeUntilNoneLeft(client, REVOKE_FAMILY, [at, record.familyId]);
       if (audits.reused) await insertAuditEvents(client, [audits.reused]);
       return { outcome: "reused", record };
     });
@@ -213,11 +232,7 @@ export class PostgresTokenRepository implements TokenRepository {
   ): Promise<number> {
     return this.database.transaction(async (client) => {
       // Row locks make concurrent calls wait for each other: the later ones revoke nothing.
-      const { rowCount } = await client.query(
-        "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
-        [change.at, familyId],
-      );
-      const revoked = rowCount ?? 0;
+      const revoked = await revokeUntilNoneLeft(client, REVOKE_FAMILY, [change.at, familyId]);
       if (change.denyJti) {
         await client.query(
           "INSERT INTO denied_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
