@@ -175,6 +175,10 @@ export class SigningKeyring {
   async verificationKey(kid: string): Promise<LoadedSigningKey | null> {
     await this.start();
     const now = this.clock();
+    // A key another node retired keeps the state this node last read, with no end of
+    // publication, until a reload: on a node that only verifies (no sign-in, no refresh,
+    // no JWKS request reloads it) it would verify for ever, leaked or not.
+    if (now - this.loadedAt > RELOAD_AFTER_MS) await this.reload();
     let key = this.keys.get(kid);
     if (!key && now - this.loadedAt > UNKNOWN_KID_FLOOR_MS) {
       await this.reload();

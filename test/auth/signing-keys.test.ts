@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { createPrivateKey, randomBytes } from "node:crypto";
+import { createPrivateKey, randomBytes, randomUUID } from "node:crypto";
 import { chmodSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { decodeProtectedHeader } from "jose";
+import { decodeJwt, decodeProtectedHeader } from "jose";
 import { main } from "../../src/cli/main.ts";
 import { ConfigError, loadConfig } from "../../src/config/config.ts";
 import { createGatehouse } from "../../src/gatehouse.ts";
@@ -12,6 +12,7 @@ import { loadMasterKey, MasterKeyError } from "../../src/signing/master-key.ts";
 import { open, seal } from "../../src/signing/sealed-box.ts";
 import { newSigningKey } from "../../src/signing/signing-key.ts";
 import { SqliteStorage } from "../../src/storage/sqlite/sqlite-storage.ts";
+import { signCompactJws } from "../../src/tokens/jws-sign.ts";
 import { backends, tempDir } from "../support/backends.ts";
 import type { TestServer } from "../support/server.ts";
 import { createUser, login, me, startAuthServer, TEST_MASTER_KEY } from "./support.ts";
@@ -183,6 +184,44 @@ describe("automatic rotation on two nodes", () => {
           [second],
         );
         assert.notEqual(second, first);
+      } finally {
+        await nodeA.close();
+      }
+    });
+  }
+});
+
+describe("a retired key on a node that only verifies", () => {
+  for (const backend of backends()) {
+    test(`stops verifying once its publication ends, though another node retired it (${backend.name})`, async () => {
+      const clock = manualClock(Date.now());
+      const nodeA = await startAuthServer(backend, { clock });
+      try {
+        const user = await createUser(nodeA);
+        const issued = (await login(nodeA, user)).access_token;
+        // The key that signed it, private half and all: what an attacker holds once it leaks.
+        const leaked = await nodeA.gatehouse.keyring.signingKey();
+        assert.equal(decodeProtectedHeader(issued).kid, leaked.kid);
+        // Node B retires it (as the CLI or B's automatic rotation would). Node A only
+        // verifies from then on: no sign-in, no refresh, no JWKS request reaches it.
+        const nodeB = createGatehouse({
+          config: nodeA.gatehouse.config,
+          storage: nodeA.gatehouse.storage,
+          clock,
+          background: false,
+        });
+        const rotated = await nodeB.keyring.rotate({ actor: "cli", ip: null, userAgent: null, requestId: null });
+        assert.equal(rotated?.retired, leaked.kid);
+        // Past the end of its publication (its last token's life plus the margin).
+        clock.advance(21 * 60_000);
+        const iat = Math.floor(clock() / 1000);
+        const minted = await signCompactJws(
+          leaked.alg,
+          leaked.privateKey,
+          { typ: "at+jwt", kid: leaked.kid },
+          { ...decodeJwt(issued), iat, exp: iat + 900, jti: randomUUID() },
+        );
+        assert.equal((await me(nodeA, minted)).status, 401, "a token signed by a retired, unpublished key");
       } finally {
         await nodeA.close();
       }
