@@ -66,6 +66,33 @@ describe("loadConfig", () => {
     });
   });
 
+  // Issue 3's defaults: 15-minute access tokens, 7-day refresh tokens (the idle limit the
+  // same unless lowered), argon2id at OWASP's minimum, 8-character passwords, RS256, no
+  // public sign-up. Each is a promise in the docs; a changed default must be a decision.
+  test("auth defaults: 900 s access, 7-day refresh, argon2id m=19 MiB t=2 p=1, min 8, RS256, no sign-up", () => {
+    const { auth } = loadConfig({});
+    assert.equal(auth.accessTokenSeconds, 900);
+    assert.equal(auth.refreshTokenSeconds, 7 * 86400);
+    assert.equal(auth.refreshTokenIdleSeconds, 7 * 86400);
+    assert.equal(auth.sessionSeconds, 12 * 3600);
+    assert.equal(auth.sessionIdleSeconds, 30 * 60);
+    assert.deepEqual(auth.password.argon2, { memoryKiB: 19456, timeCost: 2, parallelism: 1 });
+    assert.equal(auth.password.minLength, 8);
+    assert.equal(auth.signing.algorithm, "RS256");
+    assert.equal(auth.signing.rotationDays, 0);
+    assert.equal(auth.signupEnabled, false);
+    assert.equal(auth.audience, "http://127.0.0.1:8080");
+    // The idle limit follows a shorter absolute limit down, and can be set below it.
+    const shorter = loadConfig({ GATEHOUSE_REFRESH_TOKEN_SECONDS: "86400" }).auth;
+    assert.equal(shorter.refreshTokenIdleSeconds, 86400);
+    const idle = loadConfig({ GATEHOUSE_REFRESH_TOKEN_IDLE_SECONDS: "3600" }).auth;
+    assert.deepEqual([idle.refreshTokenSeconds, idle.refreshTokenIdleSeconds], [7 * 86400, 3600]);
+    assert.deepEqual(
+      problemsOf({ GATEHOUSE_REFRESH_TOKEN_SECONDS: "3600", GATEHOUSE_REFRESH_TOKEN_IDLE_SECONDS: "7200" }),
+      ["GATEHOUSE_REFRESH_TOKEN_IDLE_SECONDS must not exceed GATEHOUSE_REFRESH_TOKEN_SECONDS"],
+    );
+  });
+
   test("blank values count as unset, and values are trimmed", () => {
     const config = loadConfig({ GATEHOUSE_PORT: "  ", GATEHOUSE_HOST: "", GATEHOUSE_KEY_PREFIX: " acme " });
     assert.equal(config.port, 8080);
