@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from "fastify";
 import { type DestinationStream, type Logger, pino } from "pino";
+import { containsTokenShape } from "../../sdk/src/token-shape.ts";
 import { auditEvent } from "../audit/context.ts";
 import type { GatehouseConfig } from "../config/config.ts";
 import { GatehouseError, NotFoundError } from "../errors/gatehouse-error.ts";
@@ -27,6 +28,8 @@ import { verifyRoutes } from "./routes/verify.ts";
 const CREDENTIAL_PARAMS = /(?:^|[?&;])(?:api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|token|key)=/i;
 const REFRESH_PARAM = /(?:^|[?&;])refresh[_-]?token=/i;
 const ACCESS_PARAM = /(?:^|[?&;])access[_-]?token=/i;
+/** A JWT's segments (header `{"` is `eyJ`), for cutting one out of a logged path. */
+const TOKEN_ANYWHERE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?/g;
 
 /**
  * What to do instead, for the kind of credential found: each travels its own way, and
@@ -161,9 +164,12 @@ export function buildApp(
     const match = decoded === null ? null : keyInUrl.exec(decoded);
     // A refresh token is as much a credential as a key; its id part is not secret.
     const refresh = decoded === null || match ? null : REFRESH_TOKEN_ANYWHERE.exec(decoded);
+    // An access token is as much a credential, whatever the parameter is called (the SDK's
+    // guards refuse it the same way): `?next=…&t=<jwt>` leaks it as surely as `access_token=`.
+    const access = decoded !== null && !match && !refresh && containsTokenShape(decoded);
     const queryAt = url.indexOf("?");
     const query = queryAt >= 0 ? percentDecodedAscii(url.slice(queryAt)) : null;
-    if (!match && !refresh && !(query !== null && CREDENTIAL_PARAMS.test(query))) return null;
+    if (!match && !refresh && !access && !(query !== null && CREDENTIAL_PARAMS.test(query))) return null;
     gatehouse.audit.record(
       auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
         action: "auth.credential_in_url",
@@ -175,7 +181,7 @@ export function buildApp(
       ? "key"
       : refresh || (query !== null && REFRESH_PARAM.test(query))
         ? "refresh"
-        : query !== null && ACCESS_PARAM.test(query)
+        : access || (query !== null && ACCESS_PARAM.test(query))
           ? "access"
           : "unknown";
     return new GatehouseError(
@@ -263,8 +269,9 @@ function redactPath(url: string, keyInUrl: RegExp): string {
   // Nothing this short can hold a key (52+ characters) or a refresh token (75).
   if (path.length <= 20) return path;
   const decoded = percentDecodedAscii(path);
-  if (!keyInUrl.test(decoded) && !REFRESH_TOKEN_ANYWHERE.test(decoded)) return path;
+  if (!keyInUrl.test(decoded) && !REFRESH_TOKEN_ANYWHERE.test(decoded) && !containsTokenShape(decoded)) return path;
   return decoded
     .replace(new RegExp(keyInUrl.source, "g"), (key) => keyHint(key))
-    .replace(new RegExp(REFRESH_TOKEN_ANYWHERE.source, "g"), (_, id: string) => `${id}.…`);
+    .replace(new RegExp(REFRESH_TOKEN_ANYWHERE.source, "g"), (_, id: string) => `${id}.…`)
+    .replace(TOKEN_ANYWHERE, "<access token>");
 }

@@ -569,6 +569,29 @@ for (const backend of backends()) {
       assert.ok(audit.text.includes(id), "the audit keeps the token's id, which is not secret");
     });
 
+    test("an access token in the URL is refused under any parameter name, as the SDK refuses it", async () => {
+      // The shape is what counts (a JWT's header always starts eyJ); the signature is never checked.
+      const jwt = "eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJ1c3JfeCJ9.c2lnbmF0dXJlLXNlZ21lbnQ";
+      const paths = [
+        `/auth/me?t=${jwt}`,
+        `/auth/me?next=${encodeURIComponent(`/app?x=${jwt}`)}`,
+        `/v1/audit?limit=5&q=${jwt}`,
+        `/nowhere/${jwt}`,
+      ];
+      for (const path of paths) {
+        for (const credential of [server.adminKey, null]) {
+          const r = await send(server, "GET", path, { key: credential });
+          assert.equal(r.status, 400, path);
+          assert.equal(r.body.code, "KEY_IN_URL", path);
+          assert.match(r.body.detail, /Send an access token in the Authorization header/, path);
+          assert.ok(!r.text.includes(jwt), "the answer does not echo the token");
+        }
+      }
+      assert.ok(!logs.some((line) => line.includes(jwt.split(".")[1] as string)), "no log line holds the token");
+      // Dots and eyJ apart are not a token: ordinary queries pass.
+      assert.equal((await send(server, "GET", "/v1/audit?action=key.create&limit=1")).status, 200);
+    });
+
     test("a path segment longer than any id is a 400 that says so", async () => {
       const r = await send(server, "GET", `/v1/keys/key_${"a".repeat(150)}`);
       assert.equal(r.status, 400);
