@@ -141,7 +141,20 @@ export function buildApp(
       );
     }
     if (body === "") return done(null, undefined);
-    return json(request, body as string, done);
+    return json(request, body as string, (error, parsed) => {
+      // Fastify's parser reports a "__proto__" or "constructor.prototype" member (refused
+      // against prototype pollution) as invalid JSON; a client whose JSON is valid must be
+      // told what is actually refused. Only failures are parsed twice.
+      if (error && validJson(body as string)) {
+        return done(
+          new GatehouseError(
+            "VALIDATION_FAILED",
+            'body: the member names "__proto__" and "constructor" (with "prototype") are refused.',
+          ),
+        );
+      }
+      done(error, parsed);
+    });
   });
   app.setNotFoundHandler((request, reply) => {
     const path = redactPath(request.url, keyInUrl);
@@ -261,6 +274,15 @@ function percentDecodedAscii(url: string): string {
     decoded = next;
   }
   return decoded;
+}
+
+function validJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The path of a URL for logs and messages: no query string, and any key as its hint. */

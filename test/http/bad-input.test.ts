@@ -115,6 +115,16 @@ for (const backend of backends()) {
       // The parser refuses prototype pollution outright.
       const proto = await send(server, "POST", "/v1/keys", { body: '{"name":"x","scopes":[],"__proto__":{"a":1}}' });
       assert.equal(proto.status, 400);
+      // That JSON is valid: the answer names what is refused rather than calling it malformed.
+      for (const body of [
+        '{"name":"x","scopes":[],"__proto__":{"a":1}}',
+        '{"name":"x","scopes":[],"metadata":{"constructor":{"prototype":{"a":1}}}}',
+      ]) {
+        const refused = await send(server, "POST", "/v1/keys", { body });
+        assert.equal(refused.status, 400, body);
+        assert.equal(refused.body.code, "VALIDATION_FAILED", body);
+        assert.match(refused.body.detail, /"__proto__" and "constructor"/, body);
+      }
     });
 
     test("a body over the limit (64 KiB by default) is 413 PAYLOAD_TOO_LARGE", async () => {
