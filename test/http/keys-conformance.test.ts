@@ -1,12 +1,15 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { generateKey } from "../../src/keys/key-format.ts";
+import { SqliteStorage } from "../../src/storage/sqlite/sqlite-storage.ts";
 import { backends } from "../support/backends.ts";
 import { startServer, type TestServer } from "../support/server.ts";
 
 // Requirements of issue 2 that no other test pinned: the RateLimit headers "where Gatehouse
 // guards its own routes", verification that rejects a mistyped key "without touching
-// storage", and keys without expiry when policy allows none.
+// storage", the key "stored only as a SHA-256 digest", and keys without expiry when policy
+// allows none.
 
 const RATE_LIMIT = /^"key";r=(\d+);t=(\d+)$/;
 
@@ -57,6 +60,40 @@ for (const backend of backends()) {
       assert.equal(ok.status, 200);
       assert.equal(ok.headers.get("ratelimit-policy"), '"key";q=1000;w=60');
       assert.equal(RATE_LIMIT.exec(ok.headers.get("ratelimit") ?? "")?.[1], "999");
+    });
+
+    test("a key is stored as its SHA-256 digest alone: no table holds the key itself", async () => {
+      const created = await server.call("POST", "/v1/keys", { name: "stored", scopes: [] });
+      const key: string = created.body.key;
+      await server.call("POST", "/v1/keys/verify", { key });
+      await server.gatehouse.usage.flush();
+      await server.gatehouse.audit.flush();
+      const record = await server.gatehouse.storage.keys.findById(created.body.id);
+      assert.deepEqual(record?.digest, createHash("sha256").update(key).digest());
+      const secret = key.slice(5, 48);
+      const storage = server.gatehouse.storage;
+      if (storage instanceof SqliteStorage) {
+        // Every row of every table, blobs as text and as hex: the key is in none of them.
+        const tables = storage.database
+          .statement("SELECT name FROM sqlite_master WHERE type = 'table'")
+          .all() as Array<{ name: string }>;
+        assert.ok(tables.some((table) => table.name === "api_keys"));
+        const hex = Buffer.from(secret).toString("hex");
+        for (const { name } of tables) {
+          const rows = storage.database.statement(`SELECT * FROM "${name}"`).all() as Array<Record<string, unknown>>;
+          for (const row of rows) {
+            for (const value of Object.values(row)) {
+              const text: string =
+                value instanceof Uint8Array
+                  ? `${Buffer.from(value).toString()} ${Buffer.from(value).toString("hex")}`
+                  : String(value);
+              assert.ok(!text.includes(secret) && !text.includes(hex), `table ${name} holds the key`);
+            }
+          }
+        }
+      } else {
+        assert.ok(!JSON.stringify(record).includes(secret));
+      }
     });
 
     test("a mistyped or forged key is refused without a storage lookup; a well-formed unknown one is looked up", async () => {
