@@ -217,6 +217,17 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       CREATE INDEX key_usage_hours_bucket ON key_usage_hours (bucket);
     `,
   },
+  {
+    version: 7,
+    name: "indexes for purging ended sessions and denied access tokens",
+    // See sqlite/migrations.ts. Not CONCURRENTLY: a migration runs in a transaction, and
+    // both tables hold only live sessions and tokens (pruned hourly), so the build is short.
+    sql: `
+      CREATE INDEX sessions_expires ON sessions (expires_at);
+      CREATE INDEX sessions_idle_expires ON sessions (idle_expires_at);
+      CREATE INDEX denied_access_tokens_expires ON denied_access_tokens (expires_at);
+    `,
+  },
 ];
 
 /** The advisory lock migrations run under (exported for tests that hold it). */

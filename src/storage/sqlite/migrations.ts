@@ -232,6 +232,18 @@ export const SQLITE_MIGRATIONS: ReadonlyArray<{ version: number; name: string; s
       CREATE INDEX key_usage_hours_bucket ON key_usage_hours (bucket);
     `,
   },
+  {
+    version: 7,
+    name: "indexes for purging ended sessions and denied access tokens",
+    // Housekeeping deletes these in batches by their end; without an index each batch read
+    // the whole table, on the event loop here. A session's idle end changes at most once a
+    // minute (sessions/session-service.ts), so its index costs little to keep.
+    sql: `
+      CREATE INDEX sessions_expires ON sessions (expires_at);
+      CREATE INDEX sessions_idle_expires ON sessions (idle_expires_at);
+      CREATE INDEX denied_access_tokens_expires ON denied_access_tokens (expires_at);
+    `,
+  },
 ];
 
 export function migrateSqlite(database: SqliteDatabase): void {
