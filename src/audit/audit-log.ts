@@ -243,9 +243,17 @@ export class AuditLog {
  * of range), SQLite's TOOBIG, CONSTRAINT, MISMATCH and RANGE. Anything else (the store
  * unavailable, busy, full, a statement timeout) keeps the events for the next flush: a
  * store that is down must not cost the audit trail.
+ *
+ * Also JavaScript's own TypeError and RangeError with no code: an event the driver could
+ * not even encode (JSON.stringify of a BigInt or a cycle in its detail) fails the same
+ * way however often it is tried. Driver failures (timeouts, lost connections) are plain
+ * Errors or carry a code, and stay queued.
  */
 function refusesData(error: unknown): boolean {
   if (error instanceof StorageUnavailableError || !(error instanceof Error)) return false;
+  if ((error instanceof TypeError || error instanceof RangeError) && !("code" in error) && !("errcode" in error)) {
+    return true;
+  }
   const { code, errcode } = error as { code?: unknown; errcode?: unknown };
   if (typeof errcode === "number") return [18, 19, 20, 25].includes(errcode & 0xff);
   return typeof code === "string" && /^2[23][0-9A-Z]{3}$/.test(code);

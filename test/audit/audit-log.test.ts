@@ -139,21 +139,27 @@ for (const backend of backends()) {
       // Not a whole number of ms: refused by both stores.
       audit.record(event(4, { at: at + 4.5, action: "key.leak_report" }));
       audit.record(event(5));
+      // A detail JSON cannot hold (a BigInt): refused before it reaches storage, with a
+      // TypeError that carries no database code. It was kept and retried for ever.
+      audit.record(event(6, { action: "user.update", detail: { n: 6, big: 1n } }));
+      audit.record(event(7));
       await audit.flush();
       const kept = (await writtenSince({ since: at }, store)).map((e) => (e.detail as { n: number }).n).sort();
-      assert.deepEqual(kept, backend.name === "postgres" ? [1, 3, 5] : [1, 2, 3, 5]);
+      assert.deepEqual(kept, backend.name === "postgres" ? [1, 3, 5, 7] : [1, 2, 3, 5, 7]);
       const refusals = lines.filter((line) => line.msg === "audit event refused by storage; dropped");
       assert.deepEqual(
         refusals.map((line) => line.action),
-        backend.name === "postgres" ? ["key.verify", "key.leak_report"] : ["key.leak_report"],
+        backend.name === "postgres"
+          ? ["key.verify", "key.leak_report", "user.update"]
+          : ["key.leak_report", "user.update"],
       );
       for (const line of refusals) assert.equal(typeof line.reason, "string");
       assert.ok(!JSON.stringify(lines).includes(SECRET_HINT), "no log line holds the event's detail");
 
       // Nothing is left behind to block what comes next.
-      audit.record(event(6));
+      audit.record(event(8));
       await audit.flush();
-      assert.equal((await writtenSince({ since: at + 6 }, store)).length, 1);
+      assert.equal((await writtenSince({ since: at + 8 }, store)).length, 1);
     });
 
     test("a failure that is not storage refusing the data (a closed store, busy, full) keeps the batch", async () => {
