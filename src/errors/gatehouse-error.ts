@@ -57,10 +57,23 @@ export class ConflictError extends GatehouseError {
   }
 }
 
-/** Every authentication failure says the same thing: the audit log keeps the reason. */
+/**
+ * Every authentication failure says the same thing: the audit log keeps the reason. The
+ * challenge names `invalid_token` when a credential was sent and refused, and no error
+ * when none was (RFC 6750 §3.1).
+ */
 export class UnauthenticatedError extends GatehouseError {
-  constructor(detail = "A valid API key is required: send it as `Authorization: Bearer <key>`.") {
-    super("UNAUTHENTICATED", detail, { headers: { "www-authenticate": 'Bearer realm="gatehouse"' } });
+  constructor(
+    detail = "A valid API key is required: send it as `Authorization: Bearer <key>`.",
+    options: { refused?: boolean } = {},
+  ) {
+    super("UNAUTHENTICATED", detail, {
+      headers: {
+        "www-authenticate": options.refused
+          ? 'Bearer realm="gatehouse", error="invalid_token"'
+          : 'Bearer realm="gatehouse"',
+      },
+    });
     this.name = "UnauthenticatedError";
   }
 }

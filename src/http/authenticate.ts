@@ -182,7 +182,7 @@ function authenticateFully(gatehouse: Gatehouse, guard: FailedAuthGuard, permiss
           },
         }),
       );
-      throw new UnauthenticatedError();
+      throw new UnauthenticatedError(undefined, { refused: presented !== null });
     }
     const key = resolution.record;
     const context = requestContext(request, `key:${key.id}`);
