@@ -18,6 +18,19 @@ import {
 const withPostgres = backends().some((b) => b.name === "postgres");
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A fresh database reached through a proxy the test can cut; both undone by `cleanup`. */
+async function proxiedDatabase(cleanup: Array<() => Promise<unknown>>): Promise<{ proxy: TcpProxy; url: string }> {
+  const database = await createTestDatabase();
+  cleanup.push(() => database.drop());
+  const proxy = new TcpProxy({ host: "127.0.0.1", port: 5432 });
+  const port = await proxy.start();
+  cleanup.push(() => proxy.cut());
+  const url = new URL(database.url);
+  url.port = String(port);
+  url.hostname = "127.0.0.1";
+  return { proxy, url: url.toString() };
+}
+
 async function waitFor(check: () => Promise<boolean>, what: string): Promise<void> {
   for (let attempt = 0; attempt < 100; attempt++) {
     if (await check().catch(() => false)) return;
@@ -104,15 +117,8 @@ describe("faults: PostgreSQL unreachable", { skip: !withPostgres }, () => {
   });
 
   test("requests fail fast with 503 problem+json, and the node recovers by itself", async () => {
-    const database = await createTestDatabase();
-    cleanup.push(() => database.drop());
-    const proxy = new TcpProxy({ host: "127.0.0.1", port: 5432 });
-    const port = await proxy.start();
-    cleanup.push(() => proxy.cut());
-    const url = new URL(database.url);
-    url.port = String(port);
-    url.hostname = "127.0.0.1";
-    const env = { GATEHOUSE_DATABASE_URL: url.toString(), GATEHOUSE_MASTER_KEY: CLUSTER_MASTER_KEY };
+    const { proxy, url } = await proxiedDatabase(cleanup);
+    const env = { GATEHOUSE_DATABASE_URL: url, GATEHOUSE_MASTER_KEY: CLUSTER_MASTER_KEY };
     const node = await startNode(env);
     cleanup.push(() => node.stop());
     const admin = JSON.parse((await runCli(["init", "--json"], env)).stdout).adminKey as string;
@@ -292,15 +298,9 @@ describe("graceful shutdown with storage unreachable (PostgreSQL)", { skip: !wit
   });
 
   test("usage counts that cannot be written are reported lost, and the exit code says so", async () => {
-    const database = await createTestDatabase();
-    cleanup.push(() => database.drop());
-    const proxy = new TcpProxy({ host: "127.0.0.1", port: 5432 });
-    const port = await proxy.start();
-    cleanup.push(() => proxy.cut());
-    const url = new URL(database.url);
-    url.port = String(port);
+    const { proxy, url } = await proxiedDatabase(cleanup);
     const env = {
-      GATEHOUSE_DATABASE_URL: url.toString(),
+      GATEHOUSE_DATABASE_URL: url,
       GATEHOUSE_MASTER_KEY: CLUSTER_MASTER_KEY,
       GATEHOUSE_USAGE_FLUSH_MS: "60000",
     };
