@@ -131,6 +131,8 @@ describe("gatehouse CLI", () => {
     assert.deepEqual(Object.keys(parsed), ["adminKey"]);
     adminKey = parsed.adminKey;
     assert.match(adminKey, /^gate_[0-9A-Za-z]{49}$/);
+    // Which store it made, on stderr: run from another folder, init makes another store.
+    assert.equal(init.stderr, `Initialised SQLite ${join(dataDir, "gatehouse.db")}.\n`);
   });
 
   test("--help works on every command and subcommand", async () => {

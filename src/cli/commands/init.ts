@@ -34,6 +34,11 @@ export const initCommand: Command = {
           { context: CLI_ACTOR, permissions: null },
         );
         if (existing === null) await gatehouse.storage.meta.set(INITIALISED, new Date(gatehouse.clock()).toISOString());
+        // Which store, on stderr (stdout stays the key alone): run from another folder, init
+        // makes a second store under ./data there, and its key is unknown to the server.
+        io.err(
+          `${existing === null ? "Initialised" : "Issued another admin key for"} ${describeStore(gatehouse.config)}.`,
+        );
         if (values.json) {
           io.out(JSON.stringify({ adminKey: key }));
         } else if (values["key-only"]) {
