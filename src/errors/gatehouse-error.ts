@@ -57,17 +57,19 @@ export class ConflictError extends GatehouseError {
   }
 }
 
+const NO_KEY = "A valid API key is required: send it as `Authorization: Bearer <key>`.";
+/** One text for every refused key (malformed, unknown, revoked, expired): no oracle. */
+const REFUSED_KEY =
+  "The API key sent was not accepted: it is mistyped, unknown to this store, revoked or expired (the audit log, action auth.api_key, says which).";
+
 /**
  * Every authentication failure says the same thing: the audit log keeps the reason. The
  * challenge names `invalid_token` when a credential was sent and refused, and no error
  * when none was (RFC 6750 §3.1).
  */
 export class UnauthenticatedError extends GatehouseError {
-  constructor(
-    detail = "A valid API key is required: send it as `Authorization: Bearer <key>`.",
-    options: { refused?: boolean } = {},
-  ) {
-    super("UNAUTHENTICATED", detail, {
+  constructor(detail?: string, options: { refused?: boolean } = {}) {
+    super("UNAUTHENTICATED", detail ?? (options.refused ? REFUSED_KEY : NO_KEY), {
       headers: {
         "www-authenticate": options.refused
           ? 'Bearer realm="gatehouse", error="invalid_token"'
