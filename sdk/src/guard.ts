@@ -57,7 +57,7 @@ export async function guard(request: RequestLike, options: GuardOptions): Promis
     return refuse(
       problem(
         "KEY_IN_URL",
-        "Credentials must not be sent in the URL (they leak into logs and history). Send the key in the Authorization header, and rotate it if it was sent this way before.",
+        "Credentials must not be sent in the URL (they leak into logs and history). Send the key in the Authorization header, and rotate it now: this request put it in URL logs on its way here.",
       ),
     );
   }

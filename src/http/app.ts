@@ -36,13 +36,13 @@ const TOKEN_ANYWHERE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)
  * "rotate" means something different for each (a key is rotated, a token's sign-in ended).
  */
 const URL_CREDENTIAL_ADVICE = {
-  key: "Send the key in the Authorization header (Bearer), and rotate it if it was sent this way before.",
+  key: "Send the key in the Authorization header (Bearer), and rotate it now: this request put it in URL logs on its way here.",
   refresh:
-    'Send a refresh token in the JSON body ({"refresh_token": "…"}) or its cookie, and end its sign-in (POST /auth/logout with it) if it was sent this way before.',
+    'Send a refresh token in the JSON body ({"refresh_token": "…"}) or its cookie, and end its sign-in now (POST /auth/logout with it): this request put it in URL logs on its way here.',
   access:
-    "Send an access token in the Authorization header (Bearer), and log out (POST /auth/logout) if it was sent this way before.",
+    "Send an access token in the Authorization header (Bearer), and log out now (POST /auth/logout): this request put it in URL logs on its way here.",
   unknown:
-    "Send API keys and access tokens in the Authorization header and refresh tokens in the JSON body, and replace any credential that was sent this way before.",
+    "Send API keys and access tokens in the Authorization header and refresh tokens in the JSON body, and replace the credential now: this request put it in URL logs on its way here.",
 } as const;
 
 /** The charset parameter of a Content-Type header, quoted or not. */

@@ -52,7 +52,10 @@ const MAX_LISTED = 20;
 
 const FASTIFY_CODES: Record<string, [ErrorCode, string]> = {
   FST_ERR_CTP_BODY_TOO_LARGE: ["PAYLOAD_TOO_LARGE", "The request body is larger than this endpoint accepts."],
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: ["UNSUPPORTED_MEDIA_TYPE", "Send the body as application/json."],
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: [
+    "UNSUPPORTED_MEDIA_TYPE",
+    "Send the body as JSON with the header `Content-Type: application/json` (curl -d sends another type unless told).",
+  ],
   FST_ERR_CTP_INVALID_JSON_BODY: ["MALFORMED_JSON", "The request body is not valid JSON."],
   FST_ERR_CTP_EMPTY_JSON_BODY: ["MALFORMED_JSON", "The content type is JSON but the body is empty."],
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: ["VALIDATION_FAILED", "Content-Length does not match the body."],
