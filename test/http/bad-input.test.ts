@@ -443,6 +443,8 @@ for (const backend of backends()) {
       assert.equal(reference.status, 401);
       // A credential was sent and refused: RFC 6750 §3.1's invalid_token (none sent: no error).
       assert.equal(reference.wwwAuthenticate, 'Bearer realm="gatehouse", error="invalid_token"');
+      // Told the key was refused, not asked to send one.
+      assert.match(String(reference.body.detail), /^The API key sent was not accepted/);
       for (const [label, answer] of answers) assert.deepEqual(normalise(answer), reference, label);
       const ids = new Set([...answers.values()].map((a) => a.body.requestId));
       assert.equal(ids.size, answers.size, "each answer has its own request id");
