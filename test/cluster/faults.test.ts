@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
+import { Socket } from "node:net";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, describe, test } from "node:test";
@@ -286,6 +287,76 @@ describe("graceful shutdown on SIGTERM (SQLite)", () => {
       assert.ok(answered > 0);
       assert.equal(row.n, answered);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a stalled request during shutdown (SQLite)", () => {
+  test("is cut after the request timeout, and the shutdown still flushes and exits 0", {
+    timeout: 120_000,
+  }, async () => {
+    const dir = tempDir();
+    const socket = new Socket();
+    try {
+      const env = { GATEHOUSE_DATA_DIR: dir, GATEHOUSE_USAGE_FLUSH_MS: "60000" };
+      const admin = JSON.parse((await runCli(["init", "--json"], env)).stdout).adminKey as string;
+      const node = await startNode(env);
+      const created = await post(node.url, "/v1/keys", admin, { name: "stalled", scopes: [] });
+      assert.equal((await post(node.url, "/v1/keys/verify", admin, { key: created.body.key })).body.valid, true);
+      await new Promise<void>((resolve, reject) => {
+        socket.once("error", reject);
+        socket.connect(Number(new URL(node.url).port), "127.0.0.1", () => resolve());
+      });
+      socket.on("error", () => {});
+      socket.write(
+        "POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+      );
+      await waitFor(async () => (node.logs().match(/incoming request/g) ?? []).length >= 3, "the stalled request");
+      node.child.kill("SIGTERM");
+      // Node stops timing requests out once the server closes: this hung for ever (the timeout
+      // above turns a return of it into a failure, not a stuck run).
+      assert.equal(await node.exited, 0);
+      const db = new DatabaseSync(join(dir, "gatehouse.db"));
+      const row = db
+        .prepare("SELECT coalesce(sum(count), 0) AS n FROM key_usage WHERE key_id = ?")
+        .get(created.body.id) as { n: number };
+      db.close();
+      assert.equal(row.n, 1, "the usage count was flushed after the cut");
+    } finally {
+      socket.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a second signal during shutdown (SQLite)", () => {
+  test("ends a shutdown held up by a request in flight: exit 1 at once, said in the log", {
+    timeout: 120_000,
+  }, async () => {
+    const dir = tempDir();
+    const socket = new Socket();
+    try {
+      const env = { GATEHOUSE_DATA_DIR: dir };
+      const node = await startNode(env);
+      const { port } = new URL(node.url);
+      // A request whose body never arrives: in flight until the 30 s request timeout.
+      await new Promise<void>((resolve, reject) => {
+        socket.once("error", reject);
+        socket.connect(Number(port), "127.0.0.1", () => resolve());
+      });
+      socket.write(
+        "POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+      );
+      await waitFor(async () => node.logs().includes("incoming request"), "the request reaching the server");
+      node.child.kill("SIGTERM");
+      await waitFor(async () => node.logs().includes("shutting down"), "the shutdown to start");
+      // Without the second signal the process would wait for that request (30 s) and exit 0.
+      node.child.kill("SIGINT");
+      assert.equal(await node.exited, 1);
+      assert.match(node.logs(), /second signal while shutting down: exiting now/);
+    } finally {
+      socket.destroy();
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -1,5 +1,5 @@
 import { createGatehouse } from "../../gatehouse.ts";
-import { buildApp, createLogger } from "../../http/app.ts";
+import { buildApp, createLogger, REQUEST_TIMEOUT_MS } from "../../http/app.ts";
 import { lowerThreadPoolPriority } from "../../lib/thread-pool-priority.ts";
 import { keepTickObjectShape } from "../../lib/tick-shape.ts";
 import { openRuntime, redisUrlForLogs } from "../../runtime.ts";
@@ -8,6 +8,18 @@ import { configOrReport, INITIALISED } from "../context.ts";
 
 /** How long `serve` waits for Redis to answer before warning that it does not. */
 const REDIS_WAIT_MS = 2000;
+
+/** A shutdown ends by then: in-flight requests have answered or been cut, and 10 s more. */
+const SHUTDOWN_DEADLINE_MS = REQUEST_TIMEOUT_MS + 10_000;
+
+/** Logging must not stop a shutdown (a closed log pipe, a full disk). */
+function say(line: () => void): void {
+  try {
+    line();
+  } catch {
+    // Nothing else can be told; the exit code still says how it went.
+  }
+}
 
 export const serveCommand: Command = {
   name: "serve",
@@ -79,23 +91,46 @@ export const serveCommand: Command = {
     }
     let closing = false;
     const shutdown = async (signal: string) => {
-      if (closing) return;
+      if (closing) {
+        // A second signal (Ctrl-C again, a supervisor that lost patience): stop waiting.
+        say(() =>
+          app.log.error({ signal }, "second signal while shutting down: exiting now; buffered data may be lost"),
+        );
+        process.exit(1);
+      }
       closing = true;
-      app.log.info({ signal }, "shutting down: no new connections, finishing in-flight requests");
-      // app.close() stops accepting, waits for in-flight requests, then we flush buffers.
-      await app.close();
-      // Exit 1 when buffered usage counts or audit events could not be written (each
-      // logged as an error): exit 0 would tell the supervisor nothing was lost.
-      const written = await gatehouse.stop().catch((error: unknown) => {
-        app.log.error({ err: error }, "stopping failed");
-        return false;
-      });
-      releaseLock();
-      app.log.info(written ? "stopped" : "stopped; buffered usage or audit events were lost (see above)");
-      process.exit(written ? 0 : 1);
+      // However the steps below go (a log stream that fails, a flush that hangs), the
+      // process ends: by then every request has answered or timed out, and the flush has
+      // had 10 s. A process that stays up with its port closed looks alive to a supervisor.
+      setTimeout(() => {
+        say(() => app.log.error({ signal }, "shutdown did not finish in time: exiting; buffered data may be lost"));
+        process.exit(1);
+      }, SHUTDOWN_DEADLINE_MS);
+      let code = 1;
+      try {
+        say(() => app.log.info({ signal }, "shutting down: no new connections, finishing in-flight requests"));
+        // app.close() stops accepting and waits for in-flight requests, then we flush
+        // buffers. Node stops timing requests out once its server is closing, so a request
+        // whose body never comes (a stalled client, a slowloris) held the shutdown for ever:
+        // past the request timeout, whatever is still open is cut.
+        const cut = setTimeout(() => app.server.closeAllConnections(), REQUEST_TIMEOUT_MS);
+        await app.close();
+        clearTimeout(cut);
+        // Exit 1 when buffered usage counts or audit events could not be written (each
+        // logged as an error): exit 0 would tell the supervisor nothing was lost.
+        const written = await gatehouse.stop().catch((error: unknown) => {
+          say(() => app.log.error({ err: error }, "stopping failed"));
+          return false;
+        });
+        releaseLock();
+        say(() => app.log.info(written ? "stopped" : "stopped; buffered usage or audit events were lost (see above)"));
+        code = written ? 0 : 1;
+      } finally {
+        process.exit(code);
+      }
     };
-    process.once("SIGTERM", () => void shutdown("SIGTERM"));
-    process.once("SIGINT", () => void shutdown("SIGINT"));
+    process.on("SIGTERM", () => void shutdown("SIGTERM"));
+    process.on("SIGINT", () => void shutdown("SIGINT"));
     keepTickObjectShape();
     try {
       await app.listen({ port: config.port, host: config.host });
