@@ -131,6 +131,21 @@ describe("several stateless nodes on PostgreSQL + Redis", { skip: !enabled }, ()
     assert.equal(status, 401);
   });
 
+  test("the change is heard through Redis, not waited out: refused well before the cache entry expires", async () => {
+    // The entry lives a second; the feed brings the change in milliseconds. Nodes never
+    // subscribed to the feed (it missed the connection's `ready` event), so each refusal
+    // came from the entry expiring, and the test above passed all the same.
+    for (let round = 0; round < 3; round++) {
+      const reader = await post(a(), "/v1/keys", admin, { name: "reader", scopes: [], permissions: ["keys:read"] });
+      const read = () => fetch(`${a()}/v1/keys?limit=1`, { headers: { authorization: `Bearer ${reader.body.key}` } });
+      assert.equal((await read()).status, 200);
+      assert.equal((await read()).status, 200); // cached on A now
+      assert.equal((await post(b(), `/v1/keys/${reader.body.id}/revoke`, admin, {})).status, 200);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      assert.equal((await read()).status, 401, `round ${round}: still accepted 150 ms after its revocation`);
+    }
+  });
+
   test("concurrent refreshes of one refresh token spread over nodes: exactly one wins", async () => {
     const email = `cluster.${Date.now()}@example.com`;
     const password = "plankton vinyl harbour sleet";

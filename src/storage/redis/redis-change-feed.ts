@@ -26,6 +26,15 @@ export class RedisChangeFeed implements ChangeFeed {
       if (this.wasConnected) this.local.emit({ kind: "reset" });
       this.wasConnected = true;
     });
+    // The clients connect as soon as they are made, and the runtime awaits the store's
+    // namespace (a database query) before making the feed: a Redis nearby is ready by
+    // then, its `ready` event already gone, and a feed that subscribed only on that event
+    // never subscribed at all (every node then forgot a changed caller key only when its
+    // cache entry expired).
+    if (subscriber.status === "ready") {
+      void subscriber.subscribe(this.channel).catch(() => {});
+      this.wasConnected = true;
+    }
     subscriber.on("close", () => this.local.emit({ kind: "reset" }));
   }
 
