@@ -1,4 +1,5 @@
 import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import { StorageUnavailableError } from "../errors/gatehouse-error.ts";
 import type { RateLimitPolicy } from "../storage/types.ts";
 
 export interface RateLimitOutcome {
@@ -53,7 +54,9 @@ export class KeyRateLimiter {
       return this.outcome(true, policy, res);
     } catch (rejection) {
       if (rejection instanceof RateLimiterRes) return this.outcome(false, policy, rejection);
-      throw rejection;
+      // A shared store that cannot count (Redis down, limits failing closed): 503, as the
+      // sign-in brakes answer, not a bare 500 logged as a bug.
+      throw new StorageUnavailableError(rejection);
     }
   }
 
