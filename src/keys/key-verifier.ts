@@ -62,6 +62,7 @@ export class KeyVerifier {
   private readonly onOutcome: (outcome: "VALID" | VerifyFailureCode) => void;
   /** Only with a change feed: without one, nothing would tell the cache a key changed. */
   private readonly callers: CallerKeyCache | null;
+  private readonly changes: ChangeFeed | null;
   /** Digests of caller keys let in lately, oldest first (see `admittedRecently`). */
   private readonly admitted = new Map<string, number>();
   private readonly active: ActiveKeys | null;
@@ -97,6 +98,7 @@ export class KeyVerifier {
     this.active?.onApplied((keyId) => this.callers?.forget(keyId));
     const callers = options.changes ? new CallerKeyCache({ maxEntries: 1024, ttlMs: 1000 }) : null;
     this.callers = callers;
+    this.changes = options.changes ?? null;
     options.changes?.subscribe((event) => {
       if (event.kind === "reset") callers?.clear();
       else if (event.topic === "key") callers?.forget(event.id);
@@ -135,7 +137,9 @@ export class KeyVerifier {
     if (!record || !timingSafeEqual(record.digest, digest)) return { ok: false, code: "NOT_FOUND", record: null };
     const resolution = this.judge(record, now);
     if (resolution.ok) {
-      this.callers.set(name, record, now);
+      // Cached only while the feed would say the key changed: with Redis away, a key
+      // revoked on another node was accepted here until the entry expired.
+      if (this.changes?.hearing() !== false) this.callers.set(name, record, now);
       this.admitted.delete(name);
       this.admitted.set(name, now);
       if (this.admitted.size > ADMITTED_MAX) this.admitted.delete(this.admitted.keys().next().value as string);

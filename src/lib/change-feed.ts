@@ -10,6 +10,11 @@ export type ChangeEvent = { kind: "changed"; topic: string; id: string } | { kin
 
 export interface ChangeFeed {
   publish(topic: string, id: string): void;
+  /**
+   * Whether this node hears other nodes' changes now. While it does not (Redis away), a
+   * cache that relies on the feed must not fill: nothing would tell it of a change.
+   */
+  hearing(): boolean;
   subscribe(listener: (event: ChangeEvent) => void): () => void;
   close(): Promise<void>;
 }
@@ -19,6 +24,11 @@ export class LocalChangeFeed implements ChangeFeed {
 
   publish(topic: string, id: string): void {
     this.emit({ kind: "changed", topic, id });
+  }
+
+  /** One process: it hears every change there is. */
+  hearing(): boolean {
+    return true;
   }
 
   /** Delivers to this process's listeners; the Redis feed reuses it for inbound messages. */

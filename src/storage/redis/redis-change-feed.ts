@@ -11,10 +11,12 @@ export class RedisChangeFeed implements ChangeFeed {
   private readonly publisher: Redis;
   private readonly channel: string;
   private wasConnected = false;
+  private readonly subscriber: Redis;
 
   /** `namespace`: this store's prefix in Redis (`redisNamespace`), so stores sharing a Redis do not hear each other. */
   constructor(publisher: Redis, subscriber: Redis, namespace = "gatehouse") {
     this.publisher = publisher;
+    this.subscriber = subscriber;
     this.channel = `${namespace}:changes`;
     subscriber.on("message", (_channel: string, message: string) => {
       const separator = message.indexOf("\u0000");
@@ -42,6 +44,10 @@ export class RedisChangeFeed implements ChangeFeed {
     // Local listeners hear it at once; other nodes through Redis.
     this.local.publish(topic, id);
     this.publisher.publish(this.channel, `${topic}\u0000${id}`).catch(() => {});
+  }
+
+  hearing(): boolean {
+    return this.subscriber.status === "ready";
   }
 
   subscribe(listener: (event: ChangeEvent) => void): () => void {
