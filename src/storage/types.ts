@@ -275,6 +275,11 @@ export interface PasswordChange {
   changedAt: number;
   keepSessionId: string | null;
   keepFamilyId: string | null;
+  /**
+   * Also for a disabled user (an admin setting the password before enabling the user
+   * again); without it, only an active user's password changes.
+   */
+  evenIfDisabled?: boolean;
 }
 
 export type SigningAlgorithm = "RS256" | "ES256" | "EdDSA" | "HS256";

@@ -228,6 +228,43 @@ export class UserService {
   }
 
   /**
+   * An admin sets a user's password (a forgotten one, or one believed stolen): the policy
+   * applies as to any new password, and every session and refresh token of the user ends,
+   * so whoever knew the old one is out. A disabled user's password can be set too, so
+   * that enabling the user afterwards opens no window for the old password. The user is
+   * told the new password out of band; Gatehouse sends no email.
+   */
+  async setPassword(userId: string, newPassword: string, context: ActorContext): Promise<void> {
+    // Twice at most: a change by the user that lands between the read and the write wins
+    // the optimistic check, and the admin's password is then set over it.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const user = await this.get(userId);
+      await this.assertAcceptable(newPassword, user.email);
+      const passwordHash = await this.hasher.hash(PasswordPolicy.normalise(newPassword));
+      const now = this.clock();
+      const changed = await this.storage.users.changePassword(
+        userId,
+        {
+          passwordHash,
+          at: now,
+          changedAt: user.passwordChangedAt,
+          keepSessionId: null,
+          keepFamilyId: null,
+          evenIfDisabled: true,
+        },
+        auditEvent(context, now, {
+          action: "user.password_set",
+          outcome: "success",
+          targetType: "user",
+          targetId: userId,
+        }),
+      );
+      if (changed) return;
+    }
+    throw new ConflictError("The user's password changed twice while this was being set; try again.");
+  }
+
+  /**
    * Changes the password after checking the current one, and ends every other session
    * and refresh token family of the user (the ones named in `keep` survive).
    * Returns false when the current password is wrong.

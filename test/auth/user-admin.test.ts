@@ -256,4 +256,94 @@ for (const backend of backends()) {
       assert.equal((await server.call("PATCH", `/v1/users/${user.id}`, { scopes: [] })).status, 404);
     });
   });
+
+  describe(`user admin: set a password (${backend.name})`, () => {
+    let server: TestServer;
+    before(async () => {
+      server = await startAuthServer(backend);
+    });
+    after(() => server.close());
+
+    const NEW_PASSWORD = "a new passphrase nobody else has seen 7";
+
+    test("the new password signs in, the old one does not, and every sign-in of the user ends", async () => {
+      const user = await createUser(server);
+      const first = await login(server, user);
+      const second = await login(server, user);
+      const set = await server.call("POST", `/v1/users/${user.id}/password`, { password: NEW_PASSWORD });
+      assert.equal(set.status, 204, JSON.stringify(set.body));
+
+      const old = await server.call(
+        "POST",
+        "/auth/login",
+        { email: user.email, password: user.password },
+        { key: null },
+      );
+      assert.equal(old.status, 401);
+      const fresh = await login(server, { email: user.email, password: NEW_PASSWORD });
+      assert.equal((await me(server, fresh.access_token)).status, 200);
+      // Whoever knew the old password is out: no sign-in of before survives, unlike a
+      // change by the user, which keeps the sign-in that made it.
+      for (const tokens of [first, second]) {
+        assert.equal((await me(server, tokens.access_token)).status, 401);
+        const refreshed = await server.call(
+          "POST",
+          "/auth/refresh",
+          { refresh_token: tokens.refresh_token },
+          { key: null },
+        );
+        assert.equal(refreshed.status, 400);
+        assert.equal(refreshed.body.error, "invalid_grant");
+      }
+      const events = await auditEvents(server, `action=user.password_set&targetId=${user.id}`);
+      assert.equal(events.length, 1);
+      assert.match(events[0]?.actor ?? "", /^key:key_/);
+      assert.ok(!JSON.stringify(events).includes(NEW_PASSWORD), "the audit event holds no password");
+    });
+
+    test("a disabled user's password can be set before enabling, so the old one never works again", async () => {
+      const user = await createUser(server);
+      await server.call("POST", `/v1/users/${user.id}/disable`);
+      assert.equal(
+        (await server.call("POST", `/v1/users/${user.id}/password`, { password: NEW_PASSWORD })).status,
+        204,
+      );
+      assert.equal((await server.call("GET", `/v1/users/${user.id}`)).body.status, "disabled");
+      await server.call("POST", `/v1/users/${user.id}/enable`);
+      const old = await server.call(
+        "POST",
+        "/auth/login",
+        { email: user.email, password: user.password },
+        { key: null },
+      );
+      assert.equal(old.status, 401);
+      assert.equal((await login(server, { email: user.email, password: NEW_PASSWORD })).token_type, "Bearer");
+    });
+
+    test("the password policy applies; users:write is needed; an unknown user is 404; nothing changes on refusal", async () => {
+      const user = await createUser(server);
+      const weak = await server.call("POST", `/v1/users/${user.id}/password`, { password: "password" });
+      assert.equal(weak.status, 400);
+      assert.equal(weak.body.code, "PASSWORD_REJECTED");
+      const extra = await server.call("POST", `/v1/users/${user.id}/password`, { password: NEW_PASSWORD, x: 1 });
+      assert.equal(extra.status, 400);
+      const reader = await server.gatehouse.keys.create(
+        { name: "reader", scopes: [], permissions: ["users:read"] },
+        { context: CLI_ACTOR, permissions: null },
+      );
+      const denied = await server.call(
+        "POST",
+        `/v1/users/${user.id}/password`,
+        { password: NEW_PASSWORD },
+        { key: reader.key },
+      );
+      assert.equal(denied.status, 403);
+      assert.deepEqual(denied.body.missingPermissions, ["users:write"]);
+      const unknown = await server.call("POST", `/v1/users/${UNKNOWN_USER}/password`, { password: NEW_PASSWORD });
+      assert.equal(unknown.status, 404);
+      // The user's own password still works: none of the refusals changed it.
+      assert.equal((await login(server, user)).token_type, "Bearer");
+      assert.equal((await auditEvents(server, `action=user.password_set&targetId=${user.id}`)).length, 0);
+    });
+  });
 }

@@ -128,6 +128,24 @@ export function userRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastif
       },
     );
 
+    app.post(
+      "/v1/users/:id/password",
+      {
+        preValidation: write,
+        schema: {
+          params: IdParams,
+          body: Type.Object(
+            { password: Type.String({ minLength: 1, maxLength: 4096 }) },
+            { additionalProperties: false },
+          ),
+        },
+      },
+      async (request, reply) => {
+        await gatehouse.users.setPassword(request.params.id, request.body.password, context(request.principal));
+        return reply.code(204).send();
+      },
+    );
+
     app.patch(
       "/v1/users/:id",
       {

@@ -181,8 +181,8 @@ export class PostgresUserRepository implements UserRepository {
   async changePassword(id: string, change: PasswordChange, audit: AuditEventInput | null): Promise<boolean> {
     return this.database.transaction(async (client) => {
       const result = await client.query(
-        "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2 WHERE id = $3 AND status = 'active' AND password_changed_at = $4",
-        [change.passwordHash, change.at, id, change.changedAt],
+        "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2 WHERE id = $3 AND (status = 'active' OR $5) AND password_changed_at = $4",
+        [change.passwordHash, change.at, id, change.changedAt, change.evenIfDisabled === true],
       );
       if (result.rowCount === 0) return false;
       await revokeUserSessions(client, id, change.at, change.keepSessionId);

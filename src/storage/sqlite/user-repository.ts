@@ -159,9 +159,9 @@ export class SqliteUserRepository implements UserRepository {
     return this.database.transaction(() => {
       const result = this.database
         .statement(
-          "UPDATE users SET password_hash = ?, password_changed_at = ?, updated_at = ? WHERE id = ? AND status = 'active' AND password_changed_at = ?",
+          "UPDATE users SET password_hash = ?, password_changed_at = ?, updated_at = ? WHERE id = ? AND (status = 'active' OR ?) AND password_changed_at = ?",
         )
-        .run(change.passwordHash, change.at, change.at, id, change.changedAt);
+        .run(change.passwordHash, change.at, change.at, id, change.evenIfDisabled ? 1 : 0, change.changedAt);
       if (result.changes === 0) return false;
       revokeUserSessions(this.database, id, change.at, change.keepSessionId);
       revokeUserRefreshTokens(this.database, id, change.at, change.keepFamilyId);
