@@ -3,6 +3,7 @@ import { AuditLog } from "./audit/audit-log.ts";
 import type { GatehouseConfig } from "./config/config.ts";
 import { Housekeeper } from "./housekeeping/housekeeper.ts";
 import { ActiveKeys } from "./keys/active-keys.ts";
+import { KeyExpiryWatch } from "./keys/expiry-watch.ts";
 import type { RandomBytes } from "./keys/key-format.ts";
 import { KeyService } from "./keys/key-service.ts";
 import { KeyVerifier } from "./keys/key-verifier.ts";
@@ -164,14 +165,18 @@ export function createGatehouse(options: {
     factory: options.limiterFactory,
     pairKey: () => keyring.derivedKey("login throttle pairs"),
   });
+  const expiryWatch = new KeyExpiryWatch({ storage, clock, log: options.log });
+  const checkExpiries = () =>
+    void expiryWatch.check().catch((error) => options.log?.warn({ err: error }, "key expiry check failed"));
   let authTimer: NodeJS.Timeout | undefined;
   if (background) {
-    // Hourly: rotate the signing key when it is due. (Spent tokens and sessions are the
-    // housekeeper's, in bounded batches.)
+    // Hourly: rotate the signing key when it is due, and warn of keys that call Gatehouse
+    // and expire soon. (Spent tokens and sessions are the housekeeper's, in bounded batches.)
     authTimer = setInterval(() => {
       void keyring
         .rotateIfDue(SYSTEM_ACTOR)
         .catch((error) => options.log?.warn({ err: error }, "signing key rotation failed"));
+      checkExpiries();
     }, 3_600_000);
     authTimer.unref();
   }
@@ -196,6 +201,7 @@ export function createGatehouse(options: {
     activeKeys,
     async start() {
       await activeKeys?.start();
+      if (background) checkExpiries();
     },
     stop() {
       stopped ??= (async () => {

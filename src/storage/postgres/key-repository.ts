@@ -107,6 +107,16 @@ export class PostgresKeyRepository implements KeyRepository {
     }
   }
 
+  async expiring(from: number, until: number, limit: number): Promise<ApiKeyRecord[]> {
+    const { rows } = await this.database.query<Row>(
+      `SELECT ${KEY_COLUMNS_WITH_LAST_USE} FROM api_keys
+       WHERE expires_at > $1 AND expires_at <= $2 AND revoked_at IS NULL AND replaced_by IS NULL
+       ORDER BY expires_at LIMIT $3`,
+      [from, until, limit],
+    );
+    return rows.map(toKey);
+  }
+
   async list(query: KeyListQuery): Promise<ApiKeyRecord[]> {
     const where: string[] = [];
     const params: unknown[] = [];

@@ -176,6 +176,18 @@ export class SqliteKeyRepository implements KeyRepository {
     });
   }
 
+  async expiring(from: number, until: number, limit: number): Promise<ApiKeyRecord[]> {
+    const rows = this.database
+      .statement(
+        `SELECT ${KEY_COLUMNS_WITH_LAST_USE} FROM api_keys
+         WHERE expires_at > ? AND expires_at <= ? AND revoked_at IS NULL AND replaced_by IS NULL
+         ORDER BY expires_at LIMIT ?`,
+        { returnArrays: true },
+      )
+      .all(from, until, limit) as unknown as Cell[][];
+    return rows.map(toKey);
+  }
+
   async count(): Promise<number> {
     const row = this.database.statement("SELECT count(*) AS n FROM api_keys").get() as { n: number };
     return row.n;
