@@ -12,6 +12,9 @@ const REDIS_WAIT_MS = 2000;
 /** A shutdown ends by then: in-flight requests have answered or been cut, and 10 s more. */
 const SHUTDOWN_DEADLINE_MS = REQUEST_TIMEOUT_MS + 10_000;
 
+/** A signal this soon after the first is the same request to stop, delivered twice. */
+const REPEAT_SIGNAL_MS = 2000;
+
 /** Logging must not stop a shutdown (a closed log pipe, a full disk). */
 function say(line: () => void): void {
   try {
@@ -89,16 +92,20 @@ export const serveCommand: Command = {
       await gatehouse.stop();
       return 1;
     }
-    let closing = false;
+    let closingSince: number | null = null;
     const shutdown = async (signal: string) => {
-      if (closing) {
-        // A second signal (Ctrl-C again, a supervisor that lost patience): stop waiting.
+      if (closingSince !== null) {
+        // One Ctrl-C under `npm start` arrives twice (from the terminal and forwarded by
+        // npm, ms apart), and so does a supervisor's SIGTERM sent to npm and node alike:
+        // a repeat that soon is the same request to stop.
+        if (Date.now() - closingSince < REPEAT_SIGNAL_MS) return;
+        // A later one (Ctrl-C again, a supervisor that lost patience): stop waiting.
         say(() =>
           app.log.error({ signal }, "second signal while shutting down: exiting now; buffered data may be lost"),
         );
         process.exit(1);
       }
-      closing = true;
+      closingSince = Date.now();
       // However the steps below go (a log stream that fails, a flush that hangs), the
       // process ends: by then every request has answered or timed out, and the flush has
       // had 10 s. A process that stays up with its port closed looks alive to a supervisor.
