@@ -14,8 +14,23 @@ export const MAX_TOKEN_LENGTH = 8192;
  */
 export const KID = /^[A-Za-z0-9_-]{16,64}$/;
 
-/** A JWT in a query string: a base64url JSON header (`{"` is `eyJ`) and a second segment. */
-const JWT_INSIDE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+/;
+/**
+ * A candidate JWT inside other text (a URL): a base64url JSON header (`{"` is `eyJ`), a
+ * payload and perhaps a signature. Only candidates whose header decodes to a JSON object
+ * naming an `alg` count (`isJwtLike`): the pattern alone matched owner ids such as
+ * `heyJohnny.smith`.
+ */
+const JWT_CANDIDATES = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?/g;
+
+function isJwtLike(candidate: string): boolean {
+  const header = candidate.slice(0, candidate.indexOf("."));
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(header, "base64url").toString("utf8"));
+    return typeof parsed === "object" && parsed !== null && typeof (parsed as { alg?: unknown }).alg === "string";
+  } catch {
+    return false;
+  }
+}
 
 /** Cheap bound checked before hashing a candidate for the cache lookup. */
 export function withinTokenLength(candidate: unknown): candidate is string {
@@ -26,7 +41,13 @@ export function hasCompactShape(candidate: unknown): candidate is string {
   return typeof candidate === "string" && candidate.length <= MAX_TOKEN_LENGTH && COMPACT_JWS.test(candidate);
 }
 
-/** True when `text` holds something shaped like a JWT anywhere in it. */
+/** True when `text` holds a JWT anywhere in it. */
 export function containsTokenShape(text: string): boolean {
-  return JWT_INSIDE.test(text);
+  for (const [candidate] of text.matchAll(JWT_CANDIDATES)) if (isJwtLike(candidate)) return true;
+  return false;
+}
+
+/** `text` with every JWT in it replaced by `replacement` (for logging a URL). */
+export function redactTokens(text: string, replacement: string): string {
+  return text.replace(JWT_CANDIDATES, (candidate) => (isJwtLike(candidate) ? replacement : candidate));
 }

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from "fastify";
 import { type DestinationStream, type Logger, pino } from "pino";
-import { containsTokenShape } from "../../sdk/src/token-shape.ts";
+import { containsTokenShape, redactTokens } from "../../sdk/src/token-shape.ts";
 import { auditEvent } from "../audit/context.ts";
 import type { GatehouseConfig } from "../config/config.ts";
 import { GatehouseError, NotFoundError } from "../errors/gatehouse-error.ts";
@@ -28,8 +28,6 @@ import { verifyRoutes } from "./routes/verify.ts";
 const CREDENTIAL_PARAMS = /(?:^|[?&;])(?:api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|token|key)=/i;
 const REFRESH_PARAM = /(?:^|[?&;])refresh[_-]?token=/i;
 const ACCESS_PARAM = /(?:^|[?&;])access[_-]?token=/i;
-/** A JWT's segments (header `{"` is `eyJ`), for cutting one out of a logged path. */
-const TOKEN_ANYWHERE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?/g;
 
 /**
  * What to do instead, for the kind of credential found: each travels its own way, and
@@ -292,8 +290,10 @@ function redactPath(url: string, keyInUrl: RegExp): string {
   if (path.length <= 20) return path;
   const decoded = percentDecodedAscii(path);
   if (!keyInUrl.test(decoded) && !REFRESH_TOKEN_ANYWHERE.test(decoded) && !containsTokenShape(decoded)) return path;
-  return decoded
-    .replace(new RegExp(keyInUrl.source, "g"), (key) => keyHint(key))
-    .replace(new RegExp(REFRESH_TOKEN_ANYWHERE.source, "g"), (_, id: string) => `${id}.…`)
-    .replace(TOKEN_ANYWHERE, "<access token>");
+  return redactTokens(
+    decoded
+      .replace(new RegExp(keyInUrl.source, "g"), (key) => keyHint(key))
+      .replace(new RegExp(REFRESH_TOKEN_ANYWHERE.source, "g"), (_, id: string) => `${id}.…`),
+    "<access token>",
+  );
 }
