@@ -21,11 +21,18 @@ export function lockDataDir(dataDir: string): (() => void) | null {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const lock = new DatabaseSync(join(dataDir, SERVE_LOCK_FILE), { timeout: 0 });
   try {
-    // An exclusive transaction that is never committed: held until the process ends.
-    lock.exec("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;");
+    // An exclusive transaction that is never committed: held until the process ends. The
+    // write inside it makes a file SQLite could only open read-only (left by a `sudo
+    // gatehouse serve`, say) fail here: read-only, BEGIN EXCLUSIVE succeeds and locks nothing.
+    lock.exec("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; PRAGMA user_version = 1;");
   } catch (error) {
     lock.close();
-    if ((error as { errcode?: unknown }).errcode === 5) return null; // SQLITE_BUSY: held elsewhere
+    const errcode = (error as { errcode?: unknown }).errcode;
+    if (errcode === 5) return null; // SQLITE_BUSY: held elsewhere
+    if (typeof errcode === "number" && (errcode & 0xff) === 8) {
+      // SQLITE_READONLY: the file (or the folder) belongs to another user.
+      throw new Error(`${join(dataDir, SERVE_LOCK_FILE)} is not writable by this user`);
+    }
     throw error;
   }
   return () => {
