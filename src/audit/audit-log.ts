@@ -230,8 +230,10 @@ export class AuditLog {
     if (this.timer) clearInterval(this.timer);
     this.closeMinutes(true);
     await this.write();
-    if (this.queue.length === 0) return true;
-    this.log?.error({ events: this.queue.length }, "audit events could not be written at shutdown; they are lost");
+    // With those the full queue turned away and no line has counted yet.
+    const lost = this.queue.length + this.dropped;
+    if (lost === 0) return true;
+    this.log?.error({ events: lost }, "audit events could not be written at shutdown; they are lost");
     return false;
   }
 }
@@ -255,6 +257,8 @@ function refusesData(error: unknown): boolean {
     return true;
   }
   const { code, errcode } = error as { code?: unknown; errcode?: unknown };
+  // node:sqlite refusing to bind a value (a BigInt too large for 64 bits, say).
+  if (typeof code === "string" && code.startsWith("ERR_INVALID_ARG_")) return true;
   if (typeof errcode === "number") return [18, 19, 20, 25].includes(errcode & 0xff);
   return typeof code === "string" && /^2[23][0-9A-Z]{3}$/.test(code);
 }

@@ -143,6 +143,9 @@ for (const backend of backends()) {
       // TypeError that carries no database code. It was kept and retried for ever.
       audit.record(event(6, { action: "user.update", detail: { n: 6, big: 1n } }));
       audit.record(event(7));
+      // A value the driver will not bind (node:sqlite: ERR_INVALID_ARG_VALUE; PostgreSQL:
+      // out of range), refused the same way every time.
+      audit.record(event(9, { action: "key.rotate", at: (2n ** 70n) as unknown as number }));
       await audit.flush();
       const kept = (await writtenSince({ since: at }, store)).map((e) => (e.detail as { n: number }).n).sort();
       assert.deepEqual(kept, backend.name === "postgres" ? [1, 3, 5, 7] : [1, 2, 3, 5, 7]);
@@ -150,8 +153,8 @@ for (const backend of backends()) {
       assert.deepEqual(
         refusals.map((line) => line.action),
         backend.name === "postgres"
-          ? ["key.verify", "key.leak_report", "user.update"]
-          : ["key.leak_report", "user.update"],
+          ? ["key.verify", "key.leak_report", "user.update", "key.rotate"]
+          : ["key.leak_report", "user.update", "key.rotate"],
       );
       for (const line of refusals) assert.equal(typeof line.reason, "string");
       assert.ok(!JSON.stringify(lines).includes(SECRET_HINT), "no log line holds the event's detail");
