@@ -73,6 +73,7 @@ export const serveCommand: Command = {
     } catch (error) {
       io.err(`gatehouse serve: cannot start: the API keys cannot be loaded: ${(error as Error).message}`);
       await gatehouse.stop();
+      releaseLock();
       return 1;
     }
     try {
@@ -80,6 +81,7 @@ export const serveCommand: Command = {
     } catch (error) {
       io.err(`gatehouse serve: cannot start: the signing keys cannot be loaded: ${(error as Error).message}`);
       await gatehouse.stop();
+      releaseLock();
       return 1;
     }
     let app: ReturnType<typeof buildApp>;
@@ -90,6 +92,7 @@ export const serveCommand: Command = {
       // mistake to report in one line.
       io.err(`gatehouse serve: cannot start: the TLS certificate or key is not usable: ${(error as Error).message}`);
       await gatehouse.stop();
+      releaseLock();
       return 1;
     }
     let closingSince: number | null = null;
@@ -147,6 +150,7 @@ export const serveCommand: Command = {
         `gatehouse serve: cannot listen on ${config.host}:${config.port}: ${(error as Error).message}${inUse ? ". Stop the process that holds it, or choose another port with GATEHOUSE_PORT" : ""}`,
       );
       await gatehouse.stop();
+      releaseLock();
       return 1;
     }
     // Hashing and signing on libuv's pool yield to the event loop (src/lib/thread-pool-priority.ts).
