@@ -285,7 +285,9 @@ export class UsageRecorder {
   async stop(): Promise<boolean> {
     if (this.timer) clearInterval(this.timer);
     await this.flush();
-    const keys = new Set([...this.closed.map(([keyId]) => keyId), ...this.tallies.keys()]).size + this.valid.length;
+    const lost = new Set([...this.closed.map(([keyId]) => keyId), ...this.tallies.keys()]);
+    for (let entry = 0; entry < this.valid.length; entry++) lost.add(this.valid.keyId(entry));
+    const keys = lost.size;
     if (keys === 0) return true;
     this.log?.error({ keys }, "usage counts could not be written at shutdown; they are lost");
     return false;

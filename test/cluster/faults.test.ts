@@ -483,6 +483,9 @@ describe("graceful shutdown with storage unreachable (PostgreSQL)", { skip: !wit
       .map((line) => JSON.parse(line) as { level: number; msg: string });
     const lost = lines.find((line) => line.level >= 50 && /usage counts .*lost/.test(line.msg));
     assert.ok(lost, `an error line says the counts are lost:\n${node.logs().slice(-2000)}`);
+    // Of two keys: the one verified and the admin key that called (each once, however its
+    // counts are held).
+    assert.equal((lost as unknown as { keys: number }).keys, 2);
     // Exit 0 told the orchestrator all was well while counts were thrown away.
     assert.equal(code, 1);
   });
