@@ -1,5 +1,11 @@
 import { createHmac } from "node:crypto";
-import { type RateLimiterAbstract, RateLimiterMemory, type RateLimiterRes } from "rate-limiter-flexible";
+import type { Redis } from "ioredis";
+import {
+  type RateLimiterAbstract,
+  RateLimiterMemory,
+  RateLimiterRedis,
+  type RateLimiterRes,
+} from "rate-limiter-flexible";
 import type { AuthConfig } from "../config/auth-config.ts";
 import { StorageUnavailableError } from "../errors/gatehouse-error.ts";
 import type { LimiterFactory } from "../ratelimit/key-rate-limiter.ts";
@@ -18,6 +24,27 @@ async function unavailableOnError<T>(work: Promise<T>): Promise<T> {
 
 /** Failures are forgotten a day after the last one. */
 const FAILURE_MEMORY_SECONDS = 86_400;
+
+/**
+ * One failure counted and its wait started in one step on Redis: KEYS[1] the failure
+ * count, KEYS[2] the brake; ARGV: memory (s), free failures, longest wait (s), the value
+ * rate-limiter-flexible writes for a block (so its `get` reads this brake as its own).
+ * The same arithmetic as `count` below. As two round trips (count, then brake), an
+ * attempt on another node could read the new count before the brake existed and be
+ * admitted alongside the one that started it.
+ */
+const COUNT_AND_BRAKE = `
+redis.call('set', KEYS[1], 0, 'EX', ARGV[1], 'NX')
+local n = redis.call('incrby', KEYS[1], 1)
+if redis.call('ttl', KEYS[1]) == -1 then redis.call('expire', KEYS[1], ARGV[1]) end
+local over = n - tonumber(ARGV[2])
+if over <= 0 then return {n, 0} end
+local e = over - 1
+if e > 30 then e = 30 end
+local s = math.floor(math.min(2 ^ e, tonumber(ARGV[3])))
+if s < 1 then s = 1 end
+redis.call('set', KEYS[2], ARGV[4], 'EX', s)
+return {n, s}`;
 
 /** Who is trying: the account (normalised email, whether or not it exists) and the client address. */
 export interface LoginSubject {
@@ -219,12 +246,45 @@ export class LoginThrottle {
 
   /** Counts one failure for `key`: the failures counted now, and the wait it starts in seconds (0: none). */
   private async count(key: string, free: number): Promise<{ consumed: number; seconds: number }> {
+    const atomic = await this.countOnRedis(key, free);
+    if (atomic) return atomic;
     const res = await this.failures.penalty(key, 1);
     const over = res.consumedPoints - free;
     if (over <= 0) return { consumed: res.consumedPoints, seconds: 0 };
     const seconds = Math.min(2 ** Math.min(over - 1, 30), this.settings.maxDelaySeconds);
     await this.blocks.block(key, seconds);
     return { consumed: res.consumedPoints, seconds };
+  }
+
+  /**
+   * `count` in one Redis script when the brakes live in a connected Redis; null otherwise
+   * (memory; or Redis not ready, where the limiters answer from their in-memory insurance
+   * or refuse, as configured).
+   */
+  private async countOnRedis(key: string, free: number): Promise<{ consumed: number; seconds: number } | null> {
+    const { failures, blocks } = this;
+    if (!(failures instanceof RateLimiterRedis) || !(blocks instanceof RateLimiterRedis)) return null;
+    // rate-limiter-flexible keeps its client as `client` (not in its typings).
+    const client = (failures as unknown as { client: Redis }).client;
+    if (client.status !== "ready") return null;
+    // A connection lost mid-call: counted the usual way, which falls back or refuses as
+    // configured (at worst this failure is counted twice).
+    const reply = await client
+      .eval(
+        COUNT_AND_BRAKE,
+        2,
+        failures.getKey(key),
+        blocks.getKey(key),
+        FAILURE_MEMORY_SECONDS,
+        free,
+        this.settings.maxDelaySeconds,
+        // What rate-limiter-flexible's block() writes: its points (1) + 1.
+        2,
+      )
+      .catch(() => null);
+    if (reply === null) return null;
+    const [consumed, seconds] = reply as [number, number];
+    return { consumed, seconds };
   }
 
   /**

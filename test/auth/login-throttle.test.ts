@@ -181,6 +181,61 @@ describe("login throttle shared through Redis", () => {
     assert.ok(admitted >= 1 && admitted <= SETTINGS.freeFailuresPerAccount + 1, `admitted ${admitted} of 30`);
   });
 
+  test("an attempt on another node between one's count and its brake is refused (count and brake are one step)", async (t) => {
+    if (!available) return t.skip("no Redis on 127.0.0.1:6379");
+    // Node A's connection holds back every write of a brake (rate-limiter-flexible's
+    // block(): a MULTI with SET … EX) until the test lets it go: the moment between a
+    // count and its brake, made as long as the test needs. A real Redis either way.
+    const clientA = createRedisClient("redis://127.0.0.1:6379", { name: "login-throttle-gated" });
+    t.after(() => clientA.quit().catch(() => {}));
+    await once(clientA, "ready");
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    let held!: () => void;
+    const heldBack = new Promise<void>((resolve) => {
+      held = resolve;
+    });
+    const multi = clientA.multi.bind(clientA) as () => ReturnType<Redis["multi"]>;
+    clientA.multi = (() => {
+      const pipeline = multi();
+      let brake = false;
+      const set = pipeline.set.bind(pipeline) as (...args: unknown[]) => unknown;
+      (pipeline as unknown as { set: (...args: unknown[]) => unknown }).set = (...args: unknown[]) => {
+        brake = true;
+        return set(...args);
+      };
+      const exec = pipeline.exec.bind(pipeline);
+      pipeline.exec = (async (...args: Parameters<typeof exec>) => {
+        if (brake) {
+          held();
+          await gate;
+        }
+        return exec(...args);
+      }) as typeof pipeline.exec;
+      return pipeline;
+    }) as typeof clientA.multi;
+    const nodeA = new LoginThrottle(SETTINGS, {
+      ...OPTIONS,
+      factory: redisLimiterFactory(clientA, { failClosed: true }),
+    });
+    const nodeB = new LoginThrottle(SETTINGS, {
+      ...OPTIONS,
+      factory: redisLimiterFactory(client, { failClosed: true }),
+    });
+    const subject = { account: freshAccount("between"), ip: `2001:db8:5::${randomBytes(2).toString("hex")}` };
+    // The free failures, used up.
+    for (let i = 0; i < SETTINGS.freeFailuresPerAccount; i++) assert.equal(await nodeB.admit(subject), 0);
+    // A's attempt is the one past them: counted, its brake on the way (or already set).
+    const onA = nodeA.admit(subject);
+    await Promise.race([onA, heldBack]);
+    const onB = await nodeB.admit(subject);
+    open();
+    const waits = [await onA, onB];
+    assert.equal(waits.filter((wait) => wait === 0).length, 1, `waits ${waits.join(", ")}: one admitted, not both`);
+  });
+
   test("an address known on one node is known on the other; the store keeps only a digest of it", async (t) => {
     if (!available) return t.skip("no Redis on 127.0.0.1:6379");
     const factory = redisLimiterFactory(client, { failClosed: true });
