@@ -9,6 +9,7 @@ import type { GatehouseConfig } from "../config/config.ts";
 import { GatehouseError, NotFoundError } from "../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../gatehouse.ts";
 import { keyAnywherePattern, keyHint } from "../keys/key-format.ts";
+import { stdoutLog } from "../observability/log-destination.ts";
 import { REFRESH_TOKEN_ANYWHERE } from "../tokens/opaque-token.ts";
 import { FailedAuthGuard, requestContext } from "./authenticate.ts";
 import { clientErrorProblem, errorHandler, sendProblem } from "./problem.ts";
@@ -71,7 +72,7 @@ export function createLogger(config: GatehouseConfig, stream?: DestinationStream
         }),
       },
     },
-    stream,
+    stream ?? stdoutLog(),
   );
 }
 

@@ -415,6 +415,34 @@ describe("a stalled request during shutdown (SQLite)", () => {
   });
 });
 
+describe("a log reader that stops reading (SQLite)", () => {
+  test("costs log lines, not the service: requests are still answered, and SIGTERM still ends the process", {
+    timeout: 120_000,
+  }, async () => {
+    const dir = tempDir();
+    try {
+      const node = await startNode({ GATEHOUSE_DATA_DIR: dir });
+      // Nobody reads the server's stdout from now on (a log shipper that hangs): the pipe
+      // fills after some 100 KB of request lines.
+      node.child.stdout?.pause();
+      const healthz = () =>
+        fetch(`${node.url}/healthz`, { signal: AbortSignal.timeout(20_000) }).then(
+          (r) => r.status,
+          () => 0,
+        );
+      for (let i = 0; i < 600; i++) assert.equal(await healthz(), 200, `request ${i}`);
+      // With pino's synchronous default, every request now waited on the full pipe.
+      const later = await Promise.all(Array.from({ length: 20 }, healthz));
+      assert.deepEqual(later, Array(20).fill(200));
+      node.child.kill("SIGTERM");
+      // It ends (it hung with its port closed until SIGKILL).
+      assert.equal(typeof (await node.exited), "number");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("a second signal during shutdown (SQLite)", () => {
   test("ends a shutdown held up by a request in flight: exit 1 at once, said in the log", {
     timeout: 120_000,
@@ -434,11 +462,11 @@ describe("a second signal during shutdown (SQLite)", () => {
         "POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
       );
       await waitFor(async () => node.logs().includes("incoming request"), "the request reaching the server");
+      // Two signals back to back, as one Ctrl-C under npm start arrives (from the terminal
+      // and forwarded by npm): the repeat is the same request to stop and changes nothing.
       node.child.kill("SIGTERM");
-      await waitFor(async () => node.logs().includes("shutting down"), "the shutdown to start");
-      // A repeat within 2 s is the same request to stop (npm forwards a Ctrl-C the
-      // terminal also sent): it changes nothing.
       node.child.kill("SIGINT");
+      await waitFor(async () => node.logs().includes("shutting down"), "the shutdown to start");
       await sleep(2500);
       assert.equal(node.child.exitCode, null, "still draining after the repeated signal");
       // A later one: without it the process would wait for that request (30 s) and exit 0.

@@ -2,6 +2,7 @@ import { createGatehouse } from "../../gatehouse.ts";
 import { buildApp, createLogger, REQUEST_TIMEOUT_MS } from "../../http/app.ts";
 import { lowerThreadPoolPriority } from "../../lib/thread-pool-priority.ts";
 import { keepTickObjectShape } from "../../lib/tick-shape.ts";
+import { settleLog } from "../../observability/log-destination.ts";
 import { openRuntime, redisUrlForLogs } from "../../runtime.ts";
 import type { Command } from "../command.ts";
 import { configOrReport, INITIALISED } from "../context.ts";
@@ -96,25 +97,29 @@ export const serveCommand: Command = {
       return 1;
     }
     let closingSince: number | null = null;
+    /** Leaves at once, giving the log a moment (it is written in the background). */
+    const exit = (code: number) => void settleLog(500).finally(() => process.exit(code));
     const shutdown = async (signal: string) => {
       if (closingSince !== null) {
         // One Ctrl-C under `npm start` arrives twice (from the terminal and forwarded by
         // npm, ms apart), and so does a supervisor's SIGTERM sent to npm and node alike:
         // a repeat that soon is the same request to stop.
-        if (Date.now() - closingSince < REPEAT_SIGNAL_MS) return;
+        if (performance.now() - closingSince < REPEAT_SIGNAL_MS) return;
         // A later one (Ctrl-C again, a supervisor that lost patience): stop waiting.
         say(() =>
           app.log.error({ signal }, "second signal while shutting down: exiting now; buffered data may be lost"),
         );
-        process.exit(1);
+        exit(1);
+        return;
       }
-      closingSince = Date.now();
+      // A monotonic clock: a wall clock stepped back (NTP) would ignore every later signal.
+      closingSince = performance.now();
       // However the steps below go (a log stream that fails, a flush that hangs), the
       // process ends: by then every request has answered or timed out, and the flush has
       // had 10 s. A process that stays up with its port closed looks alive to a supervisor.
       setTimeout(() => {
         say(() => app.log.error({ signal }, "shutdown did not finish in time: exiting; buffered data may be lost"));
-        process.exit(1);
+        exit(1);
       }, SHUTDOWN_DEADLINE_MS);
       let code = 1;
       try {
@@ -136,6 +141,7 @@ export const serveCommand: Command = {
         say(() => app.log.info(written ? "stopped" : "stopped; buffered usage or audit events were lost (see above)"));
         code = written ? 0 : 1;
       } finally {
+        await settleLog();
         process.exit(code);
       }
     };
