@@ -22,7 +22,7 @@ async function unavailableOnError<T>(work: Promise<T>): Promise<T> {
   }
 }
 
-/** Failures are forgotten a day after the last one. */
+/** Failures are forgotten a day after the first of them (the count's window is fixed). */
 const FAILURE_MEMORY_SECONDS = 86_400;
 
 /**
@@ -38,13 +38,24 @@ redis.call('set', KEYS[1], 0, 'EX', ARGV[1], 'NX')
 local n = redis.call('incrby', KEYS[1], 1)
 if redis.call('ttl', KEYS[1]) == -1 then redis.call('expire', KEYS[1], ARGV[1]) end
 local over = n - tonumber(ARGV[2])
-if over <= 0 then return {n, 0} end
+if over <= 0 then return {n, 0, 0} end
+local before = redis.call('exists', KEYS[2])
 local e = over - 1
 if e > 30 then e = 30 end
 local s = math.floor(math.min(2 ^ e, tonumber(ARGV[3])))
 if s < 1 then s = 1 end
 redis.call('set', KEYS[2], ARGV[4], 'EX', s)
-return {n, s}`;
+return {n, s, before}`;
+
+/**
+ * One failure counted: the failures counted now, the wait it starts (s; 0: none), and (on
+ * Redis) whether a brake already stood when it was counted.
+ */
+interface FailureCount {
+  consumed: number;
+  seconds: number;
+  brakedBefore?: boolean;
+}
 
 /** Who is trying: the account (normalised email, whether or not it exists) and the client address. */
 export interface LoginSubject {
@@ -192,8 +203,14 @@ export class LoginThrottle {
     // Past the free failures, one attempt at a time: if others were counted between this
     // one's look at the brakes and its own count (concurrent attempts, other nodes), the
     // first of them started the brake and this one is refused by it.
+    // On Redis, also when a brake already stood as this attempt was counted: the reads above
+    // are separate round trips, so another node's count-and-brake can fall between this
+    // attempt's look at the brake and its look at the count.
     const overtaken = charged.some(
-      (count, i) => (i > 0 || !isKnown) && count.seconds > 0 && count.consumed > (counted[i]?.consumedPoints ?? 0) + 1,
+      (count, i) =>
+        (i > 0 || !isKnown) &&
+        count.seconds > 0 &&
+        (count.consumed > (counted[i]?.consumedPoints ?? 0) + 1 || count.brakedBefore === true),
     );
     if (!overtaken) return 0;
     // Refused after all, its password never checked: its counts are taken back (the brakes
@@ -245,7 +262,7 @@ export class LoginThrottle {
   }
 
   /** Counts one failure for `key`: the failures counted now, and the wait it starts in seconds (0: none). */
-  private async count(key: string, free: number): Promise<{ consumed: number; seconds: number }> {
+  private async count(key: string, free: number): Promise<FailureCount> {
     const atomic = await this.countOnRedis(key, free);
     if (atomic) return atomic;
     const res = await this.failures.penalty(key, 1);
@@ -261,7 +278,7 @@ export class LoginThrottle {
    * (memory; or Redis not ready, where the limiters answer from their in-memory insurance
    * or refuse, as configured).
    */
-  private async countOnRedis(key: string, free: number): Promise<{ consumed: number; seconds: number } | null> {
+  private async countOnRedis(key: string, free: number): Promise<FailureCount | null> {
     const { failures, blocks } = this;
     if (!(failures instanceof RateLimiterRedis) || !(blocks instanceof RateLimiterRedis)) return null;
     // rate-limiter-flexible keeps its client as `client` (not in its typings).
@@ -283,8 +300,8 @@ export class LoginThrottle {
       )
       .catch(() => null);
     if (reply === null) return null;
-    const [consumed, seconds] = reply as [number, number];
-    return { consumed, seconds };
+    const [consumed, seconds, before] = reply as [number, number, number];
+    return { consumed, seconds, brakedBefore: before === 1 };
   }
 
   /**

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, type TestContext, test } from "node:test";
 import type { Redis } from "ioredis";
 import { StorageUnavailableError } from "../../src/errors/gatehouse-error.ts";
 import { createRedisClient } from "../../src/storage/redis/redis-client.ts";
@@ -181,44 +181,55 @@ describe("login throttle shared through Redis", () => {
     assert.ok(admitted >= 1 && admitted <= SETTINGS.freeFailuresPerAccount + 1, `admitted ${admitted} of 30`);
   });
 
-  test("an attempt on another node between one's count and its brake is refused (count and brake are one step)", async (t) => {
-    if (!available) return t.skip("no Redis on 127.0.0.1:6379");
-    // Node A's connection holds back every write of a brake (rate-limiter-flexible's
-    // block(): a MULTI with SET … EX) until the test lets it go: the moment between a
-    // count and its brake, made as long as the test needs. A real Redis either way.
-    const clientA = createRedisClient("redis://127.0.0.1:6379", { name: "login-throttle-gated" });
-    t.after(() => clientA.quit().catch(() => {}));
-    await once(clientA, "ready");
+  /**
+   * A second connection to the real Redis whose MULTI blocks (rate-limiter-flexible's reads
+   * and brakes) are held back while `hold` says so for a command queued in them, until the
+   * test opens the gate: the moments between one node's round trips, made as long as the
+   * test needs. `held` resolves when one is first held.
+   */
+  async function gatedClient(t: TestContext, hold: (command: string, key: string) => boolean) {
+    const gated = createRedisClient("redis://127.0.0.1:6379", { name: "login-throttle-gated" });
+    t.after(() => gated.quit().catch(() => {}));
+    await once(gated, "ready");
     let open!: () => void;
     const gate = new Promise<void>((resolve) => {
       open = resolve;
     });
-    let held!: () => void;
-    const heldBack = new Promise<void>((resolve) => {
-      held = resolve;
+    let markHeld!: () => void;
+    const held = new Promise<void>((resolve) => {
+      markHeld = resolve;
     });
-    const multi = clientA.multi.bind(clientA) as () => ReturnType<Redis["multi"]>;
-    clientA.multi = (() => {
+    const multi = gated.multi.bind(gated) as () => ReturnType<Redis["multi"]>;
+    gated.multi = (() => {
       const pipeline = multi();
-      let brake = false;
-      const set = pipeline.set.bind(pipeline) as (...args: unknown[]) => unknown;
-      (pipeline as unknown as { set: (...args: unknown[]) => unknown }).set = (...args: unknown[]) => {
-        brake = true;
-        return set(...args);
-      };
+      let holding = false;
+      for (const command of ["get", "set"] as const) {
+        const original = (pipeline[command] as (...args: unknown[]) => unknown).bind(pipeline);
+        (pipeline as unknown as Record<string, (...args: unknown[]) => unknown>)[command] = (...args: unknown[]) => {
+          if (hold(command, String(args[0]))) holding = true;
+          return original(...args);
+        };
+      }
       const exec = pipeline.exec.bind(pipeline);
       pipeline.exec = (async (...args: Parameters<typeof exec>) => {
-        if (brake) {
-          held();
+        if (holding) {
+          markHeld();
           await gate;
         }
         return exec(...args);
       }) as typeof pipeline.exec;
       return pipeline;
-    }) as typeof clientA.multi;
+    }) as typeof gated.multi;
+    return { client: gated, open, held };
+  }
+
+  test("an attempt on another node between one's count and its brake is refused (count and brake are one step)", async (t) => {
+    if (!available) return t.skip("no Redis on 127.0.0.1:6379");
+    // Node A's brake write (a SET … EX in a MULTI, on the old path) is held back.
+    const a = await gatedClient(t, (command) => command === "set");
     const nodeA = new LoginThrottle(SETTINGS, {
       ...OPTIONS,
-      factory: redisLimiterFactory(clientA, { failClosed: true }),
+      factory: redisLimiterFactory(a.client, { failClosed: true }),
     });
     const nodeB = new LoginThrottle(SETTINGS, {
       ...OPTIONS,
@@ -229,10 +240,33 @@ describe("login throttle shared through Redis", () => {
     for (let i = 0; i < SETTINGS.freeFailuresPerAccount; i++) assert.equal(await nodeB.admit(subject), 0);
     // A's attempt is the one past them: counted, its brake on the way (or already set).
     const onA = nodeA.admit(subject);
-    await Promise.race([onA, heldBack]);
+    await Promise.race([onA, a.held]);
     const onB = await nodeB.admit(subject);
-    open();
+    a.open();
     const waits = [await onA, onB];
+    assert.equal(waits.filter((wait) => wait === 0).length, 1, `waits ${waits.join(", ")}: one admitted, not both`);
+  });
+
+  test("an attempt whose reads of brake and count another node's count-and-brake falls between is refused", async (t) => {
+    if (!available) return t.skip("no Redis on 127.0.0.1:6379");
+    // Node B's reads of the failure counts are held back: it has seen no brake, and will
+    // see the count another attempt made meanwhile (reviewer's case).
+    const b = await gatedClient(t, (command, key) => command === "get" && key.includes("login-failures"));
+    const nodeA = new LoginThrottle(SETTINGS, {
+      ...OPTIONS,
+      factory: redisLimiterFactory(client, { failClosed: true }),
+    });
+    const nodeB = new LoginThrottle(SETTINGS, {
+      ...OPTIONS,
+      factory: redisLimiterFactory(b.client, { failClosed: true }),
+    });
+    const subject = { account: freshAccount("reads"), ip: `2001:db8:6::${randomBytes(2).toString("hex")}` };
+    for (let i = 0; i < SETTINGS.freeFailuresPerAccount; i++) assert.equal(await nodeA.admit(subject), 0);
+    const onB = nodeB.admit(subject);
+    await b.held;
+    const onA = await nodeA.admit(subject);
+    b.open();
+    const waits = [onA, await onB];
     assert.equal(waits.filter((wait) => wait === 0).length, 1, `waits ${waits.join(", ")}: one admitted, not both`);
   });
 
