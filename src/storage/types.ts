@@ -125,10 +125,11 @@ export interface KeyRepository {
   ): Promise<boolean>;
   count(): Promise<number>;
   /**
-   * Keys that expire in (`from`, `until`], neither revoked nor replaced by a rotation (a
-   * rotated key's end is chosen), soonest first, at most `limit`.
+   * Keys with permissions (those that call Gatehouse itself) that expire in (`from`,
+   * `until`], neither revoked nor replaced by a rotation (a rotated key's end is chosen),
+   * soonest first, at most `limit`.
    */
-  expiring(from: number, until: number, limit: number): Promise<ApiKeyRecord[]>;
+  expiringWithPermissions(from: number, until: number, limit: number): Promise<ApiKeyRecord[]>;
   /**
    * Every key verification could accept at `now` (neither revoked nor expired by then),
    * in pages of at most `pageSize` ordered by id, with only what verification reads:

@@ -310,7 +310,7 @@ export class LoginThrottle {
    */
   private async uncount(key: string, free: number): Promise<void> {
     const res = await this.failures.reward(key, 1);
-    // Below zero when the count was forgotten in between (a day without failures): an
+    // Below zero when the count was forgotten in between (a day after its first failure): an
     // address must not bank free failures.
     if (res.consumedPoints <= 0) await this.failures.delete(key);
     if (res.consumedPoints <= free) await this.blocks.delete(key);

@@ -31,7 +31,12 @@ for (const backend of backends()) {
       });
       const rotated = keyRecord(created, { permissions: ["keys:read"], expiresAt: now + DAY, replacedBy: "key_x" });
       const expired = keyRecord(created, { permissions: ["keys:read"], expiresAt: now - DAY });
-      await store.storage.keys.insertMany([soon, admin, scopesOnly, distant, revoked, rotated, expired]);
+      // More scope-only keys expiring before the admin key than one check reads: they must
+      // not hide it (they did when the permissions were checked after the limit).
+      const crowd = Array.from({ length: 150 }, () =>
+        keyRecord(created, { scopes: ["payments:read"], expiresAt: now + 4 * DAY }),
+      );
+      await store.storage.keys.insertMany([soon, admin, scopesOnly, distant, revoked, rotated, expired, ...crowd]);
 
       const lines: Array<Record<string, unknown>> = [];
       const log = pino({ level: "warn" }, { write: (line: string) => lines.push(JSON.parse(line)) });

@@ -107,10 +107,11 @@ export class PostgresKeyRepository implements KeyRepository {
     }
   }
 
-  async expiring(from: number, until: number, limit: number): Promise<ApiKeyRecord[]> {
+  async expiringWithPermissions(from: number, until: number, limit: number): Promise<ApiKeyRecord[]> {
     const { rows } = await this.database.query<Row>(
       `SELECT ${KEY_COLUMNS_WITH_LAST_USE} FROM api_keys
        WHERE expires_at > $1 AND expires_at <= $2 AND revoked_at IS NULL AND replaced_by IS NULL
+         AND permissions <> '[]'::jsonb
        ORDER BY expires_at LIMIT $3`,
       [from, until, limit],
     );

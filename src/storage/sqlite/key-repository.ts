@@ -176,11 +176,12 @@ export class SqliteKeyRepository implements KeyRepository {
     });
   }
 
-  async expiring(from: number, until: number, limit: number): Promise<ApiKeyRecord[]> {
+  async expiringWithPermissions(from: number, until: number, limit: number): Promise<ApiKeyRecord[]> {
     const rows = this.database
       .statement(
         `SELECT ${KEY_COLUMNS_WITH_LAST_USE} FROM api_keys
          WHERE expires_at > ? AND expires_at <= ? AND revoked_at IS NULL AND replaced_by IS NULL
+           AND permissions <> '[]'
          ORDER BY expires_at LIMIT ?`,
         { returnArrays: true },
       )
