@@ -20,7 +20,7 @@ export const KID = /^[A-Za-z0-9_-]{16,64}$/;
  * naming an `alg` count (`isJwtLike`): the pattern alone matched owner ids such as
  * `heyJohnny.smith`.
  */
-const JWT_CANDIDATES = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?/g;
+const JWT_CANDIDATES = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?/;
 
 function isJwtLike(candidate: string): boolean {
   const header = candidate.slice(0, candidate.indexOf("."));
@@ -41,13 +41,31 @@ export function hasCompactShape(candidate: unknown): candidate is string {
   return typeof candidate === "string" && candidate.length <= MAX_TOKEN_LENGTH && COMPACT_JWS.test(candidate);
 }
 
+/**
+ * Where each JWT in `text` starts and ends. A candidate that is not one is stepped past
+ * by three characters, not skipped whole: in `heyJohnny.<jwt>` the non-token candidate
+ * `eyJohnny.<header>.<payload>` swallowed the token (reviewer).
+ */
+function* jwtSpans(text: string): Generator<[number, number]> {
+  const pattern = new RegExp(JWT_CANDIDATES.source, "g");
+  for (let match = pattern.exec(text); match !== null; match = pattern.exec(text)) {
+    if (isJwtLike(match[0])) yield [match.index, match.index + match[0].length];
+    else pattern.lastIndex = match.index + 3;
+  }
+}
+
 /** True when `text` holds a JWT anywhere in it. */
 export function containsTokenShape(text: string): boolean {
-  for (const [candidate] of text.matchAll(JWT_CANDIDATES)) if (isJwtLike(candidate)) return true;
-  return false;
+  return !jwtSpans(text).next().done;
 }
 
 /** `text` with every JWT in it replaced by `replacement` (for logging a URL). */
 export function redactTokens(text: string, replacement: string): string {
-  return text.replace(JWT_CANDIDATES, (candidate) => (isJwtLike(candidate) ? replacement : candidate));
+  let out = "";
+  let from = 0;
+  for (const [start, end] of jwtSpans(text)) {
+    out += text.slice(from, start) + replacement;
+    from = end;
+  }
+  return from === 0 ? text : out + text.slice(from);
 }

@@ -591,6 +591,9 @@ for (const backend of backends()) {
         `/auth/me?next=${encodeURIComponent(`/app?x=${jwt}`)}`,
         `/v1/audit?limit=5&q=${jwt}`,
         `/nowhere/${jwt}`,
+        // Behind text that starts like one and is not (reviewer: it hid the token).
+        `/v1/keys?ownerId=heyJohnny.${jwt}`,
+        `/v1/keys?ownerId=eyJxxxx.${jwt}`,
       ];
       for (const path of paths) {
         for (const credential of [server.adminKey, null]) {
