@@ -18,6 +18,13 @@ export class CallerKeyCache {
   private readonly digestsById = new Map<string, string>();
   private readonly maxEntries: number;
   private readonly ttlMs: number;
+  /**
+   * Counts every `forget` and `clear`, of keys held or not. A caller reads it before its
+   * storage read and caches what it read only if it has not moved: a revocation heard
+   * while the read was in flight would otherwise be undone by caching the record read
+   * before it, for up to `ttlMs` (multi-node prober).
+   */
+  generation = 0;
 
   constructor(options: { maxEntries: number; ttlMs: number }) {
     this.maxEntries = options.maxEntries;
@@ -46,6 +53,7 @@ export class CallerKeyCache {
   }
 
   forget(keyId: string): void {
+    this.generation++;
     const digest = this.digestsById.get(keyId);
     if (digest === undefined) return;
     this.digestsById.delete(keyId);
@@ -53,6 +61,7 @@ export class CallerKeyCache {
   }
 
   clear(): void {
+    this.generation++;
     this.entries.clear();
     this.digestsById.clear();
   }

@@ -133,13 +133,16 @@ export class KeyVerifier {
       if (!resolution.ok) this.callers.forget(cached.id);
       return resolution;
     }
+    const generation = this.callers.generation;
     const record = await this.storage.keys.findByDigest(digest);
     if (!record || !timingSafeEqual(record.digest, digest)) return { ok: false, code: "NOT_FOUND", record: null };
     const resolution = this.judge(record, now);
     if (resolution.ok) {
-      // Cached only while the feed would say the key changed: with Redis away, a key
-      // revoked on another node was accepted here until the entry expired.
-      if (this.changes?.hearing() !== false) this.callers.set(name, record, now);
+      // Cached only while the feed would say the key changed (with Redis away, a key
+      // revoked on another node was accepted here until the entry expired), and only if no
+      // change was heard while this read was in flight.
+      if (this.changes?.hearing() !== false && this.callers.generation === generation)
+        this.callers.set(name, record, now);
       this.admitted.delete(name);
       this.admitted.set(name, now);
       if (this.admitted.size > ADMITTED_MAX) this.admitted.delete(this.admitted.keys().next().value as string);

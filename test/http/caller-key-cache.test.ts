@@ -26,6 +26,41 @@ for (const backend of backends()) {
     const verifyAs = (caller: string) =>
       server.call("POST", "/v1/keys/verify", { key: server.adminKey }, { key: caller });
 
+    test("a revocation heard while the caller's key is being read is not undone by caching that read", async () => {
+      const caller = await serviceKey();
+      const keys = server.gatehouse.storage.keys;
+      const read = keys.findByDigest.bind(keys);
+      let open!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      let reading!: () => void;
+      const inFlight = new Promise<void>((resolve) => {
+        reading = resolve;
+      });
+      // The caller's record is read before the revocation and returned after it.
+      keys.findByDigest = async (digest) => {
+        const record = await read(digest);
+        if (record?.id === caller.id) {
+          reading();
+          await gate;
+        }
+        return record;
+      };
+      try {
+        const first = verifyAs(caller.key);
+        await inFlight;
+        keys.findByDigest = read;
+        assert.equal((await server.call("POST", `/v1/keys/${caller.id}/revoke`, { reason: "test" })).status, 200);
+        open();
+        // Sent before the revocation: it may pass. The next one may not.
+        assert.equal((await first).status, 200);
+        assert.equal((await verifyAs(caller.key)).status, 401);
+      } finally {
+        keys.findByDigest = read;
+      }
+    });
+
     test("revoking the caller's key refuses its next call", async () => {
       const caller = await serviceKey();
       assert.equal((await verifyAs(caller.key)).status, 200);
