@@ -19,6 +19,16 @@ import {
 const withPostgres = backends().some((b) => b.name === "postgres");
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** POST /v1/keys/verify as a raw Response (status and headers read by the test), with a hang guard. */
+function verifyRaw(url: string, admin: string, key: string): Promise<Response> {
+  return fetch(`${url}/v1/keys/verify`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+    body: JSON.stringify({ key }),
+    signal: AbortSignal.timeout(15_000),
+  });
+}
+
 /** A fresh database reached through a proxy the test can cut; both undone by `cleanup`. */
 async function proxiedDatabase(cleanup: Array<() => Promise<unknown>>): Promise<{ proxy: TcpProxy; url: string }> {
   const database = await createTestDatabase();
@@ -175,12 +185,7 @@ describe("faults: Redis unavailable with GATEHOUSE_RATE_LIMIT_FAIL_CLOSED", { sk
 
     await redis.cut();
     // The limiter's error was not one the routes knew: a bare 500, logged as a bug.
-    const verify = await fetch(`${node.url}/v1/keys/verify`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
-      body: JSON.stringify({ key: created.body.key }),
-      signal: AbortSignal.timeout(15_000),
-    });
+    const verify = await verifyRaw(node.url, admin, created.body.key);
     assert.equal(verify.status, 503);
     assert.match(verify.headers.get("content-type") ?? "", /application\/problem\+json/);
     assert.ok(verify.headers.get("retry-after"));
@@ -212,12 +217,7 @@ describe("faults: PostgreSQL unreachable", { skip: !withPostgres }, () => {
     assert.equal(created.status, 201);
 
     await proxy.cut();
-    const during = await fetch(`${node.url}/v1/keys/verify`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
-      body: JSON.stringify({ key: created.body.key }),
-      signal: AbortSignal.timeout(15_000),
-    });
+    const during = await verifyRaw(node.url, admin, created.body.key);
     assert.equal(during.status, 503);
     assert.match(during.headers.get("content-type") ?? "", /application\/problem\+json/);
     const problem = (await during.json()) as { code: string; detail: string };
