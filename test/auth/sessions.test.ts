@@ -3,7 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { manualClock } from "../../src/lib/clock.ts";
 import { backends } from "../support/backends.ts";
 import type { TestServer } from "../support/server.ts";
-import { auditEvents, createUser, login, me, startAuthServer } from "./support.ts";
+import { auditEvents, createUser, login, me, refresh, startAuthServer } from "./support.ts";
 
 const ORIGIN = "https://app.example.com";
 
@@ -228,12 +228,7 @@ for (const backend of backends()) {
       assert.equal(ended.status, 200);
       assert.equal(ended.body.endedSessions, 1);
       assert.equal((await browserCall(server, "GET", "/auth/me", laptop)).status, 401);
-      const refreshed = await server.call(
-        "POST",
-        "/auth/refresh",
-        { refresh_token: tokens.refresh_token },
-        { key: null },
-      );
+      const refreshed = await refresh(server, tokens.refresh_token);
       assert.equal(refreshed.status, 400, "refresh tokens end with the sessions");
       assert.equal((await me(server, tokens.access_token)).status, 401);
     });
@@ -263,15 +258,9 @@ for (const backend of backends()) {
       // Everything else is signed out; the caller's own sign-in goes on.
       assert.equal((await browserCall(server, "GET", "/auth/me", browser)).status, 401);
       assert.equal((await me(server, elsewhere.access_token)).status, 401);
-      assert.equal(
-        (await server.call("POST", "/auth/refresh", { refresh_token: elsewhere.refresh_token }, { key: null })).status,
-        400,
-      );
+      assert.equal((await refresh(server, elsewhere.refresh_token)).status, 400);
       assert.equal((await me(server, mine.access_token)).status, 200);
-      assert.equal(
-        (await server.call("POST", "/auth/refresh", { refresh_token: mine.refresh_token }, { key: null })).status,
-        200,
-      );
+      assert.equal((await refresh(server, mine.refresh_token)).status, 200);
       assert.equal(
         (await server.call("POST", "/auth/login", { email: user.email, password: user.password }, { key: null }))
           .status,

@@ -60,6 +60,11 @@ export async function login(
   };
 }
 
+/** POST /auth/refresh with a refresh token in the body, as an app sends it. */
+export function refresh(server: TestServer, refreshToken: string) {
+  return server.call("POST", "/auth/refresh", { refresh_token: refreshToken }, { key: null });
+}
+
 /** GET /auth/me with a bearer access token. */
 export function me(server: TestServer, accessToken: string) {
   return server.call("GET", "/auth/me", undefined, { key: accessToken });

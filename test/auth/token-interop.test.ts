@@ -4,7 +4,7 @@ import { after, before, describe, test } from "node:test";
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyOptions, jwtVerify } from "jose";
 import { backends } from "../support/backends.ts";
 import type { TestServer } from "../support/server.ts";
-import { createUser, login, startAuthServer } from "./support.ts";
+import { createUser, login, refresh, startAuthServer } from "./support.ts";
 
 // Gatehouse serializes and signs its access tokens itself (src/tokens/jws-sign.ts, with
 // node:crypto); jose, as independent a JOSE implementation as there is, must accept every
@@ -30,12 +30,7 @@ for (const { alg, env } of ALGORITHMS) {
     test("from sign-in and from refresh, against the JWKS or the secret", async () => {
       const user = await createUser(server);
       const first = await login(server, user);
-      const refreshed = await server.call(
-        "POST",
-        "/auth/refresh",
-        { refresh_token: first.refresh_token },
-        { key: null },
-      );
+      const refreshed = await refresh(server, first.refresh_token);
       assert.equal(refreshed.status, 200);
       const jwks = (await (await fetch(`${server.url}/.well-known/jwks.json`)).json()) as JSONWebKeySet;
       const key = alg === "HS256" ? createSecretKey(HS256_SECRET) : createLocalJWKSet(jwks);

@@ -3,7 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { CLI_ACTOR } from "../../src/audit/context.ts";
 import { backends } from "../support/backends.ts";
 import type { TestServer } from "../support/server.ts";
-import { auditEvents, createUser, login, me, startAuthServer } from "./support.ts";
+import { auditEvents, createUser, login, me, refresh, startAuthServer } from "./support.ts";
 
 /** The `scope` claim of an access token (its payload read, not verified: the server verified it). */
 function scopeOf(accessToken: string): string {
@@ -49,12 +49,7 @@ for (const backend of backends()) {
 
       // The access token, refresh token and session from before the disable do not come back.
       assert.equal((await me(server, tokens.access_token)).status, 401);
-      const refreshed = await server.call(
-        "POST",
-        "/auth/refresh",
-        { refresh_token: tokens.refresh_token },
-        { key: null },
-      );
+      const refreshed = await refresh(server, tokens.refresh_token);
       assert.equal(refreshed.status, 400);
       assert.equal(refreshed.body.error, "invalid_grant");
       assert.equal((await server.call("GET", "/auth/me", undefined, { key: null, headers: { cookie } })).status, 401);
@@ -126,10 +121,6 @@ for (const backend of backends()) {
     });
     after(() => server.close());
 
-    function refresh(refreshToken: string) {
-      return server.call("POST", "/auth/refresh", { refresh_token: refreshToken }, { key: null });
-    }
-
     test("new sign-ins carry the new scopes; a removed scope is gone from the next refresh's token", async () => {
       const user = await createUser(server, { scopes: ["payments:read", "payments:write"] });
       const before = await login(server, user);
@@ -146,7 +137,7 @@ for (const backend of backends()) {
       assert.equal(scopeOf(before.access_token), "payments:read payments:write");
 
       // The next refresh of that sign-in issues the scopes the user has now, removal and addition alike.
-      const refreshed = await refresh(before.refresh_token);
+      const refreshed = await refresh(server, before.refresh_token);
       assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
       assert.equal(scopeOf(refreshed.body.access_token), "payments:read reports:read");
       assert.equal(refreshed.body.scope, "payments:read reports:read");
@@ -161,7 +152,7 @@ for (const backend of backends()) {
       assert.equal(scopeOf(fresh.access_token), "payments:read reports:read");
       assert.equal(fresh.scope, "payments:read reports:read");
       assert.equal((await server.call("PATCH", `/v1/users/${user.id}`, { scopes: [] })).status, 200);
-      const emptied = await refresh(fresh.refresh_token);
+      const emptied = await refresh(server, fresh.refresh_token);
       assert.equal(scopeOf(emptied.body.access_token), "");
       assert.deepEqual((await me(server, emptied.body.access_token)).body.scopes, []);
     });
@@ -286,12 +277,7 @@ for (const backend of backends()) {
       // change by the user, which keeps the sign-in that made it.
       for (const tokens of [first, second]) {
         assert.equal((await me(server, tokens.access_token)).status, 401);
-        const refreshed = await server.call(
-          "POST",
-          "/auth/refresh",
-          { refresh_token: tokens.refresh_token },
-          { key: null },
-        );
+        const refreshed = await refresh(server, tokens.refresh_token);
         assert.equal(refreshed.status, 400);
         assert.equal(refreshed.body.error, "invalid_grant");
       }

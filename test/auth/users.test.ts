@@ -5,7 +5,7 @@ import { CLI_ACTOR } from "../../src/audit/context.ts";
 import { backends } from "../support/backends.ts";
 import { userRecord } from "../support/records.ts";
 import type { TestServer } from "../support/server.ts";
-import { auditEvents, createUser, login, STRONG_PASSWORD, startAuthServer, uniqueEmail } from "./support.ts";
+import { auditEvents, createUser, login, refresh, STRONG_PASSWORD, startAuthServer, uniqueEmail } from "./support.ts";
 
 for (const backend of backends()) {
   describe(`users admin API (${backend.name})`, () => {
@@ -212,12 +212,7 @@ for (const backend of backends()) {
       assert.equal(deleted.status, 204);
       assert.equal((await server.call("GET", `/v1/users/${user.id}`)).status, 404);
       assert.equal((await server.call("DELETE", `/v1/users/${user.id}`)).status, 404);
-      const refreshed = await server.call(
-        "POST",
-        "/auth/refresh",
-        { refresh_token: tokens.refresh_token },
-        { key: null },
-      );
+      const refreshed = await refresh(server, tokens.refresh_token);
       assert.equal(refreshed.status, 400);
       // The email can be used again.
       await createUser(server, { email: user.email });
