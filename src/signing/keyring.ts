@@ -162,10 +162,18 @@ export class SigningKeyring {
     return this.loading;
   }
 
+  /**
+   * Started, and the cached key set no older than RELOAD_AFTER_MS: another node may have
+   * rotated (or retired a key) since this one last looked.
+   */
+  private async fresh(now: number = this.clock()): Promise<void> {
+    await this.start();
+    if (now - this.loadedAt > RELOAD_AFTER_MS) await this.reload();
+  }
+
   /** The key to sign with now. */
   async signingKey(): Promise<LoadedSigningKey> {
-    await this.start();
-    if (this.clock() - this.loadedAt > RELOAD_AFTER_MS) await this.reload();
+    await this.fresh();
     const key = this.currentKey();
     if (!key) throw new Error("the keyring has no current signing key (was start() called?)");
     return key;
@@ -173,12 +181,11 @@ export class SigningKeyring {
 
   /** A published key by kid, or null. An unknown kid triggers at most one reload per floor. */
   async verificationKey(kid: string): Promise<LoadedSigningKey | null> {
-    await this.start();
     const now = this.clock();
     // A key another node retired keeps the state this node last read, with no end of
     // publication, until a reload: on a node that only verifies (no sign-in, no refresh,
     // no JWKS request reloads it) it would verify for ever, leaked or not.
-    if (now - this.loadedAt > RELOAD_AFTER_MS) await this.reload();
+    await this.fresh(now);
     let key = this.keys.get(kid);
     if (!key && now - this.loadedAt > UNKNOWN_KID_FLOOR_MS) {
       await this.reload();
@@ -195,9 +202,8 @@ export class SigningKeyring {
 
   /** RFC 7517 key set: public halves only, of every published key. */
   async jwks(): Promise<Jwks> {
-    await this.start();
     const now = this.clock();
-    if (now - this.loadedAt > RELOAD_AFTER_MS) await this.reload();
+    await this.fresh(now);
     const keys: Array<Record<string, unknown>> = [];
     for (const key of this.keys.values()) {
       if (!key.publicJwk || (key.publishUntil !== null && key.publishUntil <= now)) continue;
@@ -301,8 +307,7 @@ export class SigningKeyring {
   /** Rotates when the current key has signed for the configured number of days. */
   async rotateIfDue(context: ActorContext): Promise<boolean> {
     if (this.signing.algorithm === "HS256" || this.signing.rotationDays === 0) return false;
-    await this.start();
-    if (this.clock() - this.loadedAt > RELOAD_AFTER_MS) await this.reload();
+    await this.fresh();
     const current = this.currentKey();
     if (!current) return false;
     const records = await this.storage.signingKeys.list(this.clock());
