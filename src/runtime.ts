@@ -49,7 +49,7 @@ export async function openRuntime(config: GatehouseConfig): Promise<Runtime> {
     import("./storage/redis/redis-client.ts"),
     import("./storage/redis/redis-rate-limiter.ts"),
   ]);
-  const commands = createRedisClient(config.redisUrl, { name: "commands" });
+  const commands = createRedisClient(config.redisUrl, { name: "commands", autoPipelining: true });
   const subscriber = createRedisClient(config.redisUrl, { name: "subscriber" });
   const namespace = await redisNamespace(storage);
   const changes = new RedisChangeFeed(commands, subscriber, namespace);
