@@ -1,4 +1,3 @@
-import DataLoader from "dataloader";
 import { KEY_COLUMN_COUNT, KEY_COLUMNS, KEY_COLUMNS_WITH_LAST_USE, keyColumnValues } from "../key-columns.ts";
 import type {
   ApiKeyRecord,
@@ -10,11 +9,10 @@ import type {
   KeyUpdate,
 } from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
+import { batchedLookup } from "./batched-lookup.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 
 const COLUMNS = KEY_COLUMNS;
-/** Digests per lookup statement at most (a busier turn makes several statements). */
-const DIGEST_BATCH_MAX = 128;
 const COLUMN_COUNT = KEY_COLUMN_COUNT;
 
 interface Row {
@@ -73,25 +71,11 @@ async function findById(client: Queryable, id: string): Promise<ApiKeyRecord | n
 
 export class PostgresKeyRepository implements KeyRepository {
   private readonly database: PostgresDatabase;
-  /**
-   * Lookups by digest (every verification, every caller not in the caller cache) asked
-   * for in the same turn of the event loop go to PostgreSQL as one statement. Each
-   * statement is a write to a pooled connection, a wake-up of its backend and a read of
-   * the answer, and that, not the index lookup, was most of a verification's cost:
-   * batched, a node verified ~1.6x as many keys a second (docs/benchmarks.md, fourteenth
-   * session). No cache: every lookup reads the table as it is when its batch runs.
-   */
-  private readonly byDigest: DataLoader<Buffer, ApiKeyRecord | null>;
+  /** Every verification's lookup, batched (batched-lookup.ts). */
+  private readonly byDigest = batchedLookup((digests: readonly Buffer[]) => this.findByDigests(digests));
 
   constructor(database: PostgresDatabase) {
     this.database = database;
-    this.byDigest = new DataLoader((digests) => this.findByDigests(digests), {
-      cache: false,
-      maxBatchSize: DIGEST_BATCH_MAX,
-      // After the I/O callbacks of this turn, not after the current microtasks: requests
-      // that arrived together are handled in separate callbacks.
-      batchScheduleFn: (run) => setImmediate(run),
-    });
   }
 
   /** One statement for many digests: the record of each, or null, in the order asked. */

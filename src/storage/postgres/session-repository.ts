@@ -1,5 +1,6 @@
 import type { AuditEventInput, SessionRecord, SessionRepository } from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
+import { batchedLookup } from "./batched-lookup.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 import { revokeUserRefreshTokens } from "./token-repository.ts";
 
@@ -78,10 +79,21 @@ export class PostgresSessionRepository implements SessionRepository {
     });
   }
 
-  async findByDigest(digest: Buffer): Promise<SessionRecord | null> {
-    const { rows } = await this.database.query<Row>(`SELECT ${COLUMNS} FROM sessions WHERE digest = $1`, [digest]);
-    return rows[0] ? toSession(rows[0]) : null;
+  findByDigest(digest: Buffer): Promise<SessionRecord | null> {
+    return this.byDigest.load(digest);
   }
+
+  /** Every cookie-authenticated request reads its session: batched (batched-lookup.ts). */
+  private readonly byDigest = batchedLookup(async (digests: readonly Buffer[]) => {
+    const { rows } = await this.database.query<Row>(`SELECT ${COLUMNS} FROM sessions WHERE digest = ANY($1::bytea[])`, [
+      digests,
+    ]);
+    const found = new Map(rows.map((row) => [row.digest.toString("base64"), row]));
+    return digests.map((digest) => {
+      const row = found.get(digest.toString("base64"));
+      return row ? toSession(row) : null;
+    });
+  });
 
   async touch(id: string, at: number, idleExpiresAt: number): Promise<void> {
     await this.database.query(

@@ -11,6 +11,7 @@ import type {
   TokenSignIn,
 } from "../types.ts";
 import { AUDIT_COLUMN_TYPES, insertAuditEvents } from "./audit-repository.ts";
+import { batchedLookup } from "./batched-lookup.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 
 interface Row {
@@ -278,16 +279,30 @@ export class PostgresTokenRepository implements TokenRepository {
     return rows.length > 0;
   }
 
-  async isFamilyRevoked(familyId: string): Promise<boolean> {
-    const { rows } = await this.database.query(
-      "SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL LIMIT 1",
-      [familyId],
-    );
-    return rows.length > 0;
+  isFamilyRevoked(familyId: string): Promise<boolean> {
+    return this.revokedFamilies.load(familyId);
   }
 
-  async isJtiDenied(jti: string): Promise<boolean> {
-    const { rows } = await this.database.query("SELECT 1 FROM denied_access_tokens WHERE jti = $1", [jti]);
-    return rows.length > 0;
+  isJtiDenied(jti: string): Promise<boolean> {
+    return this.deniedJtis.load(jti);
   }
+
+  /** `/auth/me` asks both for every token it checks: batched (batched-lookup.ts). */
+  private readonly revokedFamilies = batchedLookup(async (familyIds: readonly string[]) => {
+    const { rows } = await this.database.query<{ family_id: string }>(
+      "SELECT DISTINCT family_id FROM refresh_tokens WHERE family_id = ANY($1::text[]) AND revoked_at IS NOT NULL",
+      [familyIds],
+    );
+    const revoked = new Set(rows.map((row) => row.family_id));
+    return familyIds.map((id) => revoked.has(id));
+  });
+
+  private readonly deniedJtis = batchedLookup(async (jtis: readonly string[]) => {
+    const { rows } = await this.database.query<{ jti: string }>(
+      "SELECT jti FROM denied_access_tokens WHERE jti = ANY($1::text[])",
+      [jtis],
+    );
+    const denied = new Set(rows.map((row) => row.jti));
+    return jtis.map((jti) => denied.has(jti));
+  });
 }

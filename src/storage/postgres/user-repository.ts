@@ -7,6 +7,7 @@ import type {
   UserUpdate,
 } from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
+import { batchedLookup } from "./batched-lookup.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 import { revokeUserSessions } from "./session-repository.ts";
 import { revokeUserRefreshTokens } from "./token-repository.ts";
@@ -72,13 +73,19 @@ export class PostgresUserRepository implements UserRepository {
     });
   }
 
-  async findById(id: string): Promise<UserRecord | null> {
-    try {
-      return await findById(this.database.pool, id);
-    } catch (error) {
-      throw this.database.translate(error);
-    }
+  findById(id: string): Promise<UserRecord | null> {
+    return this.byId.load(id);
   }
+
+  /** Every `/auth/me` and cookie-authenticated request reads its user: batched (batched-lookup.ts). */
+  private readonly byId = batchedLookup(async (ids: readonly string[]) => {
+    const { rows } = await this.database.query<Row>(`SELECT ${COLUMNS} FROM users WHERE id = ANY($1::text[])`, [ids]);
+    const found = new Map(rows.map((row) => [row.id, row]));
+    return ids.map((id) => {
+      const row = found.get(id);
+      return row ? toUser(row) : null;
+    });
+  });
 
   async findSettled(id: string): Promise<UserRecord | null> {
     try {

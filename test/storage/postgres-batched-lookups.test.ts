@@ -1,0 +1,227 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import pg from "pg";
+import { StorageUnavailableError } from "../../src/errors/gatehouse-error.ts";
+import { digestKey, generateKey } from "../../src/keys/key-format.ts";
+import { newId } from "../../src/lib/ids.ts";
+import { PostgresDatabase } from "../../src/storage/postgres/database.ts";
+import { PostgresKeyRepository } from "../../src/storage/postgres/key-repository.ts";
+import type { PostgresStorage } from "../../src/storage/postgres/postgres-storage.ts";
+import type { ApiKeyRecord } from "../../src/storage/types.ts";
+import { digestOpaqueToken, newOpaqueToken } from "../../src/tokens/opaque-token.ts";
+import { backends, TEST_DATABASE_URL, type TestStore } from "../support/backends.ts";
+import { keyRecord, userRecord } from "../support/records.ts";
+
+const postgres = backends().find((backend) => backend.name === "postgres");
+
+/**
+ * Point reads asked for in one turn of the event loop share one statement
+ * (src/storage/postgres/batched-lookup.ts): keys by digest, users by id, denied access
+ * tokens and revoked refresh families. Each must still get its own answer, and a statement
+ * that fails must fail every lookup it carried.
+ */
+describe("PostgreSQL key lookups by digest, batched", { skip: postgres === undefined }, () => {
+  let store: TestStore;
+  let storage: PostgresStorage;
+  let keys: ApiKeyRecord[];
+  before(async () => {
+    store = await (postgres as NonNullable<typeof postgres>).create();
+    storage = store.storage as PostgresStorage;
+    const now = Date.now();
+    keys = Array.from({ length: 300 }, (_, i) => keyRecord(now - i, { name: `key ${i}`, scopes: [`s:${i}`] }));
+    await storage.keys.insertMany(keys);
+  });
+  after(async () => {
+    await store.dispose();
+  });
+
+  test("lookups made together go out as few statements, each answered with its own key or null", async () => {
+    const statements: string[] = [];
+    const database = storage.database;
+    const query = database.query.bind(database);
+    database.query = ((sql: string, params?: unknown[]) => {
+      statements.push(sql);
+      return query(sql, params);
+    }) as typeof database.query;
+    try {
+      const unknown = Array.from({ length: 20 }, () => digestKey(generateKey("gate")));
+      // Known keys (more than one statement's worth), unknown digests and repeats, interleaved.
+      const asked: Array<{ digest: Buffer; expected: ApiKeyRecord | null }> = [];
+      for (const [i, key] of keys.entries()) {
+        asked.push({ digest: Buffer.from(key.digest), expected: key });
+        if (i % 15 === 0) asked.push({ digest: unknown[i / 15] as Buffer, expected: null });
+        if (i % 50 === 0) asked.push({ digest: Buffer.from(key.digest), expected: key });
+      }
+      const answers = await Promise.all(asked.map(({ digest }) => storage.keys.findByDigest(digest)));
+      for (const [i, answer] of answers.entries()) {
+        const expected = asked[i]?.expected ?? null;
+        if (expected === null) assert.equal(answer, null, `lookup ${i} found a key for an unknown digest`);
+        else {
+          assert.equal(answer?.id, expected.id, `lookup ${i}`);
+          assert.deepEqual(answer?.scopes, expected.scopes);
+          assert.ok(answer?.digest.equals(expected.digest));
+        }
+      }
+      // Two answers for one digest are two records: a caller changing one cannot touch the other.
+      assert.notEqual(answers[0], answers[2]);
+      assert.ok(asked.length > 300);
+      assert.ok(
+        statements.length >= 2 && statements.length <= Math.ceil(asked.length / 128),
+        `${asked.length} lookups took ${statements.length} statements`,
+      );
+    } finally {
+      database.query = query;
+    }
+  });
+
+  test("one lookup alone is answered, and a deleted key is not found by the next batch", async () => {
+    const [first] = keys;
+    assert.equal((await storage.keys.findByDigest(Buffer.from((first as ApiKeyRecord).digest)))?.id, first?.id);
+    await storage.database.query("DELETE FROM api_keys WHERE id = $1", [first?.id]);
+    // No cache between batches: the next lookup reads the table as it now is.
+    assert.equal(await storage.keys.findByDigest(Buffer.from((first as ApiKeyRecord).digest)), null);
+  });
+
+  test("a statement that fails fails every lookup it carried, as unavailable, and the next batch works", async () => {
+    const database = new PostgresDatabase(TEST_DATABASE_URL, {
+      schema: storage.database.schema,
+      max: 2,
+      statementTimeoutMs: 300,
+    });
+    const repository = new PostgresKeyRepository(database);
+    const locker = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await locker.connect();
+    try {
+      await locker.query("BEGIN");
+      await locker.query(`LOCK TABLE ${storage.database.schema}.api_keys IN ACCESS EXCLUSIVE MODE`);
+      const settled = await Promise.allSettled(
+        keys.slice(1, 6).map((key) => repository.findByDigest(Buffer.from(key.digest))),
+      );
+      for (const outcome of settled) {
+        assert.equal(outcome.status, "rejected");
+        assert.ok(outcome.reason instanceof StorageUnavailableError, String(outcome.reason));
+      }
+      await locker.query("ROLLBACK");
+      assert.equal((await repository.findByDigest(Buffer.from((keys[1] as ApiKeyRecord).digest)))?.id, keys[1]?.id);
+    } finally {
+      await locker.end();
+      await database.close();
+    }
+  });
+
+  /** Counts the statements the store sends while `run` runs. */
+  async function counted<T>(run: () => Promise<T>): Promise<{ result: T; statements: number }> {
+    const database = storage.database;
+    const query = database.query.bind(database);
+    let statements = 0;
+    database.query = ((sql: string, params?: unknown[]) => {
+      statements++;
+      return query(sql, params);
+    }) as typeof database.query;
+    try {
+      return { result: await run(), statements };
+    } finally {
+      database.query = query;
+    }
+  }
+
+  test("users by id: together in one statement, each its own user or null", async () => {
+    const now = Date.now();
+    const users = Array.from({ length: 40 }, (_, i) =>
+      userRecord(newId("usr", now + i), now, { email: `b${i}@example.com` }),
+    );
+    for (const user of users) await storage.users.insert(user, null);
+    const asked = [...users.map((user) => user.id), "usr_missing", (users[3] as { id: string }).id];
+    const { result, statements } = await counted(() => Promise.all(asked.map((id) => storage.users.findById(id))));
+    assert.equal(statements, 1);
+    for (const [i, user] of result.entries()) {
+      if (asked[i] === "usr_missing") assert.equal(user, null);
+      else {
+        assert.equal(user?.id, asked[i]);
+        assert.equal(user?.email, users.find((u) => u.id === asked[i])?.email);
+      }
+    }
+    assert.notEqual(result[3], result.at(-1));
+  });
+
+  test("denied access tokens and revoked refresh families: together in one statement each, each its own answer", async () => {
+    const now = Date.now();
+    const userId = newId("usr", now);
+    await storage.users.insert(userRecord(userId, now, { email: "families@example.com" }), null);
+    const families = Array.from({ length: 30 }, (_, i) => `fam_batch_${i}`);
+    for (const familyId of families) {
+      await storage.tokens.insertRefresh(
+        {
+          id: newId("rtk", now),
+          digest: digestOpaqueToken(newOpaqueToken()),
+          familyId,
+          userId,
+          clientId: "test",
+          scope: "",
+          createdAt: now,
+          familyExpiresAt: now + 3_600_000,
+          expiresAt: now + 3_600_000,
+          usedAt: null,
+          replacedBy: null,
+          revokedAt: null,
+        },
+        null,
+      );
+    }
+    // Every third family revoked, the revocation denying one access token (by jti) each.
+    const revoked = families.filter((_, i) => i % 3 === 0);
+    for (const familyId of revoked) {
+      await storage.tokens.revokeFamily(
+        familyId,
+        { at: now, denyJti: { jti: `jti_${familyId}`, expiresAt: now + 900_000 } },
+        null,
+      );
+    }
+    const jtis = families.map((familyId) => `jti_${familyId}`);
+    const { result, statements } = await counted(() =>
+      Promise.all([
+        Promise.all(families.map((familyId) => storage.tokens.isFamilyRevoked(familyId))),
+        Promise.all(jtis.map((jti) => storage.tokens.isJtiDenied(jti))),
+      ]),
+    );
+    assert.equal(statements, 2);
+    const [familyAnswers, jtiAnswers] = result;
+    assert.deepEqual(
+      familyAnswers,
+      families.map((familyId) => revoked.includes(familyId)),
+    );
+    assert.deepEqual(
+      jtiAnswers,
+      families.map((familyId) => revoked.includes(familyId)),
+    );
+    assert.equal(await storage.tokens.isFamilyRevoked("fam_unknown"), false);
+  });
+
+  test("cookie sessions by digest: together in one statement, each its own session or null", async () => {
+    const now = Date.now();
+    const userId = newId("usr", now);
+    await storage.users.insert(userRecord(userId, now, { email: "sessions@example.com" }), null);
+    const sessions = Array.from({ length: 25 }, (_, i) => ({
+      id: newId("ses", now + i),
+      digest: digestOpaqueToken(newOpaqueToken()),
+      userId,
+      createdAt: now,
+      lastSeenAt: now,
+      expiresAt: now + 3_600_000,
+      idleExpiresAt: now + 1_800_000,
+      revokedAt: null,
+      ip: null,
+      userAgent: `agent ${i}`,
+    }));
+    for (const session of sessions) await storage.sessions.insert(session, null, null);
+    const asked = [...sessions.map((session) => session.digest), digestOpaqueToken(newOpaqueToken())];
+    const { result, statements } = await counted(() =>
+      Promise.all(asked.map((digest) => storage.sessions.findByDigest(Buffer.from(digest)))),
+    );
+    assert.equal(statements, 1);
+    assert.deepEqual(
+      result.map((session) => session?.userAgent ?? null),
+      [...sessions.map((session) => session.userAgent), null],
+    );
+  });
+});
