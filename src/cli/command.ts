@@ -2,6 +2,7 @@ import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { nearestSetting } from "../config/nearest-setting.ts";
 import { GatehouseError } from "../errors/gatehouse-error.ts";
 import { MasterKeyError } from "../signing/master-key.ts";
+import { StorageOpenError } from "../storage/open-storage.ts";
 import { parseProblem } from "./parse-problem.ts";
 
 export interface CliIO {
@@ -116,9 +117,9 @@ export async function runCommand(command: Command, argv: string[], io: CliIO): P
       io.err(`gatehouse ${command.name}: ${error.detail} (${error.code})`);
       return 1;
     }
-    // The master key missing, wrong or readable by others: the operator's to fix, said in
-    // one line as `serve` says it, not as a stack trace.
-    if (error instanceof MasterKeyError) {
+    // The master key missing, wrong or readable by others, or a store that cannot be
+    // opened: the operator's to fix, said in one line as `serve` says it, not as a stack trace.
+    if (error instanceof MasterKeyError || error instanceof StorageOpenError) {
       io.err(`gatehouse ${command.name}: ${error.message}`);
       return 1;
     }

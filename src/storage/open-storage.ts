@@ -3,6 +3,18 @@ import type { GatehouseConfig } from "../config/config.ts";
 import type { Storage } from "./types.ts";
 
 /**
+ * The store named by the configuration could not be opened at start: the operator's to
+ * fix (a database not created, a server not running, a wrong password), said in one line
+ * that names the setting, not as a driver's stack trace.
+ */
+export class StorageOpenError extends Error {
+  constructor(message: string, options: { cause: unknown }) {
+    super(message, options);
+    this.name = "StorageOpenError";
+  }
+}
+
+/**
  * PostgreSQL when GATEHOUSE_DATABASE_URL is set (many nodes, one database); otherwise
  * the embedded default, one SQLite file under the data directory.
  *
@@ -12,8 +24,59 @@ import type { Storage } from "./types.ts";
 export async function openStorage(config: GatehouseConfig): Promise<Storage> {
   if (config.databaseUrl) {
     const { PostgresStorage } = await import("./postgres/postgres-storage.ts");
-    return PostgresStorage.open(config.databaseUrl);
+    try {
+      return await PostgresStorage.open(config.databaseUrl);
+    } catch (error) {
+      throw new StorageOpenError(
+        `cannot use the PostgreSQL database of GATEHOUSE_DATABASE_URL (${shownUrl(config.databaseUrl)}): ${whyNot(error)}`,
+        { cause: error },
+      );
+    }
   }
   const { SqliteStorage } = await import("./sqlite/sqlite-storage.ts");
-  return SqliteStorage.open(join(config.dataDir, "gatehouse.db"));
+  const file = join(config.dataDir, "gatehouse.db");
+  try {
+    return SqliteStorage.open(file);
+  } catch (error) {
+    throw new StorageOpenError(
+      `cannot open the SQLite store ${file} (GATEHOUSE_DATA_DIR): ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
+
+/** The URL without its password, for a message. */
+function shownUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "****";
+    return parsed.toString();
+  } catch {
+    return "not a URL";
+  }
+}
+
+/** What went wrong, in the terms of what to do about it (the driver's words otherwise). */
+function whyNot(error: unknown): string {
+  const cause = (error as { cause?: unknown }).cause ?? error;
+  const code = (cause as { code?: unknown }).code;
+  const message = cause instanceof Error ? cause.message : String(cause);
+  // A connection that could not be made: AggregateError (IPv4 and IPv6 tried) has no message.
+  const errors = (cause as { errors?: unknown }).errors;
+  const first = Array.isArray(errors) ? (errors[0] as { code?: unknown; message?: unknown }) : null;
+  const connectCode = typeof code === "string" ? code : typeof first?.code === "string" ? first.code : undefined;
+  switch (connectCode) {
+    case "ECONNREFUSED":
+      return "nothing answers at that host and port; is PostgreSQL running there?";
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return "that host name does not resolve";
+    case "3D000":
+      return `${message}; create it first (e.g. \`createdb\`), then start again`;
+    case "28P01":
+    case "28000":
+      return `${message}; check the user and password in the URL`;
+    default:
+      return message || String(connectCode ?? "unknown error");
+  }
 }

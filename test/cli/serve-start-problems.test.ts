@@ -4,9 +4,10 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { tempDir } from "../support/backends.ts";
-import { runCli, startNode } from "../support/processes.ts";
+import { backends, tempDir } from "../support/backends.ts";
+import { createTestDatabase, runCli, startNode } from "../support/processes.ts";
 
+const withPostgres = backends().some((backend) => backend.name === "postgres");
 const STACK = /\n\s+at |node:internal|\.ts:\d+:\d+/;
 
 /** Runs `serve` expecting it to refuse to start; resolves with what it printed. */
@@ -134,6 +135,73 @@ describe("serve's start-up messages", () => {
       assert.ok(!node.logs().includes("s3cret-pass"), "the password is not logged");
     } finally {
       assert.equal(await node.stop(), 0);
+    }
+  });
+
+  // Regression: a database not created yet gave the driver's stack trace; an unreachable
+  // one said only "Storage is unavailable; retry shortly.", from a process that then exited.
+  test("GATEHOUSE_DATABASE_URL that cannot be used: one line naming it and what to do, password hidden, no stack", {
+    skip: !withPostgres,
+  }, async () => {
+    const PREFIX = "cannot use the PostgreSQL database of GATEHOUSE_DATABASE_URL (";
+    const masterKey = randomBytes(32).toString("base64");
+    const missing = `missing_${randomBytes(4).toString("hex")}`;
+    const cases = [
+      {
+        url: `postgres://postgres:s3cret-pass@127.0.0.1:5432/${missing}`,
+        says: `cannot use the PostgreSQL database of GATEHOUSE_DATABASE_URL (postgres://postgres:****@127.0.0.1:5432/${missing}): database "${missing}" does not exist; create it first`,
+      },
+      {
+        url: `postgres://postgres@127.0.0.1:${await freePort()}/test`,
+        says: "nothing answers at that host and port; is PostgreSQL running there?",
+      },
+    ];
+    for (const { url, says } of cases) {
+      const env = { GATEHOUSE_DATABASE_URL: url, GATEHOUSE_MASTER_KEY: masterKey, GATEHOUSE_DATA_DIR: dir() };
+      const output = await refusedStart(env);
+      assert.ok(output.includes(`gatehouse serve: ${PREFIX}`) && output.includes(says), output);
+      assert.doesNotMatch(output, STACK);
+      assert.ok(!output.includes("s3cret-pass"), "the password is not printed");
+      const init = await runCli(["init", "--key-only"], env);
+      assert.equal(init.code, 1);
+      assert.ok(init.stderr.includes(`gatehouse init: ${PREFIX}`) && init.stderr.includes(says), init.stderr);
+      assert.doesNotMatch(init.stderr, STACK);
+      assert.equal(init.stdout, "");
+    }
+  });
+
+  // A new user ran `init` from another terminal without the PostgreSQL settings, as the
+  // warning ("in the Gatehouse folder") suggested, and got a SQLite store's key.
+  test("a new PostgreSQL store: the warning says init needs this node's settings, and the ready line names no data dir", {
+    skip: !withPostgres,
+  }, async () => {
+    const database = await createTestDatabase();
+    try {
+      const node = await startNode({
+        GATEHOUSE_DATABASE_URL: database.url,
+        GATEHOUSE_MASTER_KEY: randomBytes(32).toString("base64"),
+        GATEHOUSE_ISSUER: "http://127.0.0.1:8080",
+      });
+      try {
+        for (let i = 0; i < 200 && !node.logs().includes("No admin key"); i++) await sleep(25);
+        const lines = node
+          .logs()
+          .split("\n")
+          .filter((line) => line.startsWith("{"))
+          .map((line) => JSON.parse(line) as { msg: string; dataDir?: string; storage?: string });
+        const warning = lines.find((line) => line.msg.startsWith("No admin key exists yet"));
+        assert.match(
+          warning?.msg ?? node.logs(),
+          /with this node's GATEHOUSE_DATABASE_URL and GATEHOUSE_MASTER_KEY set/,
+        );
+        const ready = lines.find((line) => line.msg === "Gatehouse is ready");
+        assert.equal(ready?.storage, "postgres");
+        assert.equal(ready?.dataDir, undefined);
+      } finally {
+        assert.equal(await node.stop(), 0);
+      }
+    } finally {
+      await database.drop();
     }
   });
 });

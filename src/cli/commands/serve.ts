@@ -178,7 +178,8 @@ export const serveCommand: Command = {
         storage: storage.kind,
         redis: config.redisUrl !== null,
         ...(redis === null ? {} : { redisAnswering: redis }),
-        dataDir: config.dataDir,
+        // The SQLite store's directory; a PostgreSQL node keeps nothing on local disk.
+        ...(config.databaseUrl === null ? { dataDir: config.dataDir } : {}),
         threadPool: { threads: lowered, nice: lowered > 0 ? config.threadPoolNice : 0 },
       },
       "Gatehouse is ready",
@@ -193,8 +194,12 @@ export const serveCommand: Command = {
     }
     if ((await storage.meta.get(INITIALISED)) === null) {
       // A first start: every admin route needs a key that does not exist yet.
+      // Where `init` finds this store: the folder for the embedded one (its ./data), the
+      // environment for PostgreSQL (run elsewhere without it, init makes a SQLite store).
       app.log.warn(
-        "No admin key exists yet: run `npx gatehouse init --key-only` in the Gatehouse folder to create one (`--json` for JSON).",
+        config.databaseUrl === null
+          ? "No admin key exists yet: run `npx gatehouse init --key-only` in the Gatehouse folder to create one (`--json` for JSON)."
+          : "No admin key exists yet: run `npx gatehouse init --key-only` with this node's GATEHOUSE_DATABASE_URL and GATEHOUSE_MASTER_KEY set to create one (`--json` for JSON).",
       );
     }
     // Keep running until a signal arrives.
