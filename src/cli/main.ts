@@ -16,8 +16,7 @@ Commands:
   keys       Create, list, rotate, revoke and scan for API keys
 
 Run gatehouse <command> --help for a command's options, gatehouse --version for the
-version. Configuration comes from
-GATEHOUSE_* environment variables; see README.md.`;
+version. Configuration comes from GATEHOUSE_* environment variables; see README.md.`;
 
 export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
   const [name, ...rest] = argv;
