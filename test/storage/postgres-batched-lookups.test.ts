@@ -224,4 +224,40 @@ describe("PostgreSQL key lookups by digest, batched", { skip: postgres === undef
       [...sessions.map((session) => session.userAgent), null],
     );
   });
+
+  test("refresh tokens for rotation: together in one statement; a right id with a wrong secret finds nothing", async () => {
+    const now = Date.now();
+    const userId = newId("usr", now);
+    await storage.users.insert(userRecord(userId, now, { email: "rotations@example.com", scopes: ["a:b"] }), null);
+    const tokens = Array.from({ length: 20 }, (_, i) => ({
+      id: newId("rtk", now + i),
+      digest: digestOpaqueToken(newOpaqueToken()),
+      familyId: `fam_rot_${i}`,
+      userId,
+      clientId: "test",
+      scope: `s${i}`,
+      createdAt: now,
+      familyExpiresAt: now + 3_600_000,
+      expiresAt: now + 3_600_000,
+      usedAt: null,
+      replacedBy: null,
+      revokedAt: null,
+    }));
+    for (const token of tokens) await storage.tokens.insertRefresh(token, null);
+    const forged = digestOpaqueToken(newOpaqueToken());
+    const refs = [
+      ...tokens.map((token) => ({ id: token.id, digest: Buffer.from(token.digest) })),
+      { id: (tokens[4] as { id: string }).id, digest: forged },
+      { id: "rtk_unknown", digest: forged },
+    ];
+    const { result, statements } = await counted(() =>
+      Promise.all(refs.map((ref) => storage.tokens.findRefreshForRotation(ref))),
+    );
+    assert.equal(statements, 1);
+    assert.deepEqual(
+      result.map((found) => found?.record.scope ?? null),
+      [...tokens.map((token) => token.scope), null, null],
+    );
+    assert.ok(result.slice(0, 20).every((found) => found?.userActive === true && found.userScopes[0] === "a:b"));
+  });
 });

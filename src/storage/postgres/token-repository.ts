@@ -1,3 +1,4 @@
+import { timingSafeEqual } from "node:crypto";
 import type { QueryResult, QueryResultRow } from "pg";
 import { AUDIT_COLUMNS, auditColumnValues } from "../audit-columns.ts";
 import { TOKEN_COLUMNS as COLUMNS, liveTokenCondition, tokenColumnValues } from "../token-columns.ts";
@@ -118,7 +119,7 @@ interface Runner {
 const TOKEN_WITH_USER = `SELECT ${COLUMNS.split(", ")
   .map((column) => `t.${column}`)
   .join(", ")}, u.status, u.scopes AS user_scopes
-  FROM refresh_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.id = $1 AND t.digest = $2`;
+  FROM refresh_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.id = ANY($1::text[])`;
 export class PostgresTokenRepository implements TokenRepository {
   private readonly database: PostgresDatabase;
   constructor(database: PostgresDatabase) {
@@ -159,15 +160,26 @@ export class PostgresTokenRepository implements TokenRepository {
   async findRefreshForRotation(ref: RefreshTokenRef): Promise<RefreshForRotation | null> {
     const id = await this.idOf(this.database, ref);
     if (id === null) return null;
+    return this.forRotation.load({ id, digest: ref.digest });
+  }
+
+  /**
+   * Every refresh reads its token and user first: batched (batched-lookup.ts). Rows are
+   * found by id, the token's public half; the secret's digest is then compared here, in
+   * constant time.
+   */
+  private readonly forRotation = batchedLookup(async (refs: ReadonlyArray<{ id: string; digest: Buffer }>) => {
     const { rows } = await this.database.query<Row & { status: string | null; user_scopes: string[] | null }>(
       TOKEN_WITH_USER,
-      [id, ref.digest],
+      [refs.map((ref) => ref.id)],
     );
-    const row = rows[0];
-    return row
-      ? { record: toToken(row), userActive: row.status === "active", userScopes: row.user_scopes ?? [] }
-      : null;
-  }
+    const byId = new Map(rows.map((row) => [row.id, row]));
+    return refs.map((ref): RefreshForRotation | null => {
+      const row = byId.get(ref.id);
+      if (!row || row.digest.length !== ref.digest.length || !timingSafeEqual(row.digest, ref.digest)) return null;
+      return { record: toToken(row), userActive: row.status === "active", userScopes: row.user_scopes ?? [] };
+    });
+  });
 
   async rotateRefresh(
     ref: RefreshTokenRef,
