@@ -15,12 +15,13 @@ import { keyRecord, userRecord } from "../support/records.ts";
 const postgres = backends().find((backend) => backend.name === "postgres");
 
 /**
- * Point reads asked for in one turn of the event loop share one statement
- * (src/storage/postgres/batched-lookup.ts): keys by digest, users by id, denied access
- * tokens and revoked refresh families. Each must still get its own answer, and a statement
- * that fails must fail every lookup it carried.
+ * Fewer round trips on PostgreSQL's hot paths. Point reads asked for in one turn of the
+ * event loop share one statement (src/storage/postgres/batched-lookup.ts): keys by digest,
+ * users by id, denied access tokens, revoked refresh families, cookie sessions, refresh
+ * tokens for rotation. Each must still get its own answer, and a statement that fails must
+ * fail every lookup it carried. A sign-in's writes are one statement, all or nothing.
  */
-describe("PostgreSQL key lookups by digest, batched", { skip: postgres === undefined }, () => {
+describe("PostgreSQL round trips on hot paths", { skip: postgres === undefined }, () => {
   let store: TestStore;
   let storage: PostgresStorage;
   let keys: ApiKeyRecord[];
@@ -259,5 +260,51 @@ describe("PostgreSQL key lookups by digest, batched", { skip: postgres === undef
       [...tokens.map((token) => token.scope), null, null],
     );
     assert.ok(result.slice(0, 20).every((found) => found?.userActive === true && found.userScopes[0] === "a:b"));
+  });
+
+  test("a sign-in's refresh token and its audit event are one statement: both written, or neither", async () => {
+    const now = Date.now();
+    const userId = newId("usr", now);
+    await storage.users.insert(userRecord(userId, now, { email: "signin-write@example.com" }), null);
+    const token = (i: number) => ({
+      id: newId("rtk", now + i),
+      digest: digestOpaqueToken(newOpaqueToken()),
+      familyId: `fam_signin_${i}`,
+      userId,
+      clientId: "test",
+      scope: "",
+      createdAt: now,
+      familyExpiresAt: now + 3_600_000,
+      expiresAt: now + 3_600_000,
+      usedAt: null,
+      replacedBy: null,
+      revokedAt: null,
+    });
+    const audit = {
+      at: now,
+      actor: `user:${userId}`,
+      action: "auth.login",
+      targetType: "user",
+      targetId: userId,
+      outcome: "success" as const,
+      ip: null,
+      userAgent: null,
+      requestId: "req_signin_write",
+      detail: null,
+    };
+    const written = token(1);
+    const { statements } = await counted(() => storage.tokens.insertRefresh(written, audit));
+    assert.equal(statements, 1);
+    assert.equal((await storage.tokens.findRefresh({ id: written.id, digest: written.digest }))?.id, written.id);
+    const events = await storage.database.query("SELECT 1 FROM audit_events WHERE request_id = $1", [
+      "req_signin_write",
+    ]);
+    assert.equal(events.rowCount, 1);
+    // An audit row the table refuses (its CHECK on outcome) takes the token with it.
+    const refused = token(2);
+    await assert.rejects(
+      storage.tokens.insertRefresh(refused, { ...audit, outcome: "maybe" as "success", requestId: "req_refused" }),
+    );
+    assert.equal(await storage.tokens.findRefresh({ id: refused.id, digest: refused.digest }), null);
   });
 });
