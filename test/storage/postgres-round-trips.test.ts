@@ -110,6 +110,31 @@ describe("PostgreSQL round trips on hot paths", { skip: postgres === undefined }
     }
   });
 
+  // Regression: PostgreSQL refuses a whole text[] with a NUL in any element (22021), so
+  // one request's malformed value failed (500) every other lookup in its batch.
+  test("a value PostgreSQL refuses fails only its own lookup, not the others in its batch", async () => {
+    const now = Date.now();
+    const user = userRecord(newId("usr", now), now, { email: "nul-neighbour@example.com" });
+    await storage.users.insert(user, null);
+    const [good, bad] = await Promise.allSettled([
+      storage.users.findById(user.id),
+      storage.users.findById("usr_\u0000x"),
+    ]);
+    assert.equal(good.status, "fulfilled", String((good as PromiseRejectedResult).reason));
+    assert.equal((good as PromiseFulfilledResult<{ id: string } | null>).value?.id, user.id);
+    assert.equal(bad.status, "rejected");
+    const tokens = await Promise.allSettled([
+      storage.tokens.isJtiDenied("jti_fine"),
+      storage.tokens.isJtiDenied("jti_\u0000"),
+      storage.tokens.isFamilyRevoked("fam_fine"),
+      storage.tokens.isFamilyRevoked("fam_\u0000"),
+    ]);
+    assert.deepEqual(
+      tokens.map((outcome) => outcome.status),
+      ["fulfilled", "rejected", "fulfilled", "rejected"],
+    );
+  });
+
   /** Counts the statements the store sends while `run` runs. */
   async function counted<T>(run: () => Promise<T>): Promise<{ result: T; statements: number }> {
     const database = storage.database;

@@ -1,4 +1,5 @@
 import DataLoader from "dataloader";
+import { StorageUnavailableError } from "../../errors/gatehouse-error.ts";
 
 /** Keys per statement at most (a busier turn makes several statements). */
 export const LOOKUP_BATCH_MAX = 128;
@@ -10,17 +11,39 @@ export const LOOKUP_BATCH_MAX = 128;
  * a wake-up of its backend and a read of the answer, and on the benchmark machine that,
  * not the index lookup, was most of what such a request cost (docs/benchmarks.md,
  * fourteenth session). No cache: every lookup reads the table as it is when its batch
- * runs, which is after the lookup was asked for. A statement that fails fails every
- * lookup it carried, with the same error.
+ * runs, which is after the lookup was asked for.
+ *
+ * A statement that fails because the database is unavailable fails every lookup it
+ * carried, with the same error (503). Any other failure is about the values asked for
+ * (PostgreSQL refuses a whole text[] with a NUL in one element, 22021): then each lookup is
+ * asked alone, so one request's value fails only its own lookup, as before batching, and
+ * never another request's.
  *
  * `many` answers for each key in the order asked (DataLoader's contract).
  */
 export function batchedLookup<K, V>(many: (keys: readonly K[]) => Promise<V[]>): DataLoader<K, V> {
-  return new DataLoader(many, {
-    cache: false,
-    maxBatchSize: LOOKUP_BATCH_MAX,
-    // After the I/O callbacks of this turn, not after the current microtasks: requests
-    // that arrived together are handled in separate callbacks.
-    batchScheduleFn: (run) => setImmediate(run),
-  });
+  return new DataLoader(
+    async (keys: readonly K[]): Promise<Array<V | Error>> => {
+      try {
+        return await many(keys);
+      } catch (error) {
+        if (keys.length === 1 || error instanceof StorageUnavailableError) throw error;
+        return Promise.all(
+          keys.map((key) =>
+            many([key]).then(
+              (answers) => answers[0] as V,
+              (alone: unknown) => (alone instanceof Error ? alone : new Error(String(alone))),
+            ),
+          ),
+        );
+      }
+    },
+    {
+      cache: false,
+      maxBatchSize: LOOKUP_BATCH_MAX,
+      // After the I/O callbacks of this turn, not after the current microtasks: requests
+      // that arrived together are handled in separate callbacks.
+      batchScheduleFn: (run) => setImmediate(run),
+    },
+  );
 }
