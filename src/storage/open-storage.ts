@@ -45,11 +45,17 @@ export async function openStorage(config: GatehouseConfig): Promise<Storage> {
   }
 }
 
-/** The URL without its password, for a message. */
+/**
+ * The URL without its password, for a message: the one after the user name, and the
+ * `password` (or `sslpassword`) query parameter, which the driver takes as well.
+ */
 function shownUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = "****";
+    for (const name of [...parsed.searchParams.keys()]) {
+      if (/password/i.test(name)) parsed.searchParams.set(name, "****");
+    }
     return parsed.toString();
   } catch {
     return "not a URL";

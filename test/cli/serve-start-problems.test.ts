@@ -170,6 +170,23 @@ describe("serve's start-up messages", () => {
     }
   });
 
+  // Regression: only the password after the user name was hidden; the driver also takes
+  // one as a query parameter (`?password=`, `?sslpassword=`), which was printed as given.
+  test("GATEHOUSE_DATABASE_URL with the password as a query parameter: hidden as well", async () => {
+    const env = {
+      GATEHOUSE_DATABASE_URL: `postgres://postgres@127.0.0.1:${await freePort()}/test?sslmode=disable&password=s3cret-query&sslpassword=k3y-pass`,
+      GATEHOUSE_MASTER_KEY: randomBytes(32).toString("base64"),
+      GATEHOUSE_DATA_DIR: dir(),
+    };
+    const init = await runCli(["init", "--key-only"], env);
+    assert.equal(init.code, 1);
+    assert.ok(init.stderr.includes("nothing answers at that host and port"), init.stderr);
+    assert.ok(!init.stderr.includes("s3cret-query") && !init.stderr.includes("k3y-pass"), init.stderr);
+    const output = await refusedStart(env);
+    assert.ok(output.includes("cannot use the PostgreSQL database of GATEHOUSE_DATABASE_URL"), output);
+    assert.ok(!output.includes("s3cret-query") && !output.includes("k3y-pass"), output);
+  });
+
   // A new user ran `init` from another terminal without the PostgreSQL settings, as the
   // warning ("in the Gatehouse folder") suggested, and got a SQLite store's key.
   test("a new PostgreSQL store: the warning says init needs this node's settings, and the ready line names no data dir", {
