@@ -33,8 +33,11 @@ export const INITIALISED = "initialised_at";
 /** Where the CLI's store is, in words an operator can check. */
 export function describeStore(config: GatehouseConfig): string {
   if (config.databaseUrl) {
-    const url = new URL(config.databaseUrl);
-    return `PostgreSQL ${url.host}${url.pathname}`;
+    // A socket URL (`postgres://u@/db?host=/var/run/postgresql`) has no host to show.
+    const url = URL.parse(config.databaseUrl);
+    return url === null
+      ? "PostgreSQL (GATEHOUSE_DATABASE_URL)"
+      : `PostgreSQL ${url.host || "(local socket)"}${url.pathname}`;
   }
   return `SQLite ${join(config.dataDir, "gatehouse.db")}`;
 }

@@ -221,6 +221,27 @@ describe("serve's start-up messages", () => {
       await database.drop();
     }
   });
+
+  // Regression: a URL naming its host as a parameter (how a Unix socket is given) has no
+  // host for WHATWG's URL parser, and every CLI command died on it with a stack trace.
+  test("GATEHOUSE_DATABASE_URL with the host as a parameter (a socket's form): init works and says which store", {
+    skip: !withPostgres,
+  }, async () => {
+    const database = await createTestDatabase();
+    try {
+      const name = new URL(database.url).pathname;
+      const env = {
+        GATEHOUSE_DATABASE_URL: `postgres://postgres@${name}?host=127.0.0.1`,
+        GATEHOUSE_MASTER_KEY: randomBytes(32).toString("base64"),
+      };
+      const init = await runCli(["init", "--key-only"], env);
+      assert.equal(init.code, 0, init.stderr);
+      assert.match(init.stdout, /^gate_[0-9A-Za-z]+\n$/);
+      assert.equal(init.stderr, "Initialised PostgreSQL (GATEHOUSE_DATABASE_URL).\n");
+    } finally {
+      await database.drop();
+    }
+  });
 });
 
 /** A loopback port nothing listens on: one just freed. */

@@ -63,7 +63,7 @@ describe("PostgreSQL round trips on hot paths", { skip: postgres === undefined }
           assert.ok(answer?.digest.equals(expected.digest));
         }
       }
-      // Two answers for one digest are two records: a caller changing one cannot touch the other.
+      // Two answers for one digest are two record objects (their arrays and buffers are shared).
       assert.notEqual(answers[0], answers[2]);
       assert.ok(asked.length > 300);
       assert.ok(

@@ -112,7 +112,7 @@ export class PostgresKeyRepository implements KeyRepository {
     });
   }
 
-  findByDigest(digest: Buffer): Promise<ApiKeyRecord | null> {
+  async findByDigest(digest: Buffer): Promise<ApiKeyRecord | null> {
     return this.byDigest.load(digest);
   }
 

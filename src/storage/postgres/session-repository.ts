@@ -79,7 +79,7 @@ export class PostgresSessionRepository implements SessionRepository {
     });
   }
 
-  findByDigest(digest: Buffer): Promise<SessionRecord | null> {
+  async findByDigest(digest: Buffer): Promise<SessionRecord | null> {
     return this.byDigest.load(digest);
   }
 

@@ -298,11 +298,11 @@ export class PostgresTokenRepository implements TokenRepository {
     return rows.length > 0;
   }
 
-  isFamilyRevoked(familyId: string): Promise<boolean> {
+  async isFamilyRevoked(familyId: string): Promise<boolean> {
     return this.revokedFamilies.load(familyId);
   }
 
-  isJtiDenied(jti: string): Promise<boolean> {
+  async isJtiDenied(jti: string): Promise<boolean> {
     return this.deniedJtis.load(jti);
   }
 

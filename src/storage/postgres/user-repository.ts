@@ -73,7 +73,7 @@ export class PostgresUserRepository implements UserRepository {
     });
   }
 
-  findById(id: string): Promise<UserRecord | null> {
+  async findById(id: string): Promise<UserRecord | null> {
     return this.byId.load(id);
   }
 
