@@ -3,7 +3,7 @@ import type { Duplex } from "node:stream";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { ERROR_CODES, type ErrorCode } from "../errors/codes.ts";
 import { GatehouseError, StorageUnavailableError } from "../errors/gatehouse-error.ts";
-import { isSqliteUnavailable } from "../storage/sqlite/errors.ts";
+import { isSqliteClosed, isSqliteUnavailable } from "../storage/sqlite/errors.ts";
 import { validationProblems } from "./validation-detail.ts";
 
 /** Sends an RFC 9457 problem document. */
@@ -103,6 +103,10 @@ export function errorHandler(error: FastifyError | Error, request: FastifyReques
     // A full or read-only disk is the operator's to fix: logged as an error, with SQLite's
     // reason, and answered 503 so clients retry rather than report a bug.
     request.log.error({ err: error }, "storage cannot take the request");
+    return sendProblem(reply, new StorageUnavailableError(error));
+  }
+  if (isSqliteClosed(error)) {
+    request.log.warn("storage closed while this request was running (the server is stopping)");
     return sendProblem(reply, new StorageUnavailableError(error));
   }
   request.log.error({ err: error }, "unhandled error");

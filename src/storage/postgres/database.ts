@@ -25,7 +25,9 @@ function isUnavailable(error: unknown): boolean {
     if (["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH"].includes(code)) return true;
   }
   const message = error instanceof Error ? error.message : "";
-  return /timeout exceeded when trying to connect|Connection terminated|Query read timeout|connect ECONNREFUSED|is not queryable/i.test(
+  // "Cannot use a pool after calling end": the node is stopping, and a request its client
+  // abandoned (the server no longer waits for it) reached storage after it closed.
+  return /timeout exceeded when trying to connect|Connection terminated|Query read timeout|connect ECONNREFUSED|is not queryable|Cannot use a pool after calling end/i.test(
     message,
   );
 }

@@ -13,3 +13,16 @@ export function isSqliteUnavailable(error: unknown): boolean {
   const { code, errcode } = error as { code?: unknown; errcode?: unknown };
   return code === "ERR_SQLITE_ERROR" && typeof errcode === "number" && UNAVAILABLE.has(errcode & 0xff);
 }
+
+/**
+ * The store was closed under a request: the server is stopping, and a request whose client
+ * went away (the server no longer waits for it) reached storage after the close. Also a
+ * 503; nothing is written.
+ */
+export function isSqliteClosed(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  return (
+    (error as { code?: unknown }).code === "ERR_INVALID_STATE" &&
+    /^(database is not open|statement has been finalized)$/.test(error.message)
+  );
+}
