@@ -16,7 +16,7 @@ const postgres = backends().find((backend) => backend.name === "postgres");
 
 /**
  * Fewer round trips on PostgreSQL's hot paths. Point reads asked for in one turn of the
- * event loop share one statement (src/storage/postgres/batched-lookup.ts): keys by digest,
+ * event loop share one statement (src/storage/postgres/batched-statement.ts): keys by digest,
  * users by id, denied access tokens, revoked refresh families, cookie sessions, refresh
  * tokens for rotation. Each must still get its own answer, and a statement that fails must
  * fail every lookup it carried. A sign-in's writes are one statement, all or nothing.
@@ -331,5 +331,67 @@ describe("PostgreSQL round trips on hot paths", { skip: postgres === undefined }
       storage.tokens.insertRefresh(refused, { ...audit, outcome: "maybe" as "success", requestId: "req_refused" }),
     );
     assert.equal(await storage.tokens.findRefresh({ id: refused.id, digest: refused.digest }), null);
+  });
+
+  test("rotations together: one spend statement; a token twice, a revoked one and the rest each get their own outcome", async () => {
+    const now = Date.now();
+    const userId = newId("usr", now);
+    await storage.users.insert(userRecord(userId, now, { email: "spends@example.com" }), null);
+    const token = (family: string, i: number) => ({
+      id: newId("rtk", now + i),
+      digest: digestOpaqueToken(newOpaqueToken()),
+      familyId: family,
+      userId,
+      clientId: "test",
+      scope: "",
+      createdAt: now,
+      familyExpiresAt: now + 3_600_000,
+      expiresAt: now + 3_600_000,
+      usedAt: null,
+      replacedBy: null,
+      revokedAt: null,
+    });
+    const tokens = Array.from({ length: 12 }, (_, i) => token(`fam_spend_${i}`, i));
+    for (const t of tokens) await storage.tokens.insertRefresh(t, null);
+    const [twice, revoked] = tokens as [(typeof tokens)[0], (typeof tokens)[0]];
+    await storage.tokens.revokeFamily(revoked.familyId, { at: now, denyJti: null }, null);
+    const audit = (requestId: string) => ({
+      at: now,
+      actor: `user:${userId}`,
+      action: "auth.refresh",
+      targetType: "user",
+      targetId: userId,
+      outcome: "success" as const,
+      ip: null,
+      userAgent: null,
+      requestId,
+      detail: { n: 1 },
+    });
+    const asked = [...tokens, twice];
+    const { result, statements } = await counted(() =>
+      Promise.all(
+        asked.map((t, i) =>
+          storage.tokens.rotateRefresh({ id: t.id, digest: t.digest }, token(t.familyId, 100 + i), now + 1, {
+            rotated: audit(`req_spend_${i}`),
+            reused: null,
+          }),
+        ),
+      ),
+    );
+    const outcomes = result.map((rotation) => rotation.outcome);
+    assert.deepEqual(outcomes.slice(2, 12), Array(10).fill("rotated"));
+    assert.equal(outcomes[1], "revoked");
+    // The token asked twice: one spend wins, the other is a reuse and ends the family.
+    assert.deepEqual([outcomes[0], outcomes[12]].sort(), ["reused", "rotated"]);
+    assert.equal(await storage.tokens.isFamilyRevoked(twice.familyId), true);
+    // One statement spent them all; the reuse and the revoked token took the slow way
+    // (a transaction each: BEGIN, reads, revocations, COMMIT).
+    const events = await storage.database.query<{ request_id: string; detail: unknown }>(
+      "SELECT request_id, detail FROM audit_events WHERE request_id LIKE 'req_spend_%'",
+    );
+    assert.equal(events.rowCount, 11, "an audit event for each rotation that happened, none for the others");
+    assert.ok(events.rows.every((row) => JSON.stringify(row.detail) === '{"n":1}'));
+    // (The slow way's transactions run on their own connections, not counted here.)
+    assert.equal(statements, 1, `${statements} statements outside transactions for ${asked.length} rotations`);
   });
 });

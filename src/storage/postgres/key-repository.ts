@@ -9,7 +9,7 @@ import type {
   KeyUpdate,
 } from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
-import { batchedLookup } from "./batched-lookup.ts";
+import { batchedStatement } from "./batched-statement.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 
 const COLUMNS = KEY_COLUMNS;
@@ -71,8 +71,8 @@ async function findById(client: Queryable, id: string): Promise<ApiKeyRecord | n
 
 export class PostgresKeyRepository implements KeyRepository {
   private readonly database: PostgresDatabase;
-  /** Every verification's lookup, batched (batched-lookup.ts). */
-  private readonly byDigest = batchedLookup((digests: readonly Buffer[]) => this.findByDigests(digests));
+  /** Every verification's lookup, batched (batched-statement.ts). */
+  private readonly byDigest = batchedStatement((digests: readonly Buffer[]) => this.findByDigests(digests));
 
   constructor(database: PostgresDatabase) {
     this.database = database;

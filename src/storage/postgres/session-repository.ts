@@ -1,6 +1,6 @@
 import type { AuditEventInput, SessionRecord, SessionRepository } from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
-import { batchedLookup } from "./batched-lookup.ts";
+import { batchedStatement } from "./batched-statement.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 import { revokeUserRefreshTokens } from "./token-repository.ts";
 
@@ -83,8 +83,8 @@ export class PostgresSessionRepository implements SessionRepository {
     return this.byDigest.load(digest);
   }
 
-  /** Every cookie-authenticated request reads its session: batched (batched-lookup.ts). */
-  private readonly byDigest = batchedLookup(async (digests: readonly Buffer[]) => {
+  /** Every cookie-authenticated request reads its session: batched (batched-statement.ts). */
+  private readonly byDigest = batchedStatement(async (digests: readonly Buffer[]) => {
     const { rows } = await this.database.query<Row>(`SELECT ${COLUMNS} FROM sessions WHERE digest = ANY($1::bytea[])`, [
       digests,
     ]);

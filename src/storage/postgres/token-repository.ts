@@ -12,7 +12,7 @@ import type {
   TokenSignIn,
 } from "../types.ts";
 import { AUDIT_COLUMN_TYPES, insertAuditEvents } from "./audit-repository.ts";
-import { batchedLookup } from "./batched-lookup.ts";
+import { batchedStatement } from "./batched-statement.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 
 interface Row {
@@ -62,6 +62,23 @@ const COLUMN_TYPES = [
   "text",
   "bigint",
 ];
+
+/** One rotation's spend, as `spends` batches them. */
+interface Spend {
+  id: string;
+  digest: Buffer;
+  replacement: RefreshTokenRecord;
+  at: number;
+  audit: AuditEventInput | null;
+}
+
+const TOKEN_COLUMN_NAMES = COLUMNS.split(", ");
+const AUDIT_COLUMN_NAMES = AUDIT_COLUMNS.split(", ");
+
+/** An array parameter's element type: JSON travels as text and is cast where it is inserted. */
+function arrayable(type: string): string {
+  return type === "jsonb" ? "text" : type;
+}
 
 /** `$from::type, …` for parameters numbered from `from`, one per type. */
 function typedParameters(types: readonly string[], from: number): string {
@@ -171,11 +188,11 @@ export class PostgresTokenRepository implements TokenRepository {
   }
 
   /**
-   * Every refresh reads its token and user first: batched (batched-lookup.ts). Rows are
+   * Every refresh reads its token and user first: batched (batched-statement.ts). Rows are
    * found by id, the token's public half; the secret's digest is then compared here, in
    * constant time.
    */
-  private readonly forRotation = batchedLookup(async (refs: ReadonlyArray<{ id: string; digest: Buffer }>) => {
+  private readonly forRotation = batchedStatement(async (refs: ReadonlyArray<{ id: string; digest: Buffer }>) => {
     const { rows } = await this.database.query<Row & { status: string | null; user_scopes: string[] | null }>(
       TOKEN_WITH_USER,
       [refs.map((ref) => ref.id)],
@@ -188,6 +205,74 @@ export class PostgresTokenRepository implements TokenRepository {
     });
   });
 
+  /**
+   * Rotations asked for in one turn, spent in one statement (batched-statement.ts): one
+   * round trip and one commit for all of them instead of one each, and a commit waits for
+   * its WAL flush. A statement is a transaction of its own, and its data-modifying CTEs see
+   * the spend's RETURNING, so a successor and its audit event are written only for a token
+   * that was spent. Under READ COMMITTED an UPDATE of a row another transaction is spending
+   * waits for it to commit and then re-checks its WHERE clause: it matches nothing, so of
+   * concurrent rotations of one token exactly one wins. Two rotations of one token in the
+   * same batch: the first is put in the statement, the other answers "not spent" (so it
+   * takes the reuse way, as the loser of a race does). A statement that fails for any
+   * reason but the database being away (a deadlock with another node's batch, say) is
+   * retried rotation by rotation.
+   */
+  private readonly spends = batchedStatement(async (asked: readonly Spend[]) => {
+    const first = new Map<string, number>();
+    const batch: Spend[] = [];
+    for (const [i, spend] of asked.entries()) {
+      if (first.has(spend.id)) continue;
+      first.set(spend.id, i);
+      batch.push(spend);
+    }
+    // In one order on every node, so that two nodes' batches lock shared rows in the same
+    // order rather than deadlock (which the fallback would survive, a second later).
+    batch.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const columns: unknown[][] = [[], [], [], ...COLUMN_TYPES.map(() => []), ...AUDIT_COLUMN_TYPES.map(() => []), []];
+    for (const spend of batch) {
+      const row = [
+        spend.id,
+        spend.digest,
+        spend.at,
+        ...tokenColumnValues(spend.replacement),
+        ...(spend.audit ? auditColumnValues(spend.audit) : AUDIT_COLUMN_TYPES.map(() => null)),
+        spend.audit !== null,
+      ];
+      for (const [c, value] of row.entries()) (columns[c] as unknown[]).push(value);
+    }
+    const types = ["text", "bytea", "bigint", ...COLUMN_TYPES, ...AUDIT_COLUMN_TYPES.map(arrayable), "boolean"];
+    const names = [
+      "spent_id",
+      "spent_digest",
+      "spent_at",
+      ...TOKEN_COLUMN_NAMES.map((name) => `t_${name}`),
+      ...AUDIT_COLUMN_NAMES.map((name) => `a_${name}`),
+      "audited",
+    ];
+    const { rows } = await this.database.query<{ id: string }>(
+      `WITH input AS (
+         SELECT * FROM unnest(${types.map((type, i) => `$${i + 1}::${type}[]`).join(", ")}) AS i(${names.join(", ")})
+       ), spent AS (
+         UPDATE refresh_tokens t SET used_at = i.spent_at, replaced_by = i.t_id
+         FROM input i
+         WHERE t.id = i.spent_id AND t.digest = i.spent_digest AND t.used_at IS NULL AND t.revoked_at IS NULL
+         RETURNING t.id
+       ), successor AS (
+         INSERT INTO refresh_tokens (${COLUMNS})
+         SELECT ${TOKEN_COLUMN_NAMES.map((name) => `i.t_${name}`).join(", ")} FROM input i JOIN spent s ON s.id = i.spent_id
+       ), audited AS (
+         INSERT INTO audit_events (${AUDIT_COLUMNS})
+         SELECT ${AUDIT_COLUMN_NAMES.map((name, j) => `i.a_${name}${AUDIT_COLUMN_TYPES[j] === "jsonb" ? "::jsonb" : ""}`).join(", ")}
+         FROM input i JOIN spent s ON s.id = i.spent_id WHERE i.audited
+       )
+       SELECT id FROM spent`,
+      columns,
+    );
+    const spent = new Set(rows.map((row) => row.id));
+    return asked.map((spend, i) => first.get(spend.id) === i && spent.has(spend.id));
+  });
+
   async rotateRefresh(
     ref: RefreshTokenRef,
     replacement: RefreshTokenRecord,
@@ -196,41 +281,11 @@ export class PostgresTokenRepository implements TokenRepository {
   ): Promise<RefreshRotation> {
     const id = await this.idOf(this.database, ref);
     if (id === null) return { outcome: "unknown" };
-    // The common case in one statement, so one round trip instead of five (BEGIN, spend,
-    // insert, audit, COMMIT): a statement is a transaction of its own, and its data-modifying
-    // CTEs see the spend's RETURNING, so the successor and the audit event are written only
-    // if the spend happened. Under READ COMMITTED a second UPDATE of the same row waits for
-    // the first to commit and then re-checks its WHERE clause: it matches nothing, so
-    // exactly one wins.
-    const audit = audits.rotated;
-    const auditFrom = 5 + COLUMN_TYPES.length;
-    const { rows } = await this.database.query<{ spent: number }>(
-      `WITH spent AS (
-         UPDATE refresh_tokens SET used_at = $1, replaced_by = $2
-         WHERE id = $3 AND digest = $4 AND used_at IS NULL AND revoked_at IS NULL
-         RETURNING id
-       ), successor AS (
-         INSERT INTO refresh_tokens (${COLUMNS})
-         SELECT ${typedParameters(COLUMN_TYPES, 5)} WHERE EXISTS (SELECT 1 FROM spent)
-       )${
-         audit
-           ? `, audited AS (
-         INSERT INTO audit_events (${AUDIT_COLUMNS})
-         SELECT ${typedParameters(AUDIT_COLUMN_TYPES, auditFrom)} WHERE EXISTS (SELECT 1 FROM spent)
-       )`
-           : ""
-       }
-       SELECT count(*)::int AS spent FROM spent`,
-      [
-        at,
-        replacement.id,
-        id,
-        ref.digest,
-        ...tokenColumnValues(replacement),
-        ...(audit ? auditColumnValues(audit) : []),
-      ],
-    );
-    if (rows[0]?.spent === 1) return { outcome: "rotated" };
+    // The common case: spent, succeeded and audited in one statement shared with the other
+    // rotations of this turn (see `spendAll`).
+    if (await this.spends.load({ id, digest: ref.digest, replacement, at, audit: audits.rotated })) {
+      return { outcome: "rotated" };
+    }
     // Spent already, revoked, or unknown: the rare way, in a transaction of its own. What
     // it finds cannot have changed in between (a spent or revoked token stays so).
     return this.database.transaction(async (client): Promise<RefreshRotation> => {
@@ -306,8 +361,8 @@ export class PostgresTokenRepository implements TokenRepository {
     return this.deniedJtis.load(jti);
   }
 
-  /** `/auth/me` asks both for every token it checks: batched (batched-lookup.ts). */
-  private readonly revokedFamilies = batchedLookup(async (familyIds: readonly string[]) => {
+  /** `/auth/me` asks both for every token it checks: batched (batched-statement.ts). */
+  private readonly revokedFamilies = batchedStatement(async (familyIds: readonly string[]) => {
     const { rows } = await this.database.query<{ family_id: string }>(
       "SELECT DISTINCT family_id FROM refresh_tokens WHERE family_id = ANY($1::text[]) AND revoked_at IS NOT NULL",
       [familyIds],
@@ -316,7 +371,7 @@ export class PostgresTokenRepository implements TokenRepository {
     return familyIds.map((id) => revoked.has(id));
   });
 
-  private readonly deniedJtis = batchedLookup(async (jtis: readonly string[]) => {
+  private readonly deniedJtis = batchedStatement(async (jtis: readonly string[]) => {
     const { rows } = await this.database.query<{ jti: string }>(
       "SELECT jti FROM denied_access_tokens WHERE jti = ANY($1::text[])",
       [jtis],

@@ -7,7 +7,7 @@ import type {
   UserUpdate,
 } from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
-import { batchedLookup } from "./batched-lookup.ts";
+import { batchedStatement } from "./batched-statement.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 import { revokeUserSessions } from "./session-repository.ts";
 import { revokeUserRefreshTokens } from "./token-repository.ts";
@@ -77,8 +77,8 @@ export class PostgresUserRepository implements UserRepository {
     return this.byId.load(id);
   }
 
-  /** Every `/auth/me` and cookie-authenticated request reads its user: batched (batched-lookup.ts). */
-  private readonly byId = batchedLookup(async (ids: readonly string[]) => {
+  /** Every `/auth/me` and cookie-authenticated request reads its user: batched (batched-statement.ts). */
+  private readonly byId = batchedStatement(async (ids: readonly string[]) => {
     const { rows } = await this.database.query<Row>(`SELECT ${COLUMNS} FROM users WHERE id = ANY($1::text[])`, [ids]);
     const found = new Map(rows.map((row) => [row.id, row]));
     return ids.map((id) => {

@@ -1,0 +1,50 @@
+import DataLoader from "dataloader";
+import { StorageUnavailableError } from "../../errors/gatehouse-error.ts";
+
+/** Keys per statement at most (a busier turn makes several statements). */
+export const BATCH_MAX = 128;
+
+/**
+ * Work on a hot path asked for in the same turn of the event loop goes to PostgreSQL as one
+ * statement: point reads (a key by digest on every verification; the denylist, the refresh
+ * family and the user on every `/auth/me`) as one `= ANY($1)`, and refresh rotations as
+ * one spend (token-repository.ts). Each statement is a write to a pooled connection, a
+ * wake-up of its backend and a read of the answer (for a write, also a commit that waits for its
+ * WAL flush), and on the benchmark machine that, not the work itself, was most of what
+ * such a request cost (docs/benchmarks.md, fourteenth session). No cache: every lookup
+ * reads the table as it is when its batch runs, which is after the lookup was asked for.
+ *
+ * A statement that fails because the database is unavailable fails everything it carried,
+ * with the same error (503). Any other failure is about the values asked for (PostgreSQL
+ * refuses a whole text[] with a NUL in one element, 22021; a successor whose id is taken)
+ * or about other nodes (a deadlock between two nodes' batches): then each key is asked
+ * alone, so one request's value fails only its own request, as before batching.
+ *
+ * `many` answers for each key in the order asked (DataLoader's contract).
+ */
+export function batchedStatement<K, V>(many: (keys: readonly K[]) => Promise<V[]>): DataLoader<K, V> {
+  return new DataLoader(
+    async (keys: readonly K[]): Promise<Array<V | Error>> => {
+      try {
+        return await many(keys);
+      } catch (error) {
+        if (keys.length === 1 || error instanceof StorageUnavailableError) throw error;
+        return Promise.all(
+          keys.map((key) =>
+            many([key]).then(
+              (answers) => answers[0] as V,
+              (alone: unknown) => (alone instanceof Error ? alone : new Error(String(alone))),
+            ),
+          ),
+        );
+      }
+    },
+    {
+      cache: false,
+      maxBatchSize: BATCH_MAX,
+      // After the I/O callbacks of this turn, not after the current microtasks: requests
+      // that arrived together are handled in separate callbacks.
+      batchScheduleFn: (run) => setImmediate(run),
+    },
+  );
+}
