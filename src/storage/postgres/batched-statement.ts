@@ -20,9 +20,10 @@ export const BATCH_MAX = 128;
  * or about other nodes (a deadlock between two nodes' batches): then each key is asked
  * alone, so one request's value fails only its own request, as before batching.
  *
- * `many` answers for each key in the order asked (DataLoader's contract).
+ * `many` answers for each key in the order asked (DataLoader's contract); an Error as an
+ * answer fails that key alone, and is not retried.
  */
-export function batchedStatement<K, V>(many: (keys: readonly K[]) => Promise<V[]>): DataLoader<K, V> {
+export function batchedStatement<K, V>(many: (keys: readonly K[]) => Promise<Array<V | Error>>): DataLoader<K, V> {
   return new DataLoader(
     async (keys: readonly K[]): Promise<Array<V | Error>> => {
       try {
@@ -32,7 +33,7 @@ export function batchedStatement<K, V>(many: (keys: readonly K[]) => Promise<V[]
         return Promise.all(
           keys.map((key) =>
             many([key]).then(
-              (answers) => answers[0] as V,
+              (answers) => answers[0] as V | Error,
               (alone: unknown) => (alone instanceof Error ? alone : new Error(String(alone))),
             ),
           ),

@@ -210,15 +210,25 @@ export class PostgresTokenRepository implements TokenRepository {
    * round trip and one commit for all of them instead of one each, and a commit waits for
    * its WAL flush. A statement is a transaction of its own, and its data-modifying CTEs see
    * the spend's RETURNING, so a successor and its audit event are written only for a token
-   * that was spent. Under READ COMMITTED an UPDATE of a row another transaction is spending
-   * waits for it to commit and then re-checks its WHERE clause: it matches nothing, so of
-   * concurrent rotations of one token exactly one wins. Two rotations of one token in the
-   * same batch: the first is put in the statement, the other answers "not spent" (so it
-   * takes the reuse way, as the loser of a race does). A statement that fails for any
-   * reason but the database being away (a deadlock with another node's batch, say) is
+   * that was spent. Two rotations of one token in the same batch: the first is put in the
+   * statement, the other answers "not spent" (so it takes the reuse way, as the loser of a
+   * race does). A statement that fails for any reason but the database being away is
    * retried rotation by rotation.
+   *
+   * A batch never waits for a token's row lock while it holds others: rows another
+   * transaction holds are skipped (SKIP LOCKED), and those rotations are then asked alone.
+   * A batch that waited holding rows closed a cycle with a revocation of a user's tokens
+   * that holds one of them and waits for another (a password change, a disable, a logout
+   * of everywhere, racing two refreshes of that user in one turn; test/auth/
+   * refresh-batch-races.test.ts): PostgreSQL broke the deadlock by failing either, and a
+   * failed revocation was a 500 and a password left unchanged. It also made one row held
+   * elsewhere hold up, or time out, every rotation of the batch. Alone, a rotation holds one row,
+   * waits for it as before batching (READ COMMITTED: when the holder commits, the WHERE
+   * clause is checked again on the row as it is then, so of concurrent rotations of one
+   * token exactly one wins), and cannot close such a cycle.
    */
   private readonly spends = batchedStatement(async (asked: readonly Spend[]) => {
+    if (asked.length === 1) return [(await this.spend(asked, false)).spent.size === 1];
     const first = new Map<string, number>();
     const batch: Spend[] = [];
     for (const [i, spend] of asked.entries()) {
@@ -226,9 +236,34 @@ export class PostgresTokenRepository implements TokenRepository {
       first.set(spend.id, i);
       batch.push(spend);
     }
-    // In one order on every node, so that two nodes' batches lock shared rows in the same
-    // order rather than deadlock (which the fallback would survive, a second later).
-    batch.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const { spent, busy } = await this.spend(batch, true);
+    return Promise.all(
+      asked.map(async (spend, i): Promise<boolean | Error> => {
+        if (first.get(spend.id) !== i) return false;
+        if (spent.has(spend.id)) return true;
+        if (!busy.has(spend.id)) return false;
+        // Its own failure, not the batch's: thrown, it would have the batch retried
+        // rotation by rotation, and a token the batch spent would be asked again and
+        // answer "not spent", a reuse.
+        return this.spend([spend], false).then(
+          (alone) => alone.spent.size === 1,
+          (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+        );
+      }),
+    );
+  });
+
+  /**
+   * Spends `batch` (distinct token ids) in one statement; returns the ids spent. With
+   * `skipLocked`, rows another transaction holds are left alone rather than waited for,
+   * and returned as `busy` (with any that such a transaction spent or revoked since this
+   * statement began: a spent or revoked token stays so, so a token not live when it began
+   * is neither).
+   */
+  private async spend(
+    batch: readonly Spend[],
+    skipLocked: boolean,
+  ): Promise<{ spent: Set<string>; busy: Set<string> }> {
     const columns: unknown[][] = [[], [], [], ...COLUMN_TYPES.map(() => []), ...AUDIT_COLUMN_TYPES.map(() => []), []];
     for (const spend of batch) {
       const row = [
@@ -250,13 +285,22 @@ export class PostgresTokenRepository implements TokenRepository {
       ...AUDIT_COLUMN_NAMES.map((name) => `a_${name}`),
       "audited",
     ];
-    const { rows } = await this.database.query<{ id: string }>(
+    const live = "t.digest = i.spent_digest AND t.used_at IS NULL AND t.revoked_at IS NULL";
+    // `locked` is read twice, so it runs once (materialized): the spend and `busy` agree.
+    const { rows } = await this.database.query<{ id: string; spent: boolean }>(
       `WITH input AS (
          SELECT * FROM unnest(${types.map((type, i) => `$${i + 1}::${type}[]`).join(", ")}) AS i(${names.join(", ")})
-       ), spent AS (
+       )${
+         skipLocked
+           ? `, locked AS (
+         SELECT t.id FROM refresh_tokens t JOIN input i ON t.id = i.spent_id WHERE ${live}
+         FOR NO KEY UPDATE OF t SKIP LOCKED
+       )`
+           : ""
+       }, spent AS (
          UPDATE refresh_tokens t SET used_at = i.spent_at, replaced_by = i.t_id
          FROM input i
-         WHERE t.id = i.spent_id AND t.digest = i.spent_digest AND t.used_at IS NULL AND t.revoked_at IS NULL
+         WHERE t.id = i.spent_id AND ${live}${skipLocked ? " AND t.id IN (SELECT id FROM locked)" : ""}
          RETURNING t.id
        ), successor AS (
          INSERT INTO refresh_tokens (${COLUMNS})
@@ -266,12 +310,21 @@ export class PostgresTokenRepository implements TokenRepository {
          SELECT ${AUDIT_COLUMN_NAMES.map((name, j) => `i.a_${name}${AUDIT_COLUMN_TYPES[j] === "jsonb" ? "::jsonb" : ""}`).join(", ")}
          FROM input i JOIN spent s ON s.id = i.spent_id WHERE i.audited
        )
-       SELECT id FROM spent`,
+       SELECT id, true AS spent FROM spent${
+         skipLocked
+           ? `
+       UNION ALL
+       SELECT t.id, false FROM refresh_tokens t JOIN input i ON t.id = i.spent_id
+       WHERE ${live} AND t.id NOT IN (SELECT id FROM locked)`
+           : ""
+       }`,
       columns,
     );
-    const spent = new Set(rows.map((row) => row.id));
-    return asked.map((spend, i) => first.get(spend.id) === i && spent.has(spend.id));
-  });
+    return {
+      spent: new Set(rows.filter((row) => row.spent).map((row) => row.id)),
+      busy: new Set(rows.filter((row) => !row.spent).map((row) => row.id)),
+    };
+  }
 
   async rotateRefresh(
     ref: RefreshTokenRef,
@@ -282,7 +335,7 @@ export class PostgresTokenRepository implements TokenRepository {
     const id = await this.idOf(this.database, ref);
     if (id === null) return { outcome: "unknown" };
     // The common case: spent, succeeded and audited in one statement shared with the other
-    // rotations of this turn (see `spendAll`).
+    // rotations of this turn (see `spends`).
     if (await this.spends.load({ id, digest: ref.digest, replacement, at, audit: audits.rotated })) {
       return { outcome: "rotated" };
     }
