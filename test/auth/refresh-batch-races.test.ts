@@ -23,7 +23,7 @@ import { PostgresTokenRepository } from "../../src/storage/postgres/token-reposi
 import type { AuditEventInput, RefreshRotation, RefreshTokenRecord } from "../../src/storage/types.ts";
 import { digestOpaqueToken, newOpaqueToken } from "../../src/tokens/opaque-token.ts";
 import { backends, TEST_DATABASE_URL, type TestStore } from "../support/backends.ts";
-import { userRecord } from "../support/records.ts";
+import { auditEventInput, refreshTokenRecord, userRecord } from "../support/records.ts";
 
 const postgres = backends().find((backend) => backend.name === "postgres");
 
@@ -91,21 +91,7 @@ describe("refresh rotations batched on PostgreSQL, racing each other and revocat
   let sequence = 0;
   function token(userId: string, fields: Partial<RefreshTokenRecord> = {}): RefreshTokenRecord {
     const now = Date.now();
-    return {
-      id: newId("rtk", now),
-      digest: digestOpaqueToken(newOpaqueToken()),
-      familyId: `fam_batch_${++sequence}_${now}`,
-      userId,
-      clientId: "test",
-      scope: "",
-      createdAt: now,
-      familyExpiresAt: now + 3_600_000,
-      expiresAt: now + 3_600_000,
-      usedAt: null,
-      replacedBy: null,
-      revokedAt: null,
-      ...fields,
-    };
+    return refreshTokenRecord(userId, now, { familyId: `fam_batch_${++sequence}_${now}`, ...fields });
   }
 
   async function stored(...tokens: RefreshTokenRecord[]): Promise<void> {
@@ -113,18 +99,8 @@ describe("refresh rotations batched on PostgreSQL, racing each other and revocat
   }
 
   function auditOf(requestId: string, action: string, detail: Record<string, unknown> | null): AuditEventInput {
-    return {
-      at: Date.now(),
-      actor: "user:test",
-      action,
-      targetType: "user",
-      targetId: null,
-      outcome: action === "token.refresh" ? "success" : "failure",
-      ip: null,
-      userAgent: null,
-      requestId,
-      detail,
-    };
+    const outcome = action === "token.refresh" ? "success" : "failure";
+    return auditEventInput({ actor: "user:test", action, outcome, requestId, detail });
   }
 
   /** Rotates `t` into a successor in its family; audits tagged with `tag`. */

@@ -24,6 +24,19 @@ async function refusedStart(env: Record<string, string>): Promise<string> {
   return error.message;
 }
 
+/** The node's JSON log lines, once its log says `text` (or after 5 s). */
+async function logLinesOnceSaid(
+  node: { logs(): string },
+  text: string,
+): Promise<Array<{ level: number; msg: string; redisAnswering?: boolean; dataDir?: string; storage?: string }>> {
+  for (let i = 0; i < 200 && !node.logs().includes(text); i++) await sleep(25);
+  return node
+    .logs()
+    .split("\n")
+    .filter((line) => line.startsWith("{"))
+    .map((line) => JSON.parse(line));
+}
+
 describe("serve's start-up messages", () => {
   const dirs: string[] = [];
   const dir = () => {
@@ -116,12 +129,7 @@ describe("serve's start-up messages", () => {
       GATEHOUSE_REDIS_URL: `redis://gate:s3cret-pass@127.0.0.1:${port}/0`,
     });
     try {
-      for (let i = 0; i < 200 && !node.logs().includes("Gatehouse is ready"); i++) await sleep(25);
-      const lines = node
-        .logs()
-        .split("\n")
-        .filter((line) => line.startsWith("{"))
-        .map((line) => JSON.parse(line) as { level: number; msg: string; redisAnswering?: boolean });
+      const lines = await logLinesOnceSaid(node, "Gatehouse is ready");
       const warning = lines.find((line) => line.level === 40 && line.msg.includes("Redis"));
       assert.ok(warning, node.logs());
       assert.match(
@@ -200,12 +208,7 @@ describe("serve's start-up messages", () => {
         GATEHOUSE_ISSUER: "http://127.0.0.1:8080",
       });
       try {
-        for (let i = 0; i < 200 && !node.logs().includes("No admin key"); i++) await sleep(25);
-        const lines = node
-          .logs()
-          .split("\n")
-          .filter((line) => line.startsWith("{"))
-          .map((line) => JSON.parse(line) as { msg: string; dataDir?: string; storage?: string });
+        const lines = await logLinesOnceSaid(node, "No admin key");
         const warning = lines.find((line) => line.msg.startsWith("No admin key exists yet"));
         assert.match(
           warning?.msg ?? node.logs(),

@@ -8,7 +8,7 @@ import { PostgresStorage } from "../../src/storage/postgres/postgres-storage.ts"
 import { SqliteStorage } from "../../src/storage/sqlite/sqlite-storage.ts";
 import type { AuditEventInput, RefreshTokenRecord, SessionRecord, Storage } from "../../src/storage/types.ts";
 import { backends, type TestStore } from "../support/backends.ts";
-import { keyRecord, userRecord } from "../support/records.ts";
+import { auditEventInput, keyRecord, userRecord } from "../support/records.ts";
 
 /** What a pass that finds nothing to do reports. */
 const NOTHING_LEFT = {
@@ -27,18 +27,7 @@ const DAY = 86_400_000;
 
 const key = keyRecord;
 
-const audit = (at: number): AuditEventInput => ({
-  at,
-  actor: "cli",
-  action: "x",
-  targetType: null,
-  targetId: null,
-  outcome: "success",
-  ip: null,
-  userAgent: null,
-  requestId: null,
-  detail: null,
-});
+const audit = (at: number): AuditEventInput => auditEventInput({ at, actor: "cli", action: "x", targetType: null });
 
 for (const backend of backends()) {
   describe(`housekeeping (${backend.name})`, () => {

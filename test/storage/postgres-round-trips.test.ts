@@ -10,7 +10,7 @@ import type { PostgresStorage } from "../../src/storage/postgres/postgres-storag
 import type { ApiKeyRecord } from "../../src/storage/types.ts";
 import { digestOpaqueToken, newOpaqueToken } from "../../src/tokens/opaque-token.ts";
 import { backends, TEST_DATABASE_URL, type TestStore } from "../support/backends.ts";
-import { keyRecord, userRecord } from "../support/records.ts";
+import { auditEventInput, keyRecord, refreshTokenRecord, userRecord } from "../support/records.ts";
 
 const postgres = backends().find((backend) => backend.name === "postgres");
 
@@ -176,23 +176,7 @@ describe("PostgreSQL round trips on hot paths", { skip: postgres === undefined }
     await storage.users.insert(userRecord(userId, now, { email: "families@example.com" }), null);
     const families = Array.from({ length: 30 }, (_, i) => `fam_batch_${i}`);
     for (const familyId of families) {
-      await storage.tokens.insertRefresh(
-        {
-          id: newId("rtk", now),
-          digest: digestOpaqueToken(newOpaqueToken()),
-          familyId,
-          userId,
-          clientId: "test",
-          scope: "",
-          createdAt: now,
-          familyExpiresAt: now + 3_600_000,
-          expiresAt: now + 3_600_000,
-          usedAt: null,
-          replacedBy: null,
-          revokedAt: null,
-        },
-        null,
-      );
+      await storage.tokens.insertRefresh(refreshTokenRecord(userId, now, { familyId }), null);
     }
     // Every third family revoked, the revocation denying one access token (by jti) each.
     const revoked = families.filter((_, i) => i % 3 === 0);
@@ -255,20 +239,9 @@ describe("PostgreSQL round trips on hot paths", { skip: postgres === undefined }
     const now = Date.now();
     const userId = newId("usr", now);
     await storage.users.insert(userRecord(userId, now, { email: "rotations@example.com", scopes: ["a:b"] }), null);
-    const tokens = Array.from({ length: 20 }, (_, i) => ({
-      id: newId("rtk", now + i),
-      digest: digestOpaqueToken(newOpaqueToken()),
-      familyId: `fam_rot_${i}`,
-      userId,
-      clientId: "test",
-      scope: `s${i}`,
-      createdAt: now,
-      familyExpiresAt: now + 3_600_000,
-      expiresAt: now + 3_600_000,
-      usedAt: null,
-      replacedBy: null,
-      revokedAt: null,
-    }));
+    const tokens = Array.from({ length: 20 }, (_, i) =>
+      refreshTokenRecord(userId, now, { id: newId("rtk", now + i), familyId: `fam_rot_${i}`, scope: `s${i}` }),
+    );
     for (const token of tokens) await storage.tokens.insertRefresh(token, null);
     const forged = digestOpaqueToken(newOpaqueToken());
     const refs = [
@@ -291,32 +264,15 @@ describe("PostgreSQL round trips on hot paths", { skip: postgres === undefined }
     const now = Date.now();
     const userId = newId("usr", now);
     await storage.users.insert(userRecord(userId, now, { email: "signin-write@example.com" }), null);
-    const token = (i: number) => ({
-      id: newId("rtk", now + i),
-      digest: digestOpaqueToken(newOpaqueToken()),
-      familyId: `fam_signin_${i}`,
-      userId,
-      clientId: "test",
-      scope: "",
-      createdAt: now,
-      familyExpiresAt: now + 3_600_000,
-      expiresAt: now + 3_600_000,
-      usedAt: null,
-      replacedBy: null,
-      revokedAt: null,
-    });
-    const audit = {
+    const token = (i: number) =>
+      refreshTokenRecord(userId, now, { id: newId("rtk", now + i), familyId: `fam_signin_${i}` });
+    const audit = auditEventInput({
       at: now,
       actor: `user:${userId}`,
       action: "auth.login",
-      targetType: "user",
       targetId: userId,
-      outcome: "success" as const,
-      ip: null,
-      userAgent: null,
       requestId: "req_signin_write",
-      detail: null,
-    };
+    });
     const written = token(1);
     const { statements } = await counted(() => storage.tokens.insertRefresh(written, audit));
     assert.equal(statements, 1);
@@ -337,36 +293,21 @@ describe("PostgreSQL round trips on hot paths", { skip: postgres === undefined }
     const now = Date.now();
     const userId = newId("usr", now);
     await storage.users.insert(userRecord(userId, now, { email: "spends@example.com" }), null);
-    const token = (family: string, i: number) => ({
-      id: newId("rtk", now + i),
-      digest: digestOpaqueToken(newOpaqueToken()),
-      familyId: family,
-      userId,
-      clientId: "test",
-      scope: "",
-      createdAt: now,
-      familyExpiresAt: now + 3_600_000,
-      expiresAt: now + 3_600_000,
-      usedAt: null,
-      replacedBy: null,
-      revokedAt: null,
-    });
+    const token = (family: string, i: number) =>
+      refreshTokenRecord(userId, now, { id: newId("rtk", now + i), familyId: family });
     const tokens = Array.from({ length: 12 }, (_, i) => token(`fam_spend_${i}`, i));
     for (const t of tokens) await storage.tokens.insertRefresh(t, null);
     const [twice, revoked] = tokens as [(typeof tokens)[0], (typeof tokens)[0]];
     await storage.tokens.revokeFamily(revoked.familyId, { at: now, denyJti: null }, null);
-    const audit = (requestId: string) => ({
-      at: now,
-      actor: `user:${userId}`,
-      action: "auth.refresh",
-      targetType: "user",
-      targetId: userId,
-      outcome: "success" as const,
-      ip: null,
-      userAgent: null,
-      requestId,
-      detail: { n: 1 },
-    });
+    const audit = (requestId: string) =>
+      auditEventInput({
+        at: now,
+        actor: `user:${userId}`,
+        action: "auth.refresh",
+        targetId: userId,
+        requestId,
+        detail: { n: 1 },
+      });
     const asked = [...tokens, twice];
     const { result, statements } = await counted(() =>
       Promise.all(

@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { digestKey, generateKey, keyHint } from "../../src/keys/key-format.ts";
 import { newId } from "../../src/lib/ids.ts";
-import type { ApiKeyRecord, UserRecord } from "../../src/storage/types.ts";
+import type { ApiKeyRecord, AuditEventInput, RefreshTokenRecord, UserRecord } from "../../src/storage/types.ts";
+import { digestOpaqueToken, newOpaqueToken } from "../../src/tokens/opaque-token.ts";
 
 const DAY = 86_400_000;
 
@@ -41,6 +42,45 @@ export function userRecord(id: string, now: number, fields: Partial<UserRecord> 
     updatedAt: now,
     disabledAt: null,
     passwordChangedAt: now,
+    ...fields,
+  };
+}
+
+/** A live refresh token row of `userId` (random secret, an hour to live), for tests that write storage directly. */
+export function refreshTokenRecord(
+  userId: string,
+  createdAt: number,
+  fields: Partial<RefreshTokenRecord> = {},
+): RefreshTokenRecord {
+  return {
+    id: newId("rtk", createdAt),
+    digest: digestOpaqueToken(newOpaqueToken()),
+    familyId: `fam_${newId("f", createdAt)}`,
+    userId,
+    clientId: "test",
+    scope: "",
+    createdAt,
+    familyExpiresAt: createdAt + 3_600_000,
+    expiresAt: createdAt + 3_600_000,
+    usedAt: null,
+    replacedBy: null,
+    revokedAt: null,
+    ...fields,
+  };
+}
+
+/** An audit event about a user, for storage calls that take one; `fields` override. */
+export function auditEventInput(fields: Partial<AuditEventInput> & Pick<AuditEventInput, "action">): AuditEventInput {
+  return {
+    at: Date.now(),
+    actor: "anonymous",
+    targetType: "user",
+    targetId: null,
+    outcome: "success",
+    ip: null,
+    userAgent: null,
+    requestId: null,
+    detail: null,
     ...fields,
   };
 }
