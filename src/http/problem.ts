@@ -106,7 +106,9 @@ export function errorHandler(error: FastifyError | Error, request: FastifyReques
     return sendProblem(reply, new StorageUnavailableError(error));
   }
   if (isSqliteClosed(error)) {
-    request.log.warn("storage closed while this request was running (the server is stopping)");
+    // Expected while the server stops (a request whose client left is not waited for);
+    // at any other time, a bug: the error goes with the line.
+    request.log.warn({ err: error }, "storage was closed while this request was running");
     return sendProblem(reply, new StorageUnavailableError(error));
   }
   request.log.error({ err: error }, "unhandled error");
