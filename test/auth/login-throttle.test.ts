@@ -191,14 +191,8 @@ describe("login throttle shared through Redis", () => {
     const gated = createRedisClient("redis://127.0.0.1:6379", { name: "login-throttle-gated" });
     t.after(() => gated.quit().catch(() => {}));
     await once(gated, "ready");
-    let open!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      open = resolve;
-    });
-    let markHeld!: () => void;
-    const held = new Promise<void>((resolve) => {
-      markHeld = resolve;
-    });
+    const { promise: gate, resolve: open } = Promise.withResolvers<void>();
+    const { promise: held, resolve: markHeld } = Promise.withResolvers<void>();
     const multi = gated.multi.bind(gated) as () => ReturnType<Redis["multi"]>;
     gated.multi = (() => {
       const pipeline = multi();

@@ -42,14 +42,23 @@ export async function createUser(
   return { id: created.body.id, email, password };
 }
 
+/** POST /auth/login as an app sends it, whatever the answer. */
+export function attemptLogin(
+  server: TestServer,
+  credentials: { email: string; password: string },
+  headers: Record<string, string> = {},
+) {
+  const body = { email: credentials.email, password: credentials.password };
+  return server.call("POST", "/auth/login", body, { key: null, headers });
+}
+
 /** Signs in through POST /auth/login and returns the token response. */
 export async function login(
   server: TestServer,
   credentials: { email: string; password: string },
   headers: Record<string, string> = {},
 ) {
-  const body = { email: credentials.email, password: credentials.password };
-  const response = await server.call("POST", "/auth/login", body, { key: null, headers });
+  const response = await attemptLogin(server, credentials, headers);
   if (response.status !== 200) throw new Error(`login failed: ${response.status} ${JSON.stringify(response.body)}`);
   return response.body as {
     access_token: string;

@@ -3,7 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { CLI_ACTOR } from "../../src/audit/context.ts";
 import { backends } from "../support/backends.ts";
 import type { TestServer } from "../support/server.ts";
-import { auditEvents, createUser, login, me, refresh, startAuthServer } from "./support.ts";
+import { attemptLogin, auditEvents, createUser, login, me, refresh, startAuthServer } from "./support.ts";
 
 /** The `scope` claim of an access token (its payload read, not verified: the server verified it). */
 function scopeOf(accessToken: string): string {
@@ -264,12 +264,7 @@ for (const backend of backends()) {
       const set = await server.call("POST", `/v1/users/${user.id}/password`, { password: NEW_PASSWORD });
       assert.equal(set.status, 204, JSON.stringify(set.body));
 
-      const old = await server.call(
-        "POST",
-        "/auth/login",
-        { email: user.email, password: user.password },
-        { key: null },
-      );
+      const old = await attemptLogin(server, user);
       assert.equal(old.status, 401);
       const fresh = await login(server, { email: user.email, password: NEW_PASSWORD });
       assert.equal((await me(server, fresh.access_token)).status, 200);
@@ -296,12 +291,7 @@ for (const backend of backends()) {
       );
       assert.equal((await server.call("GET", `/v1/users/${user.id}`)).body.status, "disabled");
       await server.call("POST", `/v1/users/${user.id}/enable`);
-      const old = await server.call(
-        "POST",
-        "/auth/login",
-        { email: user.email, password: user.password },
-        { key: null },
-      );
+      const old = await attemptLogin(server, user);
       assert.equal(old.status, 401);
       assert.equal((await login(server, { email: user.email, password: NEW_PASSWORD })).token_type, "Bearer");
     });

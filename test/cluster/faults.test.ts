@@ -42,6 +42,25 @@ async function proxiedDatabase(cleanup: Array<() => Promise<unknown>>): Promise<
   return { proxy, url: url.toString() };
 }
 
+/**
+ * A fresh database and a proxy to the machine's Redis that the test can cut; both undone
+ * by `cleanup`. `env` names the database and the master key; `redisUrl` goes through the proxy.
+ */
+async function databaseAndProxiedRedis(
+  cleanup: Array<() => Promise<unknown>>,
+): Promise<{ redis: TcpProxy; redisUrl: string; env: Record<string, string> }> {
+  const database = await createTestDatabase();
+  cleanup.push(() => database.drop());
+  const redis = new TcpProxy({ host: "127.0.0.1", port: 6379 });
+  const redisPort = await redis.start();
+  cleanup.push(() => redis.cut());
+  return {
+    redis,
+    redisUrl: `redis://127.0.0.1:${redisPort}`,
+    env: { GATEHOUSE_DATABASE_URL: database.url, GATEHOUSE_MASTER_KEY: CLUSTER_MASTER_KEY },
+  };
+}
+
 async function waitFor(check: () => Promise<boolean>, what: string): Promise<void> {
   for (let attempt = 0; attempt < 100; attempt++) {
     if (await check().catch(() => false)) return;
@@ -57,16 +76,8 @@ describe("faults: Redis unavailable", { skip: !withPostgres }, () => {
   });
 
   test("verification goes on with per-node limits, revocations still hold, and recovery is automatic", async () => {
-    const database = await createTestDatabase();
-    cleanup.push(() => database.drop());
-    const redis = new TcpProxy({ host: "127.0.0.1", port: 6379 });
-    const redisPort = await redis.start();
-    cleanup.push(() => redis.cut());
-    const env = {
-      GATEHOUSE_DATABASE_URL: database.url,
-      GATEHOUSE_MASTER_KEY: CLUSTER_MASTER_KEY,
-      GATEHOUSE_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
-    };
+    const { redis, redisUrl, env: base } = await databaseAndProxiedRedis(cleanup);
+    const env = { ...base, GATEHOUSE_REDIS_URL: redisUrl };
     const nodes = await Promise.all([startNode(env), startNode(env)]);
     cleanup.push(() => Promise.all(nodes.map((n) => n.stop())));
     const [a, b] = nodes.map((n) => n.url) as [string, string];
@@ -128,15 +139,10 @@ describe("faults: one node cut off from Redis", { skip: !withPostgres }, () => {
   });
 
   test("a caller key revoked on another node is refused there on the next request", async () => {
-    const database = await createTestDatabase();
-    cleanup.push(() => database.drop());
-    const redis = new TcpProxy({ host: "127.0.0.1", port: 6379 });
-    const redisPort = await redis.start();
-    cleanup.push(() => redis.cut());
-    const env = { GATEHOUSE_DATABASE_URL: database.url, GATEHOUSE_MASTER_KEY: CLUSTER_MASTER_KEY };
+    const { redis, redisUrl, env } = await databaseAndProxiedRedis(cleanup);
     const [a, b] = await Promise.all([
       startNode({ ...env, GATEHOUSE_REDIS_URL: "redis://127.0.0.1:6379" }),
-      startNode({ ...env, GATEHOUSE_REDIS_URL: `redis://127.0.0.1:${redisPort}` }),
+      startNode({ ...env, GATEHOUSE_REDIS_URL: redisUrl }),
     ]);
     cleanup.push(() => Promise.all([a.stop(), b.stop()]));
     const admin = JSON.parse((await runCli(["init", "--json"], env)).stdout).adminKey as string;
@@ -166,17 +172,8 @@ describe("faults: Redis unavailable with GATEHOUSE_RATE_LIMIT_FAIL_CLOSED", { sk
   });
 
   test("requests that need a rate limit are refused with 503 problem+json (not 500), and served again once Redis is back", async () => {
-    const database = await createTestDatabase();
-    cleanup.push(() => database.drop());
-    const redis = new TcpProxy({ host: "127.0.0.1", port: 6379 });
-    const redisPort = await redis.start();
-    cleanup.push(() => redis.cut());
-    const env = {
-      GATEHOUSE_DATABASE_URL: database.url,
-      GATEHOUSE_MASTER_KEY: CLUSTER_MASTER_KEY,
-      GATEHOUSE_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
-      GATEHOUSE_RATE_LIMIT_FAIL_CLOSED: "true",
-    };
+    const { redis, redisUrl, env: base } = await databaseAndProxiedRedis(cleanup);
+    const env = { ...base, GATEHOUSE_REDIS_URL: redisUrl, GATEHOUSE_RATE_LIMIT_FAIL_CLOSED: "true" };
     const node = await startNode(env);
     cleanup.push(() => node.stop());
     const admin = JSON.parse((await runCli(["init", "--json"], env)).stdout).adminKey as string;

@@ -30,14 +30,8 @@ for (const backend of backends()) {
       const caller = await serviceKey();
       const keys = server.gatehouse.storage.keys;
       const read = keys.findByDigest.bind(keys);
-      let open!: () => void;
-      const gate = new Promise<void>((resolve) => {
-        open = resolve;
-      });
-      let reading!: () => void;
-      const inFlight = new Promise<void>((resolve) => {
-        reading = resolve;
-      });
+      const { promise: gate, resolve: open } = Promise.withResolvers<void>();
+      const { promise: inFlight, resolve: reading } = Promise.withResolvers<void>();
       // The caller's record is read before the revocation and returned after it.
       keys.findByDigest = async (digest) => {
         const record = await read(digest);
