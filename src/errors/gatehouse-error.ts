@@ -120,11 +120,13 @@ export class StorageUnavailableError extends GatehouseError {
 
 /**
  * Work that waits its turn (argon2id hashes) has a queue of bounded length: past it, the
- * request is refused at once rather than answered many seconds later.
+ * request is refused at once rather than answered many seconds later. Also a PostgreSQL
+ * deadlock that came back on every retry: nothing was written, and trying again is right.
  */
 export class BusyError extends GatehouseError {
-  constructor(detail: string, retryAfterSeconds = 1) {
+  constructor(detail: string, retryAfterSeconds = 1, cause?: unknown) {
     super("BUSY", `${detail} Retry in ${retryAfterSeconds} s.`, {
+      cause,
       headers: { "retry-after": String(retryAfterSeconds) },
     });
     this.name = "BusyError";

@@ -17,7 +17,8 @@ export const BATCH_MAX = 128;
  * A statement that fails because the database is unavailable fails everything it carried,
  * with the same error (503). Any other failure is about the values asked for (PostgreSQL
  * refuses a whole text[] with a NUL in one element, 22021; a successor whose id is taken)
- * or about other transactions (a deadlock): then each key is asked alone, so one request's
+ * or about other transactions (a deadlock that came back on each of PostgresDatabase's
+ * retries): then each key is asked alone, so one request's
  * value fails only its own request, as before batching.
  *
  * `many` answers for each key in the order asked (DataLoader's contract); an Error as an

@@ -1,5 +1,5 @@
 import pg from "pg";
-import { StorageUnavailableError } from "../../errors/gatehouse-error.ts";
+import { BusyError, StorageUnavailableError } from "../../errors/gatehouse-error.ts";
 
 export type Queryable = Pick<pg.PoolClient, "query">;
 
@@ -30,6 +30,28 @@ function isUnavailable(error: unknown): boolean {
   return /timeout exceeded when trying to connect|Connection terminated|Query read timeout|connect ECONNREFUSED|is not queryable|Cannot use a pool after calling end/i.test(
     message,
   );
+}
+
+/**
+ * deadlock_detected and serialization_failure: PostgreSQL rolled the statement or the
+ * transaction back whole and asks the client to run it again (its manual, "Serialization
+ * Failure Handling"). Deadlocks happen between requests that lock the same rows in
+ * different orders (deleting a user while one of its refresh tokens rotates); the
+ * retry, after the other side has its locks, nearly always goes through.
+ */
+function isRetryable(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return code === "40P01" || code === "40001";
+}
+
+/** Attempts in all, and the pause before each retry (random, so two victims do not meet again). */
+const ATTEMPTS = 3;
+const retryPause = (attempt: number) =>
+  new Promise<void>((resolve) => setTimeout(resolve, attempt * 10 + Math.random() * 20));
+
+/** A conflict that outlived its retries: a 503 with Retry-After, not a 500. */
+function conflictBusy(error: unknown): BusyError {
+  return new BusyError("Other changes to the same records were being made at the same moment.", 1, error);
 }
 
 /**
@@ -86,16 +108,40 @@ export class PostgresDatabase {
     return isUnavailable(error) ? new StorageUnavailableError(error) : error;
   }
 
+  /** One statement on its own (autocommit); run again if PostgreSQL rolled it back for a deadlock. */
   async query<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
-    try {
-      return await this.pool.query<R>(sql, params);
-    } catch (error) {
-      throw isUnavailable(error) ? new StorageUnavailableError(error) : error;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.pool.query<R>(sql, params);
+      } catch (error) {
+        if (isRetryable(error)) {
+          if (attempt >= ATTEMPTS) throw conflictBusy(error);
+          await retryPause(attempt);
+          continue;
+        }
+        throw isUnavailable(error) ? new StorageUnavailableError(error) : error;
+      }
     }
   }
 
-  /** Runs `work` in one transaction on one connection; rolls back on any error. */
+  /**
+   * Runs `work` in one transaction on one connection; rolls back on any error. A
+   * transaction PostgreSQL aborted for a deadlock is run again from the start, so `work`
+   * must do nothing but statements on `client` (every caller's does).
+   */
   async transaction<T>(work: (client: Queryable) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.transactionOnce(work);
+      } catch (error) {
+        if (!isRetryable(error)) throw error;
+        if (attempt >= ATTEMPTS) throw conflictBusy(error);
+        await retryPause(attempt);
+      }
+    }
+  }
+
+  private async transactionOnce<T>(work: (client: Queryable) => Promise<T>): Promise<T> {
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();

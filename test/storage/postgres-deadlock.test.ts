@@ -1,0 +1,168 @@
+/**
+ * PostgreSQL breaks a deadlock by rolling back one of the transactions in it, and asks the
+ * client to run it again (SQLSTATE 40P01; 40001 for serialization failures).
+ * `PostgresDatabase` does, for transactions and single statements alike: a request that
+ * met a deadlock is answered as if it had not (it was a 500 before), and one that meets
+ * a deadlock on every attempt is a 503 BUSY with Retry-After, with nothing written.
+ *
+ * The deadlock is made to happen every time: a third connection holds a row lock, the test
+ * waits (pg_blocking_pids) until Gatehouse's transaction queues behind it, then asks for a
+ * row that transaction holds. Gatehouse's backend, which started waiting first, is the one
+ * PostgreSQL's deadlock check (deadlock_timeout, 1 s by default) rolls back.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import pg from "pg";
+import { BusyError } from "../../src/errors/gatehouse-error.ts";
+import { newId } from "../../src/lib/ids.ts";
+import type { PostgresStorage } from "../../src/storage/postgres/postgres-storage.ts";
+import { backends, TEST_DATABASE_URL, type TestStore } from "../support/backends.ts";
+import { auditEventInput, refreshTokenRecord, userRecord } from "../support/records.ts";
+
+const postgres = backends().find((backend) => backend.name === "postgres");
+
+describe("PostgreSQL deadlocks are retried", { skip: !postgres }, () => {
+  let store: TestStore;
+  let storage: PostgresStorage;
+  let locker: pg.Client;
+  let lockerPid: number;
+  let watcher: pg.Client;
+
+  before(async () => {
+    store = await (postgres as NonNullable<typeof postgres>).create();
+    storage = store.storage as PostgresStorage;
+    const schema = storage.database.schema;
+    // The locker never runs PostgreSQL's deadlock check first: the victim is Gatehouse's side.
+    locker = new pg.Client({
+      connectionString: TEST_DATABASE_URL,
+      options: `-c search_path=${schema} -c deadlock_timeout=20s`,
+    });
+    watcher = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await Promise.all([locker.connect(), watcher.connect()]);
+    lockerPid = (await locker.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]?.pid ?? 0;
+    await storage.database.query("CREATE SEQUENCE attempts");
+  });
+  after(async () => {
+    await Promise.all([locker?.end(), watcher?.end()]);
+    await store?.dispose();
+  });
+
+  /** Polls until some backend waits for a lock `pid` holds. */
+  async function waiterOn(pid: number): Promise<void> {
+    for (;;) {
+      const { rows } = await watcher.query("SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [
+        pid,
+      ]);
+      if (rows.length > 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  test("a user disabled while another transaction holds one of its refresh tokens: the deadlock is retried, written once", async () => {
+    const now = Date.now();
+    const userId = newId("usr", now);
+    await storage.users.insert(userRecord(userId, now), null);
+    const token = refreshTokenRecord(userId, now, { familyId: `fam_deadlock_${now}` });
+    await storage.tokens.insertRefresh(token, null);
+    const requestId = `deadlock-${now}`;
+
+    await locker.query("BEGIN");
+    await locker.query("SELECT 1 FROM refresh_tokens WHERE id = $1 FOR UPDATE", [token.id]);
+    // Disabling locks the user's row, then waits for the token's.
+    const disabled = storage.users.disable(
+      userId,
+      Date.now(),
+      auditEventInput({ actor: "key:test", action: "user.disable", outcome: "success", requestId }),
+    );
+    await waiterOn(lockerPid);
+    // The cycle: the locker asks for the user's row. This returns only once the disable's
+    // transaction has let go of it, and that transaction could not have committed (it
+    // needed the token the locker still holds): PostgreSQL rolled it back.
+    await locker.query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", [userId]);
+    await locker.query("ROLLBACK");
+
+    const record = await disabled;
+    assert.equal(record?.id, userId);
+    assert.equal(record?.status, "disabled");
+    const { rows } = await storage.database.query<{ revoked: boolean }>(
+      "SELECT revoked_at IS NOT NULL AS revoked FROM refresh_tokens WHERE id = $1",
+      [token.id],
+    );
+    assert.deepEqual(rows, [{ revoked: true }]);
+    const events = await storage.database.query("SELECT 1 FROM audit_events WHERE request_id = $1", [requestId]);
+    assert.equal(events.rowCount, 1, "the rolled-back attempt's audit event is gone, the retry's is there once");
+  });
+
+  test("a transaction that deadlocks on every attempt: three attempts, then 503 BUSY, nothing written", async () => {
+    await storage.database.query("ALTER SEQUENCE attempts RESTART");
+    const requestId = `always-${Date.now()}`;
+    const failing = storage.database.transaction(async (client) => {
+      await client.query(
+        "INSERT INTO audit_events (at, actor, action, outcome, request_id) VALUES ($1, 'key:test', 'test.deadlock', 'success', $2)",
+        [Date.now(), requestId],
+      );
+      // Sequences are not transactional: the count survives each rollback.
+      await client.query(
+        "DO $$ BEGIN PERFORM nextval('attempts'); RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$",
+      );
+    });
+    const error = await failing.then(
+      () => assert.fail("expected a BusyError"),
+      (caught: unknown) => caught,
+    );
+    assert.ok(error instanceof BusyError, String(error));
+    assert.equal(error.status, 503);
+    assert.equal(error.headers?.["retry-after"], "1");
+    assert.equal((error.cause as { code?: string }).code, "40P01");
+    assert.equal(await attempts(), 3);
+    const events = await storage.database.query("SELECT 1 FROM audit_events WHERE request_id = $1", [requestId]);
+    assert.equal(events.rowCount, 0);
+  });
+
+  test("a transaction that deadlocks once goes through on its second attempt", async () => {
+    await storage.database.query("ALTER SEQUENCE attempts RESTART");
+    const result = await storage.database.transaction(async (client) => {
+      await client.query(
+        "DO $$ BEGIN IF nextval('attempts') = 1 THEN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END IF; END $$",
+      );
+      return "done";
+    });
+    assert.equal(result, "done");
+    assert.equal(await attempts(), 2);
+  });
+
+  test("a single statement is retried the same way; serialization failures too", async () => {
+    await storage.database.query("ALTER SEQUENCE attempts RESTART");
+    await storage.database.query(
+      "DO $$ BEGIN IF nextval('attempts') < 3 THEN RAISE EXCEPTION 'could not serialize' USING ERRCODE = '40001'; END IF; END $$",
+    );
+    assert.equal(await attempts(), 3);
+
+    await storage.database.query("ALTER SEQUENCE attempts RESTART");
+    await assert.rejects(
+      storage.database.query(
+        "DO $$ BEGIN PERFORM nextval('attempts'); RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$",
+      ),
+      BusyError,
+    );
+    assert.equal(await attempts(), 3);
+  });
+
+  test("other errors are not retried", async () => {
+    await storage.database.query("ALTER SEQUENCE attempts RESTART");
+    await assert.rejects(
+      storage.database.transaction(async (client) => {
+        await client.query(
+          "DO $$ BEGIN PERFORM nextval('attempts'); RAISE EXCEPTION 'taken' USING ERRCODE = '23505'; END $$",
+        );
+      }),
+      (error: { code?: string }) => error.code === "23505",
+    );
+    assert.equal(await attempts(), 1);
+  });
+
+  async function attempts(): Promise<number> {
+    const { rows } = await storage.database.query<{ n: number }>("SELECT last_value AS n FROM attempts");
+    return Number(rows[0]?.n);
+  }
+});
