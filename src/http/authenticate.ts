@@ -3,7 +3,7 @@ import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { type ActorContext, auditEvent } from "../audit/context.ts";
 import { ForbiddenError, RateLimitedError, UnauthenticatedError } from "../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../gatehouse.ts";
-import { keyHint } from "../keys/key-format.ts";
+import { digestKey, isWellFormedKey, keyHint } from "../keys/key-format.ts";
 import type { Permission } from "../keys/permissions.ts";
 import { missingPermissions } from "../keys/permissions.ts";
 import { type RateLimitOutcome, rateLimitHeaders } from "../ratelimit/key-rate-limiter.ts";
@@ -43,13 +43,25 @@ export function bearerToken(request: FastifyRequest): string | null {
  * counted per IP, and past the limit the address gets 429 for a short block. The block
  * ends by itself, so nobody can lock a victim out for good, and a key already known to be
  * valid is let through it (see `requirePermissions`).
+ *
+ * A guess is a well-formed key not tried before: a key that fails once counts once a
+ * window, however often it comes back, and a malformed key or none at all does not count
+ * (they cost no lookup, and no key can be found that way). A new-user trial found the
+ * alternative: one service deployed with a wrong or revoked key, retrying, blocked its
+ * address within seconds, and with it every other service behind the same NAT whose key
+ * this node had not let in lately.
  */
+/** The window failures are counted in, in seconds. */
+const WINDOW_SECONDS = 60;
+
 export class FailedAuthGuard {
   static readonly MAX_FAILURES = 30;
   static readonly BLOCK_SECONDS = 300;
+  /** Address and key fingerprint of each failed key, with when it was counted. */
+  private readonly counted = new Map<string, number>();
   private readonly limiter = new RateLimiterMemory({
     points: FailedAuthGuard.MAX_FAILURES,
-    duration: 60,
+    duration: WINDOW_SECONDS,
     keyPrefix: "authfail",
   });
   /**
@@ -74,6 +86,24 @@ export class FailedAuthGuard {
     const res = await this.limiter.get(ip);
     if (!res || res.consumedPoints < FailedAuthGuard.MAX_FAILURES) return 0;
     return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
+  }
+
+  /**
+   * Counts a key that failed to authenticate, unless it cannot be a guess (absent or
+   * malformed) or this address already failed with it within the window.
+   */
+  async failedKey(ip: string, presented: string | null, prefix: string): Promise<void> {
+    if (presented === null || !isWellFormedKey(presented, prefix)) return;
+    const now = Date.now();
+    // 64 bits of the key's digest tell keys apart; the key itself is not kept.
+    const name = `${ip} ${digestKey(presented).toString("base64", 0, 8)}`;
+    const at = this.counted.get(name);
+    if (at !== undefined && now - at < WINDOW_SECONDS * 1000) return;
+    if (this.counted.size >= 100_000) {
+      for (const [entry, when] of this.counted) if (now - when >= WINDOW_SECONDS * 1000) this.counted.delete(entry);
+    }
+    this.counted.set(name, now);
+    await this.fail(ip);
   }
 
   /** Counts a failure; the one that reaches the limit blocks the address. */
@@ -164,7 +194,7 @@ function authenticateFully(gatehouse: Gatehouse, guard: FailedAuthGuard, permiss
     }
     const resolution = presented === null ? null : await gatehouse.verifier.resolveCaller(presented);
     if (!resolution?.ok) {
-      await guard.fail(request.ip);
+      await guard.failedKey(request.ip, presented, gatehouse.config.keys.prefix);
       const code = resolution?.code ?? "MISSING";
       if (resolution?.record && (code === "EXPIRED" || code === "REVOKED")) {
         gatehouse.verifier.countCallerUse(resolution.record.id, code);

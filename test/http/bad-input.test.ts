@@ -769,9 +769,9 @@ for (const backend of backends()) {
     });
     after(() => server.close());
 
-    test("after 30 failed authentications from one address, it answers 429 with Retry-After", async () => {
+    test("after 30 different keys failed from one address, it answers 429 with Retry-After", async () => {
       for (let i = 0; i < 30; i++) {
-        const r = await send(server, "GET", "/v1/keys", { key: i % 2 ? "nope" : generateKey("gate") });
+        const r = await send(server, "GET", "/v1/keys", { key: generateKey("gate") });
         assert.equal(r.status, 401, `attempt ${i + 1}`);
       }
       for (const key of [generateKey("gate"), server.adminKey]) {
@@ -787,6 +787,36 @@ for (const backend of backends()) {
       assert.equal(verify.status, 429);
       // Health checks need no credential and are not blocked.
       assert.equal((await send(server, "GET", "/healthz", { key: null })).status, 200);
+    });
+
+    test("one wrong key retried, malformed keys and missing ones are refused every time but never block the address", async () => {
+      const own = await startServer(backend);
+      try {
+        // A service deployed with a key that was revoked, one that never existed, one
+        // mistyped, and one with no key configured at all; each retries.
+        const revoked = await send(own, "POST", "/v1/keys", { body: json({ name: "old", scopes: [] }) });
+        assert.equal((await send(own, "POST", `/v1/keys/${revoked.body.id}/revoke`, { body: json({}) })).status, 200);
+        const unknown = generateKey("gate");
+        for (let i = 0; i < 40; i++) {
+          for (const key of [revoked.body.key, unknown, `${unknown.slice(0, -1)}x`, "nope", null]) {
+            const answer = await send(own, "GET", "/v1/keys", { key });
+            assert.equal(answer.status, 401, `round ${i + 1}, ${key === null ? "no key" : key.slice(0, 9)}`);
+          }
+        }
+        // A service beside them whose key this node has never let in is not shut out.
+        const fresh = await send(own, "POST", "/v1/keys", {
+          body: json({ name: "beside", scopes: [], permissions: ["keys:read"] }),
+        });
+        assert.equal((await send(own, "GET", "/v1/keys?limit=1", { key: fresh.body.key })).status, 200);
+        // Guessing is still braked: the revoked key and the unknown one counted once each, so
+        // 28 more different keys reach the limit.
+        for (let i = 0; i < 27; i++)
+          assert.equal((await send(own, "GET", "/v1/keys", { key: generateKey("gate") })).status, 401, `guess ${i}`);
+        assert.equal((await send(own, "GET", "/v1/keys", { key: generateKey("gate") })).status, 401, "the 30th");
+        assert.equal((await send(own, "GET", "/v1/keys", { key: generateKey("gate") })).status, 429);
+      } finally {
+        await own.close();
+      }
     });
 
     test("a key already let in passes a blocked address; keys it has not seen are refused there", async () => {
