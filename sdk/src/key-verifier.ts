@@ -109,10 +109,30 @@ export function createKeyVerifier(options: KeyVerifierOptions): KeyVerifier {
     }
     const retryAfterSeconds = parseRetryAfter(response.headers.get("retry-after"), clock());
     const details = { status, retryAfterSeconds, problem: body };
-    if (status === 401 || status === 403) {
-      throw new VerifierError("SERVICE_KEY_REJECTED", "Gatehouse refused the service key", details);
+    if (status === 401) {
+      throw new VerifierError(
+        "SERVICE_KEY_REJECTED",
+        "Gatehouse refused the service key (401): it is unknown, revoked, expired or mistyped",
+        details,
+      );
     }
-    if (status === 429) throw new VerifierError("SERVICE_RATE_LIMITED", "The service key is rate limited", details);
+    if (status === 403) {
+      throw new VerifierError(
+        "SERVICE_KEY_REJECTED",
+        "Gatehouse refused the service key (403): it lacks the keys:verify permission",
+        details,
+      );
+    }
+    if (status === 429) {
+      if ((details.problem as { limitedBy?: unknown } | null)?.limitedBy === "address") {
+        throw new VerifierError(
+          "ADDRESS_BLOCKED",
+          "Gatehouse braked this host's address after many different keys failed from it; it ends by itself",
+          details,
+        );
+      }
+      throw new VerifierError("SERVICE_RATE_LIMITED", "The service key's own rate limit is spent", details);
+    }
     if (status >= 500) throw new VerifierError("UPSTREAM_ERROR", `Gatehouse answered ${status}`, details);
     throw new VerifierError("INVALID_RESPONSE", `Gatehouse answered ${status}`, details);
   }

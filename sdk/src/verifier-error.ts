@@ -8,10 +8,18 @@ export type VerifierErrorCode =
   | "UNREACHABLE"
   /** No answer within `timeoutMs`. */
   | "TIMEOUT"
-  /** Gatehouse refused the service key (401/403): wrong key, revoked, or no `keys:verify`. */
+  /**
+   * Gatehouse refused the service key: 401 when it is unknown, revoked, expired or
+   * mistyped, 403 when it lacks the `keys:verify` permission (`status` and the message say which).
+   */
   | "SERVICE_KEY_REJECTED"
   /** The service key itself is over its rate limit (429). */
   | "SERVICE_RATE_LIMITED"
+  /**
+   * Gatehouse braked this host's address (429) after many different keys failed from it
+   * within a minute; it ends by itself (`retryAfterSeconds`). Not the service key's limit.
+   */
+  | "ADDRESS_BLOCKED"
   /** Gatehouse answered 5xx. */
   | "UPSTREAM_ERROR"
   /** Any other status, or a body that does not match the documented answer. */

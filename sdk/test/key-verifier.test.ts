@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { after, before, describe, test } from "node:test";
+import { generateKey } from "../../src/keys/key-format.ts";
 import { createKeyVerifier, VerifierError } from "../src/index.ts";
 import { close, countingFetch, deadUrl, listen, startGatehouse, type TestGatehouse } from "./support/gatehouse.ts";
 
@@ -64,6 +65,35 @@ describe("createKeyVerifier against a real Gatehouse", () => {
       // The raw problem document is kept, but out of enumeration (and so out of most logs).
       assert.ok(!Object.keys(error).includes("problem"));
       assert.equal((error.problem as { code?: unknown }).code, "FORBIDDEN");
+      return true;
+    });
+  });
+
+  test("an unknown service key is SERVICE_KEY_REJECTED with 401, every time: retrying it does not brake the address", async () => {
+    const { key } = await gh.createKey();
+    const verifier = createKeyVerifier({ baseUrl: gh.url, serviceKey: generateKey("gate") });
+    for (let i = 0; i < 40; i++) {
+      await assert.rejects(verifier.verify(key), (error) => {
+        assert.ok(error instanceof VerifierError);
+        assert.deepEqual([error.code, error.status], ["SERVICE_KEY_REJECTED", 401], `attempt ${i + 1}`);
+        assert.match(error.message, /\(401\): it is unknown, revoked, expired or mistyped/);
+        return true;
+      });
+    }
+  });
+
+  test("a service key over its own limit is SERVICE_RATE_LIMITED", async () => {
+    const { key } = await gh.createKey();
+    const { key: serviceKey } = await gh.createKey({
+      permissions: ["keys:verify"],
+      rateLimit: { limit: 1, windowSeconds: 3600 },
+    });
+    const verifier = createKeyVerifier({ baseUrl: gh.url, serviceKey });
+    assert.equal((await verifier.verify(key)).valid, true);
+    await assert.rejects(verifier.verify(key), (error) => {
+      assert.ok(error instanceof VerifierError);
+      assert.deepEqual([error.code, error.status], ["SERVICE_RATE_LIMITED", 429]);
+      assert.ok((error.retryAfterSeconds ?? 0) > 0);
       return true;
     });
   });
@@ -166,5 +196,34 @@ describe("createKeyVerifier against a real Gatehouse", () => {
     const { key } = await gh.createKey();
     assert.deepEqual(await verifier.verify(key), { valid: false, code: "NOT_FOUND", ratelimit: null });
     assert.deepEqual(seen, ["https://gw.example.com/auth/v1/keys/verify"]);
+  });
+});
+
+describe("createKeyVerifier when Gatehouse brakes this host's address", () => {
+  let gh: TestGatehouse;
+  before(async () => {
+    gh = await startGatehouse();
+  });
+  after(() => gh.close());
+
+  test("after 30 different unknown service keys: ADDRESS_BLOCKED, not the service key's own limit", async () => {
+    const { key } = await gh.createKey();
+    const known = createKeyVerifier({ baseUrl: gh.url, serviceKey: gh.serviceKey });
+    assert.equal((await known.verify(key)).valid, true);
+    for (let i = 0; i < 30; i++) {
+      const guessing = createKeyVerifier({ baseUrl: gh.url, serviceKey: generateKey("gate") });
+      await assert.rejects(guessing.verify(key), { code: "SERVICE_KEY_REJECTED", status: 401 });
+    }
+    // A service key this Gatehouse has not let in lately, from the braked address.
+    const { key: unseen } = await gh.createKey({ permissions: ["keys:verify"] });
+    const verifier = createKeyVerifier({ baseUrl: gh.url, serviceKey: unseen });
+    await assert.rejects(verifier.verify(key), (error) => {
+      assert.ok(error instanceof VerifierError);
+      assert.deepEqual([error.code, error.status], ["ADDRESS_BLOCKED", 429]);
+      assert.ok((error.retryAfterSeconds ?? 0) > 0 && (error.retryAfterSeconds ?? 0) <= 300);
+      return true;
+    });
+    // The service key let in before the brake still passes (Gatehouse's own rule).
+    assert.equal((await known.verify(key)).valid, true);
   });
 });

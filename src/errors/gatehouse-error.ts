@@ -94,7 +94,8 @@ export type RateLimitedBy = "key" | "address" | "sign-in" | "sign-up";
 
 const RATE_LIMITED_BY: Record<RateLimitedBy, string> = {
   key: "This key's rate limit is used up",
-  address: "Too many failed authentications from this address (keys it used successfully lately still work)",
+  address:
+    "Too many failed authentications from this address: different keys, as in guessing (keys it used successfully lately still work)",
   "sign-in": "Too many failed sign-ins",
   "sign-up": "Too many sign-ups from this address",
 };
@@ -103,6 +104,9 @@ export class RateLimitedError extends GatehouseError {
   constructor(retryAfterSeconds: number, by: RateLimitedBy, headers: Record<string, string> = {}) {
     super("RATE_LIMITED", `${RATE_LIMITED_BY[by]}; retry in ${retryAfterSeconds} s.`, {
       headers: { ...headers, "retry-after": String(retryAfterSeconds) },
+      // Which limit, for clients that react differently (the SDK tells an operator whether
+      // its service key's own limit is spent or its address is braked).
+      extensions: { limitedBy: by },
     });
     this.name = "RateLimitedError";
   }

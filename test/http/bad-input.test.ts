@@ -779,7 +779,8 @@ for (const backend of backends()) {
         assert.equal(blocked.status, 429);
         assert.equal(blocked.body.code, "RATE_LIMITED");
         // Said as what it is: the address, not the key's own limit.
-        assert.match(blocked.body.detail, /^Too many failed authentications from this address .*; retry in \d+ s\.$/);
+        assert.match(blocked.body.detail, /^Too many failed authentications from this address: .*; retry in \d+ s\.$/);
+        assert.equal(blocked.body.limitedBy, "address");
         const retryAfter = Number(blocked.headers.get("retry-after"));
         assert.ok(Number.isInteger(retryAfter) && retryAfter > 0 && retryAfter <= 300, String(retryAfter));
       }

@@ -46,6 +46,7 @@ for (const backend of backends()) {
       assert.equal(refused.status, 429);
       assert.match(refused.headers.get("content-type") ?? "", /^application\/problem\+json/);
       assert.equal(refused.body.code, "RATE_LIMITED");
+      assert.equal(refused.body.limitedBy, "key");
       assert.equal(refused.headers.get("ratelimit-policy"), '"key";q=2;w=60');
       const limit = RATE_LIMIT.exec(refused.headers.get("ratelimit") ?? "");
       assert.equal(limit?.[1], "0");

@@ -11,6 +11,7 @@ export interface TestGatehouse {
   /** Creates a key through the admin API and returns its secret and id. */
   createKey(body?: {
     scopes?: string[];
+    permissions?: string[];
     rateLimit?: { limit: number; windowSeconds: number };
     expiresInSeconds?: number;
   }): Promise<{ key: string; id: string; expiresAt: number }>;
