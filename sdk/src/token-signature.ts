@@ -134,12 +134,12 @@ export function verifySignedJws(jws: CompactJws, key: KeyObject, alg: JwsAlgorit
   if (crit !== undefined) throw new TokenRefusal("MALFORMED");
   const payload = decodeJsonSegment(jws.payloadSegment, "JWT claims");
   for (const claim of pins.requiredClaims) if (!(claim in payload)) throw new TokenRefusal("CLAIM_INVALID");
-  if (payload.iss !== pins.issuer) throw new TokenRefusal("CLAIM_INVALID");
+  if (payload.iss !== pins.issuer) throw new TokenRefusal("WRONG_ISSUER");
   const audiences = typeof pins.audience === "string" ? [pins.audience] : pins.audience;
   const { aud } = payload;
   const named = typeof aud === "string" ? [aud] : Array.isArray(aud) ? aud : [];
   if (!named.some((item) => typeof item === "string" && audiences.includes(item))) {
-    throw new TokenRefusal("CLAIM_INVALID");
+    throw new TokenRefusal("WRONG_AUDIENCE");
   }
   return payload;
 }

@@ -16,7 +16,15 @@ export type TokenFailureReason =
   | "EXPIRED"
   /** `nbf` or `iat` in the future, beyond the clock tolerance. */
   | "NOT_YET_VALID"
-  /** Wrong issuer or audience, a missing claim, a claim of the wrong type, or a lifetime longer than allowed. */
+  /**
+   * `iss` is not the issuer this verifier pins: a token from another Gatehouse, or the
+   * same one under another URL (`localhost` against `127.0.0.1`, a trailing slash): the
+   * usual sign of `issuer` set to something other than `GATEHOUSE_ISSUER`.
+   */
+  | "WRONG_ISSUER"
+  /** `aud` names none of the audiences this verifier accepts (`GATEHOUSE_JWT_AUDIENCE`). */
+  | "WRONG_AUDIENCE"
+  /** A missing claim, a claim of the wrong type, or a lifetime longer than allowed. */
   | "CLAIM_INVALID"
   /** `typ` is not `at+jwt` (RFC 9068 §4): an ID token or another JWT cannot pass as an access token. */
   | "WRONG_TYPE"
@@ -54,6 +62,8 @@ export function failureOf(error: unknown): TokenFailureReason {
   if (error instanceof errors.JWTClaimValidationFailed) {
     if (error.claim === "typ") return "WRONG_TYPE";
     if (error.claim === "nbf" || (error.claim === "iat" && error.reason === "check_failed")) return "NOT_YET_VALID";
+    if (error.claim === "iss" && error.reason === "check_failed") return "WRONG_ISSUER";
+    if (error.claim === "aud" && error.reason === "check_failed") return "WRONG_AUDIENCE";
     return "CLAIM_INVALID";
   }
   if (error instanceof errors.JOSEAlgNotAllowed) return "ALG_NOT_ALLOWED";

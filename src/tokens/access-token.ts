@@ -30,6 +30,8 @@ export type AccessTokenFailure =
   | "BAD_SIGNATURE"
   | "EXPIRED"
   | "NOT_YET_VALID"
+  | "WRONG_ISSUER"
+  | "WRONG_AUDIENCE"
   | "CLAIM_INVALID"
   | "WRONG_TYPE"
   | "DENIED";

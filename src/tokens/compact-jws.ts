@@ -19,7 +19,21 @@ import type { SigningAlgorithm } from "../storage/types.ts";
  */
 
 /** Why a token was refused at this layer, in our vocabulary (for the audit log only). */
-export type JwsFailure = "MALFORMED" | "BAD_SIGNATURE" | "CLAIM_INVALID" | "WRONG_TYPE";
+export type JwsFailure =
+  | "MALFORMED"
+  | "BAD_SIGNATURE"
+  | "WRONG_ISSUER"
+  | "WRONG_AUDIENCE"
+  | "CLAIM_INVALID"
+  | "WRONG_TYPE";
+
+const JWS_FAILURES: readonly string[] = [
+  "BAD_SIGNATURE",
+  "WRONG_ISSUER",
+  "WRONG_AUDIENCE",
+  "CLAIM_INVALID",
+  "WRONG_TYPE",
+] satisfies JwsFailure[];
 
 export class JwsError extends Error {
   readonly reason: JwsFailure;
@@ -35,9 +49,7 @@ export type JwsPins = SignaturePins & { audience: string };
 function asJwsError(error: unknown): unknown {
   if (!(error instanceof TokenRefusal)) return error;
   const reason = error.reason;
-  return new JwsError(
-    reason === "BAD_SIGNATURE" || reason === "CLAIM_INVALID" || reason === "WRONG_TYPE" ? reason : "MALFORMED",
-  );
+  return new JwsError(JWS_FAILURES.includes(reason) ? (reason as JwsFailure) : "MALFORMED");
 }
 
 /**

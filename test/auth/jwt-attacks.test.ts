@@ -269,7 +269,17 @@ describe(`JWT attacks against /auth/me (${backend?.name ?? "none"})`, { skip: ba
     await server.gatehouse.audit.flush();
     const events = await server.call("GET", "/v1/audit?action=auth.access_token&limit=100");
     const reasons = new Set(events.body.data.map((e: { detail: { reason: string } }) => e.detail.reason));
-    for (const reason of ["MALFORMED", "ALG_NOT_ALLOWED", "BAD_SIGNATURE", "UNKNOWN_KEY", "WRONG_TYPE", "EXPIRED"]) {
+    for (const reason of [
+      "MALFORMED",
+      "ALG_NOT_ALLOWED",
+      "BAD_SIGNATURE",
+      "UNKNOWN_KEY",
+      "WRONG_TYPE",
+      "EXPIRED",
+      "WRONG_ISSUER",
+      "WRONG_AUDIENCE",
+      "CLAIM_INVALID",
+    ]) {
       assert.ok(reasons.has(reason), `${reason} in ${[...reasons].join(",")}`);
     }
   });
