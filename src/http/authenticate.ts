@@ -1,9 +1,10 @@
+import { createHmac, randomBytes } from "node:crypto";
 import type { FastifyReply, FastifyRequest, preValidationHookHandler } from "fastify";
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { type ActorContext, auditEvent } from "../audit/context.ts";
 import { ForbiddenError, RateLimitedError, UnauthenticatedError } from "../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../gatehouse.ts";
-import { digestKey, isWellFormedKey, keyHint } from "../keys/key-format.ts";
+import { isWellFormedKey, keyHint } from "../keys/key-format.ts";
 import type { Permission } from "../keys/permissions.ts";
 import { missingPermissions } from "../keys/permissions.ts";
 import { type RateLimitOutcome, rateLimitHeaders } from "../ratelimit/key-rate-limiter.ts";
@@ -38,29 +39,45 @@ export function bearerToken(request: FastifyRequest): string | null {
   return match?.[1] ?? null;
 }
 
+/** The window failures are counted in, in seconds. */
+const WINDOW_SECONDS = 60;
+
+/** What a failed key answered when it was first seen from an address, kept for the window. */
+export interface FailedKey {
+  at: number;
+  code: "NOT_FOUND" | "EXPIRED" | "REVOKED";
+  /** The key's id when storage knows it (revoked, expired). */
+  keyId: string | null;
+}
+
 /**
  * Guards against credential guessing from one address: failed authentications are
  * counted per IP, and past the limit the address gets 429 for a short block. The block
  * ends by itself, so nobody can lock a victim out for good, and a key already known to be
  * valid is let through it (see `requirePermissions`).
  *
- * A guess is a well-formed key not tried before: a key that fails once counts once a
- * window, however often it comes back, and a malformed key or none at all does not count
- * (they cost no lookup, and no key can be found that way). A new-user trial found the
+ * A guess is a well-formed key not tried before: a key that fails counts once a window,
+ * however often it comes back, and a malformed key or none at all does not count (they
+ * cost no lookup, and no key can be found that way). A new-user trial found the
  * alternative: one service deployed with a wrong or revoked key, retrying, blocked its
  * address within seconds, and with it every other service behind the same NAT whose key
- * this node had not let in lately.
+ * this node had not let in lately. A key retried within the window is answered from
+ * here, as it was the first time, without a storage read or another audit event (a key
+ * that failed cannot become valid: only Gatehouse makes keys, and revocation and expiry
+ * are for good), so retrying costs no more than being blocked did.
  */
-/** The window failures are counted in, in seconds. */
-const WINDOW_SECONDS = 60;
-
 export class FailedAuthGuard {
   static readonly MAX_FAILURES = 30;
   static readonly BLOCK_SECONDS = 300;
-  /** Failed keys remembered at most (address and fingerprint, ~100 bytes each). */
+  /** Failed keys remembered at most (address and fingerprint, ~150 bytes each). */
   static readonly MAX_COUNTED = 100_000;
-  /** Address and key fingerprint of each failed key, with when it was counted. */
-  private readonly counted = new Map<string, number>();
+  /** Address and key fingerprint of each failed key, oldest first. */
+  private readonly counted = new Map<string, FailedKey>();
+  /**
+   * Keys the fingerprints: random per process, so they name no stored digest and
+   * colliding keys cannot be made offline.
+   */
+  private readonly fingerprintKey = randomBytes(32);
   private readonly limiter = new RateLimiterMemory({
     points: FailedAuthGuard.MAX_FAILURES,
     duration: WINDOW_SECONDS,
@@ -90,28 +107,38 @@ export class FailedAuthGuard {
     return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
   }
 
+  private nameOf(ip: string, presented: string): string {
+    // 96 bits tell keys apart; the key itself is not kept.
+    return `${ip} ${createHmac("sha256", this.fingerprintKey).update(presented).digest().toString("base64", 0, 12)}`;
+  }
+
+  /** How this key failed from this address within the window, or null (also for malformed keys). */
+  failedLately(ip: string, presented: string, prefix: string, now = Date.now()): FailedKey | null {
+    if (this.counted.size === 0 || !isWellFormedKey(presented, prefix)) return null;
+    const failed = this.counted.get(this.nameOf(ip, presented));
+    return failed !== undefined && now - failed.at < WINDOW_SECONDS * 1000 ? failed : null;
+  }
+
   /**
-   * Counts a key that failed to authenticate, unless it cannot be a guess (absent or
-   * malformed) or this address already failed with it within the window.
+   * Remembers a key that failed to authenticate and counts it toward the block, unless it
+   * cannot be a guess (absent or malformed). A key retried within the window is answered
+   * by `failedLately` and never reaches here.
    */
-  async failedKey(ip: string, presented: string | null, prefix: string): Promise<void> {
+  async failedKey(ip: string, presented: string | null, prefix: string, failure: Omit<FailedKey, "at">): Promise<void> {
     if (presented === null || !isWellFormedKey(presented, prefix)) return;
     const now = Date.now();
-    // 64 bits of the key's digest tell keys apart; the key itself is not kept.
-    const name = `${ip} ${digestKey(presented).toString("base64", 0, 8)}`;
-    const at = this.counted.get(name);
-    if (at !== undefined && now - at < WINDOW_SECONDS * 1000) return;
-    // Oldest first (an entry counted again moves to the end), so the sweep stops at the
+    const name = this.nameOf(ip, presented);
+    // Oldest first (an entry written again moves to the end), so the sweep stops at the
     // first entry still in its window: amortised O(1), where a scan of every entry on each
-    // failure, once the map held 100,000 live ones, cost ~2 ms a failed request.
+    // failure, once the map held 100,000 live ones, cost ~2 ms a failed request (reviewer).
     this.counted.delete(name);
-    for (const [entry, when] of this.counted) {
-      if (now - when < WINDOW_SECONDS * 1000 && this.counted.size < FailedAuthGuard.MAX_COUNTED) break;
-      // Past the cap the oldest live entry goes too: forgetting a key only lets it count
-      // again (stricter), never less.
+    for (const [entry, failed] of this.counted) {
+      if (now - failed.at < WINDOW_SECONDS * 1000 && this.counted.size < FailedAuthGuard.MAX_COUNTED) break;
+      // Past the cap the oldest live entry goes too: a key forgotten is only looked up
+      // and counted again (stricter), never less.
       this.counted.delete(entry);
     }
-    this.counted.set(name, now);
+    this.counted.set(name, { at: now, ...failure });
     await this.fail(ip);
   }
 
@@ -201,10 +228,22 @@ function authenticateFully(gatehouse: Gatehouse, guard: FailedAuthGuard, permiss
     if (blocked > 0 && (presented === null || !gatehouse.verifier.admittedRecently(presented))) {
       throw new RateLimitedError(blocked, "address");
     }
+    const prefix = gatehouse.config.keys.prefix;
+    const failedLately = presented === null ? null : guard.failedLately(request.ip, presented, prefix);
+    if (failedLately) {
+      // The same key failed from here within the minute: the same answer, without a
+      // storage read or another audit event (its first failure is in the audit log).
+      if (failedLately.keyId && failedLately.code !== "NOT_FOUND") {
+        gatehouse.verifier.countCallerUse(failedLately.keyId, failedLately.code);
+      }
+      throw new UnauthenticatedError(undefined, { refused: true });
+    }
     const resolution = presented === null ? null : await gatehouse.verifier.resolveCaller(presented);
     if (!resolution?.ok) {
-      await guard.failedKey(request.ip, presented, gatehouse.config.keys.prefix);
       const code = resolution?.code ?? "MISSING";
+      if (code === "NOT_FOUND" || code === "EXPIRED" || code === "REVOKED") {
+        await guard.failedKey(request.ip, presented, prefix, { code, keyId: resolution?.record?.id ?? null });
+      }
       if (resolution?.record && (code === "EXPIRED" || code === "REVOKED")) {
         gatehouse.verifier.countCallerUse(resolution.record.id, code);
       }

@@ -804,6 +804,11 @@ for (const backend of backends()) {
             assert.equal(answer.status, 401, `round ${i + 1}, ${key === null ? "no key" : key.slice(0, 9)}`);
           }
         }
+        // Each bad key is in the audit log once for the minute, not once per retry.
+        await own.gatehouse.audit.flush();
+        const events = await send(own, "GET", `/v1/audit?action=auth.api_key&targetId=${revoked.body.id}&limit=100`);
+        assert.equal(events.body.data.length, 1);
+        assert.equal(events.body.data[0].detail.code, "REVOKED");
         // A service beside them whose key this node has never let in is not shut out.
         const fresh = await send(own, "POST", "/v1/keys", {
           body: json({ name: "beside", scopes: [], permissions: ["keys:read"] }),

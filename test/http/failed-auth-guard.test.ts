@@ -9,19 +9,32 @@ import { generateKey } from "../../src/keys/key-format.ts";
 
 test("the failed-key memory is capped, and a failure costs no scan of it", async () => {
   const guard = new FailedAuthGuard();
-  const counted = (guard as unknown as { counted: Map<string, number> }).counted;
+  const counted = (guard as unknown as { counted: Map<string, unknown> }).counted;
   const keys = Array.from({ length: 25 }, () => generateKey("gate"));
   const total = FailedAuthGuard.MAX_COUNTED + 20_000;
   const addresses = Math.ceil(total / keys.length);
   for (let i = 0; i < total; i++) {
     const a = i % addresses;
-    await guard.failedKey(`10.${a >> 16}.${(a >> 8) & 255}.${a & 255}`, keys[Math.floor(i / addresses)] as string, "gate");
+    await guard.failedKey(
+      `10.${a >> 16}.${(a >> 8) & 255}.${a & 255}`,
+      keys[Math.floor(i / addresses)] as string,
+      "gate",
+      {
+        code: "NOT_FOUND",
+        keyId: null,
+      },
+    );
   }
   assert.equal(counted.size, FailedAuthGuard.MAX_COUNTED);
-  // The same key again from the address that failed with it last is still remembered.
+  const ipOf = (n: number) => `10.${n >> 16}.${(n >> 8) & 255}.${n & 255}`;
+  // The latest failures are remembered (a retry is answered without a lookup); the oldest,
+  // past the cap, are forgotten (looked up and counted again if they come back).
   const last = total - 1;
-  const a = last % addresses;
-  const before = counted.size;
-  await guard.failedKey(`10.${a >> 16}.${(a >> 8) & 255}.${a & 255}`, keys[Math.floor(last / addresses)] as string, "gate");
-  assert.equal(counted.size, before);
+  assert.equal(
+    guard.failedLately(ipOf(last % addresses), keys[Math.floor(last / addresses)] as string, "gate")?.code,
+    "NOT_FOUND",
+  );
+  assert.equal(guard.failedLately(ipOf(0), keys[0] as string, "gate"), null);
+  // Another address never failed with that key.
+  assert.equal(guard.failedLately("192.0.2.1", keys[Math.floor(last / addresses)] as string, "gate"), null);
 });
