@@ -62,6 +62,7 @@ describe("createKeyVerifier against a real Gatehouse", () => {
       assert.ok(error instanceof VerifierError);
       assert.equal(error.code, "SERVICE_KEY_REJECTED");
       assert.equal(error.status, 403);
+      assert.match(error.message, /\(403\): it lacks the keys:verify permission/);
       // The raw problem document is kept, but out of enumeration (and so out of most logs).
       assert.ok(!Object.keys(error).includes("problem"));
       assert.equal((error.problem as { code?: unknown }).code, "FORBIDDEN");

@@ -70,7 +70,14 @@ const FASTIFY_CODES: Record<string, [ErrorCode, string]> = {
  * stable code; anything else is logged with its stack and answered with a bare 500.
  */
 export function errorHandler(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) {
-  if (error instanceof GatehouseError) return sendProblem(reply, error);
+  if (error instanceof GatehouseError) {
+    // A deadlock that came back on every retry is a lock-order problem worth finding: the
+    // client gets a 503, the log gets what PostgreSQL said.
+    if (error.code === "BUSY" && error.cause !== undefined) {
+      request.log.warn({ err: error.cause }, "storage conflict outlived its retries");
+    }
+    return sendProblem(reply, error);
+  }
   const fastifyError = error as FastifyError;
   if (fastifyError.validation) {
     // Every problem is found (allErrors), but at most MAX_LISTED are told: a body with

@@ -15,6 +15,8 @@ import { after, before, describe, test } from "node:test";
 import pg from "pg";
 import { BusyError } from "../../src/errors/gatehouse-error.ts";
 import { newId } from "../../src/lib/ids.ts";
+import { batchedStatement } from "../../src/storage/postgres/batched-statement.ts";
+import { PostgresDatabase } from "../../src/storage/postgres/database.ts";
 import type { PostgresStorage } from "../../src/storage/postgres/postgres-storage.ts";
 import { backends, TEST_DATABASE_URL, type TestStore } from "../support/backends.ts";
 import { auditEventInput, refreshTokenRecord, userRecord } from "../support/records.ts";
@@ -161,8 +163,37 @@ describe("PostgreSQL deadlocks are retried", { skip: !postgres }, () => {
     assert.equal(await attempts(), 1);
   });
 
+  test("no retry starts once a statement's timeout has passed since the first attempt", async () => {
+    const schema = storage.database.schema;
+    const slow = new PostgresDatabase(TEST_DATABASE_URL, { schema, max: 1, statementTimeoutMs: 2000 });
+    try {
+      await storage.database.query("ALTER SEQUENCE attempts RESTART");
+      await assert.rejects(
+        slow.query(
+          "DO $$ BEGIN PERFORM nextval('attempts'); PERFORM pg_sleep(1.2); RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$",
+        ),
+        BusyError,
+      );
+      // Two attempts take at least 2.4 s, past the 2 s: a third never starts.
+      assert.ok((await attempts()) <= 2, `${await attempts()} attempts`);
+    } finally {
+      await slow.close();
+    }
+  });
+
   async function attempts(): Promise<number> {
     const { rows } = await storage.database.query<{ n: number }>("SELECT last_value AS n FROM attempts");
     return Number(rows[0]?.n);
   }
+});
+
+test("a batch that met a conflict on every retry fails whole, without a statement per key", async () => {
+  let statements = 0;
+  const loader = batchedStatement<number, number>(async () => {
+    statements++;
+    throw new BusyError("Other changes to the same records were being made at the same moment.");
+  });
+  const answers = await Promise.allSettled([1, 2, 3, 4].map((key) => loader.load(key)));
+  assert.ok(answers.every((answer) => answer.status === "rejected" && answer.reason instanceof BusyError));
+  assert.equal(statements, 1);
 });

@@ -1,5 +1,5 @@
 import DataLoader from "dataloader";
-import { StorageUnavailableError } from "../../errors/gatehouse-error.ts";
+import { BusyError, StorageUnavailableError } from "../../errors/gatehouse-error.ts";
 
 /** Keys per statement at most (a busier turn makes several statements). */
 export const BATCH_MAX = 128;
@@ -14,12 +14,11 @@ export const BATCH_MAX = 128;
  * such a request cost (docs/benchmarks.md, fourteenth session). No cache: every lookup
  * reads the table as it is when its batch runs, which is after the lookup was asked for.
  *
- * A statement that fails because the database is unavailable fails everything it carried,
- * with the same error (503). Any other failure is about the values asked for (PostgreSQL
- * refuses a whole text[] with a NUL in one element, 22021; a successor whose id is taken)
- * or about other transactions (a deadlock that came back on each of PostgresDatabase's
- * retries): then each key is asked alone, so one request's
- * value fails only its own request, as before batching.
+ * A statement that fails because the database is unavailable, or for a deadlock that came
+ * back on each of PostgresDatabase's retries (BUSY), fails everything it carried, with the
+ * same error (503). Any other failure is about the values asked for (PostgreSQL refuses a
+ * whole text[] with a NUL in one element, 22021; a successor whose id is taken): then each
+ * key is asked alone, so one request's value fails only its own request, as before batching.
  *
  * `many` answers for each key in the order asked (DataLoader's contract); an Error as an
  * answer fails that key alone, and is not retried.
@@ -30,7 +29,9 @@ export function batchedStatement<K, V>(many: (keys: readonly K[]) => Promise<Arr
       try {
         return await many(keys);
       } catch (error) {
-        if (keys.length === 1 || error instanceof StorageUnavailableError) throw error;
+        // A conflict that outlived PostgresDatabase's retries is not about one value:
+        // splitting the batch would only make more statements meet it.
+        if (keys.length === 1 || error instanceof StorageUnavailableError || error instanceof BusyError) throw error;
         return Promise.all(
           keys.map((key) =>
             many([key]).then(

@@ -63,6 +63,11 @@ export class PostgresDatabase {
   readonly pool: pg.Pool;
   readonly schema: string;
   private readonly url: string;
+  /**
+   * No retry starts after a statement's timeout has passed since the first attempt: the
+   * request's caller may have given up by then, and a late commit would surprise it.
+   */
+  private readonly retryWithinMs: number;
 
   constructor(
     url: string,
@@ -78,6 +83,7 @@ export class PostgresDatabase {
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(this.schema))
       throw new TypeError("schema must be a plain lowercase identifier");
     const statementTimeout = options.statementTimeoutMs ?? 5000;
+    this.retryWithinMs = statementTimeout;
     this.pool = new pg.Pool({
       connectionString: url,
       max: options.max ?? 10,
@@ -110,12 +116,13 @@ export class PostgresDatabase {
 
   /** One statement on its own (autocommit); run again if PostgreSQL rolled it back for a deadlock. */
   async query<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.pool.query<R>(sql, params);
       } catch (error) {
         if (isRetryable(error)) {
-          if (attempt >= ATTEMPTS) throw conflictBusy(error);
+          if (!this.mayRetry(attempt, started)) throw conflictBusy(error);
           await retryPause(attempt);
           continue;
         }
@@ -130,15 +137,20 @@ export class PostgresDatabase {
    * must do nothing but statements on `client` (every caller's does).
    */
   async transaction<T>(work: (client: Queryable) => Promise<T>): Promise<T> {
+    const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.transactionOnce(work);
       } catch (error) {
         if (!isRetryable(error)) throw error;
-        if (attempt >= ATTEMPTS) throw conflictBusy(error);
+        if (!this.mayRetry(attempt, started)) throw conflictBusy(error);
         await retryPause(attempt);
       }
     }
+  }
+
+  private mayRetry(attempt: number, started: number): boolean {
+    return attempt < ATTEMPTS && Date.now() - started < this.retryWithinMs;
   }
 
   private async transactionOnce<T>(work: (client: Queryable) => Promise<T>): Promise<T> {
