@@ -14,7 +14,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import pg from "pg";
+import type pg from "pg";
 import { StorageUnavailableError } from "../../src/errors/gatehouse-error.ts";
 import { newId } from "../../src/lib/ids.ts";
 import { PostgresDatabase } from "../../src/storage/postgres/database.ts";
@@ -23,6 +23,7 @@ import { PostgresTokenRepository } from "../../src/storage/postgres/token-reposi
 import type { AuditEventInput, RefreshRotation, RefreshTokenRecord } from "../../src/storage/types.ts";
 import { digestOpaqueToken, newOpaqueToken } from "../../src/tokens/opaque-token.ts";
 import { backends, TEST_DATABASE_URL, type TestStore } from "../support/backends.ts";
+import { type LockPeers, lockPeers } from "../support/lock-peers.ts";
 import { auditEventInput, refreshTokenRecord, userRecord } from "../support/records.ts";
 
 const postgres = backends().find((backend) => backend.name === "postgres");
@@ -38,9 +39,9 @@ describe("refresh rotations batched on PostgreSQL, racing each other and revocat
    */
   let otherDatabase: PostgresDatabase;
   let other: PostgresTokenRepository;
+  let peers: LockPeers;
   let locker: pg.Client;
   let lockerPid: number;
-  let watcher: pg.Client;
 
   before(async () => {
     store = await (postgres as NonNullable<typeof postgres>).create();
@@ -58,28 +59,15 @@ describe("refresh rotations batched on PostgreSQL, racing each other and revocat
     );
     assert.equal(rows[0]?.setting, `off${schema}`);
     other = new PostgresTokenRepository(otherDatabase);
-    locker = new pg.Client({ connectionString: TEST_DATABASE_URL, options: `-c search_path=${schema}` });
-    watcher = new pg.Client({ connectionString: TEST_DATABASE_URL });
-    await Promise.all([locker.connect(), watcher.connect()]);
-    lockerPid = (await locker.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]?.pid ?? 0;
+    peers = await lockPeers(schema);
+    ({ locker, lockerPid } = peers);
   });
   after(async () => {
-    await Promise.all([locker?.end(), watcher?.end(), otherDatabase?.close()]);
+    await Promise.all([peers?.end(), otherDatabase?.close()]);
     await store?.dispose();
   });
 
-  /** Polls until a backend other than `known` waits on one of `pids`; returns its pid. */
-  async function newWaiter(pids: number[], known: number[] = []): Promise<number> {
-    for (;;) {
-      const { rows } = await watcher.query<{ pid: number }>(
-        "SELECT pid FROM pg_stat_activity WHERE pg_blocking_pids(pid) && $1::int[] AND NOT pid = ANY($1::int[])",
-        [pids],
-      );
-      const found = rows.map((row) => row.pid).find((pid) => !known.includes(pid));
-      if (found !== undefined) return found;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
+  const newWaiter = (pids: number[], known: number[] = []) => peers.newWaiter(pids, known);
 
   async function newUser(): Promise<string> {
     const now = Date.now();
@@ -365,7 +353,7 @@ describe("refresh rotations batched on PostgreSQL, racing each other and revocat
       await locker.query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", [bystander]);
       const batch = Promise.allSettled([...tokens, held].map((t, i) => rotate(other, t, `killed:${i}`)));
       const spender = await newWaiter([lockerPid]);
-      await watcher.query("SELECT pg_terminate_backend($1)", [spender]);
+      await peers.watcher.query("SELECT pg_terminate_backend($1)", [spender]);
       for (const r of await batch) {
         assert.equal(r.status, "rejected");
         assert.ok(r.reason instanceof StorageUnavailableError, String(r.reason));

@@ -12,13 +12,13 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import pg from "pg";
 import { BusyError } from "../../src/errors/gatehouse-error.ts";
 import { newId } from "../../src/lib/ids.ts";
 import { batchedStatement } from "../../src/storage/postgres/batched-statement.ts";
 import { PostgresDatabase } from "../../src/storage/postgres/database.ts";
 import type { PostgresStorage } from "../../src/storage/postgres/postgres-storage.ts";
 import { backends, TEST_DATABASE_URL, type TestStore } from "../support/backends.ts";
+import { type LockPeers, lockPeers } from "../support/lock-peers.ts";
 import { auditEventInput, refreshTokenRecord, userRecord } from "../support/records.ts";
 
 const postgres = backends().find((backend) => backend.name === "postgres");
@@ -26,39 +26,20 @@ const postgres = backends().find((backend) => backend.name === "postgres");
 describe("PostgreSQL deadlocks are retried", { skip: !postgres }, () => {
   let store: TestStore;
   let storage: PostgresStorage;
-  let locker: pg.Client;
-  let lockerPid: number;
-  let watcher: pg.Client;
+  let peers: LockPeers;
 
   before(async () => {
     store = await (postgres as NonNullable<typeof postgres>).create();
     storage = store.storage as PostgresStorage;
     const schema = storage.database.schema;
     // The locker never runs PostgreSQL's deadlock check first: the victim is Gatehouse's side.
-    locker = new pg.Client({
-      connectionString: TEST_DATABASE_URL,
-      options: `-c search_path=${schema} -c deadlock_timeout=20s`,
-    });
-    watcher = new pg.Client({ connectionString: TEST_DATABASE_URL });
-    await Promise.all([locker.connect(), watcher.connect()]);
-    lockerPid = (await locker.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]?.pid ?? 0;
+    peers = await lockPeers(schema, "-c deadlock_timeout=20s");
     await storage.database.query("CREATE SEQUENCE attempts");
   });
   after(async () => {
-    await Promise.all([locker?.end(), watcher?.end()]);
+    await peers?.end();
     await store?.dispose();
   });
-
-  /** Polls until some backend waits for a lock `pid` holds. */
-  async function waiterOn(pid: number): Promise<void> {
-    for (;;) {
-      const { rows } = await watcher.query("SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [
-        pid,
-      ]);
-      if (rows.length > 0) return;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
 
   test("a user disabled while another transaction holds one of its refresh tokens: the deadlock is retried, written once", async () => {
     const now = Date.now();
@@ -68,6 +49,7 @@ describe("PostgreSQL deadlocks are retried", { skip: !postgres }, () => {
     await storage.tokens.insertRefresh(token, null);
     const requestId = `deadlock-${now}`;
 
+    const { locker, lockerPid } = peers;
     await locker.query("BEGIN");
     await locker.query("SELECT 1 FROM refresh_tokens WHERE id = $1 FOR UPDATE", [token.id]);
     // Disabling locks the user's row, then waits for the token's.
@@ -76,7 +58,7 @@ describe("PostgreSQL deadlocks are retried", { skip: !postgres }, () => {
       Date.now(),
       auditEventInput({ actor: "key:test", action: "user.disable", outcome: "success", requestId }),
     );
-    await waiterOn(lockerPid);
+    await peers.newWaiter([lockerPid]);
     // The cycle: the locker asks for the user's row. This returns only once the disable's
     // transaction has let go of it, and that transaction could not have committed (it
     // needed the token the locker still holds): PostgreSQL rolled it back.
