@@ -1,5 +1,6 @@
 import DataLoader from "dataloader";
 import { BusyError, StorageUnavailableError } from "../../errors/gatehouse-error.ts";
+import type { PostgresDatabase } from "./database.ts";
 
 /** Keys per statement at most (a busier turn makes several statements). */
 export const BATCH_MAX = 128;
@@ -50,4 +51,16 @@ export function batchedStatement<K, V>(many: (keys: readonly K[]) => Promise<Arr
       batchScheduleFn: (run) => setImmediate(run),
     },
   );
+}
+
+/**
+ * A batched "which of these are there": `sql` takes the keys asked as `$1` (a text[]) and
+ * returns the ones present as a column named `key`; each is answered true or false.
+ */
+export function batchedMembership(database: PostgresDatabase, sql: string): DataLoader<string, boolean> {
+  return batchedStatement(async (keys: readonly string[]) => {
+    const { rows } = await database.query<{ key: string }>(sql, [keys]);
+    const present = new Set(rows.map((row) => row.key));
+    return keys.map((key) => present.has(key));
+  });
 }

@@ -1,4 +1,5 @@
 import { timingSafeEqual } from "node:crypto";
+import type DataLoader from "dataloader";
 import type { QueryResult, QueryResultRow } from "pg";
 import { AUDIT_COLUMNS, auditColumnValues } from "../audit-columns.ts";
 import { TOKEN_COLUMNS as COLUMNS, liveTokenCondition, tokenColumnValues } from "../token-columns.ts";
@@ -12,7 +13,7 @@ import type {
   TokenSignIn,
 } from "../types.ts";
 import { AUDIT_COLUMN_TYPES, insertAuditEvents } from "./audit-repository.ts";
-import { batchedStatement } from "./batched-statement.ts";
+import { batchedMembership, batchedStatement } from "./batched-statement.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 
 interface Row {
@@ -141,6 +142,14 @@ export class PostgresTokenRepository implements TokenRepository {
   private readonly database: PostgresDatabase;
   constructor(database: PostgresDatabase) {
     this.database = database;
+    this.revokedFamilies = batchedMembership(
+      database,
+      "SELECT DISTINCT family_id AS key FROM refresh_tokens WHERE family_id = ANY($1::text[]) AND revoked_at IS NOT NULL",
+    );
+    this.deniedJtis = batchedMembership(
+      database,
+      "SELECT jti AS key FROM denied_access_tokens WHERE jti = ANY($1::text[])",
+    );
   }
 
   async insertRefresh(record: RefreshTokenRecord, audit: AuditEventInput | null): Promise<void> {
@@ -415,21 +424,6 @@ export class PostgresTokenRepository implements TokenRepository {
   }
 
   /** `/auth/me` asks both for every token it checks: batched (batched-statement.ts). */
-  private readonly revokedFamilies = batchedStatement(async (familyIds: readonly string[]) => {
-    const { rows } = await this.database.query<{ family_id: string }>(
-      "SELECT DISTINCT family_id FROM refresh_tokens WHERE family_id = ANY($1::text[]) AND revoked_at IS NOT NULL",
-      [familyIds],
-    );
-    const revoked = new Set(rows.map((row) => row.family_id));
-    return familyIds.map((id) => revoked.has(id));
-  });
-
-  private readonly deniedJtis = batchedStatement(async (jtis: readonly string[]) => {
-    const { rows } = await this.database.query<{ jti: string }>(
-      "SELECT jti FROM denied_access_tokens WHERE jti = ANY($1::text[])",
-      [jtis],
-    );
-    const denied = new Set(rows.map((row) => row.jti));
-    return jtis.map((jti) => denied.has(jti));
-  });
+  private readonly revokedFamilies: DataLoader<string, boolean>;
+  private readonly deniedJtis: DataLoader<string, boolean>;
 }
