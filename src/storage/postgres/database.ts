@@ -116,18 +116,10 @@ export class PostgresDatabase {
 
   /** One statement on its own (autocommit); run again if PostgreSQL rolled it back for a deadlock. */
   async query<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
-    const started = Date.now();
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.pool.query<R>(sql, params);
-      } catch (error) {
-        if (isRetryable(error)) {
-          if (!this.mayRetry(attempt, started)) throw conflictBusy(error);
-          await retryPause(attempt);
-          continue;
-        }
-        throw isUnavailable(error) ? new StorageUnavailableError(error) : error;
-      }
+    try {
+      return await this.retrying(() => this.pool.query<R>(sql, params));
+    } catch (error) {
+      throw this.translate(error);
     }
   }
 
@@ -137,20 +129,21 @@ export class PostgresDatabase {
    * must do nothing but statements on `client` (every caller's does).
    */
   async transaction<T>(work: (client: Queryable) => Promise<T>): Promise<T> {
+    return this.retrying(() => this.transactionOnce(work));
+  }
+
+  /** `run` again while PostgreSQL rolls it back for a deadlock, within the attempts and the time. */
+  private async retrying<T>(run: () => Promise<T>): Promise<T> {
     const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.transactionOnce(work);
+        return await run();
       } catch (error) {
         if (!isRetryable(error)) throw error;
-        if (!this.mayRetry(attempt, started)) throw conflictBusy(error);
+        if (attempt >= ATTEMPTS || Date.now() - started >= this.retryWithinMs) throw conflictBusy(error);
         await retryPause(attempt);
       }
     }
-  }
-
-  private mayRetry(attempt: number, started: number): boolean {
-    return attempt < ATTEMPTS && Date.now() - started < this.retryWithinMs;
   }
 
   private async transactionOnce<T>(work: (client: Queryable) => Promise<T>): Promise<T> {
