@@ -1,4 +1,5 @@
 import DataLoader from "dataloader";
+import type pg from "pg";
 import { BusyError, StorageUnavailableError } from "../../errors/gatehouse-error.ts";
 import type { PostgresDatabase } from "./database.ts";
 
@@ -62,5 +63,26 @@ export function batchedMembership(database: PostgresDatabase, sql: string): Data
     const { rows } = await database.query<{ key: string }>(sql, [keys]);
     const present = new Set(rows.map((row) => row.key));
     return keys.map((key) => present.has(key));
+  });
+}
+
+/**
+ * A batched point read: `sql` takes the keys asked as `$1` and returns the rows found;
+ * each key is answered with the row whose name (`nameOfRow`) is the key's (`nameOf`),
+ * converted, or null.
+ */
+export function batchedRows<K, R extends pg.QueryResultRow, V>(
+  database: PostgresDatabase,
+  sql: string,
+  names: { of: (key: K) => string; ofRow: (row: R) => string },
+  convert: (row: R) => V,
+): DataLoader<K, V | null> {
+  return batchedStatement(async (keys: readonly K[]) => {
+    const { rows } = await database.query<R>(sql, [keys]);
+    const found = new Map(rows.map((row) => [names.ofRow(row), row]));
+    return keys.map((key) => {
+      const row = found.get(names.of(key));
+      return row === undefined ? null : convert(row);
+    });
   });
 }

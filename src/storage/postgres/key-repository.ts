@@ -1,3 +1,4 @@
+import type DataLoader from "dataloader";
 import { KEY_COLUMN_COUNT, KEY_COLUMNS, KEY_COLUMNS_WITH_LAST_USE, keyColumnValues } from "../key-columns.ts";
 import type {
   ApiKeyRecord,
@@ -9,7 +10,7 @@ import type {
   KeyUpdate,
 } from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
-import { batchedStatement } from "./batched-statement.ts";
+import { batchedRows } from "./batched-statement.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 
 const COLUMNS = KEY_COLUMNS;
@@ -72,24 +73,16 @@ async function findById(client: Queryable, id: string): Promise<ApiKeyRecord | n
 export class PostgresKeyRepository implements KeyRepository {
   private readonly database: PostgresDatabase;
   /** Every verification's lookup, batched (batched-statement.ts). */
-  private readonly byDigest = batchedStatement((digests: readonly Buffer[]) => this.findByDigests(digests));
+  private readonly byDigest: DataLoader<Buffer, ApiKeyRecord | null>;
 
   constructor(database: PostgresDatabase) {
     this.database = database;
-  }
-
-  /** One statement for many digests: the record of each, or null, in the order asked. */
-  private async findByDigests(digests: readonly Buffer[]): Promise<Array<ApiKeyRecord | null>> {
-    const { rows } = await this.database.query<Row>(`SELECT ${COLUMNS} FROM api_keys WHERE digest = ANY($1::bytea[])`, [
-      digests,
-    ]);
-    if (rows.length === 0) return digests.map(() => null);
-    const found = new Map<string, Row>();
-    for (const row of rows) found.set(row.digest.toString("base64"), row);
-    return digests.map((digest) => {
-      const row = found.get(digest.toString("base64"));
-      return row ? toKey(row) : null;
-    });
+    this.byDigest = batchedRows(
+      database,
+      `SELECT ${COLUMNS} FROM api_keys WHERE digest = ANY($1::bytea[])`,
+      { of: (digest: Buffer) => digest.toString("base64"), ofRow: (row: Row) => row.digest.toString("base64") },
+      toKey,
+    );
   }
 
   async insert(record: ApiKeyRecord, audit: AuditEventInput | null): Promise<void> {

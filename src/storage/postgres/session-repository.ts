@@ -1,6 +1,7 @@
+import type DataLoader from "dataloader";
 import type { AuditEventInput, SessionRecord, SessionRepository } from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
-import { batchedStatement } from "./batched-statement.ts";
+import { batchedRows } from "./batched-statement.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 import { revokeUserRefreshTokens } from "./token-repository.ts";
 
@@ -51,8 +52,17 @@ export async function revokeUserSessions(
 
 export class PostgresSessionRepository implements SessionRepository {
   private readonly database: PostgresDatabase;
+  /** Every cookie-authenticated request reads its session: batched (batched-statement.ts). */
+  private readonly byDigest: DataLoader<Buffer, SessionRecord | null>;
+
   constructor(database: PostgresDatabase) {
     this.database = database;
+    this.byDigest = batchedRows(
+      database,
+      `SELECT ${COLUMNS} FROM sessions WHERE digest = ANY($1::bytea[])`,
+      { of: (digest: Buffer) => digest.toString("base64"), ofRow: (row: Row) => row.digest.toString("base64") },
+      toSession,
+    );
   }
 
   async insert(record: SessionRecord, replaces: Buffer | null, audit: AuditEventInput | null): Promise<void> {
@@ -82,18 +92,6 @@ export class PostgresSessionRepository implements SessionRepository {
   async findByDigest(digest: Buffer): Promise<SessionRecord | null> {
     return this.byDigest.load(digest);
   }
-
-  /** Every cookie-authenticated request reads its session: batched (batched-statement.ts). */
-  private readonly byDigest = batchedStatement(async (digests: readonly Buffer[]) => {
-    const { rows } = await this.database.query<Row>(`SELECT ${COLUMNS} FROM sessions WHERE digest = ANY($1::bytea[])`, [
-      digests,
-    ]);
-    const found = new Map(rows.map((row) => [row.digest.toString("base64"), row]));
-    return digests.map((digest) => {
-      const row = found.get(digest.toString("base64"));
-      return row ? toSession(row) : null;
-    });
-  });
 
   async touch(id: string, at: number, idleExpiresAt: number): Promise<void> {
     await this.database.query(

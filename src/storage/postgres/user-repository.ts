@@ -1,3 +1,4 @@
+import type DataLoader from "dataloader";
 import type {
   AuditEventInput,
   PasswordChange,
@@ -7,7 +8,7 @@ import type {
   UserUpdate,
 } from "../types.ts";
 import { insertAuditEvents } from "./audit-repository.ts";
-import { batchedStatement } from "./batched-statement.ts";
+import { batchedRows } from "./batched-statement.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 import { revokeUserSessions } from "./session-repository.ts";
 import { revokeUserRefreshTokens } from "./token-repository.ts";
@@ -47,8 +48,17 @@ async function findById(client: Queryable, id: string): Promise<UserRecord | nul
 
 export class PostgresUserRepository implements UserRepository {
   private readonly database: PostgresDatabase;
+  /** Every `/auth/me` and cookie-authenticated request reads its user: batched (batched-statement.ts). */
+  private readonly byId: DataLoader<string, UserRecord | null>;
+
   constructor(database: PostgresDatabase) {
     this.database = database;
+    this.byId = batchedRows(
+      database,
+      `SELECT ${COLUMNS} FROM users WHERE id = ANY($1::text[])`,
+      { of: (id: string) => id, ofRow: (row: Row) => row.id },
+      toUser,
+    );
   }
 
   async insert(record: UserRecord, audit: AuditEventInput | null): Promise<boolean> {
@@ -76,16 +86,6 @@ export class PostgresUserRepository implements UserRepository {
   async findById(id: string): Promise<UserRecord | null> {
     return this.byId.load(id);
   }
-
-  /** Every `/auth/me` and cookie-authenticated request reads its user: batched (batched-statement.ts). */
-  private readonly byId = batchedStatement(async (ids: readonly string[]) => {
-    const { rows } = await this.database.query<Row>(`SELECT ${COLUMNS} FROM users WHERE id = ANY($1::text[])`, [ids]);
-    const found = new Map(rows.map((row) => [row.id, row]));
-    return ids.map((id) => {
-      const row = found.get(id);
-      return row ? toUser(row) : null;
-    });
-  });
 
   async findSettled(id: string): Promise<UserRecord | null> {
     try {
