@@ -134,9 +134,7 @@ interface Runner {
 }
 
 /** A refresh token with its user's status and scopes: what a rotation reads, in one query (made once). */
-const TOKEN_WITH_USER = `SELECT ${COLUMNS.split(", ")
-  .map((column) => `t.${column}`)
-  .join(", ")}, u.status, u.scopes AS user_scopes
+const TOKEN_WITH_USER = `SELECT ${TOKEN_COLUMN_NAMES.map((column) => `t.${column}`).join(", ")}, u.status, u.scopes AS user_scopes
   FROM refresh_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.id = ANY($1::text[])`;
 export class PostgresTokenRepository implements TokenRepository {
   private readonly database: PostgresDatabase;
