@@ -42,6 +42,7 @@ function record(key: string, now: number, fields: Pick<ApiKeyRecord, "name" | "s
     replacedBy: null,
     rotatedFrom: null,
     lastUsedAt: null,
+    allowedAddresses: null,
   };
 }
 

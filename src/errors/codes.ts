@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   KEY_IN_URL: { status: 400, title: "Credentials must not be sent in the URL" },
   UNAUTHENTICATED: { status: 401, title: "Authentication is required" },
   FORBIDDEN: { status: 403, title: "The credential lacks a permission this call needs" },
+  ADDRESS_NOT_ALLOWED: { status: 403, title: "The key may not be used from this address" },
   NOT_FOUND: { status: 404, title: "No such resource" },
   METHOD_NOT_ALLOWED: { status: 405, title: "Method not allowed" },
   CONFLICT: { status: 409, title: "The resource is not in a state that allows this" },

@@ -89,6 +89,16 @@ export class ForbiddenError extends GatehouseError {
   }
 }
 
+export class AddressNotAllowedError extends GatehouseError {
+  constructor(address: string) {
+    super(
+      "ADDRESS_NOT_ALLOWED",
+      `This key may only be used from the addresses in its allowedAddresses, and this request came from ${address}.`,
+    );
+    this.name = "AddressNotAllowedError";
+  }
+}
+
 /** What ran out, in the words of the answer: a client must know whether to slow down or fix its key. */
 export type RateLimitedBy = "key" | "address" | "sign-in" | "sign-up";
 

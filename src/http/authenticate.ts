@@ -2,9 +2,15 @@ import { createHmac, randomBytes } from "node:crypto";
 import type { FastifyReply, FastifyRequest, preValidationHookHandler } from "fastify";
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { type ActorContext, auditEvent } from "../audit/context.ts";
-import { ForbiddenError, RateLimitedError, UnauthenticatedError } from "../errors/gatehouse-error.ts";
+import {
+  AddressNotAllowedError,
+  ForbiddenError,
+  RateLimitedError,
+  UnauthenticatedError,
+} from "../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../gatehouse.ts";
 import { isWellFormedKey, keyHint } from "../keys/key-format.ts";
+import { allowed } from "../keys/key-verifier.ts";
 import type { Permission } from "../keys/permissions.ts";
 import { missingPermissions } from "../keys/permissions.ts";
 import { type RateLimitOutcome, rateLimitHeaders } from "../ratelimit/key-rate-limiter.ts";
@@ -186,7 +192,11 @@ export function requirePermissions(
     // before it is looked up (see the full way below).
     const presented = bearerToken(request);
     const known = presented === null ? null : gatehouse.verifier.knownCaller(presented);
-    if (known === null || missingPermissions(known.record.permissions, permissions).length > 0) {
+    if (
+      known === null ||
+      missingPermissions(known.record.permissions, permissions).length > 0 ||
+      !allowed(known.record, request.ip)
+    ) {
       full(request, reply).then(() => done(), done);
       return;
     }
@@ -264,6 +274,21 @@ function authenticateFully(gatehouse: Gatehouse, guard: FailedAuthGuard, permiss
     }
     const key = resolution.record;
     const context = requestContext(request, `key:${key.id}`);
+    if (!allowed(key, request.ip)) {
+      // The right key from the wrong place (a leaked key, or a service moved to new
+      // addresses): audited and counted, but no guess, so it never brakes the address.
+      gatehouse.verifier.countCallerUse(key.id, "ADDRESS_NOT_ALLOWED");
+      gatehouse.audit.record(
+        auditEvent(context, gatehouse.clock(), {
+          action: "auth.api_key",
+          outcome: "failure",
+          targetType: "key",
+          targetId: key.id,
+          detail: { code: "ADDRESS_NOT_ALLOWED", route: request.routeOptions.url ?? null, hint: key.hint },
+        }),
+      );
+      throw new AddressNotAllowedError(request.ip);
+    }
     const missing = missingPermissions(key.permissions, permissions);
     if (missing.length > 0) {
       gatehouse.audit.record(

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from "fastify";
 import { type Static, type TSchema, Type } from "typebox";
 import { ValidationError } from "../errors/gatehouse-error.ts";
+import { ALLOWED_ADDRESS_MAX_CHARS, MAX_ALLOWED_ADDRESSES } from "../keys/address-allowlist.ts";
 import {
   MAX_PERMISSIONS,
   MAX_SCOPES,
@@ -30,6 +31,11 @@ export const Metadata = Type.Record(Type.String(), Type.Unknown(), {
   maxProperties: 32,
   propertyNames: { minLength: 1, maxLength: 64 },
 });
+/** Where a key may be used from (keys/address-allowlist.ts checks each entry's form). */
+export const AllowedAddresses = Type.Array(Type.String({ minLength: 1, maxLength: ALLOWED_ADDRESS_MAX_CHARS }), {
+  minItems: 1,
+  maxItems: MAX_ALLOWED_ADDRESSES,
+});
 export const KeyId = Type.String({ minLength: 1, maxLength: 64, pattern: "^key_[0-9a-zA-Z]+$" });
 const Instant = Type.Union([Type.String(), Type.Null()]);
 export const Cursor = Type.String({ minLength: 1, maxLength: 64, pattern: "^[0-9A-Za-z_]+$" });
@@ -53,6 +59,7 @@ export const KeyView = Type.Object({
   ownerId: Type.Union([Type.String(), Type.Null()]),
   metadata: Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()]),
   rateLimit: Type.Union([Type.Object({ limit: Type.Integer(), windowSeconds: Type.Integer() }), Type.Null()]),
+  allowedAddresses: Type.Union([Type.Array(Type.String()), Type.Null()]),
   createdAt: Type.String(),
   expiresAt: Instant,
   revokedAt: Instant,
@@ -76,6 +83,7 @@ export function keyView(record: ApiKeyRecord, now: number) {
     ownerId: record.ownerId,
     metadata: record.metadata,
     rateLimit: record.rateLimit,
+    allowedAddresses: record.allowedAddresses,
     createdAt: new Date(record.createdAt).toISOString(),
     expiresAt: iso(record.expiresAt),
     revokedAt: iso(record.revokedAt),

@@ -1,5 +1,6 @@
 import type { RateLimitOutcome } from "../ratelimit/key-rate-limiter.ts";
 import type { IndexedKey, RateLimitPolicy } from "../storage/types.ts";
+import { type AddressAllowlist, allowlistOf } from "./address-allowlist.ts";
 import type { KeyStatus } from "./key-status.ts";
 import { PACKED_ID_BYTES, packId, unpackId } from "./packed-id.ts";
 
@@ -23,12 +24,14 @@ interface Profile {
   scopes: readonly string[];
   permissions: readonly string[];
   rateLimit: RateLimitPolicy | null;
+  allowlist: AddressAllowlist | null;
 }
 
 const NO_PROFILE: Profile = Object.freeze({
   scopes: Object.freeze([]),
   permissions: Object.freeze([]),
   rateLimit: null,
+  allowlist: null,
 });
 
 /**
@@ -230,6 +233,11 @@ export class KeyIndex {
     return (this.profileInterner.values[this.profiles[record] as number] as Profile).rateLimit;
   }
 
+  /** Where the key may be used from; null for anywhere (nearly every key: no cost). */
+  allowlist(record: number): AddressAllowlist | null {
+    return (this.profileInterner.values[this.profiles[record] as number] as Profile).allowlist;
+  }
+
   expiresAt(record: number): number | null {
     const seconds = this.expirySeconds[record] as number;
     return seconds === NEVER ? null : seconds * 1000 + (this.expiryMillis[record] as number);
@@ -276,13 +284,15 @@ export class KeyIndex {
     if (key.revokedAt === null) this.revoked.delete(record);
     else this.revoked.set(record, key.revokedAt);
     const policy = key.rateLimit;
-    const profileName = `${JSON.stringify(key.scopes)}|${JSON.stringify(key.permissions)}|${policy ? `${policy.limit}/${policy.windowSeconds}` : ""}`;
+    const addresses = key.allowedAddresses ?? null;
+    const profileName = `${JSON.stringify(key.scopes)}|${JSON.stringify(key.permissions)}|${policy ? `${policy.limit}/${policy.windowSeconds}` : ""}|${addresses === null ? "" : addresses.join(" ")}`;
     const profile = this.profileInterner.number(
       profileName,
       Object.freeze({
         scopes: Object.freeze([...key.scopes]),
         permissions: Object.freeze([...key.permissions]),
         rateLimit: policy ? Object.freeze({ limit: policy.limit, windowSeconds: policy.windowSeconds }) : null,
+        allowlist: allowlistOf(addresses),
       }),
     );
     if (profile > NARROW_LIMIT && this.profiles instanceof Uint16Array) this.profiles = widen(this.profiles);

@@ -1,6 +1,7 @@
 import { ValidationError } from "../errors/gatehouse-error.ts";
 import { unstorableText } from "../lib/storable-text.ts";
 import type { RateLimitPolicy } from "../storage/types.ts";
+import { ALLOWED_ADDRESS_MAX_CHARS, allowedAddressProblem, MAX_ALLOWED_ADDRESSES } from "./address-allowlist.ts";
 import { isPermission, PERMISSIONS } from "./permissions.ts";
 
 /*
@@ -34,6 +35,8 @@ export interface KeyFields {
   permissions?: readonly string[];
   ownerId?: string | null;
   rateLimit?: RateLimitPolicy | null;
+  /** Addresses and CIDR ranges; null for anywhere. An empty list would lock the key out: refused. */
+  allowedAddresses?: readonly string[] | null;
   /** Seconds; null for never (the policy decides whether that is allowed). */
   expiresInSeconds?: number | null;
 }
@@ -101,6 +104,24 @@ export function assertValidKeyFields(fields: KeyFields): void {
         message: `must be a whole number from 1 to ${RATE_WINDOW_MAX_SECONDS}`,
       });
     }
+  }
+  if (fields.allowedAddresses !== undefined && fields.allowedAddresses !== null) {
+    const entries = fields.allowedAddresses;
+    if (entries.length === 0 || entries.length > MAX_ALLOWED_ADDRESSES) {
+      add({
+        path: "/allowedAddresses",
+        message: `must hold 1 to ${MAX_ALLOWED_ADDRESSES} entries (null lets the key be used from anywhere)`,
+      });
+    }
+    entries.forEach((entry, i) => {
+      const path = `/allowedAddresses/${i}`;
+      if (entry.length > ALLOWED_ADDRESS_MAX_CHARS) {
+        add({ path, message: `must be at most ${ALLOWED_ADDRESS_MAX_CHARS} characters` });
+        return;
+      }
+      const problem = allowedAddressProblem(entry);
+      if (problem) add({ path, message: problem });
+    });
   }
   const expires = fields.expiresInSeconds;
   if (expires !== undefined && expires !== null && !isWhole(expires, MIN_LIFETIME_SECONDS, Number.MAX_SAFE_INTEGER)) {

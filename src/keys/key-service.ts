@@ -20,6 +20,8 @@ export interface CreateKeyInput {
   rateLimit?: RateLimitPolicy;
   ownerId?: string;
   metadata?: Record<string, unknown>;
+  /** Addresses and CIDR ranges the key may be used from; omitted: anywhere. */
+  allowedAddresses?: string[];
 }
 
 export interface CreatedKey {
@@ -157,6 +159,7 @@ export class KeyService {
         ownerId: input.ownerId ?? null,
         metadata: input.metadata ?? null,
         rateLimit: input.rateLimit ?? null,
+        allowedAddresses: input.allowedAddresses ? [...new Set(input.allowedAddresses)] : null,
         expiresAt: this.expiryFor(input.expiresInSeconds, now),
         rotatedFrom: null,
       },
@@ -169,7 +172,12 @@ export class KeyService {
         outcome: "success",
         targetType: "key",
         targetId: created.record.id,
-        detail: { hint: created.record.hint, scopes: created.record.scopes, permissions },
+        detail: {
+          hint: created.record.hint,
+          scopes: created.record.scopes,
+          permissions,
+          ...(created.record.allowedAddresses ? { allowedAddresses: created.record.allowedAddresses } : {}),
+        },
       }),
     );
     this.onIssued("api_key");
@@ -204,6 +212,7 @@ export class KeyService {
       ...changes,
       ...(changes.scopes ? { scopes: [...new Set(changes.scopes)] } : {}),
       ...(changes.permissions ? { permissions: [...new Set(changes.permissions)] } : {}),
+      ...(changes.allowedAddresses ? { allowedAddresses: [...new Set(changes.allowedAddresses)] } : {}),
     };
     const updated = await this.storage.keys.update(
       id,
@@ -213,7 +222,11 @@ export class KeyService {
         outcome: "success",
         targetType: "key",
         targetId: id,
-        detail: { fields: Object.keys(changes) },
+        detail: {
+          fields: Object.keys(changes),
+          // Where a key may be used from is a security setting: the log says what it became.
+          ...(normalised.allowedAddresses !== undefined ? { allowedAddresses: normalised.allowedAddresses } : {}),
+        },
       }),
     );
     if (!updated) throw new NotFoundError(`No key with id ${id}.`);
@@ -246,8 +259,8 @@ export class KeyService {
   }
 
   /**
-   * Issues a replacement with the same name, scopes, permissions, owner, metadata and
-   * rate limit. The old key keeps working for `gracePeriodSeconds` (0: stops at once),
+   * Issues a replacement with the same name, scopes, permissions, owner, metadata, rate
+   * limit and allowed addresses. The old key keeps working for `gracePeriodSeconds` (0: stops at once),
    * never beyond its own expiry. A key can be rotated once; rotate the new one next.
    */
   async rotate(
@@ -287,6 +300,7 @@ export class KeyService {
         ownerId: old.ownerId,
         metadata: old.metadata,
         rateLimit: old.rateLimit,
+        allowedAddresses: old.allowedAddresses,
         expiresAt: this.expiryFor(lifetime, now),
         rotatedFrom: old.id,
       },

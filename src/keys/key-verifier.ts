@@ -8,6 +8,7 @@ import type { KeyRateLimiter, RateLimitOutcome } from "../ratelimit/key-rate-lim
 import type { ApiKeyRecord, RateLimitPolicy, Storage } from "../storage/types.ts";
 import type { UsageRecorder } from "../usage/usage-recorder.ts";
 import type { ActiveKeys } from "./active-keys.ts";
+import { type AddressAllowlist, allowlistOf } from "./address-allowlist.ts";
 import { CallerKeyCache } from "./caller-key-cache.ts";
 import { digestKey, digestKeyInto, isWellFormedKey, keyHint, keyLength } from "./key-format.ts";
 import type { KeyPolicy } from "./key-policy.ts";
@@ -22,6 +23,7 @@ export type VerifyFailureCode =
   | "NOT_FOUND"
   | "EXPIRED"
   | "REVOKED"
+  | "ADDRESS_NOT_ALLOWED"
   | "INSUFFICIENT_SCOPE"
   | "RATE_LIMITED";
 
@@ -42,8 +44,9 @@ export type Resolution =
 
 /**
  * Checks presented keys. The order is fixed and cheap-first: format and checksum (no
- * I/O), digest lookup, constant-time digest comparison, revocation, expiry, then the
- * rate limit, then scopes. Counting uses is buffered (UsageRecorder), so a verification
+ * I/O), digest lookup, constant-time digest comparison, revocation, expiry, the address
+ * it is used from (before the rate limit: a leaked key tried from elsewhere spends none
+ * of its owner's quota), then the rate limit, then scopes. Counting uses is buffered (UsageRecorder), so a verification
  * writes nothing.
  *
  * With an ActiveKeys index (the embedded default) and node-local rate limits, a
@@ -212,7 +215,7 @@ export class KeyVerifier {
    */
   countCallerUse(
     keyId: string,
-    outcome: "VALID" | "RATE_LIMITED" | "EXPIRED" | "REVOKED",
+    outcome: "VALID" | "RATE_LIMITED" | "EXPIRED" | "REVOKED" | "ADDRESS_NOT_ALLOWED",
     at = this.clock(),
     /** The key's index record, when `knownCaller` found it. */
     indexed = -1,
@@ -244,15 +247,20 @@ export class KeyVerifier {
     return this.limiter.consume(record.id, policy);
   }
 
+  /**
+   * `address`: where the presented key's own client called from, as the resource server
+   * saw it; null when not told (a key bound to addresses is then refused).
+   */
   verify(
     presented: unknown,
     requiredScopes: readonly string[],
     context: ActorContext,
+    address: string | null = null,
   ): VerifyResult | Promise<VerifyResult> {
     if (!isWellFormedKey(presented, this.policy.prefix)) return this.failed(presented, "MALFORMED", null, context);
     digestKeyInto(presented, this.digest);
     const record = this.indexed(this.digest);
-    if (record < 0) return this.verifyFromStorage(presented, requiredScopes, context);
+    if (record < 0) return this.verifyFromStorage(presented, requiredScopes, context, address);
     const index = (this.active as ActiveKeys).index;
     const now = this.clock();
     const status = index.status(record, now);
@@ -261,6 +269,8 @@ export class KeyVerifier {
       return this.failed(presented, status === "revoked" ? "REVOKED" : "EXPIRED", index.id(record), context);
     }
     const id = index.id(record);
+    const allowlist = index.allowlist(record);
+    if (allowlist !== null && !allowlist.allows(address)) return this.refusedAddress(presented, id, address, context);
     const scopes = index.scopes(record);
     const policy = index.rateLimit(record) ?? this.policy.defaultRateLimit;
     const ratelimit = index.take(record, policy, now);
@@ -278,11 +288,13 @@ export class KeyVerifier {
     presented: string,
     requiredScopes: readonly string[],
     context: ActorContext,
+    address: string | null,
   ): Promise<VerifyResult> {
     const mark = this.active !== null && this.limiter.local ? this.active.mark() : null;
     const resolution = await this.resolve(presented);
     if (!resolution.ok) return this.failed(presented, resolution.code, resolution.record?.id ?? null, context);
     const record = resolution.record;
+    if (!allowed(record, address)) return this.refusedAddress(presented, record.id, address, context);
     // Active but not in the index yet (made by another process moments ago): counted in
     // the index from now on, when that is safe (ActiveKeys.adopt).
     const adopted = mark === null ? -1 : (this.active as ActiveKeys).adopt(record, mark);
@@ -302,11 +314,22 @@ export class KeyVerifier {
     );
   }
 
+  /** A key used from an address it is not allowed: audited with that address, counted, no use of its limit. */
+  private refusedAddress(
+    presented: string,
+    keyId: string,
+    address: string | null,
+    context: ActorContext,
+  ): VerifyResult {
+    return this.failed(presented, "ADDRESS_NOT_ALLOWED", keyId, context, { address });
+  }
+
   private failed(
     presented: unknown,
-    code: "MALFORMED" | "NOT_FOUND" | "EXPIRED" | "REVOKED",
+    code: "MALFORMED" | "NOT_FOUND" | "EXPIRED" | "REVOKED" | "ADDRESS_NOT_ALLOWED",
     keyId: string | null,
     context: ActorContext,
+    extra: Record<string, unknown> = {},
   ): VerifyResult {
     const now = this.clock();
     if (keyId !== null) this.usage.record(keyId, code, now);
@@ -319,6 +342,7 @@ export class KeyVerifier {
         detail: {
           code,
           ...(code === "MALFORMED" ? {} : { hint: keyHint(presented as string) }),
+          ...extra,
         },
       }),
     );
@@ -362,4 +386,10 @@ export class KeyVerifier {
       ratelimit,
     };
   }
+}
+
+/** Whether a key may be used from `address` (always, for a key bound to no addresses). */
+export function allowed(record: Pick<ApiKeyRecord, "allowedAddresses">, address: string | null): boolean {
+  const allowlist: AddressAllowlist | null = allowlistOf(record.allowedAddresses);
+  return allowlist === null || allowlist.allows(address);
 }

@@ -5,9 +5,9 @@ import type { ApiKeyRecord } from "./types.ts";
  * `keyColumnValues` in this order, and SQLite reads rows back as arrays in it.
  */
 export const KEY_COLUMNS =
-  "digest, id, name, hint, scopes, permissions, owner_id, metadata, rate_limit, rate_window_seconds, created_at, expires_at, revoked_at, revoked_reason, replaced_by, rotated_from, last_used_at";
+  "digest, id, name, hint, scopes, permissions, owner_id, metadata, rate_limit, rate_window_seconds, created_at, expires_at, revoked_at, revoked_reason, replaced_by, rotated_from, last_used_at, allowed_addresses";
 
-export const KEY_COLUMN_COUNT = 17;
+export const KEY_COLUMN_COUNT = 18;
 
 /**
  * KEY_COLUMNS for reads that show a key (by id, lists), with `last_used_at` as it really
@@ -42,5 +42,6 @@ export function keyColumnValues(record: ApiKeyRecord): Array<string | number | B
     record.replacedBy,
     record.rotatedFrom,
     record.lastUsedAt,
+    record.allowedAddresses === null ? null : JSON.stringify(record.allowedAddresses),
   ];
 }

@@ -25,6 +25,11 @@ export interface ApiKeyRecord {
   ownerId: string | null;
   metadata: Record<string, unknown> | null;
   rateLimit: RateLimitPolicy | null;
+  /**
+   * Addresses and CIDR ranges the key may be used from (keys/address-allowlist.ts); null
+   * for anywhere.
+   */
+  allowedAddresses: string[] | null;
   createdAt: number;
   expiresAt: number | null;
   revokedAt: number | null;
@@ -81,6 +86,7 @@ export interface KeyUpdate {
   ownerId?: string | null;
   metadata?: Record<string, unknown> | null;
   rateLimit?: RateLimitPolicy | null;
+  allowedAddresses?: string[] | null;
 }
 
 export interface UsageIncrement {
@@ -152,7 +158,7 @@ export interface KeyRepository {
 /** The fields of a key that verification reads. */
 export type IndexedKey = Pick<
   ApiKeyRecord,
-  "digest" | "id" | "scopes" | "permissions" | "ownerId" | "rateLimit" | "expiresAt" | "revokedAt"
+  "digest" | "id" | "scopes" | "permissions" | "ownerId" | "rateLimit" | "allowedAddresses" | "expiresAt" | "revokedAt"
 >;
 
 export interface KeyChanges {

@@ -26,6 +26,7 @@ function key(overrides: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
     replacedBy: null,
     rotatedFrom: null,
     lastUsedAt: null,
+    allowedAddresses: null,
     ...overrides,
   };
 }

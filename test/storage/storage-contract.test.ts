@@ -47,7 +47,11 @@ for (const backend of backends()) {
     after(() => store.dispose());
 
     test("a key round-trips exactly, by digest and by id", async () => {
-      const original = record({ ownerId: "acct", permissions: ["keys:read"] });
+      const original = record({
+        ownerId: "acct",
+        permissions: ["keys:read"],
+        allowedAddresses: ["::ffff:0:0/96", "198.51.100.7"],
+      });
       await storage.keys.insert(original, event("key.create", original.id));
       assert.deepEqual(await storage.keys.findByDigest(original.digest), original);
       assert.deepEqual(await storage.keys.findById(original.id), original);
@@ -136,6 +140,10 @@ for (const backend of backends()) {
       assert.equal(updated?.ownerId, "o");
       assert.deepEqual(updated?.scopes, k.scopes);
       assert.equal(await storage.keys.update("key_missing", { name: "x" }, null), null);
+      const bound = await storage.keys.update(k.id, { allowedAddresses: ["203.0.113.0/24"] }, null);
+      assert.deepEqual(bound?.allowedAddresses, ["203.0.113.0/24"]);
+      assert.equal(bound?.name, "renamed");
+      assert.equal((await storage.keys.update(k.id, { allowedAddresses: null }, null))?.allowedAddresses, null);
     });
 
     test("usage adds up across batches; the last use is the latest valid one, and survives purging", async () => {
@@ -335,7 +343,7 @@ for (const backend of backends()) {
 
     test("scanActive pages every key verification could accept, and nothing else", async () => {
       const active = Array.from({ length: 7 }, (_, i) => record({ id: `key_active${i}` }));
-      const forever = record({ id: "key_forever", expiresAt: null });
+      const forever = record({ id: "key_forever", expiresAt: null, allowedAddresses: ["10.0.0.0/8", "2001:db8::1"] });
       const expired = record({ id: "key_expired", expiresAt: NOW - 1 });
       const revoked = record({ id: "key_revoked", revokedAt: NOW - 1 });
       const inGrace = record({ id: "key_ingrace", revokedAt: NOW + 60_000 });
@@ -348,11 +356,12 @@ for (const backend of backends()) {
       );
       assert.deepEqual(pages.flat(), [...active.map((k) => k.id), "key_forever", "key_ingrace"].sort());
       const first = (await storage.keys.scanActive(NOW, 100)[Symbol.asyncIterator]().next()).value as IndexedKey[];
-      const { digest, id, scopes, permissions, ownerId, rateLimit, expiresAt, revokedAt } = forever;
+      const { digest, id, scopes, permissions, ownerId, rateLimit, allowedAddresses, expiresAt, revokedAt } = forever;
       assert.deepEqual(
         first.find((k) => k.id === "key_forever"),
-        { digest, id, scopes, permissions, ownerId, rateLimit, expiresAt, revokedAt },
+        { digest, id, scopes, permissions, ownerId, rateLimit, allowedAddresses, expiresAt, revokedAt },
       );
+      assert.equal(first.find((k) => k.id === "key_active0")?.allowedAddresses, null);
     });
 
     test("every change verification cares about is logged in order; bookkeeping is not", async () => {
@@ -362,6 +371,7 @@ for (const backend of backends()) {
       await storage.usage.add([{ keyId: key.id, bucket: NOW, outcome: "VALID", count: 1, lastAt: NOW + 5 }]);
       await storage.keys.update(key.id, { name: "renamed" }, null);
       await storage.keys.update(key.id, { scopes: ["b:write"] }, null);
+      await storage.keys.update(key.id, { allowedAddresses: ["192.0.2.0/24"] }, null);
       await storage.keys.revoke(key.id, NOW + 10, "test", null);
       const replacement = record({ id: "key_logged_next" });
       const other = record({ id: "key_logged_other" });
@@ -375,6 +385,7 @@ for (const backend of backends()) {
         "key_logged",
         "key_logged",
         "key_logged",
+        "key_logged",
         "key_logged_other",
         "key_logged_other",
         "key_logged_next",
@@ -384,7 +395,7 @@ for (const backend of backends()) {
       const paged = await storage.keys.changesSince(start, 2);
       assert.deepEqual(paged.ids, ["key_logged", "key_logged"]);
       const rest = await storage.keys.changesSince(paged.last, 100);
-      assert.equal(rest.ids.length, 4);
+      assert.equal(rest.ids.length, 5);
       assert.deepEqual(await storage.keys.changesSince(changes.last, 100), { ids: [], last: changes.last, gap: false });
     });
 

@@ -26,6 +26,7 @@ export function keyRecord(createdAt: number, fields: Partial<ApiKeyRecord> = {})
     replacedBy: null,
     rotatedFrom: null,
     lastUsedAt: null,
+    allowedAddresses: null,
     ...fields,
   };
 }

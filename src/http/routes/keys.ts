@@ -7,6 +7,7 @@ import { isPermission, PERMISSIONS } from "../../keys/permissions.ts";
 import type { ApiKeyRecord } from "../../storage/types.ts";
 import { type FailedAuthGuard, type Principal, requirePermissions } from "../authenticate.ts";
 import {
+  AllowedAddresses,
   Cursor,
   KeyId,
   KeyView,
@@ -33,6 +34,7 @@ const CreateBody = Type.Object(
     rateLimit: Type.Optional(RateLimitBody),
     ownerId: Type.Optional(OwnerId),
     metadata: Type.Optional(Metadata),
+    allowedAddresses: Type.Optional(AllowedAddresses),
   },
   { additionalProperties: false },
 );
@@ -45,6 +47,7 @@ const PatchBody = Type.Object(
     ownerId: Type.Optional(Type.Union([OwnerId, Type.Null()])),
     metadata: Type.Optional(Type.Union([Metadata, Type.Null()])),
     rateLimit: Type.Optional(Type.Union([RateLimitBody, Type.Null()])),
+    allowedAddresses: Type.Optional(Type.Union([AllowedAddresses, Type.Null()])),
   },
   { additionalProperties: false, minProperties: 1 },
 );
@@ -124,6 +127,7 @@ export function keyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastify
             ...(request.body.rateLimit ? { rateLimit: request.body.rateLimit } : {}),
             ...(request.body.ownerId ? { ownerId: request.body.ownerId } : {}),
             ...(request.body.metadata ? { metadata: request.body.metadata } : {}),
+            ...(request.body.allowedAddresses ? { allowedAddresses: request.body.allowedAddresses } : {}),
           },
           caller(request.principal),
         );

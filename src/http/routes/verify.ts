@@ -1,5 +1,7 @@
+import { isIP } from "node:net";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "typebox";
+import { ValidationError } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
 import type { VerifyResult } from "../../keys/key-verifier.ts";
 import { type FailedAuthGuard, requirePermissions } from "../authenticate.ts";
@@ -10,6 +12,11 @@ export const VerifyBody = Type.Object(
     // Any string up to a sane size: a malformed key is an answer (MALFORMED), not a 400.
     key: Type.String({ maxLength: 512 }),
     scopes: Type.Optional(Type.Array(ScopeName, { maxItems: 64 })),
+    /**
+     * The address the key's own client called the resource server from. Keys bound to
+     * addresses (allowedAddresses) are refused without it; other keys ignore it.
+     */
+    address: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
   },
   { additionalProperties: false },
 );
@@ -54,7 +61,12 @@ export function verifyRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fast
       (request, reply) => {
         const context = request.principal?.context;
         if (!context) throw new Error("route reached without an authenticated principal");
-        const result = gatehouse.verifier.verify(request.body.key, request.body.scopes ?? [], context);
+        const address = request.body.address ?? null;
+        if (address !== null && isIP(address) === 0) {
+          const message = "must be the IPv4 or IPv6 address the key's client called from";
+          throw new ValidationError(`address ${message}.`, [{ path: "/address", message }]);
+        }
+        const result = gatehouse.verifier.verify(request.body.key, request.body.scopes ?? [], context, address);
         if (result instanceof Promise) return result.then(answer);
         reply.send(answer(result));
         return undefined;

@@ -34,6 +34,7 @@ interface Row {
   replaced_by: string | null;
   rotated_from: string | null;
   last_used_at: number | null;
+  allowed_addresses: string[] | null;
 }
 
 function placeholders(rowIndex: number): string {
@@ -62,6 +63,7 @@ function toKey(row: Row): ApiKeyRecord {
     replacedBy: row.replaced_by,
     rotatedFrom: row.rotated_from,
     lastUsedAt: row.last_used_at,
+    allowedAddresses: row.allowed_addresses,
   };
 }
 
@@ -94,7 +96,7 @@ export class PostgresKeyRepository implements KeyRepository {
 
   async insertMany(records: readonly ApiKeyRecord[]): Promise<void> {
     await this.database.transaction(async (client) => {
-      // 17 parameters per row: 2,000 rows a statement stays under the 65,535 limit.
+      // 18 parameters per row: 2,000 rows a statement stays under the 65,535 limit.
       for (let i = 0; i < records.length; i += 2000) {
         const chunk = records.slice(i, i + 2000);
         await client.query(
@@ -165,6 +167,9 @@ export class PostgresKeyRepository implements KeyRepository {
         set("rate_limit", changes.rateLimit?.limit ?? null);
         set("rate_window_seconds", changes.rateLimit?.windowSeconds ?? null);
       }
+      if (changes.allowedAddresses !== undefined) {
+        set("allowed_addresses", changes.allowedAddresses === null ? null : JSON.stringify(changes.allowedAddresses));
+      }
       if (sets.length > 0) {
         params.push(id);
         const result = await client.query(
@@ -224,7 +229,8 @@ export class PostgresKeyRepository implements KeyRepository {
     let after = "";
     for (;;) {
       const { rows } = await this.database.query<Row>(
-        `SELECT digest, id, scopes, permissions, owner_id, rate_limit, rate_window_seconds, expires_at, revoked_at
+        `SELECT digest, id, scopes, permissions, owner_id, rate_limit, rate_window_seconds, expires_at, revoked_at,
+           allowed_addresses
          FROM api_keys
          WHERE id > $1 AND (revoked_at IS NULL OR revoked_at > $2) AND (expires_at IS NULL OR expires_at > $2)
          ORDER BY id LIMIT $3`,
@@ -244,6 +250,7 @@ export class PostgresKeyRepository implements KeyRepository {
               : { limit: row.rate_limit, windowSeconds: row.rate_window_seconds },
           expiresAt: row.expires_at,
           revokedAt: row.revoked_at,
+          allowedAddresses: row.allowed_addresses,
         }),
       );
       after = page[page.length - 1]?.id ?? after;

@@ -228,6 +228,20 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       CREATE INDEX denied_access_tokens_expires ON denied_access_tokens (expires_at);
     `,
   },
+  {
+    version: 8,
+    name: "addresses a key may be used from",
+    // See sqlite/migrations.ts. Adding a nullable column without a default rewrites nothing.
+    sql: `
+      ALTER TABLE api_keys ADD COLUMN allowed_addresses JSONB;
+      DROP TRIGGER api_keys_changed ON api_keys;
+      CREATE TRIGGER api_keys_changed
+        AFTER INSERT OR DELETE
+           OR UPDATE OF digest, id, scopes, permissions, owner_id, rate_limit, rate_window_seconds, expires_at, revoked_at,
+                        allowed_addresses
+        ON api_keys FOR EACH ROW EXECUTE FUNCTION api_keys_log_change();
+    `,
+  },
 ];
 
 /** The advisory lock migrations run under (exported for tests that hold it). */

@@ -44,6 +44,7 @@ export function toKey(row: readonly Cell[]): ApiKeyRecord {
     replacedBy: row[14] as string | null,
     rotatedFrom: row[15] as string | null,
     lastUsedAt: row[16] as number | null,
+    allowedAddresses: row[17] === null ? null : stringList(row[17] as string),
   };
 }
 
@@ -120,6 +121,9 @@ export class SqliteKeyRepository implements KeyRepository {
       if (changes.rateLimit !== undefined) {
         set("rate_limit", changes.rateLimit?.limit ?? null);
         set("rate_window_seconds", changes.rateLimit?.windowSeconds ?? null);
+      }
+      if (changes.allowedAddresses !== undefined) {
+        set("allowed_addresses", changes.allowedAddresses === null ? null : JSON.stringify(changes.allowedAddresses));
       }
       if (sets.length > 0) {
         const result = this.database.db
@@ -198,7 +202,8 @@ export class SqliteKeyRepository implements KeyRepository {
     // The digest comes as hex text: a Buffer made from it is cut from Node's shared pool,
     // where a BLOB would cost one native allocation per row, a million of them at start.
     const statement = this.database.statement(
-      `SELECT hex(digest), id, scopes, permissions, owner_id, rate_limit, rate_window_seconds, expires_at, revoked_at
+      `SELECT hex(digest), id, scopes, permissions, owner_id, rate_limit, rate_window_seconds, expires_at, revoked_at,
+         allowed_addresses
        FROM api_keys
        WHERE id > ? AND (revoked_at IS NULL OR revoked_at > ?) AND (expires_at IS NULL OR expires_at > ?)
        ORDER BY id LIMIT ?`,
@@ -218,6 +223,7 @@ export class SqliteKeyRepository implements KeyRepository {
           rateLimit: row[5] === null ? null : { limit: row[5] as number, windowSeconds: row[6] as number },
           expiresAt: row[7] as number | null,
           revokedAt: row[8] as number | null,
+          allowedAddresses: row[9] === null ? null : stringList(row[9] as string),
         }),
       );
       after = page[page.length - 1]?.id ?? after;

@@ -244,6 +244,21 @@ export const SQLITE_MIGRATIONS: ReadonlyArray<{ version: number; name: string; s
       CREATE INDEX denied_access_tokens_expires ON denied_access_tokens (expires_at);
     `,
   },
+  {
+    version: 8,
+    name: "addresses a key may be used from",
+    // A JSON array of addresses and CIDR ranges, or NULL for anywhere. Verification reads
+    // it, so a change to it goes to the key change log like the other such columns.
+    sql: `
+      ALTER TABLE api_keys ADD COLUMN allowed_addresses TEXT;
+      DROP TRIGGER api_keys_changed;
+      CREATE TRIGGER api_keys_changed
+      AFTER UPDATE OF digest, id, scopes, permissions, owner_id, rate_limit, rate_window_seconds, expires_at, revoked_at,
+        allowed_addresses
+      ON api_keys
+      BEGIN INSERT INTO key_changes (key_id, at) VALUES (NEW.id, CAST(unixepoch('subsec') * 1000 AS INTEGER)); END;
+    `,
+  },
 ];
 
 export function migrateSqlite(database: SqliteDatabase): void {

@@ -1,0 +1,77 @@
+import { BlockList, isIP } from "node:net";
+
+/** Entries a key's allowlist may hold: enough for a fleet's egress ranges, few enough to check in microseconds. */
+export const MAX_ALLOWED_ADDRESSES = 64;
+/** The longest entry: a full IPv6 address with an IPv4 tail and a /128. */
+export const ALLOWED_ADDRESS_MAX_CHARS = 49;
+
+const PREFIX = /^(?:0|[1-9]\d{0,2})$/;
+
+/**
+ * What is wrong with one allowlist entry (an IPv4 or IPv6 address, or a CIDR range such as
+ * `10.0.0.0/8` or `2001:db8::/32`), or null when it is fine. Zone ids (`fe80::1%eth0`)
+ * are refused: they name an interface of one machine, not a place on the network.
+ */
+export function allowedAddressProblem(entry: string): string | null {
+  const slash = entry.indexOf("/");
+  const address = slash < 0 ? entry : entry.slice(0, slash);
+  const family = address.includes("%") ? 0 : isIP(address);
+  if (family === 0) return "must be an IPv4 or IPv6 address, or a CIDR range such as 10.0.0.0/8";
+  if (slash < 0) return null;
+  const prefix = entry.slice(slash + 1);
+  const max = family === 4 ? 32 : 128;
+  if (!PREFIX.test(prefix) || Number(prefix) > max) {
+    return `has a prefix length that is not a whole number from 0 to ${max}`;
+  }
+  return null;
+}
+
+/**
+ * The addresses a key may be used from. Matching is node's `BlockList` (CIDR ranges, both
+ * families; an IPv4-mapped IPv6 address such as `::ffff:10.1.2.3` matches IPv4 rules, as a
+ * dual-stack socket reports IPv4 peers).
+ */
+export class AddressAllowlist {
+  readonly entries: readonly string[];
+  private readonly list = new BlockList();
+
+  /** Entries must have passed `allowedAddressProblem`. */
+  constructor(entries: readonly string[]) {
+    this.entries = Object.freeze([...entries]);
+    for (const entry of entries) {
+      const [address = "", prefix] = entry.split("/");
+      const type = isIP(address) === 4 ? "ipv4" : "ipv6";
+      if (prefix === undefined) this.list.addAddress(address, type);
+      else this.list.addSubnet(address, Number(prefix), type);
+    }
+  }
+
+  /** False for no address at all: a key bound to addresses is refused wherever its caller's is unknown. */
+  allows(address: string | null | undefined): boolean {
+    if (typeof address !== "string") return false;
+    const family = isIP(address);
+    if (family === 0) return false;
+    try {
+      return this.list.check(address, family === 4 ? "ipv4" : "ipv6");
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** Built once per distinct list: keys made by one script share theirs. */
+const built = new Map<string, AddressAllowlist>();
+const BUILT_MAX = 1024;
+
+/** The allowlist of a key's stored entries; null when the key may be used from anywhere. */
+export function allowlistOf(entries: readonly string[] | null): AddressAllowlist | null {
+  if (entries === null) return null;
+  const name = entries.join(" ");
+  let allowlist = built.get(name);
+  if (allowlist === undefined) {
+    if (built.size >= BUILT_MAX) built.clear();
+    allowlist = new AddressAllowlist(entries);
+    built.set(name, allowlist);
+  }
+  return allowlist;
+}
