@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { containsKeyShape } from "./key-shape.ts";
 import { containsTokenShape } from "./token-shape.ts";
 
@@ -19,6 +20,18 @@ export interface RequestLike {
   rawHeaders?: readonly string[] | undefined;
   /** Fastify's request: the node:http request underneath, for its `rawHeaders`. */
   raw?: { rawHeaders?: readonly string[] | undefined } | undefined;
+  /**
+   * The client's address as the framework reports it (Fastify and Express, after their
+   * proxy trust settings); else the socket's peer (node:http).
+   */
+  ip?: string | undefined;
+  socket?: { remoteAddress?: string | undefined } | undefined;
+}
+
+/** The address the request came from, when the request object says (see `RequestLike.ip`). */
+export function clientAddress(request: RequestLike): string | undefined {
+  const address = typeof request.ip === "string" ? request.ip : request.socket?.remoteAddress;
+  return typeof address === "string" && isIP(address) !== 0 ? address : undefined;
 }
 
 export type PresentedCredential =

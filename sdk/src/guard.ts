@@ -1,4 +1,4 @@
-import { type PresentedCredential, presentedCredential, type RequestLike } from "./credentials.ts";
+import { clientAddress, type PresentedCredential, presentedCredential, type RequestLike } from "./credentials.ts";
 import { assertScopes } from "./key-shape.ts";
 import type { KeyVerifier } from "./key-verifier.ts";
 import { type ProblemDocument, type ProblemStatus, problem } from "./problems.ts";
@@ -15,6 +15,12 @@ export interface GuardOptions {
   realm?: string;
   /** Ms since the epoch, for RateLimit and Retry-After arithmetic. */
   clock?: () => number;
+  /**
+   * The client's IP address, for keys bound to addresses. Default: the request's `ip`
+   * (Fastify, Express: mind their proxy trust settings) or its socket's peer (node:http).
+   * Fetch API requests (Hono) carry none: pass it, e.g. from Hono's `getConnInfo`.
+   */
+  address?: string;
 }
 
 export type GuardResult =
@@ -80,7 +86,8 @@ export async function guard(request: RequestLike, options: GuardOptions): Promis
 
   let result: VerifyResult;
   try {
-    result = await options.verifier.verify(presented.key, { scopes });
+    const address = options.address ?? clientAddress(request);
+    result = await options.verifier.verify(presented.key, { scopes, ...(address ? { address } : {}) });
   } catch (error) {
     if (!(error instanceof VerifierError)) throw error;
     const retry = error.retryAfterSeconds !== null && error.retryAfterSeconds > 0 ? error.retryAfterSeconds : null;
@@ -108,6 +115,14 @@ export async function guard(request: RequestLike, options: GuardOptions): Promis
       return refuse(problem("UNAUTHENTICATED", UNAUTHENTICATED_DETAIL), {
         "www-authenticate": `Bearer realm="${realm}", error="invalid_token"`,
       });
+    case "ADDRESS_NOT_ALLOWED":
+      // The key is right and the place is wrong: no challenge would help, so none is sent.
+      return refuse(
+        problem(
+          "ADDRESS_NOT_ALLOWED",
+          "This key may not be used from this address: its owner bound it to others (or the address is unknown here).",
+        ),
+      );
     case "INSUFFICIENT_SCOPE":
       return refuse(
         problem("INSUFFICIENT_SCOPE", `This call needs the scope(s): ${scopes.join(", ")}.`, {

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { endpointUnder, gatehouseURL } from "./base-url.ts";
 import { MAX_ANSWER_BYTES, readBoundedText } from "./bounded-body.ts";
 import { assertScopes, hasKeyShape } from "./key-shape.ts";
@@ -35,6 +36,12 @@ export interface KeyVerifierOptions {
 export interface VerifyOptions {
   /** Scopes the key must hold, all of them. */
   scopes?: readonly string[];
+  /**
+   * The IP address the key's client called from. A key bound to addresses in Gatehouse
+   * (`allowedAddresses`) is refused (`ADDRESS_NOT_ALLOWED`) from any other, and when this
+   * is omitted. The guards pass it for you.
+   */
+  address?: string;
 }
 
 export interface KeyVerifier {
@@ -70,14 +77,14 @@ export function createKeyVerifier(options: KeyVerifierOptions): KeyVerifier {
         })
       : null;
 
-  async function ask(key: string, scopes: readonly string[]): Promise<VerifyResult> {
+  async function ask(key: string, scopes: readonly string[], address: string | undefined): Promise<VerifyResult> {
     let response: Response;
     let text: string | null;
     try {
       response = await fetchImpl(endpoint, {
         method: "POST",
         headers: { authorization, "content-type": "application/json", accept: "application/json" },
-        body: JSON.stringify(scopes.length > 0 ? { key, scopes } : { key }),
+        body: JSON.stringify({ key, ...(scopes.length > 0 ? { scopes } : {}), ...(address ? { address } : {}) }),
         // A redirect would resend the presented key somewhere else: treat it as an error.
         redirect: "manual",
         signal: AbortSignal.timeout(timeoutMs),
@@ -141,26 +148,30 @@ export function createKeyVerifier(options: KeyVerifierOptions): KeyVerifier {
     async verify(key, verifyOptions = {}) {
       const scopes = verifyOptions.scopes ?? [];
       assertScopes(scopes);
+      const address = verifyOptions.address;
+      if (address !== undefined && isIP(address) === 0) throw new TypeError("address must be an IPv4 or IPv6 address");
       // Junk is answered here: no round trip, and Gatehouse's 400 for oversized keys never happens.
       if (typeof key !== "string" || key.length > MAX_KEY_LENGTH || !hasKeyShape(key)) {
         return { valid: false, code: "MALFORMED", ratelimit: null };
       }
-      const hit = cache?.get(key);
+      // Cached per key and address: a valid answer for one address says nothing about
+      // another (the key may be bound to addresses; the SDK is not told which).
+      const hit = cache?.get(key, address);
       // A hit answers only if the cached scopes cover the request; otherwise Gatehouse
       // decides (the key may have gained the scope since) and counts the refusal.
       if (hit && scopes.every((scope) => hit.scopes.includes(scope))) {
         return { ...hit, scopes: [...hit.scopes], valid: true, ratelimit: null, cached: true };
       }
-      const result = await ask(key, scopes);
+      const result = await ask(key, scopes, address);
       if (cache) {
         if (result.valid) {
-          cache.set(key, {
+          cache.set(key, address, {
             keyId: result.keyId,
             ownerId: result.ownerId,
             scopes: [...result.scopes],
             expiresAt: result.expiresAt,
           });
-        } else cache.delete(key);
+        } else cache.delete(key, address);
       }
       return result;
     },

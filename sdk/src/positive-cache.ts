@@ -11,7 +11,7 @@ interface Entry {
 /**
  * A short-lived cache of *valid* answers only, so a hot key costs one Gatehouse round trip
  * per TTL instead of one per request. Entries are keyed by the SHA-256 of the presented
- * key (the key itself is never held), never outlive the key's own `expiresAt`, and the
+ * key and the client address it came from (the key itself is never held), never outlive the key's own `expiresAt`, and the
  * least recently used entry goes first once `maxEntries` is reached.
  *
  * The price, documented in the README: a revoked key keeps working on this process for
@@ -32,8 +32,8 @@ export class PositiveCache {
     return this.entries.size;
   }
 
-  get(presented: string): VerifiedKey | null {
-    const id = digest(presented);
+  get(presented: string, address: string | undefined): VerifiedKey | null {
+    const id = digest(presented, address);
     const entry = this.entries.get(id);
     if (!entry) return null;
     if (this.clock() >= entry.until) {
@@ -43,10 +43,10 @@ export class PositiveCache {
     return entry.key;
   }
 
-  set(presented: string, key: VerifiedKey): void {
+  set(presented: string, address: string | undefined, key: VerifiedKey): void {
     const now = this.clock();
     const until = Math.min(now + this.ttlMs, key.expiresAt ?? Number.POSITIVE_INFINITY);
-    const id = digest(presented);
+    const id = digest(presented, address);
     if (until <= now) {
       this.entries.delete(id);
       return;
@@ -54,11 +54,14 @@ export class PositiveCache {
     this.entries.set(id, { key, until });
   }
 
-  delete(presented: string): void {
-    this.entries.delete(digest(presented));
+  delete(presented: string, address: string | undefined): void {
+    this.entries.delete(digest(presented, address));
   }
 }
 
-function digest(presented: string): string {
-  return createHash("sha256").update(presented).digest("base64url");
+function digest(presented: string, address: string | undefined): string {
+  // A key holds no space, so the two cannot run into each other.
+  return createHash("sha256")
+    .update(`${presented} ${address ?? ""}`)
+    .digest("base64url");
 }

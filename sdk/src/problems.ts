@@ -9,6 +9,7 @@ export const PROBLEMS = {
   UNAUTHENTICATED: { status: 401, title: "Authentication is required" },
   INVALID_TOKEN: { status: 401, title: "The access token is not valid" },
   INSUFFICIENT_SCOPE: { status: 403, title: "The credential lacks a scope this call needs" },
+  ADDRESS_NOT_ALLOWED: { status: 403, title: "The key may not be used from this address" },
   RATE_LIMITED: { status: 429, title: "Too many requests" },
   VERIFIER_UNAVAILABLE: { status: 503, title: "Credentials cannot be checked right now" },
 } as const satisfies Record<string, { status: number; title: string }>;

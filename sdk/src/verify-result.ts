@@ -15,6 +15,7 @@ export const VERIFY_FAILURE_CODES = [
   "NOT_FOUND",
   "EXPIRED",
   "REVOKED",
+  "ADDRESS_NOT_ALLOWED",
   "INSUFFICIENT_SCOPE",
   "RATE_LIMITED",
 ] as const;

@@ -122,17 +122,27 @@ describe("PositiveCache", () => {
 
   test("holds a SHA-256 of the key, never the key", () => {
     const cache = new PositiveCache({ ttlMs: 1000, maxEntries: 10, clock: () => 0 });
-    cache.set(secret, key(null));
+    cache.set(secret, undefined, key(null));
     assert.equal(cache.size, 1);
     const dump = inspect(cache, { depth: 10, showHidden: true });
     assert.ok(!dump.includes(secret.slice(5, 30)), dump);
-    assert.deepEqual(cache.get(secret), key(null));
+    assert.deepEqual(cache.get(secret, undefined), key(null));
+  });
+
+  test("an answer for one client address is not one for another (keys may be bound to addresses)", () => {
+    const cache = new PositiveCache({ ttlMs: 1000, maxEntries: 10, clock: () => 0 });
+    cache.set(secret, "192.0.2.1", key(null));
+    assert.deepEqual(cache.get(secret, "192.0.2.1"), key(null));
+    assert.equal(cache.get(secret, "198.51.100.1"), null);
+    assert.equal(cache.get(secret, undefined), null);
+    cache.delete(secret, "192.0.2.1");
+    assert.equal(cache.get(secret, "192.0.2.1"), null);
   });
 
   test("a key already expired is not cached at all", () => {
     const cache = new PositiveCache({ ttlMs: 1000, maxEntries: 10, clock: () => 5000 });
-    cache.set(secret, key(5000));
+    cache.set(secret, undefined, key(5000));
     assert.equal(cache.size, 0);
-    assert.equal(cache.get(secret), null);
+    assert.equal(cache.get(secret, undefined), null);
   });
 });

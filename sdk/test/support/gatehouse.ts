@@ -14,6 +14,7 @@ export interface TestGatehouse {
     permissions?: string[];
     rateLimit?: { limit: number; windowSeconds: number };
     expiresInSeconds?: number;
+    allowedAddresses?: string[];
   }): Promise<{ key: string; id: string; expiresAt: number }>;
   revoke(id: string): Promise<void>;
   close(): Promise<void>;
