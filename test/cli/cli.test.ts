@@ -309,6 +309,7 @@ describe("gatehouse CLI", () => {
       status: "active",
       scopes: ["a", "b"],
       permissions: [],
+      allowedAddresses: null,
       expiresAt,
     });
     // In text, the expiry date stands beside the status.
@@ -337,6 +338,21 @@ describe("gatehouse CLI", () => {
       .map((line) => JSON.parse(line));
     assert.equal(after.find((r) => r.id === id)?.status, "revoked");
     assert.equal(after.find((r) => r.id === next.id)?.status, "revoked");
+    // Keys bound to addresses: each --allow-address is one entry; a bad one is named by its value.
+    const bound = await cli(
+      ["keys", "create", "--name", "bound", "--allow-address", "10.0.0.0/8", "--allow-address", "::1", "--json"],
+      env,
+    );
+    assert.equal(bound.code, 0, bound.stderr);
+    assert.deepEqual(JSON.parse(bound.stdout).allowedAddresses, ["10.0.0.0/8", "::1"]);
+    const boundText = await cli(["keys", "list"], env);
+    assert.match(boundText.stdout, / {2}bound {2}\[\] {2}from: 10\.0\.0\.0\/8 ::1$/m);
+    const badAddress = await cli(
+      ["keys", "create", "--name", "bad", "--allow-address", "10.0.0.0/8", "--allow-address", "intranet"],
+      env,
+    );
+    assert.equal(badAddress.code, 2);
+    assert.match(badAddress.stderr, /--allow-address "intranet" must be an IPv4 or IPv6 address/);
     // Without --json: the key alone on stdout (KEY=$(gatehouse keys create …)), the note on stderr.
     const plain = await cli(["keys", "create", "--name", "plain"], env);
     assert.match(plain.stdout, /^gate_[0-9A-Za-z]{49}\n$/);

@@ -31,15 +31,23 @@ const CREATE_FLAGS: Record<string, string> = {
   ownerId: "--owner",
   expiresInSeconds: "--expires-in",
   rateLimit: "--rate-limit",
+  allowedAddresses: "--allow-address",
 };
 
-function createUsageError(error: ValidationError, scopes: readonly string[]): UsageError {
+function createUsageError(
+  error: ValidationError,
+  scopes: readonly string[],
+  addresses: readonly string[] = [],
+): UsageError {
   if (error.errors.length === 0) return new UsageError(error.detail);
   const lines = error.errors.map(({ path, message }) => {
     const [, field = "", index] = path.split("/");
     const flag = CREATE_FLAGS[field] ?? field;
-    // Name the scope by its value: `--scope` may be given many times.
-    const scope = field === "scopes" && index !== undefined ? scopes[Number(index)] : undefined;
+    // Name the scope or address by its value: their flags may be given many times.
+    const scope =
+      (field === "scopes" || field === "allowedAddresses") && index !== undefined
+        ? (field === "scopes" ? scopes : addresses)[Number(index)]
+        : undefined;
     return scope === undefined ? `${flag} ${message}` : `${flag} ${JSON.stringify(scope)} ${message}`;
   });
   return new UsageError(lines.join("; "));
@@ -49,7 +57,7 @@ const create: Command = {
   name: "keys create",
   summary: "Create an API key and print it (once).",
   usage:
-    "keys create --name <name> [--scope <scope>]… [--permission <p>]… [--expires-in <seconds>] [--rate-limit <n>/<s>] [--owner <id>] [--json]",
+    "keys create --name <name> [--scope <scope>]… [--permission <p>]… [--expires-in <seconds>] [--rate-limit <n>/<s>] [--owner <id>] [--allow-address <ip or cidr>]… [--json]",
   options: {
     name: { type: "string", description: "a label for the key" },
     scope: { type: "string", multiple: true, description: "a scope to grant (repeatable)" },
@@ -68,6 +76,11 @@ const create: Command = {
       type: "string",
       description: "<limit>/<window seconds>, e.g. 100/60 (default: the server's)",
       check: rateLimitValue,
+    },
+    "allow-address": {
+      type: "string",
+      multiple: true,
+      description: "an address or CIDR range the key may be used from (repeatable; default: anywhere)",
     },
     json: { type: "boolean", description: "print JSON" },
   },
@@ -88,6 +101,7 @@ const create: Command = {
       p.split(",").filter(Boolean),
     );
     const scopes = (values.scope as string[] | undefined) ?? [];
+    const addresses = (values["allow-address"] as string[] | undefined) ?? [];
     const expires = integerOption(values["expires-in"], "expires-in");
     return withGatehouse(io, async (gatehouse) => {
       const { record, key } = await gatehouse.keys
@@ -99,17 +113,27 @@ const create: Command = {
             ...(expires !== undefined ? { expiresInSeconds: expires } : {}),
             ...(typeof values.owner === "string" ? { ownerId: values.owner } : {}),
             ...(rateLimit ? { rateLimit } : {}),
+            ...(addresses.length > 0 ? { allowedAddresses: addresses } : {}),
           },
           OPERATOR,
         )
         .catch((error: unknown) => {
           // The key service holds the rules (the API's too); here they are told in flags.
-          if (error instanceof ValidationError) throw createUsageError(error, scopes);
+          if (error instanceof ValidationError) throw createUsageError(error, scopes, addresses);
           throw error;
         });
       const expiresAt = record.expiresAt === null ? null : new Date(record.expiresAt).toISOString();
       if (values.json) {
-        io.out(JSON.stringify({ id: record.id, key, hint: record.hint, scopes: record.scopes, expiresAt }));
+        io.out(
+          JSON.stringify({
+            id: record.id,
+            key,
+            hint: record.hint,
+            scopes: record.scopes,
+            allowedAddresses: record.allowedAddresses,
+            expiresAt,
+          }),
+        );
       } else {
         // The key alone on stdout (KEY=$(gatehouse keys create …) captures just it); the
         // note is for the person at the terminal.
@@ -147,17 +171,19 @@ const list: Command = {
               status,
               scopes: record.scopes,
               permissions: record.permissions,
+              allowedAddresses: record.allowedAddresses,
               expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt).toISOString(),
             }),
           );
         } else {
           // Permissions only where a key has any: an admin key must not look like one with no rights.
           const permissions = record.permissions.length > 0 ? `  permissions: ${record.permissions.join(" ")}` : "";
+          const from = record.allowedAddresses ? `  from: ${record.allowedAddresses.join(" ")}` : "";
           // The expiry date up front: keys (the admin key too) expire, and this is where one looks.
           const expires =
             record.expiresAt === null ? "no expiry " : new Date(record.expiresAt).toISOString().slice(0, 10);
           io.out(
-            `${record.id}  ${record.hint}  ${status.padEnd(7)}  ${expires}  ${record.name}  [${record.scopes.join(" ")}]${permissions}`,
+            `${record.id}  ${record.hint}  ${status.padEnd(7)}  ${expires}  ${record.name}  [${record.scopes.join(" ")}]${permissions}${from}`,
           );
         }
       }
