@@ -62,16 +62,21 @@ export class AddressAllowlist {
 /** Built once per distinct list: keys made by one script share theirs. */
 const built = new Map<string, AddressAllowlist>();
 const BUILT_MAX = 1024;
+/** By the record's own array: a cached caller key, checked on every call, skips the join. */
+const byArray = new WeakMap<readonly string[], AddressAllowlist>();
 
 /** The allowlist of a key's stored entries; null when the key may be used from anywhere. */
 export function allowlistOf(entries: readonly string[] | null): AddressAllowlist | null {
   if (entries === null) return null;
+  let allowlist = byArray.get(entries);
+  if (allowlist !== undefined) return allowlist;
   const name = entries.join(" ");
-  let allowlist = built.get(name);
+  allowlist = built.get(name);
   if (allowlist === undefined) {
     if (built.size >= BUILT_MAX) built.clear();
     allowlist = new AddressAllowlist(entries);
     built.set(name, allowlist);
   }
+  byArray.set(entries, allowlist);
   return allowlist;
 }

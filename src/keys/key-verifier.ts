@@ -8,7 +8,7 @@ import type { KeyRateLimiter, RateLimitOutcome } from "../ratelimit/key-rate-lim
 import type { ApiKeyRecord, RateLimitPolicy, Storage } from "../storage/types.ts";
 import type { UsageRecorder } from "../usage/usage-recorder.ts";
 import type { ActiveKeys } from "./active-keys.ts";
-import { type AddressAllowlist, allowlistOf } from "./address-allowlist.ts";
+import { allowlistOf } from "./address-allowlist.ts";
 import { CallerKeyCache } from "./caller-key-cache.ts";
 import { digestKey, digestKeyInto, isWellFormedKey, keyHint, keyLength } from "./key-format.ts";
 import type { KeyPolicy } from "./key-policy.ts";
@@ -390,6 +390,6 @@ export class KeyVerifier {
 
 /** Whether a key may be used from `address` (always, for a key bound to no addresses). */
 export function allowed(record: Pick<ApiKeyRecord, "allowedAddresses">, address: string | null): boolean {
-  const allowlist: AddressAllowlist | null = allowlistOf(record.allowedAddresses);
+  const allowlist = allowlistOf(record.allowedAddresses);
   return allowlist === null || allowlist.allows(address);
 }
