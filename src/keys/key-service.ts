@@ -46,6 +46,12 @@ interface Attempt {
 }
 
 /**
+ * How often a change is tried when its key's permissions changed between the check and
+ * the write (each try judges the caller again on what the key holds then).
+ */
+const ATTEMPTS = 3;
+
+/**
  * API key management: create, read, change, rotate, revoke. Knows nothing of HTTP.
  * A caller may only grant, change or act on keys whose permissions it holds itself,
  * so no key can mint a key more powerful than itself.
@@ -195,43 +201,59 @@ export class KeyService {
     return this.storage.keys.list(query);
   }
 
-  /** Loads a key the caller is allowed to act on. */
+  /**
+   * Loads a key the caller is allowed to act on. The write that follows must be made only
+   * while the key still holds the permissions judged here (storage's `holding`): between
+   * this read and that write another request may give the key more (on PostgreSQL, where
+   * the two are separate statements), and a weaker caller must not then act on it.
+   */
   private async manageable(id: string, caller: Caller, attempt: Attempt): Promise<ApiKeyRecord> {
     const record = await this.get(id);
     this.assertMayGrant(caller, record.permissions, attempt);
     return record;
   }
 
+  /** What to answer when every attempt met a key whose permissions had changed since its check. */
+  private changedUnderneath(id: string): ConflictError {
+    return new ConflictError(`The permissions of key ${id} kept changing while this request was made; try again.`);
+  }
+
   async update(id: string, changes: KeyUpdate, caller: Caller): Promise<ApiKeyRecord> {
     assertValidKeyFields(changes);
     const attempt: Attempt = { action: "key.update", targetId: id, detail: { fields: Object.keys(changes) } };
-    await this.manageable(id, caller, attempt);
-    if (changes.permissions) this.assertMayGrant(caller, changes.permissions, attempt);
-    const now = this.clock();
     const normalised: KeyUpdate = {
       ...changes,
       ...(changes.scopes ? { scopes: [...new Set(changes.scopes)] } : {}),
       ...(changes.permissions ? { permissions: [...new Set(changes.permissions)] } : {}),
       ...(changes.allowedAddresses ? { allowedAddresses: [...new Set(changes.allowedAddresses)] } : {}),
     };
-    const updated = await this.storage.keys.update(
-      id,
-      normalised,
-      auditEvent(caller.context, now, {
-        action: "key.update",
-        outcome: "success",
-        targetType: "key",
-        targetId: id,
-        detail: {
-          fields: Object.keys(changes),
-          // Where a key may be used from is a security setting: the log says what it became.
-          ...(normalised.allowedAddresses !== undefined ? { allowedAddresses: normalised.allowedAddresses } : {}),
-        },
-      }),
-    );
-    if (!updated) throw new NotFoundError(`No key with id ${id}.`);
-    await this.onChange(id);
-    return updated;
+    for (let tries = 0; tries < ATTEMPTS; tries++) {
+      const current = await this.manageable(id, caller, attempt);
+      if (changes.permissions) this.assertMayGrant(caller, changes.permissions, attempt);
+      const now = this.clock();
+      const updated = await this.storage.keys.update(
+        id,
+        normalised,
+        auditEvent(caller.context, now, {
+          action: "key.update",
+          outcome: "success",
+          targetType: "key",
+          targetId: id,
+          detail: {
+            fields: Object.keys(changes),
+            // Where a key may be used from is a security setting: the log says what it became.
+            ...(normalised.allowedAddresses !== undefined ? { allowedAddresses: normalised.allowedAddresses } : {}),
+          },
+        }),
+        current.permissions,
+      );
+      if (updated) {
+        await this.onChange(id);
+        return updated;
+      }
+      // Nothing written: the key is gone (the next read says so) or its permissions changed.
+    }
+    throw this.changedUnderneath(id);
   }
 
   async revoke(id: string, reason: string, caller: Caller): Promise<ApiKeyRecord> {
@@ -239,23 +261,29 @@ export class KeyService {
     if (unstorable !== null) {
       throw new ValidationError(`reason ${unstorable}.`, [{ path: "/reason", message: unstorable }]);
     }
-    await this.manageable(id, caller, { action: "key.revoke", targetId: id });
-    const now = this.clock();
-    const record = await this.storage.keys.revoke(
-      id,
-      now,
-      reason,
-      auditEvent(caller.context, now, {
-        action: "key.revoke",
-        outcome: "success",
-        targetType: "key",
-        targetId: id,
-        detail: { reason },
-      }),
-    );
-    if (!record) throw new NotFoundError(`No key with id ${id}.`);
-    await this.onChange(id);
-    return record;
+    for (let tries = 0; tries < ATTEMPTS; tries++) {
+      const current = await this.manageable(id, caller, { action: "key.revoke", targetId: id });
+      const now = this.clock();
+      const record = await this.storage.keys.revoke(
+        id,
+        now,
+        reason,
+        auditEvent(caller.context, now, {
+          action: "key.revoke",
+          outcome: "success",
+          targetType: "key",
+          targetId: id,
+          detail: { reason },
+        }),
+        current.permissions,
+      );
+      if (!record) throw new NotFoundError(`No key with id ${id}.`);
+      // Other permissions than were judged: nothing was written; judged again.
+      if (!samePermissions(record.permissions, current.permissions)) continue;
+      await this.onChange(id);
+      return record;
+    }
+    throw this.changedUnderneath(id);
   }
 
   /**
@@ -269,6 +297,21 @@ export class KeyService {
     caller: Caller,
   ): Promise<CreatedKey & { previous: { id: string; expiresAt: number | null; revokedAt: number | null } }> {
     if (options.expiresInSeconds !== undefined) assertValidKeyFields({ expiresInSeconds: options.expiresInSeconds });
+    for (let tries = 0; tries < ATTEMPTS; tries++) {
+      const rotated = await this.rotateOnce(id, options, caller);
+      if (rotated) return rotated;
+      // The key's permissions changed since they were judged: judged again, and the
+      // replacement copies what the key holds now.
+    }
+    throw this.changedUnderneath(id);
+  }
+
+  /** One attempt at `rotate`; null when the key's permissions changed after they were checked. */
+  private async rotateOnce(
+    id: string,
+    options: { gracePeriodSeconds: number; expiresInSeconds?: number | null },
+    caller: Caller,
+  ): Promise<(CreatedKey & { previous: { id: string; expiresAt: number | null; revokedAt: number | null } }) | null> {
     const old = await this.manageable(id, caller, { action: "key.rotate", targetId: id });
     const now = this.clock();
     if (options.gracePeriodSeconds > this.policy.maxGracePeriodSeconds) {
@@ -319,11 +362,20 @@ export class KeyService {
         targetId: id,
         detail: { replacement: created.record.id, gracePeriodSeconds: options.gracePeriodSeconds },
       }),
+      old.permissions,
     );
-    if (!rotated) throw new ConflictError("Only an active key that has not been rotated already can be rotated.");
+    if (!rotated) {
+      const current = await this.storage.keys.findById(id);
+      if (current && !samePermissions(current.permissions, old.permissions)) return null;
+      throw new ConflictError("Only an active key that has not been rotated already can be rotated.");
+    }
     this.onIssued("api_key");
     await this.onChange(id);
     const previous = await this.get(id);
     return { ...created, previous: { id, expiresAt: previous.expiresAt, revokedAt: previous.revokedAt } };
   }
+}
+
+function samePermissions(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((permission, i) => permission === b[i]);
 }

@@ -112,22 +112,42 @@ export interface KeyRepository {
   findByDigest(digest: Buffer): Promise<ApiKeyRecord | null>;
   findById(id: string): Promise<ApiKeyRecord | null>;
   list(query: KeyListQuery): Promise<ApiKeyRecord[]>;
-  update(id: string, changes: KeyUpdate, audit: AuditEventInput | null): Promise<ApiKeyRecord | null>;
   /**
-   * Revokes the key if it is not revoked yet (and only then writes `audit`). Returns the
-   * record as it is afterwards, or null when there is no such key.
+   * Changes the key and writes `audit`; returns the record afterwards, or null (writing
+   * nothing) when there is no such key or, with `holding`, when it no longer holds exactly
+   * these permissions. `holding` makes the caller's permission check and the write one:
+   * what was judged is what is changed.
    */
-  revoke(id: string, at: number, reason: string, audit: AuditEventInput | null): Promise<ApiKeyRecord | null>;
+  update(
+    id: string,
+    changes: KeyUpdate,
+    audit: AuditEventInput | null,
+    holding?: readonly string[],
+  ): Promise<ApiKeyRecord | null>;
+  /**
+   * Revokes the key if it is not revoked yet and, with `holding`, still holds exactly these
+   * permissions (and only then writes `audit`). Returns the record as it is afterwards, or
+   * null when there is no such key.
+   */
+  revoke(
+    id: string,
+    at: number,
+    reason: string,
+    audit: AuditEventInput | null,
+    holding?: readonly string[],
+  ): Promise<ApiKeyRecord | null>;
   /**
    * Atomically: inserts `replacement`, and on the old key sets replacedBy and caps its
    * expiry at `oldExpiresAt` (or revokes it when `revokeOld`), but only if the old key
-   * is still active and not rotated already. Returns false (and writes nothing) otherwise.
+   * is still active, not rotated already and, with `holding`, still holds exactly these
+   * permissions. Returns false (and writes nothing) otherwise.
    */
   rotate(
     oldId: string,
     replacement: ApiKeyRecord,
     change: { at: number; oldExpiresAt: number; revokeOld: boolean },
     audit: AuditEventInput | null,
+    holding?: readonly string[],
   ): Promise<boolean>;
   count(): Promise<number>;
   /**

@@ -72,6 +72,19 @@ async function findById(client: Queryable, id: string): Promise<ApiKeyRecord | n
   return rows[0] ? toKey(rows[0]) : null;
 }
 
+/**
+ * True when the key exists and holds exactly these permissions; in a transaction, its row
+ * is then locked until the end, so they stay so (a concurrent change waits, and one that
+ * committed first is what this reads).
+ */
+async function holds(client: Queryable, id: string, permissions: readonly string[]): Promise<boolean> {
+  const { rows } = await client.query("SELECT 1 FROM api_keys WHERE id = $1 AND permissions = $2::jsonb FOR UPDATE", [
+    id,
+    JSON.stringify(permissions),
+  ]);
+  return rows.length > 0;
+}
+
 export class PostgresKeyRepository implements KeyRepository {
   private readonly database: PostgresDatabase;
   /** Every verification's lookup, batched (batched-statement.ts). */
@@ -149,8 +162,14 @@ export class PostgresKeyRepository implements KeyRepository {
     return rows.map(toKey);
   }
 
-  async update(id: string, changes: KeyUpdate, audit: AuditEventInput | null): Promise<ApiKeyRecord | null> {
+  async update(
+    id: string,
+    changes: KeyUpdate,
+    audit: AuditEventInput | null,
+    holding?: readonly string[],
+  ): Promise<ApiKeyRecord | null> {
     return this.database.transaction(async (client) => {
+      if (holding !== undefined && !(await holds(client, id, holding))) return null;
       const sets: string[] = [];
       const params: unknown[] = [];
       const set = (column: string, value: unknown) => {
@@ -184,8 +203,15 @@ export class PostgresKeyRepository implements KeyRepository {
     });
   }
 
-  async revoke(id: string, at: number, reason: string, audit: AuditEventInput | null): Promise<ApiKeyRecord | null> {
+  async revoke(
+    id: string,
+    at: number,
+    reason: string,
+    audit: AuditEventInput | null,
+    holding?: readonly string[],
+  ): Promise<ApiKeyRecord | null> {
     return this.database.transaction(async (client) => {
+      if (holding !== undefined && !(await holds(client, id, holding))) return findById(client, id);
       const result = await client.query(
         "UPDATE api_keys SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
         [at, reason, id],
@@ -201,8 +227,10 @@ export class PostgresKeyRepository implements KeyRepository {
     replacement: ApiKeyRecord,
     change: { at: number; oldExpiresAt: number; revokeOld: boolean },
     audit: AuditEventInput | null,
+    holding?: readonly string[],
   ): Promise<boolean> {
     return this.database.transaction(async (client) => {
+      if (holding !== undefined && !(await holds(client, oldId, holding))) return false;
       // The conditions in WHERE make this the single point of truth across nodes: two
       // rotations of one key race on this row lock, and the loser matches no row.
       const result = await client.query(

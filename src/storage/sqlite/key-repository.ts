@@ -104,8 +104,14 @@ export class SqliteKeyRepository implements KeyRepository {
     return rows.map(toKey);
   }
 
-  async update(id: string, changes: KeyUpdate, audit: AuditEventInput | null): Promise<ApiKeyRecord | null> {
+  async update(
+    id: string,
+    changes: KeyUpdate,
+    audit: AuditEventInput | null,
+    holding?: readonly string[],
+  ): Promise<ApiKeyRecord | null> {
     return this.database.transaction(() => {
+      if (holding !== undefined && !this.holds(id, holding)) return null;
       const sets: string[] = [];
       const values: Array<string | number | null> = [];
       const set = (column: string, value: string | number | null) => {
@@ -137,8 +143,15 @@ export class SqliteKeyRepository implements KeyRepository {
     });
   }
 
-  async revoke(id: string, at: number, reason: string, audit: AuditEventInput | null): Promise<ApiKeyRecord | null> {
+  async revoke(
+    id: string,
+    at: number,
+    reason: string,
+    audit: AuditEventInput | null,
+    holding?: readonly string[],
+  ): Promise<ApiKeyRecord | null> {
     return this.database.transaction(() => {
+      if (holding !== undefined && !this.holds(id, holding)) return this.findByIdNow(id);
       const result = this.database
         .statement("UPDATE api_keys SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL")
         .run(at, reason, id);
@@ -153,8 +166,10 @@ export class SqliteKeyRepository implements KeyRepository {
     replacement: ApiKeyRecord,
     change: { at: number; oldExpiresAt: number; revokeOld: boolean },
     audit: AuditEventInput | null,
+    holding?: readonly string[],
   ): Promise<boolean> {
     return this.database.transaction(() => {
+      if (holding !== undefined && !this.holds(oldId, holding)) return false;
       const result = this.database
         .statement(
           `UPDATE api_keys SET replaced_by = ?,
@@ -178,6 +193,14 @@ export class SqliteKeyRepository implements KeyRepository {
       if (audit) insertAuditEvent(this.database, audit);
       return true;
     });
+  }
+
+  /** True when the key exists and holds exactly these permissions (in a transaction: then they stay so). */
+  private holds(id: string, permissions: readonly string[]): boolean {
+    const row = this.database
+      .statement("SELECT 1 AS held FROM api_keys WHERE id = ? AND json(permissions) = json(?)")
+      .get(id, JSON.stringify(permissions));
+    return row !== undefined;
   }
 
   async expiringWithPermissions(from: number, until: number, limit: number): Promise<ApiKeyRecord[]> {
