@@ -325,12 +325,15 @@ export class KeyService {
       throw new ConflictError(`${why}: only an active key that has not been rotated already can be rotated.`);
     }
     // The replacement gets the lifetime the old key was given, unless told otherwise, within
-    // today's bounds (a key made before the minimum existed may have had less).
+    // today's bounds (a key made before the minimum existed may have had less; one made
+    // never to expire, while that was allowed, gets the maximum lifetime once it is not).
     const lifetime =
       options.expiresInSeconds !== undefined
         ? options.expiresInSeconds
         : old.expiresAt === null
-          ? null
+          ? this.policy.allowNoExpiry
+            ? null
+            : undefined
           : Math.max(
               MIN_LIFETIME_SECONDS,
               Math.min(Math.round((old.expiresAt - old.createdAt) / 1000), this.policy.maxLifetimeSeconds),

@@ -111,5 +111,31 @@ for (const backend of backends()) {
       assert.equal((await keys.update(record.id, { ownerId: null }, operator)).ownerId, null);
       assert.equal(refusals.length, 0, "a validation failure is not an escalation attempt");
     });
+
+    // Regression: a key made while GATEHOUSE_KEY_ALLOW_NO_EXPIRY was on could not be rotated
+    // once it was turned off: the replacement inherited "never", which the policy refused,
+    // with a message asking to omit expiresInSeconds (omitted already; `gatehouse keys
+    // rotate` cannot even give it). It now gets the maximum lifetime, today's bound.
+    test("a key that never expires is rotated into one with the maximum lifetime once no-expiry is not allowed", async () => {
+      const clock = manualClock();
+      const lenient = new KeyService({
+        storage: store.storage,
+        policy: { ...policy, allowNoExpiry: true },
+        clock,
+        recordRefusal: () => {},
+      });
+      const forever = await lenient.create({ ...valid, expiresInSeconds: null }, operator);
+      assert.equal(forever.record.expiresAt, null);
+      const strict = new KeyService({ storage: store.storage, policy, clock, recordRefusal: () => {} });
+      const rotated = await strict.rotate(forever.record.id, { gracePeriodSeconds: 0 }, operator);
+      assert.equal(rotated.record.expiresAt, clock() + policy.maxLifetimeSeconds * 1000);
+      // Where it is still allowed, "never" is inherited as before.
+      const again = await lenient.rotate(
+        (await lenient.create({ ...valid, expiresInSeconds: null }, operator)).record.id,
+        { gracePeriodSeconds: 0 },
+        operator,
+      );
+      assert.equal(again.record.expiresAt, null);
+    });
   });
 }
