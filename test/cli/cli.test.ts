@@ -675,6 +675,45 @@ describe("gatehouse CLI", () => {
     }
   });
 
+  // Regression: a key's name (any holder of keys:write sets it), a revocation's reason and a
+  // scanned file's path were printed as they were, so escape sequences in them reached the
+  // operator's terminal: a name ending in ESC[8m hid the rest of its line (the key's
+  // permissions), and one holding "\r" and a made-up line showed that line instead.
+  test("names, reasons and paths from outside are printed with their control characters escaped", async () => {
+    const hostile = "ci\u001b[8m\r\u202eevil\u0007";
+    const shown = "ci\\x1b[8m\\x0d\\u202eevil\\x07";
+    const created = await cli(["keys", "create", "--name", hostile, "--json"], env);
+    assert.equal(created.code, 0, created.stderr);
+    const { id, key } = JSON.parse(created.stdout);
+    const listed = await cli(["keys", "list"], env);
+    const line = listed.stdout.split("\n").find((l) => l.startsWith(id)) ?? "";
+    assert.ok(line.endsWith(`  ${shown}  []`), JSON.stringify(line));
+    // JSON output is for programs, and JSON escapes controls itself: the name is kept as it is.
+    const json = await cli(["keys", "list", "--json"], env);
+    assert.ok(json.stdout.split("\n").some((l) => l.includes(id) && JSON.parse(l).name === hostile));
+
+    const revoked = await cli(["keys", "revoke", id, "--reason", hostile], env);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.ok(revoked.stdout.endsWith(`: ${shown}\n`), JSON.stringify(revoked.stdout));
+
+    const repo = tempDir("gatehouse-scan-controls-");
+    try {
+      writeFileSync(join(repo, "a\u001b[2K\rb.env"), `KEY=${key}\n`);
+      mkdirSync(join(repo, "d\u001b[1A"));
+      symlinkSync(join(repo, "a\u001b[2K\rb.env"), join(repo, "d\u001b[1A", "l\u009b2J"));
+      const scanned = await cli(["keys", "scan", "--offline", repo], env);
+      assert.equal(scanned.code, 1, scanned.stderr);
+      const control = (c: string) => c !== "\n" && (c < " " || (c >= "\u007f" && c <= "\u009f"));
+      for (const output of [scanned.stdout, scanned.stderr]) {
+        assert.ok(![...output].some(control), JSON.stringify(output));
+      }
+      assert.ok(scanned.stdout.includes(join(repo, "a\\x1b[2K\\x0db.env:1:5")), scanned.stdout);
+      assert.ok(scanned.stderr.includes(`skipped ${join(repo, "d\\x1b[1A", "l\\x9b2J")}: symbolic link`));
+    } finally {
+      rmSync(repo, { recursive: true, force: true });
+    }
+  });
+
   test("invalid configuration: exit 1 and one clear message per mistake", async () => {
     const certOnly = join(dataDir, "cert-only.pem");
     writeFileSync(certOnly, "-----BEGIN CERTIFICATE-----\n");

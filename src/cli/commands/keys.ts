@@ -6,6 +6,7 @@ import { PERMISSIONS } from "../../keys/permissions.ts";
 import { scanForKeys } from "../../leaks/key-scanner.ts";
 import { type CliIO, type Command, commandSuggestion, runCommand, UsageError, wholeNumber } from "../command.ts";
 import { describeStore, withGatehouse } from "../context.ts";
+import { terminalText } from "../terminal-text.ts";
 import { resetSigningCommand } from "./keys-reset-signing.ts";
 import { rotateSigningCommand } from "./keys-rotate-signing.ts";
 
@@ -183,7 +184,7 @@ const list: Command = {
           const expires =
             record.expiresAt === null ? "no expiry " : new Date(record.expiresAt).toISOString().slice(0, 10);
           io.out(
-            `${record.id}  ${record.hint}  ${status.padEnd(7)}  ${expires}  ${record.name}  [${record.scopes.join(" ")}]${permissions}${from}`,
+            `${record.id}  ${record.hint}  ${status.padEnd(7)}  ${expires}  ${terminalText(record.name)}  [${terminalText(record.scopes.join(" "))}]${permissions}${from}`,
           );
         }
       }
@@ -207,7 +208,7 @@ const revoke: Command = {
         OPERATOR,
       );
       const at = new Date(record.revokedAt ?? 0).toISOString();
-      io.out(`revoked ${record.id} (${record.hint}) at ${at}: ${record.revokedReason ?? ""}`);
+      io.out(`revoked ${record.id} (${record.hint}) at ${at}: ${terminalText(record.revokedReason ?? "")}`);
       // A server on the same SQLite file learns of changes by polling its key log
       // (docs/key-index.md); with PostgreSQL and Redis every node hears of it at once.
       if (!gatehouse.config.databaseUrl)
@@ -272,8 +273,10 @@ const scan: Command = {
   async run({ values, positionals }, io) {
     if (positionals.length === 0) throw new UsageError("give at least one file or directory");
     const report = async (lookup: ((key: string) => Promise<string>) | null, prefix: string) => {
-      // A path can hold a key too (`copy-of-gate_….env`): printed as the key's hint.
+      // A path can hold a key too (`copy-of-gate_….env`): printed as the key's hint. Printed
+      // as text, its control characters are escaped (a file name may hold any but / and NUL).
       const shown = (path: string) => redactKeysIn(path, prefix);
+      const shownText = (path: string) => terminalText(shown(path));
       let live = 0;
       let found = 0;
       let skipped = 0;
@@ -281,18 +284,18 @@ const scan: Command = {
       for await (const event of scanForKeys(positionals, { prefix })) {
         if (event.kind === "skipped") {
           skipped++;
-          io.err(`skipped ${shown(event.path)}: ${event.reason}`);
+          io.err(`skipped ${shownText(event.path)}: ${event.reason}`);
           continue;
         }
         if (event.kind === "unreadable") {
           unread++;
-          io.err(`could not read ${shown(event.path)}: ${event.reason}`);
+          io.err(`could not read ${shownText(event.path)}: ${event.reason}`);
           continue;
         }
         found++;
         const status = lookup ? await lookup(event.key) : "unchecked";
         if (status === "live") live++;
-        const where = `${shown(event.path)}:${event.line}:${event.column}`;
+        const where = `${shownText(event.path)}:${event.line}:${event.column}`;
         if (values.json)
           io.out(
             JSON.stringify({
