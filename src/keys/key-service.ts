@@ -234,17 +234,14 @@ export class KeyService {
       const updated = await this.storage.keys.update(
         id,
         normalised,
-        auditEvent(caller.context, now, {
-          action: "key.update",
-          outcome: "success",
-          targetType: "key",
-          targetId: id,
-          detail: {
-            fields: Object.keys(changes),
-            // Where a key may be used from is a security setting: the log says what it became.
-            ...(normalised.allowedAddresses !== undefined ? { allowedAddresses: normalised.allowedAddresses } : {}),
-          },
-        }),
+        (before, after) =>
+          auditEvent(caller.context, now, {
+            action: "key.update",
+            outcome: "success",
+            targetType: "key",
+            targetId: id,
+            detail: updateDetail(normalised, before, after),
+          }),
         current.permissions,
       );
       if (updated) {
@@ -381,4 +378,25 @@ export class KeyService {
 
 function samePermissions(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((permission, i) => permission === b[i]);
+}
+
+/**
+ * What a key.update event says: the names of the fields whose value changed (none when the
+ * values sent were those the key had), and, for what bounds a key's power (permissions,
+ * scopes, rate limit), each one sent as it was before and after.
+ */
+function updateDetail(changes: KeyUpdate, before: ApiKeyRecord, after: ApiKeyRecord): Record<string, unknown> {
+  const fields = (
+    ["name", "scopes", "permissions", "ownerId", "metadata", "rateLimit", "allowedAddresses"] as const
+  ).filter((field) => changes[field] !== undefined && JSON.stringify(before[field]) !== JSON.stringify(after[field]));
+  const beforeAndAfter = (field: "scopes" | "permissions" | "rateLimit" | "allowedAddresses") =>
+    changes[field] === undefined ? {} : { [field]: { before: before[field], after: after[field] } };
+  return {
+    fields,
+    ...beforeAndAfter("scopes"),
+    ...beforeAndAfter("permissions"),
+    ...beforeAndAfter("rateLimit"),
+    // Where a key may be used from is a security setting: the log says what it was and became.
+    ...beforeAndAfter("allowedAddresses"),
+  };
 }

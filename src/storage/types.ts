@@ -113,15 +113,16 @@ export interface KeyRepository {
   findById(id: string): Promise<ApiKeyRecord | null>;
   list(query: KeyListQuery): Promise<ApiKeyRecord[]>;
   /**
-   * Changes the key and writes `audit`; returns the record afterwards, or null (writing
-   * nothing) when there is no such key or, with `holding`, when it no longer holds exactly
-   * these permissions. `holding` makes the caller's permission check and the write one:
-   * what was judged is what is changed.
+   * Changes the key and writes `audit` (an event, or one made from the record before and
+   * after the change, both read in its transaction); returns the record afterwards, or
+   * null (writing nothing) when there is no such key or, with `holding`, when it no longer
+   * holds exactly these permissions. `holding` makes the caller's permission check and the
+   * write one: what was judged is what is changed.
    */
   update(
     id: string,
     changes: KeyUpdate,
-    audit: AuditEventInput | null,
+    audit: AuditEventInput | ((before: ApiKeyRecord, after: ApiKeyRecord) => AuditEventInput) | null,
     holding?: readonly string[],
   ): Promise<ApiKeyRecord | null>;
   /**

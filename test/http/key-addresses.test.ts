@@ -135,7 +135,10 @@ for (const backend of backends()) {
       const audit = await server.call("GET", `/v1/audit?action=key.update&targetId=${body.id}&limit=10`);
       assert.deepEqual(
         audit.body.data.map((e: { detail: { allowedAddresses?: unknown } }) => e.detail.allowedAddresses).reverse(),
-        [["192.0.2.0/24"], null],
+        [
+          { before: null, after: ["192.0.2.0/24"] },
+          { before: ["192.0.2.0/24"], after: null },
+        ],
       );
     });
 

@@ -297,6 +297,39 @@ for (const backend of backends()) {
       assert.equal(failures.body.data.length, 1);
       assert.equal(failures.body.data[0].ip, "127.0.0.1");
     });
+
+    // Regression: a PATCH was audited as {fields: [<the names sent>]} alone, so the log could
+    // not say which permissions a key was given or lost (key.create records them), and named
+    // fields that were sent with the values they had as changed.
+    test("a change is audited with the fields it changed and the permissions, scopes and limit before and after", async () => {
+      const { body } = await server.call("POST", "/v1/keys", {
+        name: "grant",
+        scopes: ["a"],
+        permissions: ["keys:read"],
+      });
+      const patched = await server.call("PATCH", `/v1/keys/${body.id}`, {
+        name: "grant",
+        scopes: ["a", "b"],
+        permissions: ["keys:read", "keys:write"],
+        rateLimit: { limit: 5, windowSeconds: 60 },
+      });
+      assert.equal(patched.status, 200, JSON.stringify(patched.body));
+      const same = await server.call("PATCH", `/v1/keys/${body.id}`, { permissions: ["keys:read", "keys:write"] });
+      assert.equal(same.status, 200);
+      const events = await server.call("GET", `/v1/audit?targetId=${body.id}&action=key.update`);
+      assert.deepEqual(
+        events.body.data.map((e: { detail: unknown }) => e.detail),
+        [
+          { fields: [], permissions: { before: ["keys:read", "keys:write"], after: ["keys:read", "keys:write"] } },
+          {
+            fields: ["scopes", "permissions", "rateLimit"],
+            scopes: { before: ["a"], after: ["a", "b"] },
+            permissions: { before: ["keys:read"], after: ["keys:read", "keys:write"] },
+            rateLimit: { before: null, after: { limit: 5, windowSeconds: 60 } },
+          },
+        ],
+      );
+    });
   });
 }
 

@@ -165,11 +165,15 @@ export class PostgresKeyRepository implements KeyRepository {
   async update(
     id: string,
     changes: KeyUpdate,
-    audit: AuditEventInput | null,
+    audit: AuditEventInput | ((before: ApiKeyRecord, after: ApiKeyRecord) => AuditEventInput) | null,
     holding?: readonly string[],
   ): Promise<ApiKeyRecord | null> {
     return this.database.transaction(async (client) => {
-      if (holding !== undefined && !(await holds(client, id, holding))) return null;
+      // The row locked first, so that what is read as before is what the change replaces.
+      await client.query("SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE", [id]);
+      const before = await findById(client, id);
+      if (!before || (holding !== undefined && JSON.stringify(before.permissions) !== JSON.stringify(holding)))
+        return null;
       const sets: string[] = [];
       const params: unknown[] = [];
       const set = (column: string, value: unknown) => {
@@ -198,7 +202,8 @@ export class PostgresKeyRepository implements KeyRepository {
         if (result.rowCount === 0) return null;
       }
       const record = await findById(client, id);
-      if (record && audit) await insertAuditEvents(client, [audit]);
+      if (record && audit)
+        await insertAuditEvents(client, [typeof audit === "function" ? audit(before, record) : audit]);
       return record;
     });
   }

@@ -107,11 +107,13 @@ export class SqliteKeyRepository implements KeyRepository {
   async update(
     id: string,
     changes: KeyUpdate,
-    audit: AuditEventInput | null,
+    audit: AuditEventInput | ((before: ApiKeyRecord, after: ApiKeyRecord) => AuditEventInput) | null,
     holding?: readonly string[],
   ): Promise<ApiKeyRecord | null> {
     return this.database.transaction(() => {
-      if (holding !== undefined && !this.holds(id, holding)) return null;
+      const before = this.findByIdNow(id);
+      if (!before || (holding !== undefined && JSON.stringify(before.permissions) !== JSON.stringify(holding)))
+        return null;
       const sets: string[] = [];
       const values: Array<string | number | null> = [];
       const set = (column: string, value: string | number | null) => {
@@ -138,7 +140,7 @@ export class SqliteKeyRepository implements KeyRepository {
         if (result.changes === 0) return null;
       }
       const record = this.findByIdNow(id);
-      if (record && audit) insertAuditEvent(this.database, audit);
+      if (record && audit) insertAuditEvent(this.database, typeof audit === "function" ? audit(before, record) : audit);
       return record;
     });
   }
