@@ -13,6 +13,7 @@ import { isWellFormedKey, keyHint } from "../keys/key-format.ts";
 import { allowed } from "../keys/key-verifier.ts";
 import type { Permission } from "../keys/permissions.ts";
 import { missingPermissions } from "../keys/permissions.ts";
+import { addressGroup } from "../lib/address-group.ts";
 import { type RateLimitOutcome, rateLimitHeaders } from "../ratelimit/key-rate-limiter.ts";
 import type { ApiKeyRecord, RateLimitPolicy } from "../storage/types.ts";
 
@@ -98,24 +99,25 @@ export class FailedAuthGuard {
   /** False when the address certainly is not blocked; true when the limiter must say. */
   mayBeBlocked(ip: string, now = Date.now()): boolean {
     if (this.lastFailure.size === 0) return false;
-    const at = this.lastFailure.get(ip);
+    const sender = addressGroup(ip);
+    const at = this.lastFailure.get(sender);
     if (at === undefined) return false;
     if (now - at < (FailedAuthGuard.BLOCK_SECONDS + 60) * 1000) return true;
-    this.lastFailure.delete(ip);
+    this.lastFailure.delete(sender);
     return false;
   }
 
   /** Seconds until the address may try again; 0 when it is not blocked. */
   async blockedFor(ip: string): Promise<number> {
     if (!this.mayBeBlocked(ip)) return 0;
-    const res = await this.limiter.get(ip);
+    const res = await this.limiter.get(addressGroup(ip));
     if (!res || res.consumedPoints < FailedAuthGuard.MAX_FAILURES) return 0;
     return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
   }
 
   private nameOf(ip: string, presented: string): string {
     // 96 bits tell keys apart; the key itself is not kept.
-    return `${ip} ${createHmac("sha256", this.fingerprintKey).update(presented).digest().toString("base64", 0, 12)}`;
+    return `${addressGroup(ip)} ${createHmac("sha256", this.fingerprintKey).update(presented).digest().toString("base64", 0, 12)}`;
   }
 
   /** How this key failed from this address within the window, or null (also for malformed keys). */
@@ -148,18 +150,23 @@ export class FailedAuthGuard {
     await this.fail(ip);
   }
 
-  /** Counts a failure; the one that reaches the limit blocks the address. */
+  /**
+   * Counts a failure; the one that reaches the limit blocks the address. An IPv6 address
+   * counts as its /64 (one client usually holds all of it: counted apart, its addresses
+   * would give it 2^64 times the allowance), as the audit log's flood brake counts senders.
+   */
   async fail(ip: string): Promise<void> {
+    const sender = addressGroup(ip);
     const now = Date.now();
     if (this.lastFailure.size >= 100_000) {
       // Many addresses failing: forget the ones whose window and block have passed.
       for (const [address] of this.lastFailure) this.mayBeBlocked(address, now);
     }
-    this.lastFailure.set(ip, now);
+    this.lastFailure.set(sender, now);
     try {
-      const res = await this.limiter.consume(ip, 1);
+      const res = await this.limiter.consume(sender, 1);
       if (res.consumedPoints >= FailedAuthGuard.MAX_FAILURES) {
-        await this.limiter.block(ip, FailedAuthGuard.BLOCK_SECONDS);
+        await this.limiter.block(sender, FailedAuthGuard.BLOCK_SECONDS);
       }
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) throw rejection;
