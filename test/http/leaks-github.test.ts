@@ -239,6 +239,19 @@ for (const backend of backends()) {
       const record = await server.call("GET", `/v1/keys/${id}`);
       assert.equal(record.body.status, "active");
       assert.equal((await leakEvents()).length, before, "unverified reports are not processed");
+      // Regression: a refused report left no trace in the audit log, unlike every other
+      // failed authentication; each is now one event, without the body it carried.
+      const refused = await server.call("GET", "/v1/audit?action=auth.github_signature&limit=100");
+      assert.equal(refused.status, 200);
+      const events = refused.body.data as Array<{ actor: string; outcome: string; detail: Record<string, unknown> }>;
+      assert.equal(events.length, attempts.length);
+      assert.ok(events.every((e) => e.actor === "anonymous" && e.outcome === "failure"));
+      assert.deepEqual(
+        events.map((e) => e.detail.reason).sort(),
+        [...Array(3).fill("MISSING"), ...Array(attempts.length - 3).fill("NOT_VERIFIED")].sort(),
+      );
+      assert.ok(events.some((e) => e.detail.keyIdentifier === "nope"));
+      assert.ok(!JSON.stringify(events).includes(key), "no token of the report is kept");
     });
 
     test("a signed body that is not a report is 400, and nothing is revoked", async () => {

@@ -1,9 +1,11 @@
 import type { FastifyPluginAsync } from "fastify";
 import { Type } from "typebox";
+import { auditEvent } from "../../audit/context.ts";
 import { GatehouseError, RateLimitedError, ValidationError } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
 import { GithubPublicKeys } from "../../leaks/github-public-keys.ts";
 import { handleLeakReport } from "../../leaks/leak-report.ts";
+import { storableText } from "../../lib/storable-text.ts";
 import { type FailedAuthGuard, requestContext } from "../authenticate.ts";
 import { matchesSchema } from "../schemas.ts";
 
@@ -41,7 +43,21 @@ export function githubLeakRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): 
       const identifier = request.headers["github-public-key-identifier"];
       const signature = request.headers["github-public-key-signature"];
       const body = request.body;
+      // A refused report is a failed authentication: audited (without its body, which may
+      // hold anything) and counted toward the address's block.
+      const refused = (reason: "MISSING" | "NOT_VERIFIED") =>
+        gatehouse.audit.record(
+          auditEvent(requestContext(request, "anonymous"), gatehouse.clock(), {
+            action: "auth.github_signature",
+            outcome: "failure",
+            detail: {
+              reason,
+              keyIdentifier: typeof identifier === "string" ? storableText(identifier.slice(0, 100)) : null,
+            },
+          }),
+        );
       if (typeof identifier !== "string" || typeof signature !== "string" || !Buffer.isBuffer(body)) {
+        refused("MISSING");
         await guard.fail(request.ip);
         throw new GatehouseError(
           "SIGNATURE_INVALID",
@@ -58,6 +74,7 @@ export function githubLeakRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): 
         });
       }
       if (!verified) {
+        refused("NOT_VERIFIED");
         await guard.fail(request.ip);
         throw new GatehouseError(
           "SIGNATURE_INVALID",
