@@ -7,7 +7,9 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { generateKey, keyHint } from "../../src/keys/key-format.ts";
+import { SqliteStorage } from "../../src/storage/sqlite/sqlite-storage.ts";
 import { tempDir } from "../support/backends.ts";
+import { keyRecord } from "../support/records.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const BIN = join(ROOT, "bin", "gatehouse.js");
@@ -366,6 +368,26 @@ describe("gatehouse CLI", () => {
     const text = await cli(["keys", "list"], env);
     assert.match(text.stdout, new RegExp(`${next.id}\\s+${keyHint(next.key)}\\s+revoked`));
     assert.match(text.stdout, /\badmin\b.*\[\]\s+permissions: .*\bkeys:verify\b/);
+  });
+
+  test("keys list shows every key, past any page size", async () => {
+    // Written straight into the store: 1,100 keys through the CLI would take minutes.
+    const storage = SqliteStorage.open(join(dataDir, "gatehouse.db"));
+    const now = Date.now();
+    await storage.keys.insertMany(Array.from({ length: 1100 }, (_, i) => keyRecord(now - i, { name: "bulk" })));
+    await storage.close();
+    const listed = await cli(["keys", "list", "--json"], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    const rows = listed.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { id: string; name: string });
+    assert.equal(rows.filter((row) => row.name === "bulk").length, 1100);
+    assert.equal(new Set(rows.map((row) => row.id)).size, rows.length, "no key twice");
+    // The oldest keys are there too: the admin key init made first.
+    assert.ok(rows.some((row) => row.name === "admin"));
+    const text = await cli(["keys", "list"], env);
+    assert.equal(text.stdout.trim().split("\n").length, rows.length);
   });
 
   test("keys created, rotated and revoked by the CLI while serve runs: the server follows them", async () => {

@@ -146,9 +146,12 @@ const create: Command = {
   },
 };
 
+/** Keys read per page by `keys list`. */
+const LIST_PAGE = 500;
+
 const list: Command = {
   name: "keys list",
-  summary: "List keys, newest first.",
+  summary: "List every key, newest first.",
   usage: "keys list [--owner <id>] [--json]",
   options: {
     owner: { type: "string", description: "only this owner's keys" },
@@ -156,39 +159,46 @@ const list: Command = {
   },
   async run({ values }, io) {
     return withGatehouse(io, async (gatehouse) => {
-      const records = await gatehouse.keys.list({
-        limit: 1000,
-        ...(typeof values.owner === "string" ? { ownerId: values.owner } : {}),
-      });
       const now = gatehouse.clock();
-      for (const record of records) {
-        const status = keyStatus(record, now);
-        if (values.json) {
-          io.out(
-            JSON.stringify({
-              id: record.id,
-              name: record.name,
-              hint: record.hint,
-              status,
-              scopes: record.scopes,
-              permissions: record.permissions,
-              allowedAddresses: record.allowedAddresses,
-              expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt).toISOString(),
-            }),
-          );
-        } else {
-          // Permissions only where a key has any: an admin key must not look like one with no rights.
-          const permissions = record.permissions.length > 0 ? `  permissions: ${record.permissions.join(" ")}` : "";
-          const from = record.allowedAddresses ? `  from: ${record.allowedAddresses.join(" ")}` : "";
-          // The expiry date up front: keys (the admin key too) expire, and this is where one looks.
-          const expires =
-            record.expiresAt === null ? "no expiry " : new Date(record.expiresAt).toISOString().slice(0, 10);
-          io.out(
-            `${record.id}  ${record.hint}  ${status.padEnd(7)}  ${expires}  ${terminalText(record.name)}  [${terminalText(record.scopes.join(" "))}]${permissions}${from}`,
-          );
+      // Page after page, each printed as it is read: every key (it stopped at 1,000 without
+      // saying so, and a review could miss the oldest, privileged ones), never all in memory.
+      let before: string | undefined;
+      for (;;) {
+        const records = await gatehouse.keys.list({
+          limit: LIST_PAGE,
+          ...(before !== undefined ? { before } : {}),
+          ...(typeof values.owner === "string" ? { ownerId: values.owner } : {}),
+        });
+        for (const record of records) {
+          const status = keyStatus(record, now);
+          if (values.json) {
+            io.out(
+              JSON.stringify({
+                id: record.id,
+                name: record.name,
+                hint: record.hint,
+                status,
+                scopes: record.scopes,
+                permissions: record.permissions,
+                allowedAddresses: record.allowedAddresses,
+                expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt).toISOString(),
+              }),
+            );
+          } else {
+            // Permissions only where a key has any: an admin key must not look like one with no rights.
+            const permissions = record.permissions.length > 0 ? `  permissions: ${record.permissions.join(" ")}` : "";
+            const from = record.allowedAddresses ? `  from: ${record.allowedAddresses.join(" ")}` : "";
+            // The expiry date up front: keys (the admin key too) expire, and this is where one looks.
+            const expires =
+              record.expiresAt === null ? "no expiry " : new Date(record.expiresAt).toISOString().slice(0, 10);
+            io.out(
+              `${record.id}  ${record.hint}  ${status.padEnd(7)}  ${expires}  ${terminalText(record.name)}  [${terminalText(record.scopes.join(" "))}]${permissions}${from}`,
+            );
+          }
         }
+        if (records.length < LIST_PAGE) return 0;
+        before = records.at(-1)?.id;
       }
-      return 0;
     });
   },
 };
