@@ -8,6 +8,7 @@ import {
 } from "rate-limiter-flexible";
 import type { AuthConfig } from "../config/auth-config.ts";
 import { StorageUnavailableError } from "../errors/gatehouse-error.ts";
+import { addressGroup } from "../lib/address-group.ts";
 import type { LimiterFactory } from "../ratelimit/key-rate-limiter.ts";
 
 /**
@@ -157,13 +158,15 @@ export class LoginThrottle {
     // changed the object's fields in between gets fresh keys).
     if (known && known.subject.account === subject.account && known.subject.ip === subject.ip) return known;
     this.pairKeyValue ??= this.pairKeySource();
-    const pair = createHmac("sha256", this.pairKeyValue)
-      .update(`${subject.account}\0${subject.ip}`)
-      .digest("base64url");
+    // An IPv6 sender is its /64: one subscriber holds all of it, and counted per full
+    // address, each of its 2^64 addresses had free failures of its own (and an owner's
+    // next privacy address was a stranger to the account).
+    const sender = addressGroup(subject.ip);
+    const pair = createHmac("sha256", this.pairKeyValue).update(`${subject.account}\0${sender}`).digest("base64url");
     const keys = {
       subject: { account: subject.account, ip: subject.ip },
       account: `account:${subject.account}`,
-      ip: `ip:${subject.ip}`,
+      ip: `ip:${sender}`,
       pair: `pair:${pair}`,
     };
     this.subjectKeys.set(subject, keys);

@@ -159,4 +159,38 @@ for (const backend of backends()) {
       assert.ok(!JSON.stringify(audit.body).includes("still guessing"));
     });
   });
+  describe(`an IPv6 sender is braked by its /64, not by each address in it (${backend.name})`, () => {
+    let server: TestServer;
+    before(async () => {
+      server = await startBrakedServer(backend, 4);
+    });
+    after(() => server.close());
+
+    test("spraying accounts from a new address of one /64 each time meets the address brake", async () => {
+      // One subscriber holds a whole /64: counted per full address, each of its 2^64
+      // addresses had its own free failures, and the brake never started.
+      const statuses: number[] = [];
+      for (let i = 1; i <= 6; i++) {
+        const sprayed = { email: uniqueEmail("spray6"), password: "Spring2026!" };
+        statuses.push((await server.call("POST", "/auth/login", sprayed, from(`2001:db8:6:1::${i}`))).status);
+      }
+      assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429]);
+      // Another subscriber's /64 is not braked with it; neither is IPv4.
+      const { email, password } = await createUser(server);
+      assert.equal(
+        (await server.call("POST", "/auth/login", { email, password }, from("2001:db8:6:2::1"))).status,
+        200,
+      );
+      assert.equal((await server.call("POST", "/auth/login", { email, password }, from(OWNER))).status, 200);
+    });
+
+    test("an owner's address is known by its /64, so a new privacy address of it is not a stranger", async () => {
+      const user = await createUser(server);
+      await login(server, user, { "x-forwarded-for": "2001:db8:7:1::aaaa" });
+      await failFromManyAddresses(server, user.email, 10);
+      const right = { email: user.email, password: user.password };
+      assert.equal((await server.call("POST", "/auth/login", right, from("2001:db8:7:2::1"))).status, 429);
+      assert.equal((await server.call("POST", "/auth/login", right, from("2001:db8:7:1::bbbb"))).status, 200);
+    });
+  });
 }
