@@ -290,4 +290,28 @@ for (const backend of backends()) {
       });
     });
   });
+  describe(`sign-up limit per sender behind a proxy (${backend.name})`, () => {
+    let server: TestServer;
+    before(async () => {
+      server = await startAuthServer(backend, {
+        env: { GATEHOUSE_SIGNUP_ENABLED: "true", GATEHOUSE_TRUSTED_PROXIES: "127.0.0.1" },
+      });
+    });
+    after(() => server.close());
+
+    test("an IPv6 sender's ten sign-ups an hour are its /64's, not each address's", async () => {
+      const signUp = (ip: string) =>
+        server.call(
+          "POST",
+          "/auth/signup",
+          { email: uniqueEmail("signup6"), password: STRONG_PASSWORD },
+          { key: null, headers: { "x-forwarded-for": ip } },
+        );
+      for (let i = 1; i <= 10; i++) assert.equal((await signUp(`2001:db8:5:1::${i}`)).status, 202, `sign-up ${i}`);
+      const eleventh = await signUp("2001:db8:5:1::11");
+      assert.equal(eleventh.status, 429);
+      assert.equal(eleventh.body.limitedBy, "sign-up");
+      assert.equal((await signUp("2001:db8:5:2::1")).status, 202);
+    });
+  });
 }

@@ -14,6 +14,7 @@ import {
   ValidationError,
 } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
+import { addressGroup } from "../../lib/address-group.ts";
 import type { UserRecord } from "../../storage/types.ts";
 import type { IssuedTokens } from "../../tokens/token-service.ts";
 import { signInWithPassword } from "../../users/sign-in.ts";
@@ -309,7 +310,8 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
         },
         async (request, reply) => {
           try {
-            await signups.consume(request.ip);
+            // Per sender: an IPv6 address by its /64, or each subscriber has 2^64 allowances.
+            await signups.consume(addressGroup(request.ip));
           } catch (rejection) {
             if (rejection instanceof RateLimiterRes)
               throw new RateLimitedError(Math.ceil(rejection.msBeforeNext / 1000), "sign-up");
