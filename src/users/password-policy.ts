@@ -78,8 +78,26 @@ export class PasswordPolicy {
       const local = context.email.split("@")[0] ?? "";
       inputs.push(context.email, local, ...context.email.split(/[@.+_-]/).filter((part) => part.length >= 3));
     }
-    const result = (await this.estimator()).check(normalised, inputs);
-    return result.score < this.minScore ? "TOO_COMMON" : null;
+    const estimator = await this.estimator();
+    // Judged by its weakest form: zxcvbn scores " password " or "_password_" as a
+    // dictionary word between two brute-forced characters (over 10^6 guesses, score 2),
+    // and "p a s s w o r d" as a run of single letters, while an attacker's rules try
+    // those right after the word itself.
+    for (const form of PasswordPolicy.forms(normalised)) {
+      if (estimator.check(form, inputs).score < this.minScore) return "TOO_COMMON";
+    }
+    return null;
+  }
+
+  /**
+   * The password as given, then without its spaces and control characters, then also
+   * without the symbols around it: distinct forms only, none empty. A passphrase keeps its
+   * strength without spaces ("plankton vinyl harbour sleet"); a padded common word does not.
+   */
+  private static forms(password: string): string[] {
+    const squeezed = password.replace(/[\s\p{Cc}]+/gu, "");
+    const core = squeezed.replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, "");
+    return [...new Set([password, squeezed, core])].filter((form) => form.length > 0);
   }
 
   message(rejection: PasswordRejection): string {

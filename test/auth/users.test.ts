@@ -105,6 +105,13 @@ for (const backend of backends()) {
         ["iloveyou2", "TOO_COMMON"],
         [`${email.split("@")[0]}`, "TOO_COMMON"],
         ["x".repeat(1025), "TOO_LONG"],
+        // A common password padded or spaced out is still the common password.
+        [" password ", "TOO_COMMON"],
+        ["  qwerty123  ", "TOO_COMMON"],
+        ["_iloveyou_", "TOO_COMMON"],
+        ["-sunshine-", "TOO_COMMON"],
+        ["\u0000football\u0000", "TOO_COMMON"],
+        ["p a s s w o r d", "TOO_COMMON"],
       ];
       for (const [password, reason] of refused) {
         const response = await server.call("POST", "/v1/users", { email, password });
