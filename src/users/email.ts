@@ -16,14 +16,29 @@ export function normaliseEmail(input: string): string | null {
   return email;
 }
 
+/** Why an address that `normaliseEmail` takes cannot be registered (see `newEmail`), or null. */
+export type NewEmailRefusal = "INVISIBLE" | "EMPTY_LABEL";
+
+/**
+ * What `newEmail` refuses in an address `normaliseEmail` takes: an invisible character,
+ * or an empty label in the domain (a leading, trailing or doubled dot). "a@b.com." is
+ * the fully qualified spelling of "a@b.com", the same mailbox, and would be a second
+ * account for it; "a@b..com" receives no mail at all.
+ */
+export function newEmailRefusal(email: string): NewEmailRefusal | null {
+  if (INVISIBLE.test(email)) return "INVISIBLE";
+  const domain = email.slice(email.lastIndexOf("@") + 1);
+  return domain.split(".").some((label) => label.length === 0) ? "EMPTY_LABEL" : null;
+}
+
 /**
  * An address to register (a new user, a sign-up): normalised, and without invisible
  * format characters (zero-width spaces and joiners, direction marks: "a@b.com" and
- * "a@b.com\u200b" would be two look-alike accounts), lone surrogates or private-use
- * characters. Accounts registered before this rule still sign in: lookups use
- * `normaliseEmail` alone.
+ * "a@b.com\u200b" would be two look-alike accounts), lone surrogates, private-use
+ * characters or empty domain labels. Accounts registered before these rules still sign
+ * in: lookups use `normaliseEmail` alone.
  */
 export function newEmail(input: string): string | null {
   const email = normaliseEmail(input);
-  return email === null || INVISIBLE.test(email) ? null : email;
+  return email === null || newEmailRefusal(email) !== null ? null : email;
 }

@@ -9,7 +9,7 @@ import {
 import type { Clock } from "../lib/clock.ts";
 import { newId } from "../lib/ids.ts";
 import type { Storage, UserListQuery, UserRecord, UserUpdate } from "../storage/types.ts";
-import { newEmail, normaliseEmail } from "./email.ts";
+import { newEmail, newEmailRefusal, normaliseEmail } from "./email.ts";
 import type { PasswordHasher } from "./password-hasher.ts";
 import { PasswordPolicy } from "./password-policy.ts";
 
@@ -51,10 +51,17 @@ export class UserService {
   private email(input: string): string {
     const email = newEmail(input);
     if (email) return email;
+    const normalised = normaliseEmail(input);
+    const refusal = normalised === null ? null : newEmailRefusal(normalised);
     // Looks right on screen, yet holds a character that is not: say which kind.
-    if (normaliseEmail(input) !== null) {
+    if (refusal === "INVISIBLE") {
       throw new ValidationError(
         "email holds an invisible character (a zero-width space or joiner, a direction mark) or a private-use one: type the address plainly.",
+      );
+    }
+    if (refusal === "EMPTY_LABEL") {
+      throw new ValidationError(
+        "email's domain has an empty label (a leading, trailing or doubled dot): write it as example.com, without a final dot.",
       );
     }
     throw new ValidationError("email must be an email address.");

@@ -71,6 +71,10 @@ for (const backend of backends()) {
         assert.equal(refused.status, 400, JSON.stringify(lookalike));
         assert.match(refused.body.detail, /invisible character|private-use/, JSON.stringify(lookalike));
       }
+      // The same mailbox by its fully qualified domain (a trailing dot): not a second account.
+      const rooted = await server.call("POST", "/v1/users", { email: `${user.email}.`, password: STRONG_PASSWORD });
+      assert.equal(rooted.status, 400);
+      assert.match(rooted.body.detail, /empty label/);
     });
 
     test("users:read and users:write are needed; other admin permissions do not do", async () => {

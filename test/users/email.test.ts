@@ -22,3 +22,13 @@ test("new addresses refuse invisible characters; lookups still find accounts reg
   assert.equal(normaliseEmail("a b@example.com"), null);
   assert.equal(normaliseEmail("a@example"), null);
 });
+
+test("new addresses refuse empty domain labels: a@example.com. is the mailbox of a@example.com", () => {
+  for (const lookalike of ["ada@example.com.", "ada@example..com", "ada@.example.com", "ada@example.com.."]) {
+    assert.equal(newEmail(lookalike), null, JSON.stringify(lookalike));
+    // Registered before the rule: still found.
+    assert.equal(normaliseEmail(lookalike), lookalike, JSON.stringify(lookalike));
+  }
+  assert.equal(newEmail("ada@mail.example.co.uk"), "ada@mail.example.co.uk");
+  assert.equal(newEmail("a.d.a@example.com"), "a.d.a@example.com");
+});
