@@ -238,6 +238,20 @@ function admit(
   return null;
 }
 
+/** A user or key id as routes take them (their schemas run later, after this guard). */
+const NAMED_TARGET = /^(usr|key)_[0-9A-Za-z]{1,60}$/;
+
+/**
+ * The user or key a refused call names in its path (`/v1/users/{id}/password`), so that
+ * the audit log's search by target finds who tried to act on it; none otherwise.
+ */
+function namedTarget(request: FastifyRequest): { targetType?: "user" | "key"; targetId?: string } {
+  const id = (request.params as { id?: unknown } | undefined)?.id;
+  const match = typeof id === "string" ? NAMED_TARGET.exec(id) : null;
+  if (!match) return {};
+  return { targetType: match[1] === "usr" ? "user" : "key", targetId: id as string };
+}
+
 function authenticateFully(gatehouse: Gatehouse, guard: FailedAuthGuard, permissions: readonly Permission[]) {
   return async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const blocked = await guard.blockedFor(request.ip);
@@ -302,6 +316,7 @@ function authenticateFully(gatehouse: Gatehouse, guard: FailedAuthGuard, permiss
         auditEvent(context, gatehouse.clock(), {
           action: "auth.permission",
           outcome: "failure",
+          ...namedTarget(request),
           detail: { missing, route: request.routeOptions.url ?? null },
         }),
       );

@@ -315,6 +315,12 @@ for (const backend of backends()) {
       );
       assert.equal(denied.status, 403);
       assert.deepEqual(denied.body.missingPermissions, ["users:write"]);
+      // The refusal names the account whose password was to be set, so a search by user finds it.
+      const refused = await auditEvents(server, `action=auth.permission&targetId=${user.id}`);
+      assert.equal(refused.length, 1);
+      assert.equal(refused[0]?.actor, `key:${reader.record.id}`);
+      assert.deepEqual(refused[0]?.detail, { missing: ["users:write"], route: "/v1/users/:id/password" });
+      assert.ok(!JSON.stringify(refused).includes(NEW_PASSWORD));
       const unknown = await server.call("POST", `/v1/users/${UNKNOWN_USER}/password`, { password: NEW_PASSWORD });
       assert.equal(unknown.status, 404);
       // The user's own password still works: none of the refusals changed it.
