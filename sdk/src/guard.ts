@@ -84,9 +84,9 @@ export async function guard(request: RequestLike, options: GuardOptions): Promis
     });
   }
 
+  const address = options.address ?? clientAddress(request);
   let result: VerifyResult;
   try {
-    const address = options.address ?? clientAddress(request);
     result = await options.verifier.verify(presented.key, { scopes, ...(address ? { address } : {}) });
   } catch (error) {
     if (!(error instanceof VerifierError)) throw error;
@@ -117,10 +117,14 @@ export async function guard(request: RequestLike, options: GuardOptions): Promis
       });
     case "ADDRESS_NOT_ALLOWED":
       // The key is right and the place is wrong: no challenge would help, so none is sent.
+      // The address is the caller's own as seen here: a proxy's address in it tells the
+      // operator that the framework's proxy trust is not set.
       return refuse(
         problem(
           "ADDRESS_NOT_ALLOWED",
-          "This key may not be used from this address: its owner bound it to others (or the address is unknown here).",
+          address
+            ? `This key may not be used from this address (${address}): its owner bound it to others.`
+            : "This key may not be used from here: it is bound to addresses, and this request's address is unknown.",
         ),
       );
     case "INSUFFICIENT_SCOPE":

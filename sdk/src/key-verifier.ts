@@ -124,6 +124,16 @@ export function createKeyVerifier(options: KeyVerifierOptions): KeyVerifier {
       );
     }
     if (status === 403) {
+      const problem = body as { code?: unknown; detail?: unknown } | null;
+      if (problem?.code === "ADDRESS_NOT_ALLOWED") {
+        // Gatehouse's detail names the address it saw: the operator's first question.
+        const said = typeof problem.detail === "string" ? ` ${problem.detail}` : "";
+        throw new VerifierError(
+          "SERVICE_KEY_REJECTED",
+          `Gatehouse refused the service key (403 ADDRESS_NOT_ALLOWED): it is bound to addresses (allowedAddresses) that do not include this host's.${said}`,
+          details,
+        );
+      }
       throw new VerifierError(
         "SERVICE_KEY_REJECTED",
         "Gatehouse refused the service key (403): it lacks the keys:verify permission",

@@ -43,7 +43,10 @@ describe("keys bound to addresses, through the SDK's guards", () => {
 
   const get = async (url: string, key: string, headers: Record<string, string> = {}) => {
     const response = await fetch(url, { headers: { authorization: `Bearer ${key}`, ...headers } });
-    return { status: response.status, body: (await response.json()) as { code?: string; type?: string } };
+    return {
+      status: response.status,
+      body: (await response.json()) as { code?: string; type?: string; detail?: string },
+    };
   };
 
   test("node:http and Fastify: the socket's address decides; a key bound elsewhere gets 403", async () => {
@@ -55,7 +58,32 @@ describe("keys bound to addresses, through the SDK's guards", () => {
       assert.equal(refused.status, 403, url);
       assert.equal(refused.body.code, "ADDRESS_NOT_ALLOWED");
       assert.equal(refused.body.type, "urn:gatehouse:error:ADDRESS_NOT_ALLOWED");
+      // The address the guard used, so a proxy's address there shows a missing trust setting.
+      assert.match(refused.body.detail ?? "", /\(127\.0\.0\.1\)/);
     }
+  });
+
+  test("a service key bound elsewhere: 503, and the cause says why, with the address Gatehouse saw", async () => {
+    const service = await gh.server.call("POST", "/v1/keys", {
+      name: "bound verifier",
+      scopes: [],
+      permissions: ["keys:verify"],
+      allowedAddresses: ["10.20.0.0/16"],
+    });
+    const bound = createKeyVerifier({ baseUrl: gh.url, serviceKey: service.body.key });
+    const { key } = await gh.createKey();
+    await assert.rejects(
+      () => bound.verify(key),
+      (error: Error & { code?: string; status?: number }) => {
+        assert.equal(error.code, "SERVICE_KEY_REJECTED");
+        assert.equal(error.status, 403);
+        assert.match(error.message, /ADDRESS_NOT_ALLOWED/);
+        assert.match(error.message, /bound to addresses/);
+        assert.match(error.message, /127\.0\.0\.1/);
+        assert.doesNotMatch(error.message, /keys:verify/);
+        return true;
+      },
+    );
   });
 
   test("an address the app passes replaces the socket's", async () => {

@@ -1,4 +1,5 @@
 import { BlockList, isIP } from "node:net";
+import ipaddr from "ipaddr.js";
 
 /** Entries a key's allowlist may hold: enough for a fleet's egress ranges, few enough to check in microseconds. */
 export const MAX_ALLOWED_ADDRESSES = 64;
@@ -10,9 +11,12 @@ const PREFIX = /^(?:0|[1-9]\d{0,2})$/;
 /**
  * What is wrong with one allowlist entry (an IPv4 or IPv6 address, or a CIDR range such as
  * `10.0.0.0/8` or `2001:db8::/32`), or null when it is fine. Zone ids (`fe80::1%eth0`)
- * are refused: they name an interface of one machine, not a place on the network.
+ * are refused: they name an interface of one machine, not a place on the network. So is a
+ * range with host bits set (`203.0.113.5/24`): it reads like one host and means 256, and
+ * the answer names the range it stands for.
  */
 export function allowedAddressProblem(entry: string): string | null {
+  if (entry.includes(",")) return "holds a comma: give one address or range per entry";
   const slash = entry.indexOf("/");
   const address = slash < 0 ? entry : entry.slice(0, slash);
   const family = address.includes("%") ? 0 : isIP(address);
@@ -22,6 +26,10 @@ export function allowedAddressProblem(entry: string): string | null {
   const max = family === 4 ? 32 : 128;
   if (!PREFIX.test(prefix) || Number(prefix) > max) {
     return `has a prefix length that is not a whole number from 0 to ${max}`;
+  }
+  const network = (family === 4 ? ipaddr.IPv4 : ipaddr.IPv6).networkAddressFromCIDR(entry);
+  if (network.toNormalizedString() !== ipaddr.parse(address).toNormalizedString()) {
+    return `has host bits set: the range is ${network.toString()}/${prefix}`;
   }
   return null;
 }

@@ -20,9 +20,16 @@ describe("address allowlists", () => {
       "fe80::1%eth0",
       "10.0.0.0/8/8",
       " 10.0.0.1",
+      "10.0.0.0/8,192.0.2.0/24",
+      "203.0.113.5/24",
+      "2001:db8::1/32",
     ]) {
       assert.notEqual(allowedAddressProblem(bad), null, bad);
     }
+    // The mistakes people make are named with their fix.
+    assert.equal(allowedAddressProblem("203.0.113.5/24"), "has host bits set: the range is 203.0.113.0/24");
+    assert.equal(allowedAddressProblem("2001:db8::1/32"), "has host bits set: the range is 2001:db8::/32");
+    assert.match(allowedAddressProblem("10.0.0.0/8,192.0.2.0/24") ?? "", /one address or range per entry/);
   });
 
   test("matching: ranges, single addresses, IPv4-mapped IPv6; an unknown address never matches", () => {
