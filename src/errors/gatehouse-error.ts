@@ -188,8 +188,12 @@ export class CsrfError extends GatehouseError {
 }
 
 export class PasswordRejectedError extends GatehouseError {
+  /** TOO_SHORT, TOO_LONG, TOO_COMMON, NOT_TEXT: safe to log, unlike the password. */
+  readonly reason: string;
+
   constructor(reason: string, detail: string) {
     super("PASSWORD_REJECTED", detail, { extensions: { reason } });
     this.name = "PasswordRejectedError";
+    this.reason = reason;
   }
 }

@@ -1,5 +1,5 @@
 import { type ActorContext, auditEvent } from "../audit/context.ts";
-import { InvalidCredentialsError, RateLimitedError } from "../errors/gatehouse-error.ts";
+import { BusyError, InvalidCredentialsError, RateLimitedError } from "../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../gatehouse.ts";
 import type { UserRecord } from "../storage/types.ts";
 import { normaliseEmail } from "./email.ts";
@@ -47,6 +47,8 @@ export async function signInWithPassword<T>(
   const result = await gatehouse.users.signIn(credentials.email, credentials.password).catch(async (error) => {
     // Never checked (the hasher is full, storage failed): not the owner's failure.
     await gatehouse.loginThrottle.release(subject);
+    // Still an attempt: a burst refused for BUSY shows in the log (who is unknown yet).
+    if (error instanceof BusyError) record("failure", { reason: "BUSY" }, null);
     throw error;
   });
   if (!result.ok) {

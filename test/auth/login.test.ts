@@ -192,6 +192,12 @@ for (const backend of backends()) {
         assert.equal(answer.body.code, "BUSY");
         assert.equal(answer.headers.get("retry-after"), "1");
       }
+      // Each refused one is an attempt all the same: in the audit log, with its address.
+      const refused = (await auditEvents(server, "action=auth.login&outcome=failure&limit=100")).filter(
+        (event) => event.detail?.reason === "BUSY",
+      );
+      assert.equal(refused.length, busy.length);
+      for (const event of refused) assert.equal(event.actor, "anonymous");
       // A refused sign-in was never checked: with one free failure per account, two
       // counted failures would brake the next attempt; these go straight through.
       for (const [i, answer] of answers.entries()) {

@@ -253,6 +253,11 @@ for (const backend of backends()) {
       const weak = await change(user.password, "password1");
       assert.equal(weak.status, 400);
       assert.equal(weak.body.code, "PASSWORD_REJECTED");
+      const refused = await auditEvents(server, `action=user.password_change&outcome=failure&targetId=${user.id}`);
+      assert.deepEqual(
+        refused.map((event) => event.detail),
+        [{ reason: "PASSWORD_REJECTED", policy: "TOO_COMMON" }, { reason: "WRONG_PASSWORD" }],
+      );
       const ok = await change(user.password, "a brand new passphrase");
       assert.equal(ok.status, 204);
       // Everything else is signed out; the caller's own sign-in goes on.

@@ -301,6 +301,10 @@ for (const backend of backends()) {
       const weak = await server.call("POST", `/v1/users/${user.id}/password`, { password: "password" });
       assert.equal(weak.status, 400);
       assert.equal(weak.body.code, "PASSWORD_REJECTED");
+      // Refused, and audited as the admin action it was (never the password).
+      const refusedSet = await auditEvents(server, `action=user.password_set&outcome=failure&targetId=${user.id}`);
+      assert.equal(refusedSet.length, 1);
+      assert.deepEqual(refusedSet[0]?.detail, { reason: "PASSWORD_REJECTED", policy: "TOO_COMMON" });
       const extra = await server.call("POST", `/v1/users/${user.id}/password`, { password: NEW_PASSWORD, x: 1 });
       assert.equal(extra.status, 400);
       const reader = await server.gatehouse.keys.create(
@@ -325,7 +329,10 @@ for (const backend of backends()) {
       assert.equal(unknown.status, 404);
       // The user's own password still works: none of the refusals changed it.
       assert.equal((await login(server, user)).token_type, "Bearer");
-      assert.equal((await auditEvents(server, `action=user.password_set&targetId=${user.id}`)).length, 0);
+      assert.equal(
+        (await auditEvents(server, `action=user.password_set&outcome=success&targetId=${user.id}`)).length,
+        0,
+      );
     });
   });
 }

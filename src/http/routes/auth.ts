@@ -9,6 +9,7 @@ import {
   InvalidGrantError,
   InvalidTokenError,
   NotFoundError,
+  PasswordRejectedError,
   RateLimitedError,
   UnauthenticatedError,
   ValidationError,
@@ -256,7 +257,10 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
         const subject = { account: principal.user.email, ip: request.ip };
         // A stolen token must not become a way to guess the current password; the same
         // brakes as sign-in, so an attack from elsewhere does not stop the owner either.
-        const refuse = (reason: "THROTTLED" | "WRONG_PASSWORD", detail: Record<string, unknown> = {}) =>
+        const refuse = (
+          reason: "THROTTLED" | "WRONG_PASSWORD" | "PASSWORD_REJECTED",
+          detail: Record<string, unknown> = {},
+        ) =>
           gatehouse.audit.record(
             auditEvent(principal.context, gatehouse.clock(), {
               action: "user.password_change",
@@ -284,6 +288,8 @@ export function authRoutes(gatehouse: Gatehouse): FastifyPluginAsyncTypebox {
           .catch(async (error) => {
             // Not a wrong password (a refused new one, a full hasher, storage): not a guess.
             await gatehouse.loginThrottle.release(subject);
+            // The current password was right and the new one broke the policy: an attempt all the same.
+            if (error instanceof PasswordRejectedError) refuse("PASSWORD_REJECTED", { policy: error.reason });
             throw error;
           });
         if (!changed) {

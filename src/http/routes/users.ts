@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "typebox";
-import { ValidationError } from "../../errors/gatehouse-error.ts";
+import { auditEvent } from "../../audit/context.ts";
+import { PasswordRejectedError, ValidationError } from "../../errors/gatehouse-error.ts";
 import type { Gatehouse } from "../../gatehouse.ts";
 import type { UserRecord } from "../../storage/types.ts";
 import { type FailedAuthGuard, type Principal, requirePermissions } from "../authenticate.ts";
@@ -141,7 +142,22 @@ export function userRoutes(gatehouse: Gatehouse, guard: FailedAuthGuard): Fastif
         },
       },
       async (request, reply) => {
-        await gatehouse.users.setPassword(request.params.id, request.body.password, context(request.principal));
+        const actor = context(request.principal);
+        await gatehouse.users.setPassword(request.params.id, request.body.password, actor).catch((error: unknown) => {
+          // A refused set is an admin action too: the log shows who tried, on whom, and why not.
+          if (error instanceof PasswordRejectedError) {
+            gatehouse.audit.record(
+              auditEvent(actor, gatehouse.clock(), {
+                action: "user.password_set",
+                outcome: "failure",
+                targetType: "user",
+                targetId: request.params.id,
+                detail: { reason: "PASSWORD_REJECTED", policy: error.reason },
+              }),
+            );
+          }
+          throw error;
+        });
         return reply.code(204).send();
       },
     );
