@@ -7,14 +7,9 @@ import { type Caller, KeyService } from "../../src/keys/key-service.ts";
 import { manualClock } from "../../src/lib/clock.ts";
 import type { KeyRepository, Storage } from "../../src/storage/types.ts";
 import { backends, type TestStore } from "../support/backends.ts";
+import { TEST_KEY_POLICY } from "../support/records.ts";
 
-const policy: KeyPolicy = {
-  prefix: "gate",
-  maxLifetimeSeconds: 90 * 86_400,
-  allowNoExpiry: false,
-  defaultRateLimit: { limit: 1000, windowSeconds: 60 },
-  maxGracePeriodSeconds: 30 * 86_400,
-};
+const policy: KeyPolicy = TEST_KEY_POLICY;
 
 const context: ActorContext = { actor: "key:key_writer", ip: "127.0.0.1", userAgent: null, requestId: "r" };
 const writer: Caller = { context, permissions: ["keys:write"] };

@@ -8,14 +8,9 @@ import { type CreateKeyInput, KeyService } from "../../src/keys/key-service.ts";
 import { manualClock } from "../../src/lib/clock.ts";
 import type { AuditEventInput } from "../../src/storage/types.ts";
 import { backends, type TestStore } from "../support/backends.ts";
+import { TEST_KEY_POLICY } from "../support/records.ts";
 
-const policy: KeyPolicy = {
-  prefix: "gate",
-  maxLifetimeSeconds: 90 * 86_400,
-  allowNoExpiry: false,
-  defaultRateLimit: { limit: 1000, windowSeconds: 60 },
-  maxGracePeriodSeconds: 30 * 86_400,
-};
+const policy: KeyPolicy = TEST_KEY_POLICY;
 
 // The local operator holds every permission: what is refused here is refused for the
 // input alone, as the CLI (which acts as the operator) meets it.

@@ -1,10 +1,20 @@
 import { randomBytes } from "node:crypto";
 import { digestKey, generateKey, keyHint } from "../../src/keys/key-format.ts";
+import type { KeyPolicy } from "../../src/keys/key-policy.ts";
 import { newId } from "../../src/lib/ids.ts";
 import type { ApiKeyRecord, AuditEventInput, RefreshTokenRecord, UserRecord } from "../../src/storage/types.ts";
 import { digestOpaqueToken, newOpaqueToken } from "../../src/tokens/opaque-token.ts";
 
 const DAY = 86_400_000;
+
+/** The defaults' key policy, for tests that build a KeyService of their own. */
+export const TEST_KEY_POLICY: KeyPolicy = Object.freeze({
+  prefix: "gate",
+  maxLifetimeSeconds: 90 * 86_400,
+  allowNoExpiry: false,
+  defaultRateLimit: Object.freeze({ limit: 1000, windowSeconds: 60 }),
+  maxGracePeriodSeconds: 30 * 86_400,
+});
 
 /** A stored key's record as KeyService would build it, for tests that write storage directly. */
 export function keyRecord(createdAt: number, fields: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
