@@ -8,6 +8,10 @@ export const ALLOWED_ADDRESS_MAX_CHARS = 49;
 
 const PREFIX = /^(?:0|[1-9]\d{0,2})$/;
 
+/** ::ffff:0:0/96, where IPv6 holds the IPv4 addresses (RFC 4291 §2.5.5.2). */
+const IPV4_MAPPED = new BlockList();
+IPV4_MAPPED.addSubnet("::ffff:0:0", 96, "ipv6");
+
 /**
  * What is wrong with one allowlist entry (an IPv4 or IPv6 address, or a CIDR range such as
  * `10.0.0.0/8` or `2001:db8::/32`), or null when it is fine. Zone ids (`fe80::1%eth0`)
@@ -26,6 +30,13 @@ export function allowedAddressProblem(entry: string): string | null {
   const max = family === 4 ? 32 : 128;
   if (!PREFIX.test(prefix) || Number(prefix) > max) {
     return `has a prefix length that is not a whole number from 0 to ${max}`;
+  }
+  // "::ffff:192.168.1.0/24" reads as an IPv4 /24 but is the IPv6 range ::/24, which holds
+  // every IPv4-mapped address, so every IPv4 client would match (BlockList matches IPv4
+  // against IPv6 ranges as mapped). Told before the host bits, whose answer (::/24) would
+  // be the same trap.
+  if (family === 6 && Number(prefix) < 96 && IPV4_MAPPED.check(address, "ipv6")) {
+    return "is an IPv4-mapped address with a prefix under 96, which spans every IPv4 address: write the IPv4 range (e.g. 192.168.1.0/24)";
   }
   const network = (family === 4 ? ipaddr.IPv4 : ipaddr.IPv6).networkAddressFromCIDR(entry);
   if (network.toNormalizedString() !== ipaddr.parse(address).toNormalizedString()) {

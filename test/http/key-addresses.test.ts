@@ -32,6 +32,19 @@ describe("address allowlists", () => {
     assert.match(allowedAddressProblem("10.0.0.0/8,192.0.2.0/24") ?? "", /one address or range per entry/);
   });
 
+  // Regression: "::ffff:192.168.1.0/24" reads as an IPv4 /24, but is the IPv6 range ::/24,
+  // which holds every IPv4-mapped address: accepted, the key was usable from any IPv4
+  // address; refused later for its host bits, the answer offered ::/24, the same trap.
+  test("an IPv4-mapped address with a prefix under 96 is refused: it would span all of IPv4", () => {
+    for (const wide of ["::ffff:192.168.1.0/24", "::ffff:10.0.0.0/8", "0:0:0:0:0:ffff:a00:0/16", "::ffff:0:0/95"]) {
+      assert.match(allowedAddressProblem(wide) ?? "", /IPv4/, wide);
+    }
+    assert.ok(new AddressAllowlist(["::ffff:192.168.1.0/24"]).allows("203.0.113.9"), "what it would have let in");
+    for (const narrow of ["::ffff:192.168.1.0/120", "::ffff:0:0/96", "::ffff:10.1.2.3", "::/0", "2001:db8::/32"]) {
+      assert.equal(allowedAddressProblem(narrow), null, narrow);
+    }
+  });
+
   test("matching: ranges, single addresses, IPv4-mapped IPv6; an unknown address never matches", () => {
     const list = new AddressAllowlist(["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]);
     for (const yes of ["10.255.1.2", "192.0.2.7", "::ffff:10.1.2.3", "2001:db8:1::9"]) assert.ok(list.allows(yes), yes);
