@@ -4,6 +4,7 @@ import type { Clock } from "../lib/clock.ts";
 import { newId } from "../lib/ids.ts";
 import { unstorableText } from "../lib/storable-text.ts";
 import type { OnIssued } from "../observability/issued.ts";
+import { holdsInherited } from "../storage/key-columns.ts";
 import type { ApiKeyRecord, AuditEventInput, KeyUpdate, RateLimitPolicy, Storage } from "../storage/types.ts";
 import { digestKey, generateKey, keyHint, type RandomBytes } from "./key-format.ts";
 import type { KeyPolicy } from "./key-policy.ts";
@@ -213,9 +214,9 @@ export class KeyService {
     return record;
   }
 
-  /** What to answer when every attempt met a key whose permissions had changed since its check. */
+  /** What to answer when every attempt met a key that had changed since it was read. */
   private changedUnderneath(id: string): ConflictError {
-    return new ConflictError(`The permissions of key ${id} kept changing while this request was made; try again.`);
+    return new ConflictError(`Key ${id} kept changing while this request was made; try again.`);
   }
 
   async update(id: string, changes: KeyUpdate, caller: Caller): Promise<ApiKeyRecord> {
@@ -297,13 +298,13 @@ export class KeyService {
     for (let tries = 0; tries < ATTEMPTS; tries++) {
       const rotated = await this.rotateOnce(id, options, caller);
       if (rotated) return rotated;
-      // The key's permissions changed since they were judged: judged again, and the
-      // replacement copies what the key holds now.
+      // The key's permissions or settings changed since they were read: judged again, and
+      // the replacement copies what the key holds now.
     }
     throw this.changedUnderneath(id);
   }
 
-  /** One attempt at `rotate`; null when the key's permissions changed after they were checked. */
+  /** One attempt at `rotate`; null when the key changed after it was read (permissions or what is copied). */
   private async rotateOnce(
     id: string,
     options: { gracePeriodSeconds: number; expiresInSeconds?: number | null },
@@ -362,11 +363,13 @@ export class KeyService {
         targetId: id,
         detail: { replacement: created.record.id, gracePeriodSeconds: options.gracePeriodSeconds },
       }),
-      old.permissions,
+      // Written only while the key holds what was read: the permissions judged, and the
+      // settings copied (an allowlist set meanwhile must not be lost on the replacement).
+      old,
     );
     if (!rotated) {
       const current = await this.storage.keys.findById(id);
-      if (current && !samePermissions(current.permissions, old.permissions)) return null;
+      if (current && !holdsInherited(current, old)) return null;
       throw new ConflictError("Only an active key that has not been rotated already can be rotated.");
     }
     this.onIssued("api_key");

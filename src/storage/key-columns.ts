@@ -1,4 +1,4 @@
-import type { ApiKeyRecord } from "./types.ts";
+import type { ApiKeyRecord, InheritedKeyFields } from "./types.ts";
 
 /**
  * The api_keys columns in one fixed order, shared by both backends: inserts bind
@@ -44,4 +44,22 @@ export function keyColumnValues(record: ApiKeyRecord): Array<string | number | B
     record.lastUsedAt,
     record.allowedAddresses === null ? null : JSON.stringify(record.allowedAddresses),
   ];
+}
+
+const INHERITED = [
+  "name",
+  "scopes",
+  "permissions",
+  "ownerId",
+  "metadata",
+  "rateLimit",
+  "allowedAddresses",
+] as const satisfies ReadonlyArray<keyof InheritedKeyFields>;
+
+/**
+ * Whether a key still holds exactly the values in `holding` (KeyRepository.rotate), as
+ * both backends read them back: each field compared as JSON.
+ */
+export function holdsInherited(record: InheritedKeyFields, holding: InheritedKeyFields): boolean {
+  return INHERITED.every((field) => JSON.stringify(record[field]) === JSON.stringify(holding[field]));
 }

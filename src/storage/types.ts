@@ -79,6 +79,12 @@ export interface KeyListQuery {
   limit: number;
 }
 
+/** What a rotation's replacement copies from the key it replaces. */
+export type InheritedKeyFields = Pick<
+  ApiKeyRecord,
+  "name" | "scopes" | "permissions" | "ownerId" | "metadata" | "rateLimit" | "allowedAddresses"
+>;
+
 export interface KeyUpdate {
   name?: string;
   scopes?: string[];
@@ -140,15 +146,17 @@ export interface KeyRepository {
   /**
    * Atomically: inserts `replacement`, and on the old key sets replacedBy and caps its
    * expiry at `oldExpiresAt` (or revokes it when `revokeOld`), but only if the old key
-   * is still active, not rotated already and, with `holding`, still holds exactly these
-   * permissions. Returns false (and writes nothing) otherwise.
+   * is still active, not rotated already and, with `holding`, still holds exactly those
+   * values (`holdsInherited`): the permissions the caller was judged on, and the
+   * settings the replacement copies, so that none changed meanwhile (an allowlist set, a
+   * scope taken away) is lost on it. Returns false (and writes nothing) otherwise.
    */
   rotate(
     oldId: string,
     replacement: ApiKeyRecord,
     change: { at: number; oldExpiresAt: number; revokeOld: boolean },
     audit: AuditEventInput | null,
-    holding?: readonly string[],
+    holding?: InheritedKeyFields,
   ): Promise<boolean>;
   count(): Promise<number>;
   /**

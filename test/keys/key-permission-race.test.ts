@@ -102,6 +102,27 @@ for (const backend of backends()) {
       assert.deepEqual((await store.storage.keys.findById(rotated.record.id))?.permissions, []);
     });
 
+    // Regression: only the permissions were held during a rotation, so an allowlist (or
+    // scopes, owner, rate limit) set on the key between its read and the write was lost:
+    // the replacement copied what had been read, and was usable from anywhere.
+    test("a binding or narrowing made during a rotation is not lost on the replacement", async () => {
+      const target = await newKey([]);
+      interleaved.set(target.id, () =>
+        store.storage.keys.update(
+          target.id,
+          { allowedAddresses: ["192.0.2.0/24"], scopes: [], rateLimit: { limit: 5, windowSeconds: 60 } },
+          null,
+        ),
+      );
+      const rotated = await keys.rotate(target.id, { gracePeriodSeconds: 0 }, writer);
+      const stored = await store.storage.keys.findById(rotated.record.id);
+      for (const record of [rotated.record, stored]) {
+        assert.deepEqual(record?.allowedAddresses, ["192.0.2.0/24"]);
+        assert.deepEqual(record?.scopes, []);
+        assert.deepEqual(record?.rateLimit, { limit: 5, windowSeconds: 60 });
+      }
+    });
+
     test("a change the caller may still make goes through, judged on what the key holds now", async () => {
       const target = await newKey(["keys:write"]);
       interleaved.set(target.id, grant(target.id, []));

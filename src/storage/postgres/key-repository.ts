@@ -1,9 +1,16 @@
 import type DataLoader from "dataloader";
-import { KEY_COLUMN_COUNT, KEY_COLUMNS, KEY_COLUMNS_WITH_LAST_USE, keyColumnValues } from "../key-columns.ts";
+import {
+  holdsInherited,
+  KEY_COLUMN_COUNT,
+  KEY_COLUMNS,
+  KEY_COLUMNS_WITH_LAST_USE,
+  keyColumnValues,
+} from "../key-columns.ts";
 import type {
   ApiKeyRecord,
   AuditEventInput,
   IndexedKey,
+  InheritedKeyFields,
   KeyChanges,
   KeyListQuery,
   KeyRepository,
@@ -232,10 +239,14 @@ export class PostgresKeyRepository implements KeyRepository {
     replacement: ApiKeyRecord,
     change: { at: number; oldExpiresAt: number; revokeOld: boolean },
     audit: AuditEventInput | null,
-    holding?: readonly string[],
+    holding?: InheritedKeyFields,
   ): Promise<boolean> {
     return this.database.transaction(async (client) => {
-      if (holding !== undefined && !(await holds(client, oldId, holding))) return false;
+      if (holding !== undefined) {
+        // Locked until the end, so what is compared is what the replacement takes over.
+        const { rows } = await client.query<Row>(`SELECT ${COLUMNS} FROM api_keys WHERE id = $1 FOR UPDATE`, [oldId]);
+        if (rows[0] === undefined || !holdsInherited(toKey(rows[0]), holding)) return false;
+      }
       // The conditions in WHERE make this the single point of truth across nodes: two
       // rotations of one key race on this row lock, and the loser matches no row.
       const result = await client.query(

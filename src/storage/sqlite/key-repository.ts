@@ -1,8 +1,9 @@
-import { KEY_COLUMNS, KEY_COLUMNS_WITH_LAST_USE, keyColumnValues } from "../key-columns.ts";
+import { holdsInherited, KEY_COLUMNS, KEY_COLUMNS_WITH_LAST_USE, keyColumnValues } from "../key-columns.ts";
 import type {
   ApiKeyRecord,
   AuditEventInput,
   IndexedKey,
+  InheritedKeyFields,
   KeyChanges,
   KeyListQuery,
   KeyRepository,
@@ -168,10 +169,13 @@ export class SqliteKeyRepository implements KeyRepository {
     replacement: ApiKeyRecord,
     change: { at: number; oldExpiresAt: number; revokeOld: boolean },
     audit: AuditEventInput | null,
-    holding?: readonly string[],
+    holding?: InheritedKeyFields,
   ): Promise<boolean> {
     return this.database.transaction(() => {
-      if (holding !== undefined && !this.holds(oldId, holding)) return false;
+      if (holding !== undefined) {
+        const current = this.findByIdNow(oldId);
+        if (current === null || !holdsInherited(current, holding)) return false;
+      }
       const result = this.database
         .statement(
           `UPDATE api_keys SET replaced_by = ?,
