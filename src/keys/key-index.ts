@@ -285,7 +285,7 @@ export class KeyIndex {
     else this.revoked.set(record, key.revokedAt);
     const policy = key.rateLimit;
     const addresses = key.allowedAddresses ?? null;
-    const profileName = `${JSON.stringify(key.scopes)}|${JSON.stringify(key.permissions)}|${policy ? `${policy.limit}/${policy.windowSeconds}` : ""}|${addresses === null ? "" : addresses.join(" ")}`;
+    const profileName = `${JSON.stringify(key.scopes)}|${JSON.stringify(key.permissions)}|${policy ? `${policy.limit}/${policy.windowSeconds}` : ""}|${addresses === null ? "" : JSON.stringify(addresses)}`;
     const profile = this.profileInterner.number(
       profileName,
       Object.freeze({

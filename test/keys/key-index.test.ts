@@ -195,6 +195,20 @@ describe("KeyIndex", () => {
     index.upsert({ ...k, ownerId: "someone else" });
     assert.equal(index.take(record, policy, windowStart + 60_001).remaining, 1);
   });
+  // Regression: the profile's name wrote an allowlist as its entries joined, so an empty
+  // list (no address may use the key, as storage reads it; only SQL can store one) and
+  // none at all (any address) had one name, and the second key took the first one's.
+  test("a key with an empty allowlist does not share the profile of one without any", () => {
+    const index = new KeyIndex();
+    const anywhere = key();
+    const nowhere = key({ allowedAddresses: [] });
+    index.upsert(anywhere);
+    index.upsert(nowhere);
+    assert.equal(index.allowlist(index.find(anywhere.digest)), null);
+    const list = index.allowlist(index.find(nowhere.digest));
+    assert.notEqual(list, null);
+    assert.equal(list?.allows("192.0.2.1"), false);
+  });
 });
 
 describe("packed ids", () => {
