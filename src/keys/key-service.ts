@@ -4,7 +4,7 @@ import type { Clock } from "../lib/clock.ts";
 import { newId } from "../lib/ids.ts";
 import { unstorableText } from "../lib/storable-text.ts";
 import type { OnIssued } from "../observability/issued.ts";
-import { holdsInherited } from "../storage/key-columns.ts";
+import { holdsInherited, holdsPermissions } from "../storage/key-columns.ts";
 import type { ApiKeyRecord, AuditEventInput, KeyUpdate, RateLimitPolicy, Storage } from "../storage/types.ts";
 import { digestKey, generateKey, keyHint, type RandomBytes } from "./key-format.ts";
 import type { KeyPolicy } from "./key-policy.ts";
@@ -277,7 +277,7 @@ export class KeyService {
       );
       if (!record) throw new NotFoundError(`No key with id ${id}.`);
       // Other permissions than were judged: nothing was written; judged again.
-      if (!samePermissions(record.permissions, current.permissions)) continue;
+      if (!holdsPermissions(record, current.permissions)) continue;
       await this.onChange(id);
       return record;
     }
@@ -377,10 +377,6 @@ export class KeyService {
     const previous = await this.get(id);
     return { ...created, previous: { id, expiresAt: previous.expiresAt, revokedAt: previous.revokedAt } };
   }
-}
-
-function samePermissions(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((permission, i) => permission === b[i]);
 }
 
 /**

@@ -63,3 +63,8 @@ const INHERITED = [
 export function holdsInherited(record: InheritedKeyFields, holding: InheritedKeyFields): boolean {
   return INHERITED.every((field) => JSON.stringify(record[field]) === JSON.stringify(holding[field]));
 }
+
+/** Whether a key holds exactly these permissions (KeyRepository's `holding`), in the same order. */
+export function holdsPermissions(record: Pick<ApiKeyRecord, "permissions">, permissions: readonly string[]): boolean {
+  return JSON.stringify(record.permissions) === JSON.stringify(permissions);
+}

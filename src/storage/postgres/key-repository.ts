@@ -1,6 +1,7 @@
 import type DataLoader from "dataloader";
 import {
   holdsInherited,
+  holdsPermissions,
   KEY_COLUMN_COUNT,
   KEY_COLUMNS,
   KEY_COLUMNS_WITH_LAST_USE,
@@ -179,8 +180,7 @@ export class PostgresKeyRepository implements KeyRepository {
       // The row locked first, so that what is read as before is what the change replaces.
       await client.query("SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE", [id]);
       const before = await findById(client, id);
-      if (!before || (holding !== undefined && JSON.stringify(before.permissions) !== JSON.stringify(holding)))
-        return null;
+      if (!before || (holding !== undefined && !holdsPermissions(before, holding))) return null;
       const sets: string[] = [];
       const params: unknown[] = [];
       const set = (column: string, value: unknown) => {

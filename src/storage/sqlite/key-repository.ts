@@ -1,4 +1,10 @@
-import { holdsInherited, KEY_COLUMNS, KEY_COLUMNS_WITH_LAST_USE, keyColumnValues } from "../key-columns.ts";
+import {
+  holdsInherited,
+  holdsPermissions,
+  KEY_COLUMNS,
+  KEY_COLUMNS_WITH_LAST_USE,
+  keyColumnValues,
+} from "../key-columns.ts";
 import type {
   ApiKeyRecord,
   AuditEventInput,
@@ -113,8 +119,7 @@ export class SqliteKeyRepository implements KeyRepository {
   ): Promise<ApiKeyRecord | null> {
     return this.database.transaction(() => {
       const before = this.findByIdNow(id);
-      if (!before || (holding !== undefined && JSON.stringify(before.permissions) !== JSON.stringify(holding)))
-        return null;
+      if (!before || (holding !== undefined && !holdsPermissions(before, holding))) return null;
       const sets: string[] = [];
       const values: Array<string | number | null> = [];
       const set = (column: string, value: string | number | null) => {
@@ -154,7 +159,11 @@ export class SqliteKeyRepository implements KeyRepository {
     holding?: readonly string[],
   ): Promise<ApiKeyRecord | null> {
     return this.database.transaction(() => {
-      if (holding !== undefined && !this.holds(id, holding)) return this.findByIdNow(id);
+      if (holding !== undefined) {
+        // In the write transaction: what is read here stays so until the commit.
+        const current = this.findByIdNow(id);
+        if (current === null || !holdsPermissions(current, holding)) return current;
+      }
       const result = this.database
         .statement("UPDATE api_keys SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL")
         .run(at, reason, id);
@@ -199,14 +208,6 @@ export class SqliteKeyRepository implements KeyRepository {
       if (audit) insertAuditEvent(this.database, audit);
       return true;
     });
-  }
-
-  /** True when the key exists and holds exactly these permissions (in a transaction: then they stay so). */
-  private holds(id: string, permissions: readonly string[]): boolean {
-    const row = this.database
-      .statement("SELECT 1 AS held FROM api_keys WHERE id = ? AND json(permissions) = json(?)")
-      .get(id, JSON.stringify(permissions));
-    return row !== undefined;
   }
 
   async expiringWithPermissions(from: number, until: number, limit: number): Promise<ApiKeyRecord[]> {
